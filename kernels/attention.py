@@ -1,0 +1,288 @@
+"""FlashAttention-2 forward as one Triton kernel, fast path and trace mode from the same source.
+
+One program per (q-block, batch*head). The kv loop is inside: K_j, V_j stream through the chip,
+the running max m_i and sum l_i are rescaled when the max grows, `acc` stays unnormalized and is
+divided by l_i once at the end; the log-sum-exp is stored for the backward. S and P never leave
+the chip. The kernel works in base 2 (exp2, scores pre-multiplied by log2(e)); the trace converts
+back to the textbook units (see kernels/trace.py).
+
+With TRACE=False no trace code is compiled in: that is the kernel the benchmarks time.
+Not for: building traces or inputs (kernels/trace.py) or the float64 reference (kernels/reference.py).
+"""
+import math
+
+from kernels import backend
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+HEAD_DIMS = (16, 32, 64, 128)
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+MAX_TILE_ELEMENTS = 128 * 128  # block_m * block_n: the score tile lives in registers
+MAX_BLOCK_HEAD_ELEMENTS = 256 * 128  # max(block_m, block_n) * head_dim: Q or K/V tile on chip
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+# trace buffers: state[0] = m, state[1] = l, state[2] = alpha ; counters in this order
+COUNTER_KEYS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
+
+
+def dtypes() -> tuple[str, ...]:
+    """Input dtypes this backend runs. The interpreter has no bfloat16 arithmetic."""
+    return ("float32", "float16") if backend.INTERPRET else ("float32", "float16", "bfloat16")
+
+
+def check_blocks(block_m: int, block_n: int, head_dim: int) -> None:
+    """ValueError naming the allowed values, the way a user can act on it."""
+    if head_dim not in HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {HEAD_DIMS}, got {head_dim}")
+    for name, b in (("block_m", block_m), ("block_n", block_n)):
+        if not isinstance(b, int) or b not in BLOCK_SIZES:
+            raise ValueError(f"{name} must be a power of two between 16 and 256, got {b}")
+    if block_m * block_n > MAX_TILE_ELEMENTS:
+        raise ValueError(
+            f"block_m * block_n must be at most {MAX_TILE_ELEMENTS} (128 x 128) so the score "
+            f"tile fits in registers, got {block_m} x {block_n}"
+        )
+    if max(block_m, block_n) * head_dim > MAX_BLOCK_HEAD_ELEMENTS:
+        raise ValueError(
+            f"max(block_m, block_n) * head_dim must be at most {MAX_BLOCK_HEAD_ELEMENTS}, "
+            f"got {max(block_m, block_n)} x {head_dim}"
+        )
+
+
+@triton.jit
+def _attn_fwd_inner(
+    acc, l_i, m_i, q,
+    K_ptr, V_ptr, stride_kn, stride_kk, stride_vn, stride_vk,
+    start_m, lo, hi, qk_scale, N_CTX,
+    offs_m, offs_d,
+    TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    offs_nb = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        offs_n = start_n + offs_nb
+        # -- compute qk: K_j^T streams in, the (BLOCK_M, BLOCK_N) scores never leave the chip --
+        k_ptrs = K_ptr + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk
+        if MASKED:
+            k = tl.load(k_ptrs, mask=offs_n[None, :] < N_CTX, other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+        qk = tl.dot(q, k, input_precision=DOT_PRECISION)
+        if MASKED:  # ragged last kv-block, and the causal diagonal band
+            keep = offs_n[None, :] < N_CTX
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= offs_n[None, :])
+            qk = tl.where(keep, qk * qk_scale, float("-inf"))
+        else:
+            qk = qk * qk_scale
+        # -- update m_i and l_i: a larger max shrinks everything summed so far by alpha --
+        m_ij = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_ij[:, None])
+        alpha = tl.math.exp2(m_i - m_ij)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
+        acc_before = acc
+        acc = acc * alpha[:, None]
+        v_ptrs = V_ptr + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk
+        if MASKED:
+            v = tl.load(v_ptrs, mask=offs_n[:, None] < N_CTX, other=0.0)
+        else:
+            v = tl.load(v_ptrs)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+        m_i = m_ij
+        if TRACE:
+            j = start_n // BLOCK_N
+            row_ok = offs_m < N_CTX
+            kv_rows = tl.sum((offs_n < N_CTX).to(tl.int64))
+            tl.atomic_add(Counters + 1, kv_rows * HEAD_DIM)  # K_j loaded
+            tl.atomic_add(Counters + 2, kv_rows * HEAD_DIM)  # V_j loaded
+            tl.store(TraceVisit + start_m * Tk + j, step)
+            st = (start_m * Tk + j) * BLOCK_M + tl.arange(0, BLOCK_M)
+            plane = Tq * Tk * BLOCK_M
+            tl.store(TraceState + st, m_i * LN2, mask=row_ok)  # back to natural units
+            tl.store(TraceState + plane + st, l_i, mask=row_ok)
+            tl.store(TraceState + 2 * plane + st, alpha, mask=row_ok)
+            if slot >= 0:
+                tile = (slot * Tk + j).to(tl.int64)
+                ok = row_ok[:, None] & (offs_n[None, :] < N_CTX)
+                rows = tl.arange(0, BLOCK_M)
+                sp = tile * BLOCK_M * BLOCK_N + rows[:, None] * BLOCK_N + offs_nb[None, :]
+                tl.store(TraceS + sp, qk * LN2, mask=ok)
+                tl.store(TraceP + sp, p, mask=ok)
+                ap = tile * BLOCK_M * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
+                acc_plane = n_slots.to(tl.int64) * Tk * BLOCK_M * HEAD_DIM
+                tl.store(TraceAcc + ap, acc_before, mask=row_ok[:, None])
+                tl.store(TraceAcc + acc_plane + ap, acc, mask=row_ok[:, None])
+            step += 1
+    return acc, l_i, m_i, step
+
+
+@triton.jit
+def _attn_fwd(
+    Q, K, V, sm_scale, Lse, Out,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_oz, stride_oh, stride_om, stride_ok,
+    H, N_CTX,
+    TraceState, TraceVisit, TraceSlot, TraceS, TraceP, TraceAcc, Counters, n_slots,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    start_m = tl.program_id(0)
+    off_hz = tl.program_id(1)
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    Q_ptr = Q + off_z * stride_qz + off_h * stride_qh
+    K_ptr = K + off_z * stride_kz + off_h * stride_kh
+    V_ptr = V + off_z * stride_vz + off_h * stride_vh
+    O_ptr = Out + off_z * stride_oz + off_h * stride_oh
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < N_CTX
+    # -- Q_i is loaded once and stays on chip for the whole kv loop --
+    q = tl.load(Q_ptr + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                mask=row_ok[:, None], other=0.0)
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - float("inf")
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    qk_scale = sm_scale * LOG2E  # exp(x) == exp2(x * log2(e))
+
+    # kv-blocks [0, lo_masked) need no mask; [lo_masked, hi) hold the ragged end of the
+    # sequence and, when causal, the diagonal band. Tiles past hi are above the diagonal: skipped.
+    if CAUSAL:
+        hi = tl.minimum((start_m + 1) * BLOCK_M, N_CTX)
+        lo_masked = tl.minimum((start_m * BLOCK_M) // BLOCK_N, N_CTX // BLOCK_N) * BLOCK_N
+    else:
+        hi = N_CTX
+        lo_masked = (N_CTX // BLOCK_N) * BLOCK_N
+
+    slot = -1
+    step = 0
+    if TRACE:
+        slot = tl.load(TraceSlot + start_m)
+        tl.atomic_add(Counters + 0, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # Q_i loaded
+    Tq = tl.cdiv(N_CTX, BLOCK_M)
+    Tk = tl.cdiv(N_CTX, BLOCK_N)
+    acc, l_i, m_i, step = _attn_fwd_inner(
+        acc, l_i, m_i, q, K_ptr, V_ptr, stride_kn, stride_kk, stride_vn, stride_vk,
+        start_m, 0, lo_masked, qk_scale, N_CTX, offs_m, offs_d,
+        TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
+        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION,
+    )
+    acc, l_i, m_i, step = _attn_fwd_inner(
+        acc, l_i, m_i, q, K_ptr, V_ptr, stride_kn, stride_kk, stride_vn, stride_vk,
+        start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d,
+        TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
+        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION,
+    )
+    # -- epilogue: normalize once, store O_i and the log-sum-exp (natural log) --
+    out = acc / l_i[:, None]
+    tl.store(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=row_ok)
+    tl.store(O_ptr + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
+             out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+    if TRACE:
+        tl.atomic_add(Counters + 3, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # O_i stored
+        tl.atomic_add(Counters + 4, tl.sum(row_ok.to(tl.int64)))  # lse_i stored
+
+
+# ------------------------------------------------------------------------------ host side
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _TORCH_DTYPES[name]
+
+
+def _check_inputs(q, k, v) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be (batch, heads, seq_len, head_dim), got shape {tuple(t.shape)}")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(f"q, k, v must have one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    allowed = [_TORCH_DTYPES[d] for d in dtypes()]
+    if q.dtype not in allowed:
+        raise ValueError(f"dtype must be one of {dtypes()} on this backend, got {q.dtype}")
+    if q.shape[2] < 1:
+        raise ValueError(f"seq_len must be at least 1, got {q.shape[2]}")
+    if q.shape[3] not in HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {HEAD_DIMS}, got {q.shape[3]}")
+    if q.device.type != backend.DEVICE:
+        raise ValueError(f"inputs must be on {backend.DEVICE!r} for this backend, got {q.device}")
+
+
+def default_blocks(seq_len: int, head_dim: int) -> tuple[int, int]:
+    """One config under the interpreter; on the GPU the fast path is autotuned instead."""
+    return 64, 64
+
+
+class TraceBuffers:
+    """Device buffers the kernel writes its trace into (TRACE=True). NaN/-1 = never written."""
+
+    def __init__(self, seq_len, head_dim, block_m, block_n, tile_q_blocks, device):
+        tq, tk = math.ceil(seq_len / block_m), math.ceil(seq_len / block_n)
+        n = len(tile_q_blocks)
+        nan = float("nan")
+        self.state = torch.full((3, tq, tk, block_m), nan, dtype=torch.float32, device=device)
+        self.visit = torch.full((tq, tk), -1, dtype=torch.int32, device=device)
+        self.slot = torch.full((tq,), -1, dtype=torch.int32, device=device)
+        for s, i in enumerate(tile_q_blocks):
+            self.slot[i] = s
+        self.s = torch.full((max(n, 1), tk, block_m, block_n), nan, dtype=torch.float32, device=device)
+        self.p = torch.full_like(self.s, nan)
+        self.acc = torch.full((2, max(n, 1), tk, block_m, head_dim), nan, dtype=torch.float32, device=device)
+        self.counters = torch.zeros(len(COUNTER_KEYS), dtype=torch.int64, device=device)
+        self.n_slots = n
+
+    def args(self):
+        return (self.state, self.visit, self.slot, self.s, self.p, self.acc, self.counters, self.n_slots)
+
+
+def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
+            num_warps=None, num_stages=None):
+    backend.require_triton()
+    _check_inputs(q, k, v)
+    batch, heads, seq_len, head_dim = q.shape
+    check_blocks(block_m, block_n, head_dim)
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(head_dim)
+    out = torch.empty_like(q)
+    lse = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=q.device)
+    grid = (triton.cdiv(seq_len, block_m), batch * heads)
+    trace_args = trace.args() if trace is not None else (None,) * 7 + (0,)
+    extra = {}
+    if not backend.INTERPRET:
+        extra["num_warps"] = num_warps or (4 if block_m * block_n <= 64 * 64 else 8)
+        extra["num_stages"] = num_stages or 2
+    _attn_fwd[grid](
+        q, k, v, sm_scale, lse, out,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        heads, seq_len,
+        *trace_args,
+        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
+        CAUSAL=bool(causal), TRACE=trace is not None,
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        **extra,
+    )
+    return out, lse
+
+
+def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None):
+    """(out, lse): out (batch, heads, seq_len, head_dim) in q's dtype, lse float32 natural log."""
+    if block_m is None or block_n is None:
+        dm, dn = default_blocks(q.shape[-2], q.shape[-1])
+        block_m, block_n = block_m or dm, block_n or dn
+    return _launch(q, k, v, causal, sm_scale, block_m, block_n)
+
+
+def flash_attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor:
+    """softmax(q k^T * sm_scale) v, FlashAttention-2 forward. sm_scale defaults to 1/sqrt(head_dim)."""
+    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]

@@ -1,0 +1,109 @@
+"""float64 references the kernels are checked against. Nothing here is shown as kernel output.
+
+Each function computes in NumPy float64, with the memory traffic of the textbook algorithm
+written next to the line that causes it (the same counts as kernels/traffic.py).
+"""
+import math
+
+import numpy as np
+
+
+def _f64(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- softmax, pass by pass
+def softmax_naive(x) -> dict:
+    """y = e^x / sum e^x. Overflows for large x, exactly as the kernel does in low precision."""
+    x = _f64(x)  # (rows, cols)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.exp(x).sum(axis=-1, keepdims=True)  # pass 1: read rows*cols
+        y = np.exp(x) / d  # pass 2: read rows*cols ; write rows*cols
+    return {"d": d[..., 0], "y": y}
+
+
+def softmax_safe(x) -> dict:
+    x = _f64(x)
+    m = x.max(axis=-1, keepdims=True)  # pass 1: read rows*cols
+    d = np.exp(x - m).sum(axis=-1, keepdims=True)  # pass 2: read rows*cols
+    y = np.exp(x - m) / d  # pass 3: read rows*cols ; write rows*cols
+    return {"m": m[..., 0], "d": d[..., 0], "y": y}
+
+
+def softmax_online(x, block: int) -> dict:
+    """Running (m, d) chunk by chunk, as the online kernel's first pass folds chunks in."""
+    x = _f64(x)
+    rows, cols = x.shape
+    n_chunks = max(1, math.ceil(cols / block))
+    m_traj = np.empty((rows, n_chunks))  # (rows, chunks) running max after each chunk
+    d_traj = np.empty((rows, n_chunks))
+    m = np.full(rows, -np.inf)
+    d = np.zeros(rows)
+    for c in range(n_chunks):  # pass 1: read rows*cols
+        chunk = x[:, c * block : (c + 1) * block]
+        m_new = np.maximum(m, chunk.max(axis=-1))
+        d = d * np.exp(m - m_new) + np.exp(chunk - m_new[:, None]).sum(axis=-1)
+        m = m_new
+        m_traj[:, c], d_traj[:, c] = m, d
+    y = np.exp(x - m[:, None]) / d[:, None]  # pass 2: read rows*cols ; write rows*cols
+    return {"m": m, "d": d, "y": y, "m_traj": m_traj, "d_traj": d_traj}
+
+
+# ---------------------------------------------------------------- attention
+def scores(q, k, sm_scale: float, causal: bool) -> np.ndarray:
+    """s = q k^T * sm_scale, -inf above the diagonal when causal. (N, N) float64."""
+    q, k = _f64(q), _f64(k)
+    s = (q @ k.T) * sm_scale  # read N*d + N*d ; write N*N
+    if causal:
+        n = s.shape[0]
+        s = np.where(np.tril(np.ones((n, n), dtype=bool)), s, -np.inf)
+    return s
+
+
+def attention(q, k, v, causal: bool, sm_scale: float) -> dict:
+    """Standard attention: S and P are whole N x N matrices. Returns out, lse, s, p."""
+    s = scores(q, k, sm_scale, causal)  # (N, N)
+    m = s.max(axis=-1, keepdims=True)
+    e = np.exp(s - m)
+    l = e.sum(axis=-1, keepdims=True)
+    p = e / l  # read N*N ; write N*N
+    out = p @ _f64(v)  # read N*N + N*d ; write N*d
+    return {"out": out, "lse": (m + np.log(l))[:, 0], "s": s, "p": p}
+
+
+def attention_rows(q, k, v, causal: bool, sm_scale: float, chunk: int = 256) -> dict:
+    """out and lse of standard attention, a chunk of rows at a time: float64 without N x N memory."""
+    q, k, v = _f64(q), _f64(k), _f64(v)
+    n = q.shape[0]
+    out = np.empty((n, v.shape[1]))
+    lse = np.empty(n)
+    for r0 in range(0, n, chunk):
+        s = (q[r0 : r0 + chunk] @ k.T) * sm_scale  # (chunk, N)
+        if causal:
+            rows = np.arange(r0, r0 + s.shape[0])[:, None]
+            s = np.where(np.arange(n)[None, :] <= rows, s, -np.inf)
+        m = s.max(axis=-1, keepdims=True)
+        e = np.exp(s - m)
+        l = e.sum(axis=-1, keepdims=True)
+        out[r0 : r0 + chunk] = (e / l) @ v
+        lse[r0 : r0 + chunk] = (m + np.log(l))[:, 0]
+    return {"out": out, "lse": lse}
+
+
+def running_state(s: np.ndarray, block_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the running max m and sum l after each kv-block is folded in. (N, Tk) each.
+
+    -inf / 0 where a row has seen no unmasked score yet (causal rows before the diagonal block).
+    """
+    n = s.shape[1]
+    tk = math.ceil(n / block_n)
+    m = np.full((s.shape[0], tk), -np.inf)
+    l = np.zeros((s.shape[0], tk))
+    for j in range(tk):
+        seen = s[:, : (j + 1) * block_n]
+        m[:, j] = seen.max(axis=-1)
+        with np.errstate(invalid="ignore"):
+            l[:, j] = np.where(np.isfinite(m[:, j]), np.exp(seen - m[:, j : j + 1]).sum(axis=-1), 0.0)
+    return m, l

@@ -1,0 +1,186 @@
+"""The softmax kernels against the float64 references, and their own access counts against the
+traffic model. CPU runs them in Triton's interpreter; `-m gpu` runs the larger, compiled checks."""
+import numpy as np
+import pytest
+import torch
+
+from kernels import backend  # noqa: F401  (before triton)
+from kernels import reference, traffic
+from kernels import softmax as sm
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+# Allowed error: twice what torch.softmax gets in the same dtype, but never below the dtype's own
+# floor relative to the largest output. float32 (eps 6e-8): exp2, a tree sum of <= 1000 terms and
+# one division add a few ulps -> 1e-6. float16 / bfloat16 store the output in 11 / 8 bits, so
+# rounding alone costs up to 2^-11 ~ 5e-4 / 2^-8 ~ 4e-3 relative -> 1e-3 / 8e-3.
+RTOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+# (rows, cols, block): cols that do not divide the block, a single column, a single chunk
+SHAPES = [(3, 1, None), (5, 17, None), (7, 1000, 128), (4, 300, 64)]
+
+
+def _randn(rows, cols, dtype, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(rows, cols, generator=g, dtype=torch.float64) * scale).to(dtype).to(backend.DEVICE)
+
+
+def _assert_close(y, x, what):
+    """y against the float64 safe softmax of x exactly as the kernel saw it."""
+    ref = reference.softmax_safe(x)["y"]  # (rows, cols) float64
+    got = y.detach().cpu().double().numpy()
+    assert not np.isnan(got).any(), f"{what}: {np.isnan(got).sum()} of {got.size} outputs are NaN (unwritten or 0/0)"
+    err = np.abs(got - ref).max()
+    torch_err = np.abs(torch.softmax(x, dim=-1).cpu().double().numpy() - ref).max()
+    tol = max(2 * torch_err, RTOL[x.dtype] * ref.max())
+    assert err <= tol, f"{what}: max |y - ref| = {err:.3g} > {tol:.3g} (torch.softmax in {x.dtype}: {torch_err:.3g})"
+
+
+def _block_for(variant, block):
+    return None if variant == "single_pass" else block  # single_pass always takes the whole row
+
+
+# ---------------------------------------------------------------- values
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("rows,cols,block", SHAPES)
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_matches_float64_reference(variant, rows, cols, block, dtype):
+    x = _randn(rows, cols, dtype, seed=rows * cols)
+    out = torch.full_like(x, float("nan"))  # poison: any element the kernel skips stays NaN
+    y = sm.softmax(x, variant, block=_block_for(variant, block), out=out)
+    assert y.data_ptr() == out.data_ptr()
+    _assert_close(y, x, f"{variant} {dtype} {rows}x{cols} block={block}")
+
+
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_strided_rows(variant):
+    # rows 40 apart in memory but 33 wide: the kernels must follow stride_xm, not cols
+    x = _randn(6, 40, torch.float32, seed=1)[:, 3:36]
+    assert x.stride(0) == 40 and not x.is_contiguous()
+    y = sm.softmax(x, variant, block=_block_for(variant, 16))
+    _assert_close(y, x, f"{variant} strided rows")
+
+
+def test_naive_overflows_where_safe_and_online_do_not():
+    # fp16 randn * 100 reaches ~300; the kernels compute in fp32, where e^x overflows past x ~ 88
+    x = _randn(4, 300, torch.float16, scale=100.0, seed=2)
+    assert x.float().max() > 88.8
+    with np.errstate(over="ignore", invalid="ignore"):  # the interpreter's NumPy would warn
+        naive = sm.softmax(x, "naive", block=64)
+    assert not torch.isfinite(naive).all(), "naive softmax of fp16 randn*100 should overflow to inf/NaN"
+    for variant in ("safe", "online", "single_pass"):
+        y = sm.softmax(x, variant, block=_block_for(variant, 64))
+        assert torch.isfinite(y).all(), f"{variant}: {(~torch.isfinite(y)).sum()} non-finite outputs"
+        _assert_close(y, x, f"{variant} on fp16 randn*100")
+
+
+@pytest.mark.parametrize("variant", ["safe", "online", "single_pass"])
+def test_padding_never_sets_the_max(variant):
+    # every value near -120: if a masked lane counted as 0 in the max, e^(x - 0) underflows to 0 and
+    # y = 0/0; naive underflows the same way, which is why it is not run here
+    x = _randn(4, 300, torch.float32, seed=9) - 120.0
+    y = sm.softmax(x, variant, block=_block_for(variant, 64))
+    _assert_close(y, x, f"{variant} on rows near -120")
+
+
+# ---------------------------------------------------------------- counts
+@pytest.mark.parametrize("rows,cols,block", [(7, 1000, 128), (4, 300, 64), (3, 1, None), (2, 4096, 1024)])
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_counted_equals_model(variant, rows, cols, block):
+    x = _randn(rows, cols, torch.float32, seed=3)
+    _, counted = sm.softmax(x, variant, block=_block_for(variant, block), return_counts=True)
+    model = traffic.softmax(variant, rows, cols)
+    assert counted == model, f"{variant} {rows}x{cols} block={block}: kernel counted {counted}, model says {model}"
+
+
+# ---------------------------------------------------------------- trajectory
+def test_online_trajectory_matches_reference():
+    cols, block = 1000, 128  # 8 chunks, the last one 104 wide
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(cols, generator=g) + torch.linspace(0, 6, cols)  # a rising row: m grows, d is rescaled
+    m, d = sm.online_trajectory(x.to(backend.DEVICE), block)
+    ref = reference.softmax_online(x[None, :], block)
+    assert m.dtype == np.float32 and d.dtype == np.float32 and m.shape == d.shape == (8,)
+    assert np.array_equal(m, ref["m_traj"][0]), f"m differs: kernel {m}, reference {ref['m_traj'][0]}"
+    rel = np.abs(d - ref["d_traj"][0]) / ref["d_traj"][0]
+    assert rel.max() <= 1e-6, f"d differs by up to {rel.max():.3g} relative (float32 sums of <= 128 terms)"
+    assert np.all(np.diff(m) >= 0), f"running max decreased: {m}"
+    assert np.diff(m).max() > 0, "test row should make m grow at least once"
+
+
+# ---------------------------------------------------------------- validation
+def test_rejects_bad_arguments():
+    x = _randn(2, 8, torch.float32)
+    with pytest.raises(ValueError, match=r"variant must be one of \('naive', 'safe', 'online', 'single_pass'\)"):
+        sm.softmax(x, "fast")
+    for block in (48, 8, 131072):
+        with pytest.raises(ValueError, match=f"block must be a power of two between 16 and 65536, got {block}"):
+            sm.softmax(x, "online", block=block)
+    with pytest.raises(ValueError, match=r"x must be 2-D \(rows, cols\), got shape \(8,\)"):
+        sm.softmax(x[0])
+    with pytest.raises(ValueError, match="at least 1 row and 1 column"):
+        sm.softmax(x[:0])
+    with pytest.raises(ValueError, match="cols must be at most 32768, got 40000"):
+        sm.softmax(torch.zeros(1, 40000, device=backend.DEVICE), "single_pass")
+    with pytest.raises(ValueError, match=r"block must be >= cols \(40\), got 16"):
+        sm.softmax(_randn(2, 40, torch.float32), "single_pass", block=16)
+    with pytest.raises(ValueError, match="x.dtype must be one of float32, float16"):
+        sm.softmax(x.double())
+    with pytest.raises(ValueError, match="block must be a power of two"):
+        sm.online_trajectory(x[0], 100)
+
+
+@pytest.mark.skipif(not backend.INTERPRET, reason="bfloat16 runs when compiled")
+def test_rejects_bfloat16_in_interpreter():
+    with pytest.raises(ValueError, match="no bfloat16 in the interpreter"):
+        sm.softmax(_randn(2, 8, torch.bfloat16))
+
+
+def test_default_block():
+    assert sm.default_block(1000, torch.float32, "single_pass") == 1024
+    assert sm.default_block(1, torch.float32) == 16
+    big = sm.default_block(1 << 20, torch.float32)
+    assert big == (1024 if backend.INTERPRET else 4096)
+
+
+# ---------------------------------------------------------------- GPU, compiled
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_gpu_large(variant, dtype):
+    rows, cols = (64, 100_000) if variant != "single_pass" else (64, 32_768 - 3)
+    x = _randn(rows, cols, dtype, seed=5)
+    out = torch.full_like(x, float("nan"))
+    y, counted = sm.softmax(x, variant, out=out, return_counts=True)
+    _assert_close(y, x, f"{variant} {dtype} {rows}x{cols}")
+    model = traffic.softmax(variant, rows, cols)
+    assert counted == model, f"{variant} {rows}x{cols}: kernel counted {counted}, model says {model}"
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_overflow_and_trajectory():
+    x = _randn(8, 5000, torch.float16, scale=100.0, seed=6)
+    assert not torch.isfinite(sm.softmax(x, "naive")).all()
+    for variant in ("safe", "online", "single_pass"):
+        _assert_close(sm.softmax(x, variant), x, f"{variant} on fp16 randn*100")
+    row = _randn(1, 100_000, torch.float32, seed=7)[0]
+    m, d = sm.online_trajectory(row, 4096)
+    ref = reference.softmax_online(row[None, :], 4096)
+    assert np.array_equal(m, ref["m_traj"][0]), "m differs from the reference"
+    rel = np.abs(d - ref["d_traj"][0]) / ref["d_traj"][0]
+    assert rel.max() <= 1e-5, f"d differs by up to {rel.max():.3g} relative (ex2.approx, 25 chunks)"
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_fast_path_has_no_counting_code():
+    x = _randn(4, 5000, torch.float32, seed=8)
+    y = torch.empty_like(x)
+    args = (y, x, y, y, y, y.stride(0), x.stride(0), 0, x.shape[1])
+    fast = sm.softmax_online_kernel[(4,)](*args, BLOCK=1024, COUNT=False, TRACE=False)
+    counted = sm.softmax_online_kernel[(4,)](*args[:2], torch.zeros(2, dtype=torch.int64, device="cuda"),
+                                           *args[3:], BLOCK=1024, COUNT=True, TRACE=False)
+    assert "atom" not in fast.asm["ptx"], "COUNT=False still compiles an atomic"
+    assert "atom" in counted.asm["ptx"]
