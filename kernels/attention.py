@@ -21,8 +21,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 MAX_TILE_ELEMENTS = 128 * 128  # block_m * block_n: the score tile lives in registers
 MAX_BLOCK_HEAD_ELEMENTS = 256 * 128  # max(block_m, block_n) * head_dim: Q or K/V tile on chip
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+LOG2E = tl.constexpr(1.4426950408889634)  # constexpr: compiled kernels may not read plain globals
+LN2 = tl.constexpr(0.6931471805599453)
 
 # trace buffers: state[0] = m, state[1] = l, state[2] = alpha ; counters in this order
 COUNTER_KEYS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
@@ -247,14 +247,15 @@ class TraceBuffers:
 
 
 def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
-            num_warps=None, num_stages=None):
+            num_warps=None, num_stages=None, out=None):
     backend.require_triton()
     _check_inputs(q, k, v)
     batch, heads, seq_len, head_dim = q.shape
     check_blocks(block_m, block_n, head_dim)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(head_dim)
-    out = torch.empty_like(q)
+    if out is None:
+        out = torch.empty_like(q)
     lse = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=q.device)
     grid = (triton.cdiv(seq_len, block_m), batch * heads)
     trace_args = trace.args() if trace is not None else (None,) * 7 + (0,)

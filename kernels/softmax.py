@@ -23,7 +23,9 @@ VARIANTS = traffic.SOFTMAX_VARIANTS  # ("naive", "safe", "online", "single_pass"
 MIN_BLOCK, MAX_BLOCK = 16, 65536
 # single_pass keeps a row in registers: 32768 fp32 is 128 KiB per program, half an H100 SM's file
 SINGLE_PASS_MAX_COLS = 32768
-LOG2E = 1.4426950408889634  # e^x = 2^(x * log2 e); exp2 is the hardware instruction
+# e^x = 2^(x * log2 e); exp2 is the hardware instruction. A jit global must be a tl.constexpr when
+# compiled (the interpreter does not check this)
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 # ---------------------------------------------------------------- kernels
@@ -77,7 +79,7 @@ def softmax_safe_kernel(
     m_i = -float("inf")
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=0.0).to(tl.float32)  # read cols elements
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
         m_i = tl.maximum(m_i, tl.max(x, axis=0))
         if COUNT:
             n_loads += tl.sum(mask.to(tl.int32), axis=0)
@@ -264,7 +266,6 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
             out: torch.Tensor | None = None):
     """Row-wise softmax of a 2-D tensor with one of VARIANTS. Returns y, or (y, {"loads", "stores"})
     counted by the kernel itself when return_counts. `out` (same shape and dtype) is written in place."""
-    backend.require_triton()
     _check_variant(variant)
     x = _check_x(x)
     rows, cols = x.shape
@@ -289,7 +290,6 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
 def online_trajectory(x_row, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Running max m and running sum d after each chunk of the online kernel's first pass over one
     row, as the kernel wrote them (TRACE on). Two float32 arrays of length ceil(cols / block)."""
-    backend.require_triton()
     if isinstance(x_row, np.ndarray):
         x_row = torch.from_numpy(np.ascontiguousarray(x_row, dtype=np.float32))
     if not isinstance(x_row, torch.Tensor) or x_row.dim() != 1:

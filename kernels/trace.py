@@ -275,3 +275,28 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
         ref_out=ref["out"], ref_lse=ref["lse"],
         sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
     )
+
+
+def scores_softmax_counts(trace: AttentionTrace) -> dict:
+    """Run every softmax kernel over this trace's whole N x N score matrix S with counting on.
+
+    {variant: {"loads", "stores"}} as the kernels counted them. S is rebuilt from the trace's own
+    q and k (in float32; causal entries -inf); single_pass only where a row fits on chip.
+    """
+    backend.require_triton()
+    import torch
+
+    from kernels import softmax
+
+    c = trace.config
+    q, k = (torch.from_numpy(a).to(backend.DEVICE) for a in (trace.q, trace.k))
+    s = (q @ k.T) * trace.sm_scale  # (N, N)
+    if c.causal:
+        s = s.masked_fill(torch.ones_like(s, dtype=torch.bool).triu(1), float("-inf"))
+    out = {}
+    for variant in softmax.VARIANTS:
+        if variant == "single_pass" and c.seq_len > softmax.SINGLE_PASS_MAX_COLS:
+            continue
+        _, counts = softmax.softmax(s, variant=variant, return_counts=True)
+        out[variant] = counts
+    return out

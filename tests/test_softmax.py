@@ -8,8 +8,6 @@ from kernels import backend  # noqa: F401  (before triton)
 from kernels import reference, traffic
 from kernels import softmax as sm
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
 # Allowed error: twice what torch.softmax gets in the same dtype, but never below the dtype's own
 # floor relative to the largest output. float32 (eps 6e-8): exp2, a tree sum of <= 1000 terms and
 # one division add a few ulps -> 1e-6. float16 / bfloat16 store the output in 11 / 8 bits, so
@@ -144,8 +142,7 @@ def test_default_block():
 
 
 # ---------------------------------------------------------------- GPU, compiled
-@pytest.mark.gpu
-@gpu
+@pytest.mark.gpu  # tests/conftest.py skips it without CUDA
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("variant", sm.VARIANTS)
 def test_gpu_large(variant, dtype):
@@ -158,8 +155,7 @@ def test_gpu_large(variant, dtype):
     assert counted == model, f"{variant} {rows}x{cols}: kernel counted {counted}, model says {model}"
 
 
-@pytest.mark.gpu
-@gpu
+@pytest.mark.gpu  # tests/conftest.py skips it without CUDA
 def test_gpu_overflow_and_trajectory():
     x = _randn(8, 5000, torch.float16, scale=100.0, seed=6)
     assert not torch.isfinite(sm.softmax(x, "naive")).all()
@@ -173,8 +169,7 @@ def test_gpu_overflow_and_trajectory():
     assert rel.max() <= 1e-5, f"d differs by up to {rel.max():.3g} relative (ex2.approx, 25 chunks)"
 
 
-@pytest.mark.gpu
-@gpu
+@pytest.mark.gpu  # tests/conftest.py skips it without CUDA
 def test_gpu_fast_path_has_no_counting_code():
     x = _randn(4, 5000, torch.float32, seed=8)
     y = torch.empty_like(x)

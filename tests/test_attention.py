@@ -1,0 +1,99 @@
+"""FlashAttention-2 forward against the float64 reference, in the interpreter (CPU)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kernels import attention, backend, reference
+from tests.helpers import torch_attention_err
+
+# Besides PyTorch's own error, allow a floor for rounding the output itself: half an ulp of the
+# output dtype at |out| ~ 1 (fp16: 2**-11) plus fp32 accumulation noise.
+FLOOR = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+
+def check_against_reference(q, k, v, causal, block_m=None, block_n=None, sm_scale=None):
+    b, h, n, d = q.shape
+    scale = sm_scale if sm_scale is not None else 1 / math.sqrt(d)
+    out = torch.full_like(q, float("nan"))  # poison: every element must be written
+    if block_m is None:
+        out = attention.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale)
+        lse = None
+    else:
+        out, lse = attention._launch(q, k, v, causal, scale, block_m, block_n, out=out)
+    assert not torch.isnan(out).any(), f"{int(torch.isnan(out).sum())} output elements never written"
+    for bi in range(b):
+        for hi in range(h):
+            ref = reference.attention(q[bi, hi], k[bi, hi], v[bi, hi], causal, scale)
+            err = float(np.max(np.abs(out[bi, hi].double().cpu().numpy() - ref["out"])))
+            bound = 2 * torch_attention_err(q[bi, hi], k[bi, hi], v[bi, hi], causal, scale, ref["out"]) + FLOOR[q.dtype]
+            assert err <= bound, (
+                f"out differs from float64 by {err:.3g} (bound {bound:.3g}) at batch {bi} head {hi}, "
+                f"N={n} d={d} blocks={block_m}x{block_n} causal={causal} {q.dtype}"
+            )
+            if lse is not None:
+                lse_err = float(np.max(np.abs(lse[bi, hi].cpu().numpy() - ref["lse"])))
+                assert lse_err < 1e-4, f"lse differs from float64 by {lse_err:.3g}"
+
+
+def rand_qkv(b, h, n, d, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, d, generator=g).to(dtype).to(backend.DEVICE) for _ in range(3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16), (16, 64)])
+@pytest.mark.parametrize("head_dim", [16, 64])
+@pytest.mark.parametrize("seq_len", [1, 17, 113, 200, 256])
+def test_forward_matches_float64(seq_len, head_dim, block_m, block_n, causal, dtype):
+    q, k, v = rand_qkv(1, 2, seq_len, head_dim, dtype, seed=seq_len * 7 + head_dim)
+    check_against_reference(q, k, v, causal, block_m, block_n)
+
+
+@pytest.mark.parametrize("head_dim", [32, 128])
+def test_other_head_dims_and_default_blocks(head_dim):
+    q, k, v = rand_qkv(2, 1, 77, head_dim, torch.float32, seed=head_dim)
+    check_against_reference(q, k, v, causal=True)
+
+
+def test_strided_inputs_and_custom_scale():
+    # (batch, seq, heads, dim) memory viewed as (batch, heads, seq, dim): non-contiguous strides
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 50, 3, 32, generator=g).transpose(1, 2) for _ in range(3))
+    assert not q.is_contiguous()
+    check_against_reference(q, k, v, causal=False, block_m=32, block_n=16, sm_scale=0.3)
+
+
+def test_large_scores_stay_finite():
+    q, k, v = rand_qkv(1, 1, 100, 16, torch.float16, seed=5)
+    q, k = q * 10, k * 10  # scores ~ 100x: exp would overflow without the running max
+    check_against_reference(q, k, v, causal=False, block_m=32, block_n=32)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(block_m=48, block_n=16), "block_m must be a power of two between 16 and 256, got 48"),
+        (dict(block_m=16, block_n=8), "block_n must be a power of two between 16 and 256, got 8"),
+        (dict(block_m=256, block_n=128), r"block_m \* block_n must be at most 16384"),
+    ],
+)
+def test_bad_blocks_raise(kwargs, match):
+    q, k, v = rand_qkv(1, 1, 32, 16, torch.float32, seed=0)
+    with pytest.raises(ValueError, match=match):
+        attention.flash_attention_fwd(q, k, v, **kwargs)
+
+
+def test_bad_inputs_raise():
+    q, k, v = rand_qkv(1, 1, 32, 48, torch.float32, seed=0)
+    with pytest.raises(ValueError, match=r"head_dim must be one of \(16, 32, 64, 128\), got 48"):
+        attention.flash_attention(q, k, v)
+    q, k, v = rand_qkv(1, 1, 32, 16, torch.float32, seed=0)
+    with pytest.raises(ValueError, match="one shape"):
+        attention.flash_attention(q, k[:, :, :16], v)
+    with pytest.raises(ValueError, match=r"\(batch, heads, seq_len, head_dim\)"):
+        attention.flash_attention(q[0], k[0], v[0])
+    with pytest.raises(ValueError, match="one dtype"):
+        attention.flash_attention(q, k.half(), v)
