@@ -78,11 +78,15 @@ def _attn_fwd_inner(
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk * qk_scale, float("-inf"))
+            m_ij = tl.maximum(m_i, tl.max(qk, 1))
+            p = tl.math.exp2(qk - m_ij[:, None])
         else:
-            qk = qk * qk_scale
-        # -- update m_i and l_i: a larger max shrinks everything summed so far by alpha --
-        m_ij = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.math.exp2(qk - m_ij[:, None])
+            # -- update m_i: scale folded into one FMA with the subtraction below --
+            m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
+            if TRACE:
+                qk = qk * qk_scale
+        # -- update l_i: a larger max shrinks everything summed so far by alpha --
         alpha = tl.math.exp2(m_i - m_ij)
         l_i = l_i * alpha + tl.sum(p, 1)
         # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
@@ -134,7 +138,10 @@ def _attn_fwd(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    start_m = tl.program_id(0)
+    if CAUSAL:  # the last q-blocks have the most kv-blocks: launch them first, fewer idle SMs at the end
+        start_m = tl.num_programs(0) - 1 - tl.program_id(0)
+    else:
+        start_m = tl.program_id(0)
     off_hz = tl.program_id(1)
     off_z = (off_hz // H).to(tl.int64)
     off_h = (off_hz % H).to(tl.int64)
@@ -200,6 +207,14 @@ def torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[name]
 
 
+def _scale(sm_scale, head_dim) -> float:
+    if sm_scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if not (isinstance(sm_scale, (int, float)) and math.isfinite(sm_scale) and sm_scale > 0):
+        raise ValueError(f"sm_scale must be a finite number > 0, got {sm_scale!r}")
+    return float(sm_scale)
+
+
 def _check_inputs(q, k, v) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
@@ -217,11 +232,6 @@ def _check_inputs(q, k, v) -> None:
         raise ValueError(f"head_dim must be one of {HEAD_DIMS}, got {q.shape[3]}")
     if q.device.type != backend.DEVICE:
         raise ValueError(f"inputs must be on {backend.DEVICE!r} for this backend, got {q.device}")
-
-
-def default_blocks(seq_len: int, head_dim: int) -> tuple[int, int]:
-    """One config under the interpreter; on the GPU the fast path is autotuned instead."""
-    return 64, 64
 
 
 class TraceBuffers:
@@ -252,8 +262,7 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
     _check_inputs(q, k, v)
     batch, heads, seq_len, head_dim = q.shape
     check_blocks(block_m, block_n, head_dim)
-    if sm_scale is None:
-        sm_scale = 1.0 / math.sqrt(head_dim)
+    sm_scale = _scale(sm_scale, head_dim)
     if out is None:
         out = torch.empty_like(q)
     lse = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=q.device)
@@ -276,11 +285,61 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
     return out, lse
 
 
+# -- the fast path on a GPU: the same kernel, TRACE off, block sizes / warps / stages autotuned --
+def _configs():
+    if backend.INTERPRET:
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
+    out = []
+    for bm, bn, warps, stages in [
+        (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
+    ]:
+        out.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages))
+    return out
+
+
+def _keep(config_list, named_args, **kwargs):
+    head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
+    kept = [c for c in config_list
+            if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
+    return kept or config_list[:1]
+
+
+_attn_fwd_tuned = triton.autotune(
+    configs=_configs(), key=["N_CTX", "HEAD_DIM", "CAUSAL", "DOT_PRECISION"],
+    prune_configs_by={"early_config_prune": _keep},
+)(_attn_fwd)
+TUNED_CONFIGS = _configs()  # every config the autotuner can pick; the GPU tests run each one
+
+
+def _launch_tuned(q, k, v, causal, sm_scale):
+    backend.require_triton()
+    _check_inputs(q, k, v)
+    batch, heads, seq_len, head_dim = q.shape
+    sm_scale = _scale(sm_scale, head_dim)
+    out = torch.empty_like(q)
+    lse = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=q.device)
+
+    def grid(meta):
+        return (triton.cdiv(seq_len, meta["BLOCK_M"]), batch * heads)
+
+    _attn_fwd_tuned[grid](
+        q, k, v, sm_scale, lse, out,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        heads, seq_len,
+        *((None,) * 7 + (0,)),
+        HEAD_DIM=head_dim, CAUSAL=bool(causal), TRACE=False,
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )
+    return out, lse
+
+
 def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None):
-    """(out, lse): out (batch, heads, seq_len, head_dim) in q's dtype, lse float32 natural log."""
+    """(out, lse): out (batch, heads, seq_len, head_dim) in q's dtype, lse float32 natural log.
+    Without block sizes: the autotuned fast path on a GPU, 64 x 64 blocks in the interpreter."""
+    if block_m is None and block_n is None:
+        return _launch_tuned(q, k, v, causal, sm_scale)
     if block_m is None or block_n is None:
-        dm, dn = default_blocks(q.shape[-2], q.shape[-1])
-        block_m, block_n = block_m or dm, block_n or dn
+        raise ValueError("give both block_m and block_n, or neither (autotuned)")
     return _launch(q, k, v, causal, sm_scale, block_m, block_n)
 
 

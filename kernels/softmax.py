@@ -1,7 +1,9 @@
 """Row-wise softmax as Triton kernels: naive, safe and online, each streaming its row in chunks
 of BLOCK columns, and single-pass, which holds a whole row on chip.
 
-One program per row. Every kernel can count its own loads and stores (COUNT constexpr, masked
+Each program handles ROWS consecutive rows as a (ROWS, BLOCK) tile (default_rows_per_program:
+1 for long rows on a GPU, several when rows are short or in the interpreter, where every program
+costs milliseconds of Python). Every kernel can count its own loads and stores (COUNT constexpr, masked
 lanes excluded) so the app can show them next to kernels/traffic.py; the online kernel can also
 write its running (m, d) after each chunk (TRACE constexpr). Both are compiled out when off.
 
@@ -26,38 +28,59 @@ SINGLE_PASS_MAX_COLS = 32768
 # e^x = 2^(x * log2 e); exp2 is the hardware instruction. A jit global must be a tl.constexpr when
 # compiled (the interpreter does not check this)
 LOG2E = tl.constexpr(1.4426950408889634)
+MAX_ROWS_PER_PROGRAM = 256
+# rows per program: on a GPU only for short rows, up to a tile of 16K elements (a (ROWS, BLOCK)
+# tile of 1 x BLOCK is the measured long-row path and stays one row per program); in the
+# interpreter a tile of ~64K elements, where NumPy time per program outweighs Python overhead
+GPU_SHORT_ROW_BLOCK = 1024
+GPU_TILE_ELEMS = 16384
+INTERPRET_TILE_ELEMS = 65536
+MAX_TILE_ELEMS = 1 << 20  # triton's limit on the elements of one tensor
 
 
 # ---------------------------------------------------------------- kernels
+# Every kernel takes a (ROWS, BLOCK) tile: ROWS consecutive rows, BLOCK columns at a time, and
+# keeps its running state (m_i, l_i) as (ROWS,) vectors, reducing along axis=1. The rows of the
+# last, ragged group past n_rows are clamped to row n_rows - 1 so their loads stay in bounds and
+# their arithmetic finite; every store and every count is masked by row_ok so they never show.
+@triton.jit
+def _row_tile(pid, n_rows, ROWS: tl.constexpr):
+    """(ROWS,) int64 row indices of this program, clamped into [0, n_rows), and which are real."""
+    rows = pid.to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    row_ok = rows < n_rows
+    return tl.minimum(rows, n_rows - 1), row_ok
+
+
 @triton.jit
 def softmax_naive_kernel(
-    Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_cols,
-    BLOCK: tl.constexpr, COUNT: tl.constexpr,
+    Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    x_row_ptr = X_ptr + row * stride_xm
-    y_row_ptr = Y_ptr + row * stride_ym
-    offs_n = tl.arange(0, BLOCK)
+    rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
+    x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
+    y_row_ptr = Y_ptr + rows[:, None] * stride_ym
+    offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
     if COUNT:
         n_loads = 0
         n_stores = 0
     # -- pass 1: d = sum e^x, no max subtracted: overflows to inf once x > ~88 --
-    l_i = 0.0
+    l_i = tl.zeros((ROWS,), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+        mask = start_n + offs_n < n_cols  # (1, BLOCK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        l_i += tl.sum(tl.exp2(x * LOG2E), axis=0)  # masked lanes: e^-inf = 0
+        l_i += tl.sum(tl.exp2(x * LOG2E), axis=1)  # masked lanes: e^-inf = 0
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
     # -- pass 2: y = e^x / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        p = tl.exp2(x * LOG2E) / l_i
-        tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask)  # write cols elements
+        p = tl.exp2(x * LOG2E) / l_i[:, None]
+        mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
+        tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
-            n_stores += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum(mask_st.to(tl.int32))
+            n_stores += tl.sum(mask_st.to(tl.int32))
     if COUNT:
         tl.atomic_add(Counts_ptr, n_loads.to(tl.int64))
         tl.atomic_add(Counts_ptr + 1, n_stores.to(tl.int64))
@@ -65,41 +88,42 @@ def softmax_naive_kernel(
 
 @triton.jit
 def softmax_safe_kernel(
-    Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_cols,
-    BLOCK: tl.constexpr, COUNT: tl.constexpr,
+    Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    x_row_ptr = X_ptr + row * stride_xm
-    y_row_ptr = Y_ptr + row * stride_ym
-    offs_n = tl.arange(0, BLOCK)
+    rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
+    x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
+    y_row_ptr = Y_ptr + rows[:, None] * stride_ym
+    offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
     if COUNT:
         n_loads = 0
         n_stores = 0
     # -- pass 1: m = max x --
-    m_i = -float("inf")
+    m_i = tl.full((ROWS,), -float("inf"), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        m_i = tl.maximum(m_i, tl.max(x, axis=0))
+        m_i = tl.maximum(m_i, tl.max(x, axis=1))
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
     # -- pass 2: d = sum e^(x - m), every term <= 1 so nothing overflows --
-    l_i = 0.0
+    l_i = tl.zeros((ROWS,), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        l_i += tl.sum(tl.exp2((x - m_i) * LOG2E), axis=0)
+        l_i += tl.sum(tl.exp2((x - m_i[:, None]) * LOG2E), axis=1)
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
     # -- pass 3: y = e^(x - m) / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        p = tl.exp2((x - m_i) * LOG2E) / l_i
-        tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask)  # write cols elements
+        p = tl.exp2((x - m_i[:, None]) * LOG2E) / l_i[:, None]
+        mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
+        tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
-            n_stores += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum(mask_st.to(tl.int32))
+            n_stores += tl.sum(mask_st.to(tl.int32))
     if COUNT:
         tl.atomic_add(Counts_ptr, n_loads.to(tl.int64))
         tl.atomic_add(Counts_ptr + 1, n_stores.to(tl.int64))
@@ -107,41 +131,42 @@ def softmax_safe_kernel(
 
 @triton.jit
 def softmax_online_kernel(
-    Y_ptr, X_ptr, Counts_ptr, M_trace_ptr, L_trace_ptr, stride_ym, stride_xm, stride_tm, n_cols,
-    BLOCK: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
+    Y_ptr, X_ptr, Counts_ptr, M_trace_ptr, L_trace_ptr, stride_ym, stride_xm, stride_tm, n_rows, n_cols,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    x_row_ptr = X_ptr + row * stride_xm
-    y_row_ptr = Y_ptr + row * stride_ym
-    offs_n = tl.arange(0, BLOCK)
+    rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
+    x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
+    y_row_ptr = Y_ptr + rows[:, None] * stride_ym
+    offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
     if COUNT:
         n_loads = 0
         n_stores = 0
-    # -- pass 1: running max m_i and running sum l_i (d in the reference) in one sweep --
-    m_i = -float("inf")
-    l_i = 0.0
+    # -- pass 1: running max m_i and running sum l_i (d in the reference) in one sweep, per row --
+    m_i = tl.full((ROWS,), -float("inf"), dtype=tl.float32)
+    l_i = tl.zeros((ROWS,), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        m_new = tl.maximum(m_i, tl.max(x, axis=0))
+        m_new = tl.maximum(m_i, tl.max(x, axis=1))
         # -- rescale l_i: its terms were e^(x - m_old); 0 on the first chunk (m_old = -inf) --
         alpha = tl.exp2((m_i - m_new) * LOG2E)
-        l_i = l_i * alpha + tl.sum(tl.exp2((x - m_new) * LOG2E), axis=0)
+        l_i = l_i * alpha + tl.sum(tl.exp2((x - m_new[:, None]) * LOG2E), axis=1)
         m_i = m_new
         if TRACE:
-            tl.store(M_trace_ptr + row * stride_tm + start_n // BLOCK, m_i)
-            tl.store(L_trace_ptr + row * stride_tm + start_n // BLOCK, l_i)
+            tl.store(M_trace_ptr + rows * stride_tm + start_n // BLOCK, m_i, mask=row_ok)
+            tl.store(L_trace_ptr + rows * stride_tm + start_n // BLOCK, l_i, mask=row_ok)
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
     # -- pass 2: y = e^(x - m) / d with the final m, d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        p = tl.exp2((x - m_i) * LOG2E) / l_i
-        tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask)  # write cols elements
+        p = tl.exp2((x - m_i[:, None]) * LOG2E) / l_i[:, None]
+        mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
+        tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
-            n_loads += tl.sum(mask.to(tl.int32), axis=0)
-            n_stores += tl.sum(mask.to(tl.int32), axis=0)
+            n_loads += tl.sum(mask_st.to(tl.int32))
+            n_stores += tl.sum(mask_st.to(tl.int32))
     if COUNT:
         tl.atomic_add(Counts_ptr, n_loads.to(tl.int64))
         tl.atomic_add(Counts_ptr + 1, n_stores.to(tl.int64))
@@ -149,20 +174,21 @@ def softmax_online_kernel(
 
 @triton.jit
 def softmax_single_pass_kernel(
-    Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_cols,
-    BLOCK: tl.constexpr, COUNT: tl.constexpr,
+    Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    offs_n = tl.arange(0, BLOCK)
+    rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
+    offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
     mask = offs_n < n_cols
-    # -- the whole row on chip: max, sum and write without going back to memory --
-    x = tl.load(X_ptr + row * stride_xm + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-    m_i = tl.max(x, axis=0)
-    p = tl.exp2((x - m_i) * LOG2E)
-    l_i = tl.sum(p, axis=0)
-    tl.store(Y_ptr + row * stride_ym + offs_n, (p / l_i).to(Y_ptr.dtype.element_ty), mask=mask)  # write cols elements
+    # -- whole rows on chip: max, sum and write without going back to memory --
+    x = tl.load(X_ptr + rows[:, None] * stride_xm + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
+    m_i = tl.max(x, axis=1)
+    p = tl.exp2((x - m_i[:, None]) * LOG2E)
+    l_i = tl.sum(p, axis=1)
+    mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
+    tl.store(Y_ptr + rows[:, None] * stride_ym + offs_n, (p / l_i[:, None]).to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
     if COUNT:
-        n = tl.sum(mask.to(tl.int32), axis=0)
+        n = tl.sum(mask_st.to(tl.int32))
         tl.atomic_add(Counts_ptr, n.to(tl.int64))
         tl.atomic_add(Counts_ptr + 1, n.to(tl.int64))
 
@@ -187,6 +213,19 @@ def default_block(cols: int, dtype=torch.float32, variant: str = "online") -> in
     itemsize = torch.empty((), dtype=dtype).element_size()
     cap = 1024 if backend.INTERPRET else 16384 // itemsize
     return max(MIN_BLOCK, min(_next_pow2(cols), cap))
+
+
+def default_rows_per_program(rows: int, block: int) -> int:
+    """Rows per program for a (rows, cols) input chunked `block` wide: a power of two, at most
+    next_pow2(rows) and MAX_ROWS_PER_PROGRAM. GPU: 1 unless block <= GPU_SHORT_ROW_BLOCK, then as
+    many as fit GPU_TILE_ELEMS (8192 x 128 -> 128 rows a program). Interpreter: ~64K elements a tile."""
+    if backend.INTERPRET:
+        tile = INTERPRET_TILE_ELEMS
+    elif block <= GPU_SHORT_ROW_BLOCK:
+        tile = GPU_TILE_ELEMS
+    else:
+        return 1
+    return max(1, min(tile // block, _next_pow2(rows), MAX_ROWS_PER_PROGRAM))
 
 
 def _num_warps(block: int) -> int:
@@ -224,6 +263,21 @@ def _check_x(x) -> torch.Tensor:
     return x
 
 
+def _check_rows_per_program(rows_per_program, block: int) -> int:
+    r = rows_per_program
+    if (not isinstance(r, int) or isinstance(r, bool) or r < 1 or r > MAX_ROWS_PER_PROGRAM
+            or r & (r - 1)):
+        raise ValueError(
+            f"rows_per_program must be a power of two between 1 and {MAX_ROWS_PER_PROGRAM}, got {r!r}"
+        )
+    if r * block > MAX_TILE_ELEMS:
+        raise ValueError(
+            f"rows_per_program * block must be at most {MAX_TILE_ELEMS} elements (one tile), "
+            f"got {r} * {block}"
+        )
+    return r
+
+
 def _resolve_block(variant: str, block, cols: int, dtype) -> int:
     if variant == "single_pass":
         if cols > SINGLE_PASS_MAX_COLS:
@@ -240,18 +294,18 @@ def _resolve_block(variant: str, block, cols: int, dtype) -> int:
     return default_block(cols, dtype, variant) if block is None else _check_block(block)
 
 
-def _launch(variant, x, y, block, counts=None, m_trace=None, l_trace=None) -> None:
+def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l_trace=None) -> None:
     rows, cols = x.shape
     count, trace = counts is not None, m_trace is not None
     counts = counts if count else y  # placeholder pointer, never touched when COUNT is off
-    grid = (rows,)
-    meta = dict(BLOCK=block, COUNT=count, num_warps=_num_warps(block))
+    grid = (triton.cdiv(rows, rows_per_program),)
+    meta = dict(BLOCK=block, ROWS=rows_per_program, COUNT=count, num_warps=_num_warps(rows_per_program * block))
     if variant == "online":
         m_trace = m_trace if trace else y
         l_trace = l_trace if trace else y
         stride_tm = m_trace.stride(0) if trace else 0
         softmax_online_kernel[grid](
-            y, x, counts, m_trace, l_trace, y.stride(0), x.stride(0), stride_tm, cols, TRACE=trace, **meta
+            y, x, counts, m_trace, l_trace, y.stride(0), x.stride(0), stride_tm, rows, cols, TRACE=trace, **meta
         )
         return
     kernel = {
@@ -259,17 +313,22 @@ def _launch(variant, x, y, block, counts=None, m_trace=None, l_trace=None) -> No
         "safe": softmax_safe_kernel,
         "single_pass": softmax_single_pass_kernel,
     }[variant]
-    kernel[grid](y, x, counts, y.stride(0), x.stride(0), cols, **meta)
+    kernel[grid](y, x, counts, y.stride(0), x.stride(0), rows, cols, **meta)
 
 
 def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, return_counts: bool = False,
-            out: torch.Tensor | None = None):
+            out: torch.Tensor | None = None, rows_per_program: int | None = None):
     """Row-wise softmax of a 2-D tensor with one of VARIANTS. Returns y, or (y, {"loads", "stores"})
-    counted by the kernel itself when return_counts. `out` (same shape and dtype) is written in place."""
+    counted by the kernel itself when return_counts. `out` (same shape and dtype) is written in place.
+    rows_per_program (a power of two, 1..256) forces how many rows one program handles; None picks
+    default_rows_per_program."""
     _check_variant(variant)
     x = _check_x(x)
     rows, cols = x.shape
     block = _resolve_block(variant, block, cols, x.dtype)
+    if rows_per_program is None:
+        rows_per_program = default_rows_per_program(rows, block)
+    rows_per_program = _check_rows_per_program(rows_per_program, block)
     if out is None:
         y = torch.empty((rows, cols), dtype=x.dtype, device=x.device)
     else:
@@ -280,25 +339,32 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
             )
         y = out
     counts = torch.zeros(2, dtype=torch.int64, device=x.device) if return_counts else None  # (loads, stores)
-    _launch(variant, x, y, block, counts)
+    _launch(variant, x, y, block, rows_per_program, counts)
     if not return_counts:
         return y
     loads, stores = counts.tolist()
     return y, {"loads": loads, "stores": stores}
 
 
-def online_trajectory(x_row, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Running max m and running sum d after each chunk of the online kernel's first pass over one
-    row, as the kernel wrote them (TRACE on). Two float32 arrays of length ceil(cols / block)."""
+def online_trajectory(x_row, block: int, rows_per_program: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Running max m and running sum d after each chunk of the online kernel's first pass, as the
+    kernel wrote them (TRACE on). A row (cols,) gives two float32 arrays of length
+    ceil(cols / block); a matrix (rows, cols) gives (rows, ceil(cols / block)) each."""
     if isinstance(x_row, np.ndarray):
         x_row = torch.from_numpy(np.ascontiguousarray(x_row, dtype=np.float32))
-    if not isinstance(x_row, torch.Tensor) or x_row.dim() != 1:
-        raise ValueError(f"x_row must be 1-D (cols,), got shape {tuple(getattr(x_row, 'shape', ()))}")
-    x = _check_x(x_row[None, :])  # (1, cols)
+    if not isinstance(x_row, torch.Tensor) or x_row.dim() not in (1, 2):
+        raise ValueError(f"x_row must be 1-D (cols,) or 2-D (rows, cols), got shape {tuple(getattr(x_row, 'shape', ()))}")
+    one_row = x_row.dim() == 1
+    x = _check_x(x_row[None, :] if one_row else x_row)  # (rows, cols)
     _check_block(block)
-    n_chunks = math.ceil(x.shape[1] / block)
-    m_trace = torch.full((1, n_chunks), float("nan"), dtype=torch.float32, device=x.device)  # (1, chunks)
-    l_trace = torch.full((1, n_chunks), float("nan"), dtype=torch.float32, device=x.device)
+    rows, cols = x.shape
+    if rows_per_program is None:
+        rows_per_program = default_rows_per_program(rows, block)
+    rows_per_program = _check_rows_per_program(rows_per_program, block)
+    n_chunks = math.ceil(cols / block)
+    m_trace = torch.full((rows, n_chunks), float("nan"), dtype=torch.float32, device=x.device)  # (rows, chunks)
+    l_trace = torch.full((rows, n_chunks), float("nan"), dtype=torch.float32, device=x.device)
     y = torch.empty_like(x)
-    _launch("online", x, y, block, m_trace=m_trace, l_trace=l_trace)
-    return m_trace[0].cpu().numpy(), l_trace[0].cpu().numpy()
+    _launch("online", x, y, block, rows_per_program, m_trace=m_trace, l_trace=l_trace)
+    m, d = m_trace.cpu().numpy(), l_trace.cpu().numpy()
+    return (m[0], d[0]) if one_row else (m, d)
