@@ -50,13 +50,48 @@ def test_matches_float64_reference(variant, rows, cols, block, dtype):
     _assert_close(y, x, f"{variant} {dtype} {rows}x{cols} block={block}")
 
 
+@pytest.mark.parametrize("rows_per_program", [1, 4])
 @pytest.mark.parametrize("variant", sm.VARIANTS)
-def test_strided_rows(variant):
+def test_strided_rows(variant, rows_per_program):
     # rows 40 apart in memory but 33 wide: the kernels must follow stride_xm, not cols
     x = _randn(6, 40, torch.float32, seed=1)[:, 3:36]
     assert x.stride(0) == 40 and not x.is_contiguous()
-    y = sm.softmax(x, variant, block=_block_for(variant, 16))
-    _assert_close(y, x, f"{variant} strided rows")
+    y = sm.softmax(x, variant, block=_block_for(variant, 16), rows_per_program=rows_per_program)
+    _assert_close(y, x, f"{variant} strided rows, {rows_per_program} rows a program")
+
+
+# (rows, cols, block): row counts that leave the last program ragged (7 rows at 4 or 8 a program,
+# 13 at 4 or 8), several chunks per row, one chunk, a single column
+RAGGED_SHAPES = [(7, 1000, 128), (13, 300, 64), (7, 17, None), (13, 1, None)]
+
+
+@pytest.mark.parametrize("rows_per_program", [1, 4, 8])
+@pytest.mark.parametrize("rows,cols,block", RAGGED_SHAPES)
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_rows_per_program_values_and_counts(variant, rows, cols, block, rows_per_program):
+    # a (rows_per_program, BLOCK) tile per program: every real row written, rows past the end of
+    # the last, ragged group neither written (the NaN poison stays where it is out of bounds)
+    # nor counted
+    x = _randn(rows, cols, torch.float32, seed=rows * cols + rows_per_program)
+    what = f"{variant} {rows}x{cols} block={block}, {rows_per_program} rows a program"
+    out = torch.full((rows + 1, cols), float("nan"), device=backend.DEVICE)  # one spare row past the end
+    y, counted = sm.softmax(x, variant, block=_block_for(variant, block), out=out[:rows],
+                            return_counts=True, rows_per_program=rows_per_program)
+    _assert_close(y, x, what)
+    assert torch.isnan(out[rows]).all(), f"{what}: wrote past the last row"
+    model = traffic.softmax(variant, rows, cols)
+    assert counted == model, f"{what}: kernel counted {counted}, model says {model}"
+
+
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_rows_per_program_fp16_causal_rows(variant):
+    # fp16 with -inf entries as in a causal score matrix: row 0 has one finite value, so whole
+    # chunks of it are -inf; 13 rows at 8 a program leaves the second program 5 real rows
+    x = _randn(13, 300, torch.float16, seed=11)
+    x = x.masked_fill(torch.ones_like(x, dtype=torch.bool).triu(1), float("-inf"))
+    y, counted = sm.softmax(x, variant, block=_block_for(variant, 64), return_counts=True, rows_per_program=8)
+    _assert_close(y, x, f"{variant} fp16 causal rows, 8 rows a program")
+    assert counted == traffic.softmax(variant, 13, 300)
 
 
 def test_naive_overflows_where_safe_and_online_do_not():
@@ -106,6 +141,21 @@ def test_online_trajectory_matches_reference():
     assert np.diff(m).max() > 0, "test row should make m grow at least once"
 
 
+@pytest.mark.parametrize("rows_per_program", [1, 4, 8])
+def test_online_trajectory_several_rows_per_program(rows_per_program):
+    # 13 rising rows, each its own trajectory: the (ROWS,) running state must not mix rows, and
+    # the last, ragged program must write only its real rows
+    rows, cols, block = 13, 1000, 128
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(rows, cols, generator=g) + torch.linspace(0, 6, cols) * torch.arange(1, rows + 1)[:, None]
+    m, d = sm.online_trajectory(x.to(backend.DEVICE), block, rows_per_program=rows_per_program)
+    ref = reference.softmax_online(x, block)
+    assert m.shape == d.shape == (rows, 8) and m.dtype == np.float32
+    assert np.array_equal(m, ref["m_traj"]), f"m differs: kernel {m}, reference {ref['m_traj']}"
+    rel = np.abs(d - ref["d_traj"]) / ref["d_traj"]
+    assert rel.max() <= 1e-6, f"d differs by up to {rel.max():.3g} relative"
+
+
 # ---------------------------------------------------------------- validation
 def test_rejects_bad_arguments():
     x = _randn(2, 8, torch.float32)
@@ -126,6 +176,13 @@ def test_rejects_bad_arguments():
         sm.softmax(x.double())
     with pytest.raises(ValueError, match="block must be a power of two"):
         sm.online_trajectory(x[0], 100)
+    for r in (0, 3, 512, -4, 2.0, True):
+        with pytest.raises(ValueError, match="rows_per_program must be a power of two between 1 and 256"):
+            sm.softmax(x, "safe", rows_per_program=r)
+    with pytest.raises(ValueError, match="rows_per_program must be a power of two between 1 and 256"):
+        sm.online_trajectory(x[0], 16, rows_per_program=5)
+    with pytest.raises(ValueError, match=r"rows_per_program \* block must be at most 1048576"):
+        sm.softmax(_randn(2, 8192, torch.float32), "online", block=8192, rows_per_program=256)
 
 
 @pytest.mark.skipif(not backend.INTERPRET, reason="bfloat16 runs when compiled")
@@ -139,6 +196,38 @@ def test_default_block():
     assert sm.default_block(1, torch.float32) == 16
     big = sm.default_block(1 << 20, torch.float32)
     assert big == (1024 if backend.INTERPRET else 4096)
+
+
+def test_default_rows_per_program(monkeypatch):
+    # interpreter: tiles of ~64K elements, never more rows than the input rounds up to, at most 256
+    monkeypatch.setattr(sm.backend, "INTERPRET", True)
+    assert sm.default_rows_per_program(2048, 1024) == 64
+    assert sm.default_rows_per_program(2048, 2048) == 32
+    assert sm.default_rows_per_program(7, 16) == 8
+    assert sm.default_rows_per_program(1, 16) == 1
+    assert sm.default_rows_per_program(100_000, 16) == 256
+    assert sm.default_rows_per_program(4, 65536) == 1
+    # GPU: one row a program for long rows (the measured fast path), up to 16K-element tiles for short
+    monkeypatch.setattr(sm.backend, "INTERPRET", False)
+    assert sm.default_rows_per_program(8192, 128) == 128
+    assert sm.default_rows_per_program(8192, 1024) == 16
+    assert sm.default_rows_per_program(8192, 16) == 256
+    assert sm.default_rows_per_program(3, 128) == 4
+    assert sm.default_rows_per_program(4096, 2048) == 1
+    assert sm.default_rows_per_program(64, 32768) == 1
+
+
+def test_trace_scores_use_several_rows_per_program():
+    # what kernels.trace.scores_softmax_counts runs, N x N scores with the default tiling: in the
+    # interpreter all 256 rows in one program (a 256 x 256 tile) instead of one program per row
+    x = _randn(256, 256, torch.float32, seed=13)
+    for variant in sm.VARIANTS:
+        block = sm.default_block(256, torch.float32, variant)
+        if backend.INTERPRET:
+            assert sm.default_rows_per_program(256, block) == 256
+        y, counted = sm.softmax(x, variant, return_counts=True)
+        _assert_close(y, x, f"{variant} 256x256 default rows per program")
+        assert counted == traffic.softmax(variant, 256, 256)
 
 
 # ---------------------------------------------------------------- GPU, compiled
@@ -173,9 +262,22 @@ def test_gpu_overflow_and_trajectory():
 def test_gpu_fast_path_has_no_counting_code():
     x = _randn(4, 5000, torch.float32, seed=8)
     y = torch.empty_like(x)
-    args = (y, x, y, y, y, y.stride(0), x.stride(0), 0, x.shape[1])
-    fast = sm.softmax_online_kernel[(4,)](*args, BLOCK=1024, COUNT=False, TRACE=False)
+    args = (y, x, y, y, y, y.stride(0), x.stride(0), 0, x.shape[0], x.shape[1])
+    fast = sm.softmax_online_kernel[(4,)](*args, BLOCK=1024, ROWS=1, COUNT=False, TRACE=False)
     counted = sm.softmax_online_kernel[(4,)](*args[:2], torch.zeros(2, dtype=torch.int64, device="cuda"),
-                                           *args[3:], BLOCK=1024, COUNT=True, TRACE=False)
+                                           *args[3:], BLOCK=1024, ROWS=1, COUNT=True, TRACE=False)
     assert "atom" not in fast.asm["ptx"], "COUNT=False still compiles an atomic"
     assert "atom" in counted.asm["ptx"]
+
+
+@pytest.mark.gpu  # tests/conftest.py skips it without CUDA
+@pytest.mark.parametrize("variant", sm.VARIANTS)
+def test_gpu_short_rows_several_per_program(variant):
+    # 8192 x 128 takes 128 rows a program by default; 8191 leaves the last program ragged
+    rows, cols = 8191, 128
+    assert sm.default_rows_per_program(rows, sm.default_block(cols, torch.float32, variant)) == 128
+    x = _randn(rows, cols, torch.float32, seed=14)
+    out = torch.full_like(x, float("nan"))
+    y, counted = sm.softmax(x, variant, out=out, return_counts=True)
+    _assert_close(y, x, f"{variant} {rows}x{cols}")
+    assert counted == traffic.softmax(variant, rows, cols)

@@ -1,0 +1,612 @@
+"""Pure figure builders: (trace, q_block, step, row) -> plotly Figure or plain data.
+
+Every number drawn here is read from an AttentionTrace or from what a softmax kernel returned.
+The only arithmetic is on those values (acc x alpha, acc_after - acc_before x alpha, sums of the
+kernel's p), and it is labelled as such. No Streamlit import: tests call these directly.
+
+Not for: launching kernels (viz/state.py) or widgets and layout (viz/pages/).
+"""
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from kernels import traffic
+
+FONT = dict(family="Inter, Source Sans Pro, Arial, sans-serif", size=14, color="#1f2430")
+ORANGE, BLUE, GREEN, GREY, RED = "#E8710A", "#2E6DB4", "#2E9D5B", "#9AA3AE", "#C62828"
+
+# ---------------------------------------------------------------- tile grid
+TILE_STATES = ("done", "current", "pending", "other", "skipped")
+TILE_COLORS = {
+    "done": "#2E6DB4",  # folded into m, l, acc already
+    "current": "#E8710A",  # on chip now
+    "pending": "#B9D3EE",  # this q-block will visit it
+    "other": "#E4E7EB",  # another q-block's program computes it
+    "skipped": "#FFFFFF",  # above the causal diagonal: never loaded
+}
+TILE_LABELS = {
+    "done": "done",
+    "current": "current tile",
+    "pending": "pending",
+    "other": "other q-blocks",
+    "skipped": "skipped (causal)",
+}
+
+
+def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white", font=FONT, height=height,
+        margin=dict(l=10, r=10, t=kw.pop("t", 36), b=10), **kw,
+    )
+    return fig
+
+
+def step_count(trace, q_block: int) -> int:
+    """Tiles the kernel computed for q_block (fewer than Tk under causal)."""
+    return len(trace.steps(q_block))
+
+
+def kv_block(trace, q_block: int, step: int) -> int:
+    return int(trace.steps(q_block)[step])
+
+
+def _cols(trace, j: int) -> int:
+    """Columns of kv-block j that lie inside seq_len."""
+    c = trace.config
+    return min(c.block_n, c.seq_len - j * c.block_n)
+
+
+def tile_states(trace, q_block: int, step: int) -> np.ndarray:
+    """(Tq, Tk) array of TILE_STATES names for the followed q-block at this step."""
+    states = np.where(trace.visited, "other", "skipped").astype(object)
+    order = trace.visit_order[q_block]  # (Tk,) step at which each tile was computed, -1 skipped
+    row = np.full(order.shape, "skipped", dtype=object)
+    row[(order >= 0) & (order < step)] = "done"
+    row[order == step] = "current"
+    row[order > step] = "pending"
+    states[q_block] = row
+    return states
+
+
+def _discrete_colorscale(colors: list[str]) -> list:
+    n = len(colors)
+    scale = []
+    for k, c in enumerate(colors):
+        scale += [[k / n, c], [(k + 1) / n, c]]
+    return scale
+
+
+def tile_grid_figure(trace, q_block: int, step: int) -> go.Figure:
+    """The seq_len x seq_len score matrix cut into block_m x block_n tiles, row 0 at the top."""
+    c = trace.config
+    tq, tk = trace.visit_order.shape
+    states = tile_states(trace, q_block, step)
+    code = {s: k for k, s in enumerate(TILE_STATES)}
+    z = np.vectorize(code.get)(states).astype(int)  # (Tq, Tk)
+    x_edges = [min(j * c.block_n, c.seq_len) for j in range(tk + 1)]
+    y_edges = [min(i * c.block_m, c.seq_len) for i in range(tq + 1)]
+    order = trace.visit_order
+    text = [["" for _ in range(tk)] for _ in range(tq)]
+    if tk <= 32:  # the step number at which the followed q-block visits each tile
+        for j in range(tk):
+            if order[q_block, j] >= 0:
+                text[q_block][j] = str(order[q_block, j] + 1)
+    hover = [[f"q-block {i} (rows {y_edges[i]}–{y_edges[i + 1] - 1}) × kv-block {j} "
+              f"(cols {x_edges[j]}–{x_edges[j + 1] - 1}): {TILE_LABELS[states[i, j]]}"
+              for j in range(tk)] for i in range(tq)]
+    gap = 2 if max(tq, tk) <= 32 else 0
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x_edges, y=y_edges, zmin=-0.5, zmax=len(TILE_STATES) - 0.5,
+        colorscale=_discrete_colorscale([TILE_COLORS[s] for s in TILE_STATES]), showscale=False,
+        xgap=gap, ygap=gap, text=text, texttemplate="%{text}", textfont=dict(size=13, color="white"),
+        hovertext=hover, hoverinfo="text", name="tiles",
+    ))
+    for s in TILE_STATES:  # legend entries; the heatmap itself has none
+        if (states == s).any():
+            fig.add_trace(go.Scatter(
+                x=[None], y=[None], mode="markers", name=TILE_LABELS[s],
+                marker=dict(symbol="square", size=14, color=TILE_COLORS[s], line=dict(color="#888", width=1)),
+            ))
+    j = kv_block(trace, q_block, step)
+    band = dict(type="rect", line=dict(color="#1f2430", width=3), fillcolor="rgba(0,0,0,0)", layer="above")
+    fig.add_shape(name="q-row on chip", x0=0, x1=c.seq_len, y0=y_edges[q_block], y1=y_edges[q_block + 1], **band)
+    fig.add_shape(name="kv-column on chip", x0=x_edges[j], x1=x_edges[j + 1], y0=0, y1=c.seq_len,
+                  **{**band, "line": dict(color="#1f2430", width=3, dash="dot")})
+    ticks_x = x_edges if tk <= 16 else None
+    ticks_y = y_edges[:-1] if tq <= 16 else None  # the last edge would sit under the legend
+    fig.update_xaxes(range=[0, c.seq_len], side="top", tickvals=ticks_x, showgrid=False, zeroline=False,
+                     constrain="domain", tickfont=dict(size=12))
+    fig.update_yaxes(range=[c.seq_len, 0], tickvals=ticks_y, showgrid=False, zeroline=False, scaleanchor="x",
+                     constrain="domain", tickfont=dict(size=12))
+    fig.update_layout(title=dict(text="tiles of S: keys →, queries ↓", x=0, font=dict(size=15)))
+    return _layout(fig, 360, t=58, legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font=dict(size=12),
+                                              itemwidth=30, tracegroupgap=0))
+
+
+# ---------------------------------------------------------------- the current tile
+def tile_ranges(trace, q_block: int) -> dict:
+    """Fixed color ranges over every tile of this q-block: {"s": (lo, hi), "p": (lo, hi)}."""
+    slot = trace.tile_slot(q_block)
+    out = {}
+    for name in ("s", "p"):
+        a = getattr(trace, name)[slot]  # (Tk, block_m, block_n)
+        a = a[np.isfinite(a)]
+        out[name] = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+        if out[name][0] == out[name][1]:
+            out[name] = (out[name][0] - 0.5, out[name][1] + 0.5)
+    return out
+
+
+def tile_values(trace, q_block: int, step: int, which: str) -> np.ndarray:
+    """s or p of the current tile, valid rows and columns only. -inf (masked) stays -inf."""
+    slot = trace.tile_slot(q_block)
+    j = kv_block(trace, q_block, step)
+    return getattr(trace, which)[slot, j, : trace.rows(q_block), : _cols(trace, j)]
+
+
+def tile_heatmap_figure(trace, q_block: int, step: int, which: str, row: int | None = None) -> go.Figure:
+    """Heatmap of the kernel's s (scores) or p = exp(s - m_new) for the current tile."""
+    c = trace.config
+    j = kv_block(trace, q_block, step)
+    vals = tile_values(trace, q_block, step, which)  # (rows, cols)
+    z = np.where(np.isfinite(vals), vals, np.nan)
+    zmin, zmax = tile_ranges(trace, q_block)[which]
+    xs = j * c.block_n + np.arange(vals.shape[1])
+    ys = q_block * c.block_m + np.arange(vals.shape[0])
+    title = "scores s = q·k × scale" if which == "s" else "p = exp(s − m_new)"
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, zmin=zmin, zmax=zmax,
+        colorscale="Viridis" if which == "s" else "Inferno",
+        colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12)),
+        hovertemplate="row %{y}, col %{x}<br>" + which + " = %{z:.4g}<extra></extra>", name=which,
+    ))
+    if row is not None and row < vals.shape[0]:
+        y = q_block * c.block_m + row
+        fig.add_shape(type="rect", x0=xs[0] - 0.5, x1=xs[-1] + 0.5, y0=y - 0.5, y1=y + 0.5,
+                      line=dict(color="#FFFFFF", width=2), name="selected row")
+    fig.update_xaxes(showgrid=False, zeroline=False, side="top", tickfont=dict(size=12))
+    fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
+                     tickfont=dict(size=12))
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=15)),
+                      plot_bgcolor="#BFC5CC")  # masked (causal) cells show this grey
+    return _layout(fig, 360, t=58)
+
+
+# ---------------------------------------------------------------- running state m, l, alpha
+def state_series(trace, q_block: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(kv-blocks in visit order, values (rows, steps)) of trace.m / l / alpha for q_block."""
+    js = trace.steps(q_block)
+    vals = getattr(trace, name)[q_block][:, : trace.rows(q_block)][js].T  # (rows, steps)
+    return js, vals
+
+
+def running_state_figure(trace, q_block: int, step: int, row: int) -> go.Figure:
+    """Running max m and running sum l of every row of the q-block, one line per row."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("running max m", "running sum l"))
+    for col, name in ((1, "m"), (2, "l")):
+        js, vals = state_series(trace, q_block, name)
+        xs, ys = [], []
+        for r in range(vals.shape[0]):  # every row in one trace, lines broken by None
+            xs += list(js) + [None]
+            ys += list(vals[r]) + [None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=GREY, width=1), opacity=0.45,
+                                 name=f"{name}: all rows", showlegend=False, hoverinfo="skip"), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=js, y=vals[row], mode="lines+markers", line=dict(color=BLUE, width=3), marker=dict(size=7),
+            name=f"{name}: row {row}", showlegend=False,
+            hovertemplate="kv-block %{x}<br>" + name + " = %{y:.5g}<extra></extra>"), row=1, col=col)
+        k = step
+        fig.add_trace(go.Scatter(
+            x=[js[k]], y=[vals[row, k]], mode="markers", marker=dict(size=14, color=ORANGE, line=dict(color="white", width=2)),
+            name=f"{name}: this step", showlegend=False, hoverinfo="skip"), row=1, col=col)
+        fig.add_vline(x=js[k], line=dict(color=ORANGE, width=2, dash="dot"), row=1, col=col)
+        fig.update_xaxes(title_text="kv-block j", tickvals=list(js) if len(js) <= 16 else None,
+                         range=[js[0] - 0.3, js[-1] + 0.3], row=1, col=col)
+    fig.update_annotations(font=dict(size=15))
+    return _layout(fig, 300, t=40)
+
+
+def rescaled_rows(trace, q_block: int, step: int) -> np.ndarray:
+    """Rows whose max grew at this step (alpha < 1); none at step 0, where m_old = -inf."""
+    _, alpha = state_series(trace, q_block, "alpha")
+    return alpha[:, step] < 1 if step > 0 else np.zeros(alpha.shape[0], bool)
+
+
+def rescale_count(trace, q_block: int, step: int) -> int:
+    """(row, step) events with alpha < 1 in steps 1..step: how often the max grew so far."""
+    _, alpha = state_series(trace, q_block, "alpha")
+    return int(np.sum(alpha[:, 1 : step + 1] < 1))
+
+
+def alpha_figure(trace, q_block: int, step: int, row: int) -> go.Figure:
+    """This step's alpha = exp(m_old - m_new) per row; rows whose max grew in orange."""
+    c = trace.config
+    _, alpha = state_series(trace, q_block, "alpha")
+    a = alpha[:, step]
+    grew = rescaled_rows(trace, q_block, step)
+    ys = q_block * c.block_m + np.arange(a.size)
+    colors = [ORANGE if g else GREY for g in grew]
+    fig = go.Figure(go.Bar(
+        x=ys, y=a, marker=dict(color=colors, line=dict(width=[2 if r == row else 0 for r in range(a.size)],
+                                                       color="#1f2430")),
+        hovertemplate="row %{x}<br>α = %{y:.5g}<extra></extra>", name="alpha"))
+    if step == 0:
+        fig.add_annotation(text="first tile: m_old = −∞, so α = 0",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                           font=dict(size=14), bgcolor="rgba(255,255,255,0.85)")
+    fig.update_xaxes(title_text="query row", showgrid=False)
+    fig.update_yaxes(range=[0, 1.08])
+    fig.update_layout(title=dict(text="α per row (<span style='color:%s'>orange: max grew</span>)" % ORANGE,
+                                 x=0, font=dict(size=15)), bargap=0.1)
+    return _layout(fig, 300, t=40)
+
+
+# ---------------------------------------------------------------- accumulator of one row
+def accumulator_parts(trace, q_block: int, step: int, row: int) -> dict:
+    """acc before, acc x alpha, p.V (what the kernel added) and acc after, for one row: (d,) each."""
+    slot = trace.tile_slot(q_block)
+    j = kv_block(trace, q_block, step)
+    before = trace.acc_before[slot, j, row]  # (d,)
+    after = trace.acc_after[slot, j, row]
+    alpha = float(trace.alpha[q_block, j, row])
+    scaled = before * alpha
+    return {"before": before, "scaled": scaled, "pv": after - scaled, "after": after, "alpha": alpha}
+
+
+ACC_ROWS = ("acc before", "α × acc before", "+ p·V (kernel added)", "= acc after")
+
+
+def _acc_range(trace, q_block: int, row: int) -> float:
+    slot = trace.tile_slot(q_block)
+    js = trace.steps(q_block)
+    vals = np.concatenate([trace.acc_before[slot, js, row].ravel(), trace.acc_after[slot, js, row].ravel()])
+    vals = vals[np.isfinite(vals)]
+    return float(np.abs(vals).max()) if vals.size and np.abs(vals).max() > 0 else 1.0
+
+
+def accumulator_figure(trace, q_block: int, step: int, row: int) -> go.Figure:
+    """The four stages of acc for one row as strips over head_dim, one fixed color range per row."""
+    parts = accumulator_parts(trace, q_block, step, row)
+    z = np.stack([parts["before"], parts["scaled"], parts["pv"], parts["after"]])  # (4, d)
+    lim = _acc_range(trace, q_block, row)
+    fig = go.Figure(go.Heatmap(
+        z=z, y=list(ACC_ROWS), x=np.arange(z.shape[1]), zmin=-lim, zmax=lim, colorscale="RdBu_r", zmid=0,
+        xgap=1, ygap=3, colorbar=dict(thickness=12, tickfont=dict(size=12)),
+        hovertemplate="%{y}<br>dim %{x}: %{z:.5g}<extra></extra>", name="acc"))
+    fig.update_yaxes(autorange="reversed", showgrid=False, tickfont=dict(size=14))
+    fig.update_xaxes(title_text="head dim", showgrid=False)
+    return _layout(fig, 260, t=10)
+
+
+def output_parts(trace, q_block: int, row: int) -> dict:
+    """After the last step: acc / l from the trace, the kernel's out and the float64 reference."""
+    slot = trace.tile_slot(q_block)
+    j = int(trace.steps(q_block)[-1])
+    r = q_block * trace.config.block_m + row
+    acc_over_l = trace.acc_after[slot, j, row] / trace.l[q_block, j, row]
+    return {"acc_over_l": acc_over_l, "out": trace.out[r], "ref": trace.ref_out[r],
+            "err": float(np.max(np.abs(trace.out[r].astype(np.float64) - trace.ref_out[r]))), "l": float(trace.l[q_block, j, row])}
+
+
+def output_figure(trace, q_block: int, row: int) -> go.Figure:
+    parts = output_parts(trace, q_block, row)
+    z = np.stack([parts["acc_over_l"], parts["out"], parts["ref"]])
+    lim = float(np.abs(trace.ref_out).max()) or 1.0
+    fig = go.Figure(go.Heatmap(
+        z=z, y=["acc / l (trace)", "out (kernel)", "float64 reference"], x=np.arange(z.shape[1]),
+        zmin=-lim, zmax=lim, colorscale="RdBu_r", zmid=0, xgap=1, ygap=3,
+        colorbar=dict(thickness=12, tickfont=dict(size=12)),
+        hovertemplate="%{y}<br>dim %{x}: %{z:.6g}<extra></extra>", name="out"))
+    fig.update_yaxes(autorange="reversed", showgrid=False)
+    fig.update_xaxes(title_text="head dim", showgrid=False)
+    return _layout(fig, 210, t=10)
+
+
+# ---------------------------------------------------------------- the update, with numbers
+def tex_num(v: float, digits: int = 4) -> str:
+    """A number for st.latex: 4 significant digits, -inf as -\\infty, exponents as x 10^k."""
+    v = float(v)
+    if math.isnan(v):
+        return r"\mathrm{NaN}"
+    if math.isinf(v):
+        return r"-\infty" if v < 0 else r"\infty"
+    s = f"{v:.{digits}g}"
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = rf"{mant} \times 10^{{{int(exp)}}}"
+    return s
+
+
+def _paren(v: float) -> str:
+    return f"({tex_num(v)})" if v < 0 else tex_num(v)
+
+
+def _tex_vec(a: np.ndarray, n: int = 2) -> str:
+    items = [tex_num(x) for x in a[:n]] + ([r"\dots"] if a.size > n else [])
+    return "[" + ", ".join(items) + "]"
+
+
+def update_values(trace, q_block: int, step: int, row: int) -> dict:
+    """The numbers of one row's update at this step, as the kernel wrote them."""
+    js = trace.steps(q_block)
+    j = int(js[step])
+    slot = trace.tile_slot(q_block)
+    s_row = trace.s[slot, j, row, : _cols(trace, j)]
+    p_row = trace.p[slot, j, row, : _cols(trace, j)]
+    finite = s_row[np.isfinite(s_row)]
+    prev = int(js[step - 1]) if step > 0 else None
+    parts = accumulator_parts(trace, q_block, step, row)
+    return {
+        "j": j,
+        "m_old": float(trace.m[q_block, prev, row]) if prev is not None else -math.inf,
+        "rowmax_s": float(finite.max()) if finite.size else -math.inf,
+        "m_new": float(trace.m[q_block, j, row]),
+        "alpha": float(trace.alpha[q_block, j, row]),
+        "l_old": float(trace.l[q_block, prev, row]) if prev is not None else 0.0,
+        "rowsum_p": float(p_row.sum(dtype=np.float64)),
+        "l_new": float(trace.l[q_block, j, row]),
+        "acc_old": parts["before"], "pv": parts["pv"], "acc_new": parts["after"],
+    }
+
+
+def update_equations(trace, q_block: int, step: int, row: int) -> str:
+    """One aligned LaTeX block: the four update equations with this row's numbers plugged in."""
+    v = update_values(trace, q_block, step, row)
+    n = tex_num
+    lines = [
+        rf"m_\text{{new}} &= \max(m_\text{{old}},\ \mathrm{{rowmax}}(s)) = \max({n(v['m_old'])},\ {n(v['rowmax_s'])}) = \mathbf{{{n(v['m_new'])}}}",
+        rf"\alpha &= e^{{\,m_\text{{old}} - m_\text{{new}}}} = e^{{{n(v['m_old'])} - {_paren(v['m_new'])}}} = \mathbf{{{n(v['alpha'])}}}",
+        rf"\ell_\text{{new}} &= \alpha\,\ell_\text{{old}} + \mathrm{{rowsum}}(p) = {n(v['alpha'])} \cdot {n(v['l_old'])} + {n(v['rowsum_p'])} = \mathbf{{{n(v['l_new'])}}}",
+        rf"\mathrm{{acc}}_\text{{new}} &= \alpha\,\mathrm{{acc}}_\text{{old}} + pV = {n(v['alpha'])} \cdot {_tex_vec(v['acc_old'])} + {_tex_vec(v['pv'])} = {_tex_vec(v['acc_new'])}",
+    ]
+    return r"\begin{aligned}" + r" \\[4pt] ".join(lines) + r"\end{aligned}"
+
+
+# ---------------------------------------------------------------- memory accesses
+def _flash_counted(counters: dict) -> dict:
+    loads = counters["q_loads"] + counters["k_loads"] + counters["v_loads"]
+    stores = counters["o_stores"] + counters["lse_stores"]
+    return {"loads": loads, "stores": stores}
+
+
+def memory_rows(trace, softmax_counts: dict | None) -> list[dict]:
+    """Model next to counted, in elements. softmax_counts: scores_softmax_counts(trace) or None."""
+    c = trace.config
+    n = c.seq_len
+    rows = []
+    names = {"naive": "naive softmax", "safe": "safe softmax", "online": "online softmax",
+             "single_pass": "single-pass softmax"}
+    for variant in traffic.SOFTMAX_VARIANTS:
+        counted = (softmax_counts or {}).get(variant)
+        if variant == "single_pass" and counted is None and softmax_counts is not None:
+            continue  # the row does not fit on chip: the kernel refuses, so no row
+        rows.append({"id": variant, "what": names[variant], "group": "softmax",
+                     "model": traffic.softmax(variant, n, n), "counted": counted})
+    rows.append({"id": "standard", "what": "standard attention", "group": "attention",
+                 "model": traffic.standard_attention(n, c.head_dim), "counted": None})
+    rows.append({"id": "flash", "what": "FlashAttention-2", "group": "attention",
+                 "model": trace.model_counters(), "counted": _flash_counted(trace.counters)})
+    for r in rows:
+        r["model_total"] = traffic.total(r["model"])
+        r["counted_total"] = traffic.total(r["counted"]) if r["counted"] else None
+        r["equal"] = None if r["counted"] is None else (
+            r["counted"]["loads"] == r["model"]["loads"] and r["counted"]["stores"] == r["model"]["stores"])
+    return rows
+
+
+def memory_table(rows: list[dict]) -> list[dict]:
+    """Rows for st.dataframe."""
+    return [{
+        "": r["what"],
+        "model": r["model_total"],
+        "counted by the kernel": r["counted_total"],
+        "equal?": "—" if r["equal"] is None else ("✓" if r["equal"] else "✗ differs"),
+    } for r in rows]
+
+
+def flash_ratio(rows: list[dict]) -> float:
+    """Elements standard attention moves per element FlashAttention moved (counted when known)."""
+    std = next(r for r in rows if r["id"] == "standard")
+    fa = next(r for r in rows if r["id"] == "flash")
+    return std["model_total"] / (fa["counted_total"] or fa["model_total"])
+
+
+def flash_headline(rows: list[dict]) -> str:
+    ratio = flash_ratio(rows)
+    if ratio >= 1:
+        return f"FlashAttention moves {ratio:.1f}× fewer elements than standard attention here."
+    return (f"FlashAttention moves {1 / ratio:.1f}× more elements than standard attention here: "
+            f"K and V are re-read once per q-block, so a larger block_m helps at this size.")
+
+
+def memory_figure(rows: list[dict]) -> go.Figure:
+    """Horizontal bars: loads and stores per method (model), counted totals as diamonds."""
+    names = [r["what"] for r in rows][::-1]
+    rows_r = rows[::-1]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=names, x=[r["model"]["loads"] for r in rows_r], orientation="h", name="loads (model)",
+                         marker_color=BLUE, hovertemplate="%{y}: %{x:,} loads<extra></extra>"))
+    fig.add_trace(go.Bar(y=names, x=[r["model"]["stores"] for r in rows_r], orientation="h", name="stores (model)",
+                         marker_color="#8DB6E3", hovertemplate="%{y}: %{x:,} stores<extra></extra>"))
+    counted = [(r["what"], r["counted_total"]) for r in rows_r if r["counted_total"] is not None]
+    if counted:
+        fig.add_trace(go.Scatter(y=[c[0] for c in counted], x=[c[1] for c in counted], mode="markers",
+                                 name="counted by the kernel (total)",
+                                 marker=dict(symbol="diamond", size=13, color=ORANGE, line=dict(color="white", width=1)),
+                                 hovertemplate="%{y}: %{x:,} counted<extra></extra>"))
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=-0.12, yanchor="top", x=0, font=dict(size=13)))
+    fig.update_xaxes(tickformat="~s", side="top")
+    return _layout(fig, 330, t=30)
+
+
+# ---------------------------------------------------------------- softmax page
+# Each pass of each kernel in kernels/softmax.py: what it computes, and whether it writes y.
+PASSES = {
+    "naive": (("d = Σ eˣ", False), ("y = eˣ / d", True)),
+    "safe": (("m = max x", False), ("d = Σ eˣ⁻ᵐ", False), ("y = eˣ⁻ᵐ / d", True)),
+    "online": (("m, d running (rescale d when m grows)", False), ("y = eˣ⁻ᵐ / d", True)),
+    "single_pass": (("whole row on chip: m, d, y", True),),
+}
+VARIANT_TITLES = {"naive": "naive", "safe": "safe", "online": "online", "single_pass": "single pass (row on chip)"}
+PASS_STATES = ("read", "read_alt", "write", "write_alt", "current", "pending", "pending_alt")
+PASS_COLORS = {"read": "#2E6DB4", "read_alt": "#5B8FCB", "write": "#2E9D5B", "write_alt": "#5DBB82",
+               "current": "#E8710A", "pending": "#E4E7EB", "pending_alt": "#D2D7DD"}
+
+
+def softmax_steps(length: int, block: int) -> int:
+    """Chunk reads of the slowest variant (safe: 3 passes): the softmax page's step count."""
+    return max(len(p) for p in PASSES.values()) * math.ceil(length / block)
+
+
+def pass_position(length: int, block: int, step: int) -> tuple[int, int]:
+    """(pass, chunk) that the streaming kernels are on at this step."""
+    n_chunks = math.ceil(length / block)
+    return step // n_chunks, step % n_chunks
+
+
+def pass_states(variant: str, length: int, block: int, step: int) -> np.ndarray:
+    """(passes, length) of PASS_STATES names: which element each pass has read/written so far."""
+    passes = PASSES[variant]
+    if variant == "single_pass":
+        block = max(length, 1)  # the whole row is one chunk
+        p, c = (0, 0) if step == 0 else (1, 0)
+    else:
+        p, c = pass_position(length, block, step)
+    chunk = np.arange(length) // block  # (length,)
+    alt = chunk % 2 == 1
+    out = np.empty((len(passes), length), dtype=object)
+    for k, (_, writes) in enumerate(passes):
+        done_name = np.where(alt, "write_alt" if writes else "read_alt", "write" if writes else "read")
+        pend_name = np.where(alt, "pending_alt", "pending")
+        if k < p:
+            out[k] = done_name
+        elif k > p:
+            out[k] = pend_name
+        else:
+            out[k] = np.where(chunk < c, done_name, np.where(chunk == c, "current", pend_name))
+    return out
+
+
+def softmax_passes_figure(variant: str, length: int, block: int, step: int) -> go.Figure:
+    """One row of cells per pass; blue = read, green = read and y written, orange = this chunk."""
+    states = pass_states(variant, length, block, step)
+    code = {s: k for k, s in enumerate(PASS_STATES)}
+    z = np.vectorize(code.get)(states).astype(int) if states.size else np.zeros((len(PASSES[variant]), 0))
+    loads, stores = traffic.SOFTMAX_ACCESSES[variant]
+    labels = [f"pass {k + 1}: {name}" + (" → write y" if w else "") for k, (name, w) in enumerate(PASSES[variant])]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=np.arange(length), y=labels, zmin=-0.5, zmax=len(PASS_STATES) - 0.5,
+        colorscale=_discrete_colorscale([PASS_COLORS[s] for s in PASS_STATES]), showscale=False,
+        xgap=1 if length <= 128 else 0, ygap=4, hoverinfo="x+y", name=variant))
+    fig.update_yaxes(autorange="reversed", showgrid=False, tickfont=dict(size=13))
+    fig.update_xaxes(showgrid=False, title_text=None, range=[-0.5, length - 0.5])
+    title = (f"<b>{VARIANT_TITLES[variant]}</b>: {len(PASSES[variant])} pass{'es' if len(PASSES[variant]) > 1 else ''}, "
+             f"{loads} read{'s' if loads > 1 else ''} + {stores} write = {loads + stores} accesses per element")
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)))
+    return _layout(fig, 70 + 34 * len(PASSES[variant]), t=36)
+
+
+def online_rescales(m: np.ndarray) -> list[tuple[int, float]]:
+    """(chunk, e^(m_old - m_new)) for each chunk after the first where the kernel's running max grew."""
+    return [(c, float(np.exp(np.float64(m[c - 1]) - np.float64(m[c])))) for c in range(1, len(m)) if m[c] > m[c - 1]]
+
+
+def online_table(m: np.ndarray, d: np.ndarray, ref_m: np.ndarray, ref_d: np.ndarray) -> list[dict]:
+    """Per chunk: the kernel's (m, d), the rescale factor where m grew, the float64 check."""
+    factors = dict(online_rescales(m))
+    return [{
+        "chunk": c,
+        "m": float(m[c]),
+        "d": float(d[c]),
+        "d ×": factors.get(c),
+        "m (f64)": float(ref_m[c]),
+        "d (f64)": float(ref_d[c]),
+    } for c in range(len(m))]
+
+
+def online_state_figure(x: np.ndarray, m: np.ndarray, d: np.ndarray, block: int, chunk: int | None,
+                        ref_m: np.ndarray | None = None, ref_d: np.ndarray | None = None) -> go.Figure:
+    """Top: the row and the kernel's running max after each chunk; bottom: its running sum d."""
+    n_chunks = len(m)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.2, row_heights=[0.6, 0.4],
+                        subplot_titles=("elements x, and the running max m after each chunk",
+                                        "running sum d after each chunk"))
+    fig.add_trace(go.Scatter(x=np.arange(len(x)), y=x, mode="markers", marker=dict(size=5, color=GREY),
+                             name="x", hovertemplate="x[%{x}] = %{y:.4g}<extra></extra>"), row=1, col=1)
+    mx, my = [], []
+    for c in range(n_chunks):  # m after chunk c, drawn across chunk c
+        lo, hi = c * block - 0.5, min((c + 1) * block, len(x)) - 0.5
+        mx += [lo, hi, None]
+        my += [float(m[c]), float(m[c]), None]
+    fig.add_trace(go.Scatter(x=mx, y=my, mode="lines", line=dict(color=BLUE, width=3), name="m (kernel)"), row=1, col=1)
+    for c, factor in online_rescales(m):
+        fig.add_annotation(x=c * block, y=float(m[c]), text=f"×{factor:.3g}", showarrow=True, arrowhead=0,
+                           ax=0, ay=-26, font=dict(size=13, color=ORANGE), row=1, col=1)
+    chunks = np.arange(n_chunks)
+    grew = np.array([c > 0 and m[c] > m[c - 1] for c in chunks])
+    fig.add_trace(go.Bar(x=chunks, y=d, marker_color=[ORANGE if g else BLUE for g in grew], name="d (kernel)",
+                         hovertemplate="chunk %{x}<br>d = %{y:.6g}<extra></extra>"), row=2, col=1)
+    if ref_d is not None:
+        fig.add_trace(go.Scatter(x=chunks, y=ref_d, mode="markers", name="float64 reference",
+                                 marker=dict(symbol="line-ew-open", size=22, color="#1f2430", line=dict(width=2)),
+                                 hovertemplate="chunk %{x}<br>d (float64) = %{y:.6g}<extra></extra>"), row=2, col=1)
+    if chunk is not None:
+        lo, hi = chunk * block - 0.5, min((chunk + 1) * block, len(x)) - 0.5
+        fig.add_vrect(x0=lo, x1=hi, fillcolor=ORANGE, opacity=0.15, line_width=0, row=1, col=1)
+        fig.add_vrect(x0=chunk - 0.45, x1=chunk + 0.45, fillcolor=ORANGE, opacity=0.15, line_width=0, row=2, col=1)
+    fig.update_xaxes(title_text="chunk (orange: m grew, d rescaled)", tickvals=chunks if n_chunks <= 32 else None, row=2, col=1)
+    fig.update_annotations(font=dict(size=14), selector=dict(showarrow=False))
+    fig.update_layout(legend=dict(orientation="h", y=1.12, yanchor="bottom", x=1, xanchor="right"), bargap=0.3)
+    return _layout(fig, 460, t=70)
+
+
+def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray) -> go.Figure:
+    """Kernel outputs on float16 input x100, one panel per variant, float64 reference as a line."""
+    variants = list(outputs)
+    fig = make_subplots(rows=1, cols=len(variants), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"{v}: {overflow_summary(outputs[v], ref)}" for v in variants])
+    idx = np.arange(len(x16))
+    for k, v in enumerate(variants):
+        y = outputs[v].astype(np.float64)
+        ok = np.isfinite(y)
+        fig.add_trace(go.Bar(x=idx[ok], y=y[ok], marker_color=BLUE, name=f"{v} (kernel)", showlegend=k == 0,
+                             hovertemplate="y[%{x}] = %{y:.4g}<extra></extra>"), row=1, col=k + 1)
+        if (~ok).any():  # NaN / inf outputs: red ticks along the bottom
+            fig.add_trace(go.Scatter(x=idx[~ok], y=np.zeros((~ok).sum()), mode="markers", name="NaN / inf",
+                                     marker=dict(symbol="x", size=9, color=RED), showlegend=k == 0,
+                                     hovertemplate="y[%{x}] is NaN or inf<extra></extra>"), row=1, col=k + 1)
+        fig.add_trace(go.Scatter(x=idx, y=ref, mode="lines", line=dict(color="#1f2430", width=1.5, dash="dot"),
+                                 name="float64 reference", showlegend=k == 0), row=1, col=k + 1)
+        fig.update_xaxes(title_text="element", row=1, col=k + 1)
+    fig.update_annotations(font=dict(size=14))
+    fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0))
+    return _layout(fig, 300, t=40)
+
+
+def overflow_summary(y: np.ndarray, ref: np.ndarray) -> str:
+    y = y.astype(np.float64)
+    bad = int((~np.isfinite(y)).sum())
+    if bad:
+        return f"{bad} of {y.size} NaN/inf"
+    return f"finite, max err {np.max(np.abs(y - ref)):.1e}"
+
+
+def softmax_access_rows(length: int, counts: dict) -> list[dict]:
+    """Accesses per element: the model (kernels/traffic.py) next to the kernels' own counts."""
+    rows = []
+    for variant in traffic.SOFTMAX_VARIANTS:
+        model = traffic.softmax(variant, 1, length)
+        got = counts.get(variant)
+        rows.append({
+            "variant": VARIANT_TITLES[variant],
+            "passes": len(PASSES[variant]),
+            "model: loads + stores": f"{model['loads']:,} + {model['stores']:,}",
+            "per element (model)": traffic.total(model) / length,
+            "counted: loads + stores": f"{got['loads']:,} + {got['stores']:,}" if got else None,
+            "per element (counted)": traffic.total(got) / length if got else None,
+            "equal?": "—" if got is None else ("✓" if got == {"loads": model["loads"], "stores": model["stores"]} else "✗ differs"),
+        })
+    return rows
