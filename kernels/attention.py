@@ -55,23 +55,26 @@ def check_blocks(block_m: int, block_n: int, head_dim: int) -> None:
 @triton.jit
 def _attn_fwd_inner(
     acc, l_i, m_i, q,
-    K_ptr, V_ptr, stride_kn, stride_kk, stride_vn, stride_vk,
+    K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
     start_m, lo, hi, qk_scale, N_CTX,
     offs_m, offs_d,
     TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr,
 ):
     offs_nb = tl.arange(0, BLOCK_N)
-    for start_n in range(lo, hi, BLOCK_N):
+    for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPEC):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + offs_nb
         # -- compute qk: K_j^T streams in, the (BLOCK_M, BLOCK_N) scores never leave the chip --
-        k_ptrs = K_ptr + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk
-        if MASKED:
-            k = tl.load(k_ptrs, mask=offs_n[None, :] < N_CTX, other=0.0)
+        if USE_TMA:  # bulk copy engine; rows past seq_len arrive as zeros
+            k = tl.reshape(K_src.load([off_z, off_h, start_n, 0]), [BLOCK_N, HEAD_DIM]).T
+        elif MASKED:
+            k = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk,
+                        mask=offs_n[None, :] < N_CTX, other=0.0)
         else:
-            k = tl.load(k_ptrs)
+            k = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
         if MASKED:  # ragged last kv-block, and the causal diagonal band
             keep = offs_n[None, :] < N_CTX
@@ -92,11 +95,13 @@ def _attn_fwd_inner(
         # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
         acc = acc * alpha[:, None]
-        v_ptrs = V_ptr + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk
-        if MASKED:
-            v = tl.load(v_ptrs, mask=offs_n[:, None] < N_CTX, other=0.0)
+        if USE_TMA:
+            v = tl.reshape(V_src.load([off_z, off_h, start_n, 0]), [BLOCK_N, HEAD_DIM])
+        elif MASKED:
+            v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                        mask=offs_n[:, None] < N_CTX, other=0.0)
         else:
-            v = tl.load(v_ptrs)
+            v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         m_i = m_ij
         if TRACE:
@@ -137,25 +142,31 @@ def _attn_fwd(
     TraceState, TraceVisit, TraceSlot, TraceS, TraceP, TraceAcc, Counters, n_slots,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr = False, WARP_SPEC: tl.constexpr = False,
 ):
     if CAUSAL:  # the last q-blocks have the most kv-blocks: launch them first, fewer idle SMs at the end
         start_m = tl.num_programs(0) - 1 - tl.program_id(0)
     else:
         start_m = tl.program_id(0)
     off_hz = tl.program_id(1)
-    off_z = (off_hz // H).to(tl.int64)
-    off_h = (off_hz % H).to(tl.int64)
-    Q_ptr = Q + off_z * stride_qz + off_h * stride_qh
-    K_ptr = K + off_z * stride_kz + off_h * stride_kh
-    V_ptr = V + off_z * stride_vz + off_h * stride_vh
-    O_ptr = Out + off_z * stride_oz + off_h * stride_oh
+    off_z = off_hz // H
+    off_h = off_hz % H
+    if USE_TMA:  # Q, K, V, Out are (batch, heads, seq_len, head_dim) tensor descriptors
+        K_src = K
+        V_src = V
+    else:
+        K_src = K + off_z.to(tl.int64) * stride_kz + off_h.to(tl.int64) * stride_kh
+        V_src = V + off_z.to(tl.int64) * stride_vz + off_h.to(tl.int64) * stride_vh
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m < N_CTX
     # -- Q_i is loaded once and stays on chip for the whole kv loop --
-    q = tl.load(Q_ptr + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
-                mask=row_ok[:, None], other=0.0)
+    if USE_TMA:
+        q = tl.reshape(Q.load([off_z, off_h, start_m * BLOCK_M, 0]), [BLOCK_M, HEAD_DIM])
+    else:
+        q = tl.load(Q + off_z.to(tl.int64) * stride_qz + off_h.to(tl.int64) * stride_qh
+                    + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk, mask=row_ok[:, None], other=0.0)
     m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - float("inf")
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -178,22 +189,26 @@ def _attn_fwd(
     Tq = tl.cdiv(N_CTX, BLOCK_M)
     Tk = tl.cdiv(N_CTX, BLOCK_N)
     acc, l_i, m_i, step = _attn_fwd_inner(
-        acc, l_i, m_i, q, K_ptr, V_ptr, stride_kn, stride_kk, stride_vn, stride_vk,
+        acc, l_i, m_i, q, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
         start_m, 0, lo_masked, qk_scale, N_CTX, offs_m, offs_d,
         TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
-        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION,
+        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC,
     )
     acc, l_i, m_i, step = _attn_fwd_inner(
-        acc, l_i, m_i, q, K_ptr, V_ptr, stride_kn, stride_kk, stride_vn, stride_vk,
+        acc, l_i, m_i, q, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
         start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d,
         TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
-        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION,
+        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC,
     )
     # -- epilogue: normalize once, store O_i and the log-sum-exp (natural log) --
     out = acc / l_i[:, None]
     tl.store(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=row_ok)
-    tl.store(O_ptr + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
-             out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+    if USE_TMA:  # rows past seq_len are clipped by the copy engine
+        Out.store([off_z, off_h, start_m * BLOCK_M, 0], tl.reshape(out.to(Out.dtype), [1, 1, BLOCK_M, HEAD_DIM]))
+    else:
+        tl.store(Out + off_z.to(tl.int64) * stride_oz + off_h.to(tl.int64) * stride_oh
+                 + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
+                 out.to(Out.dtype.element_ty), mask=row_ok[:, None])
     if TRACE:
         tl.atomic_add(Counters + 3, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # O_i stored
         tl.atomic_add(Counters + 4, tl.sum(row_ok.to(tl.int64)))  # lse_i stored
@@ -256,8 +271,41 @@ class TraceBuffers:
         return (self.state, self.visit, self.slot, self.s, self.p, self.acc, self.counters, self.n_slots)
 
 
+def tma_supported(*tensors) -> bool:
+    """Tensor descriptors (Hopper's bulk copy engine; the interpreter emulates them) need a dense
+    last dimension and 16-byte aligned strides and base addresses."""
+    if not backend.INTERPRET and torch.cuda.get_device_capability()[0] < 9:
+        return False
+    for t in tensors:
+        if t.stride(-1) != 1 or t.data_ptr() % 16:
+            return False
+        if any((st * t.element_size()) % 16 for st in t.stride()[:-1]):
+            return False
+    return True
+
+
+def _descriptors(q, k, v, out, block_m, block_n):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    d = q.shape[-1]
+
+    def desc(t, rows):
+        return TensorDescriptor(t, shape=list(t.shape), strides=list(t.stride()), block_shape=[1, 1, rows, d])
+
+    return desc(q, block_m), desc(k, block_n), desc(v, block_n), desc(out, block_m)
+
+
+def _set_block_shapes(nargs):
+    """Autotune pre-hook: each config's block sizes go into the descriptors it is launched with."""
+    q = nargs["Q"]
+    if hasattr(q, "block_shape"):
+        d = nargs["HEAD_DIM"]
+        for name, rows in (("Q", "BLOCK_M"), ("K", "BLOCK_N"), ("V", "BLOCK_N"), ("Out", "BLOCK_M")):
+            nargs[name].block_shape = [1, 1, nargs[rows], d]
+
+
 def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
-            num_warps=None, num_stages=None, out=None):
+            num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False):
     backend.require_triton()
     _check_inputs(q, k, v)
     batch, heads, seq_len, head_dim = q.shape
@@ -272,14 +320,18 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
     if not backend.INTERPRET:
         extra["num_warps"] = num_warps or (4 if block_m * block_n <= 64 * 64 else 8)
         extra["num_stages"] = num_stages or 2
+    if use_tma is None:
+        use_tma = tma_supported(q, k, v, out)
+    tensors = _descriptors(q, k, v, out, block_m, block_n) if use_tma else (q, k, v, out)
     _attn_fwd[grid](
-        q, k, v, sm_scale, lse, out,
+        *tensors[:3], sm_scale, lse, tensors[3],
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         heads, seq_len,
         *trace_args,
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         CAUSAL=bool(causal), TRACE=trace is not None,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        USE_TMA=use_tma, WARP_SPEC=warp_spec,
         **extra,
     )
     return out, lse

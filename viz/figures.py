@@ -572,7 +572,7 @@ def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray) -> go.Figur
     for k, v in enumerate(variants):
         y = outputs[v].astype(np.float64)
         ok = np.isfinite(y)
-        fig.add_trace(go.Bar(x=idx[ok], y=y[ok], marker_color=BLUE, name=f"{v} (kernel)", showlegend=k == 0,
+        fig.add_trace(go.Bar(x=idx[ok], y=y[ok], marker_color=BLUE, name="kernel output", showlegend=k == 0,
                              hovertemplate="y[%{x}] = %{y:.4g}<extra></extra>"), row=1, col=k + 1)
         if (~ok).any():  # NaN / inf outputs: red ticks along the bottom
             fig.add_trace(go.Scatter(x=idx[~ok], y=np.zeros((~ok).sum()), mode="markers", name="NaN / inf",

@@ -1,0 +1,247 @@
+"""viz/figures.py on real traces: the right tiles highlighted, the kernel's values in the heatmaps
+and lines, color ranges fixed across steps, the equations carrying the trace's numbers."""
+import math
+
+import numpy as np
+import pytest
+
+from kernels import backend  # noqa: F401  (before triton)
+from kernels import softmax as ksm
+from kernels import traffic
+from kernels.trace import TraceConfig, capture_trace, scores_softmax_counts
+from viz import figures as fg
+
+# ragged (100 is no multiple of 32 or 16), causal, block_m != block_n
+CAUSAL = TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True, seed=1)
+# every step rescales: the max grows with each kv-block
+FULL = TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16, scenario="increasing", seed=2)
+
+
+@pytest.fixture(scope="module")
+def causal():
+    return capture_trace(CAUSAL)
+
+
+@pytest.fixture(scope="module")
+def full():
+    return capture_trace(FULL)
+
+
+def _color_at(fig, i, j) -> str:
+    """Color the tile grid heatmap paints at tile (i, j): its code through the stepwise colorscale."""
+    hm = fig.data[0]
+    code = hm.z[i][j]
+    pos = (code - hm.zmin) / (hm.zmax - hm.zmin)  # (code + 0.5) / K: inside the code's band
+    for (lo, c_lo), (hi, _) in zip(hm.colorscale[::2], hm.colorscale[1::2]):
+        if lo <= pos <= hi:
+            return c_lo
+    raise AssertionError(f"no band of the colorscale holds {pos}")
+
+
+@pytest.mark.parametrize("q_block, step", [(2, 0), (2, 2), (3, 4), (0, 0)])
+def test_tile_grid_colors(causal, q_block, step):
+    c = causal.config
+    fig = fg.tile_grid_figure(causal, q_block, step)
+    steps = causal.steps(q_block)
+    tq, tk = causal.visit_order.shape
+    for i in range(tq):
+        for j in range(tk):
+            if causal.visit_order[i, j] < 0:
+                want = "skipped"
+            elif i != q_block:
+                want = "other"
+            else:
+                k = int(np.flatnonzero(steps == j)[0])
+                want = "done" if k < step else "current" if k == step else "pending"
+            got = _color_at(fig, i, j)
+            assert got == fg.TILE_COLORS[want], f"tile ({i}, {j}) at step {step}: {got}, want {want}"
+    # the q-row and the kv-column on chip are outlined
+    j = int(steps[step])
+    row, col = fig.layout.shapes
+    assert (row.y0, row.y1) == (q_block * c.block_m, min((q_block + 1) * c.block_m, c.seq_len))
+    assert (row.x0, row.x1) == (0, c.seq_len)
+    assert (col.x0, col.x1) == (j * c.block_n, min((j + 1) * c.block_n, c.seq_len))
+    # legend names only the states that are on screen
+    names = {t.name for t in fig.data[1:]}
+    assert "current tile" in names and ("skipped (causal)" in names) == bool((causal.visit_order < 0).any())
+
+
+def test_causal_skips_match_kernel(causal):
+    """Skipped tiles are exactly those the kernel never visited (above the diagonal)."""
+    states = fg.tile_states(causal, 1, 0)
+    assert np.array_equal(states == "skipped", causal.visit_order < 0)
+    assert fg.step_count(causal, 3) == int((causal.visit_order[3] >= 0).sum())
+
+
+@pytest.mark.parametrize("which", ["s", "p"])
+def test_tile_heatmap_values(causal, which):
+    c = causal.config
+    i = 3  # the ragged last q-block: 100 - 96 = 4 rows
+    slot = causal.tile_slot(i)
+    for step in range(fg.step_count(causal, i)):
+        j = int(causal.steps(i)[step])
+        fig = fg.tile_heatmap_figure(causal, i, step, which, row=1)
+        z = np.array(fig.data[0].z, dtype=float)
+        want = getattr(causal, which)[slot, j, : causal.rows(i), : min(c.block_n, c.seq_len - j * c.block_n)]
+        assert z.shape == want.shape == (4, want.shape[1]), f"step {step}: heatmap {z.shape}, tile {want.shape}"
+        finite = np.isfinite(want)
+        assert np.array_equal(z[finite], want[finite]), f"{which} step {step}: heatmap differs from the trace"
+        assert np.isnan(z[~finite]).all(), f"{which} step {step}: masked cells must be blank"
+        assert list(fig.data[0].y) == list(range(96, 100))  # absolute query rows, row 0 at the top
+        assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_heatmap_color_range_fixed_across_steps(full):
+    i = 1
+    first = fg.tile_heatmap_figure(full, i, 0, "s")
+    last = fg.tile_heatmap_figure(full, i, fg.step_count(full, i) - 1, "s")
+    assert (first.data[0].zmin, first.data[0].zmax) == (last.data[0].zmin, last.data[0].zmax)
+    s = full.s[full.tile_slot(i)]
+    assert first.data[0].zmin == pytest.approx(float(s[np.isfinite(s)].min()))
+    assert first.data[0].zmax == pytest.approx(float(s[np.isfinite(s)].max()))
+    p0 = fg.tile_heatmap_figure(full, i, 0, "p").data[0]
+    p3 = fg.tile_heatmap_figure(full, i, 3, "p").data[0]
+    assert (p0.zmin, p0.zmax) == (p3.zmin, p3.zmax)
+
+
+def test_running_state_lines(full, causal):
+    for trace, i, row in ((full, 2, 5), (causal, 3, 2)):
+        steps = trace.steps(i)
+        fig = fg.running_state_figure(trace, i, 1, row)
+        for name in ("m", "l"):
+            line = next(t for t in fig.data if t.name == f"{name}: row {row}")
+            want = getattr(trace, name)[i, steps, row]
+            assert np.array_equal(np.array(line.y, dtype=float), want), f"{name} of row {row} differs from the trace"
+            assert list(line.x) == list(steps)
+            marker = next(t for t in fig.data if t.name == f"{name}: this step")
+            assert marker.y[0] == want[1] and marker.x[0] == steps[1]
+    # no causal mask: every kv-block, so the line is the whole trace.m[i, :, row]
+    line = next(t for t in fg.running_state_figure(full, 2, 0, 5).data if t.name == "m: row 5")
+    assert np.array_equal(np.array(line.y, dtype=float), full.m[2, :, 5])
+
+
+def test_alpha_and_rescales(full):
+    i = 2
+    rows = full.rows(i)
+    for step in range(fg.step_count(full, i)):
+        j = int(full.steps(i)[step])
+        bar = fg.alpha_figure(full, i, step, 0).data[0]
+        assert np.array_equal(np.array(bar.y, dtype=float), full.alpha[i, j, :rows])
+        grew = full.alpha[i, j, :rows] < 1 if step > 0 else np.zeros(rows, bool)
+        assert [c == fg.ORANGE for c in bar.marker.color] == list(grew)
+        want = int((full.alpha[i, full.steps(i)[1 : step + 1], :rows] < 1).sum())
+        assert fg.rescale_count(full, i, step) == want
+    # "increasing": each new kv-block holds a larger max, so every row rescales at every step
+    assert fg.rescale_count(full, i, 3) == 3 * rows
+
+
+def test_accumulator_and_output(causal):
+    i, row = 2, 7
+    slot = causal.tile_slot(i)
+    for step in range(fg.step_count(causal, i)):
+        j = int(causal.steps(i)[step])
+        parts = fg.accumulator_parts(causal, i, step, row)
+        assert np.array_equal(parts["before"], causal.acc_before[slot, j, row])
+        assert np.array_equal(parts["after"], causal.acc_after[slot, j, row])
+        assert np.allclose(parts["scaled"] + parts["pv"], parts["after"])
+        z = np.array(fg.accumulator_figure(causal, i, step, row).data[0].z, dtype=float)
+        assert np.array_equal(z[0], parts["before"]) and np.array_equal(z[3], parts["after"])
+    lim = {fg.accumulator_figure(causal, i, k, row).data[0].zmax for k in range(fg.step_count(causal, i))}
+    assert len(lim) == 1, f"accumulator color range changes across steps: {lim}"
+    out = fg.output_parts(causal, i, row)
+    r = i * CAUSAL.block_m + row
+    assert np.array_equal(out["out"], causal.out[r]) and np.array_equal(out["ref"], causal.ref_out[r])
+    assert np.allclose(out["acc_over_l"], out["out"], rtol=1e-5, atol=1e-6)
+
+
+def test_equations_carry_the_trace_numbers(full):
+    i, row = 1, 3
+    for step in range(fg.step_count(full, i)):
+        j = int(full.steps(i)[step])
+        v = fg.update_values(full, i, step, row)
+        assert v["m_new"] == full.m[i, j, row] and v["alpha"] == full.alpha[i, j, row]
+        assert v["l_new"] == full.l[i, j, row]
+        if step:
+            prev = int(full.steps(i)[step - 1])
+            assert v["m_old"] == full.m[i, prev, row] and v["l_old"] == full.l[i, prev, row]
+        else:
+            assert v["m_old"] == -math.inf and v["l_old"] == 0
+        tex = fg.update_equations(full, i, step, row)
+        for x in (full.m[i, j, row], full.alpha[i, j, row], full.l[i, j, row], full.acc_after[full.tile_slot(i), j, row, 0]):
+            assert f"{float(x):.4g}" in tex, f"step {step}: {float(x):.4g} missing from the equations"
+    assert fg.tex_num(-math.inf) == r"-\infty"
+    assert fg.tex_num(1.5e-7) == r"1.5 \times 10^{-7}"
+
+
+def test_memory_rows_model_vs_counted():
+    trace = capture_trace(TraceConfig(seq_len=40, head_dim=16, block_m=16, block_n=16, causal=True))
+    rows = fg.memory_rows(trace, scores_softmax_counts(trace))
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["flash"]["equal"], f"FlashAttention counted {by_id['flash']['counted']} != model {by_id['flash']['model']}"
+    for v in ("naive", "safe", "online"):
+        assert by_id[v]["equal"], f"{v}: counted {by_id[v]['counted']} != model {by_id[v]['model']}"
+        assert by_id[v]["model_total"] == sum(traffic.SOFTMAX_ACCESSES[v]) * 40 * 40
+    assert by_id["standard"]["counted"] is None
+    ratio = traffic.total(traffic.standard_attention(40, 16)) / by_id["flash"]["counted_total"]
+    assert fg.flash_ratio(rows) == pytest.approx(ratio)
+    assert f"{ratio:.1f}×" in fg.flash_headline(rows)
+    table = fg.memory_table(rows)
+    assert [r["equal?"] for r in table].count("✓") == len(rows) - 1
+    fig = fg.memory_figure(rows)
+    assert [t.name for t in fig.data] == ["loads (model)", "stores (model)", "counted by the kernel (total)"]
+
+
+def test_followed_block_in_its_own_capture():
+    """Large configs keep the tiles of some q-blocks only; a capture for one block puts it in slot 0."""
+    cfg = TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16)
+    one = capture_trace(cfg, q_blocks=[2])
+    assert one.tile_slot(2) == 0 and one.tile_slot(1) is None
+    fig = fg.tile_heatmap_figure(one, 2, 1, "s")
+    want = one.s[0, int(one.steps(2)[1]), :16, :16]
+    assert np.array_equal(np.array(fig.data[0].z, dtype=float), want)
+
+
+# ---------------------------------------------------------------- softmax page
+@pytest.mark.parametrize("variant", fg.PASSES)
+def test_softmax_passes_match_traffic_model(variant):
+    loads, stores = traffic.SOFTMAX_ACCESSES[variant]
+    assert len(fg.PASSES[variant]) == loads  # one read per pass
+    assert sum(w for _, w in fg.PASSES[variant]) == stores
+    length, block = 40, 16  # 3 chunks, the last one ragged
+    n = fg.softmax_steps(length, block)
+    assert n == 9
+    first = fg.pass_states(variant, length, block, 0)
+    assert (first[0, :16] == "current").all() or variant == "single_pass"
+    last = fg.pass_states(variant, length, block, n - 1)
+    if variant == "safe":  # the slowest: still on its last chunk
+        assert (last[2, 32:] == "current").all() and not np.isin(last[:2], ["current", "pending", "pending_alt"]).any()
+    else:  # done: every cell read (and the last pass written)
+        assert not np.isin(last, ["current", "pending", "pending_alt"]).any()
+    fig = fg.softmax_passes_figure(variant, length, block, 4)
+    assert np.array(fig.data[0].z).shape == (loads, length)
+    assert f"= {loads + stores} accesses per element" in fig.layout.title.text
+
+
+def test_online_rescales_from_the_kernel():
+    x = np.sort(np.random.default_rng(0).standard_normal(64)).astype(np.float32)  # every chunk a new max
+    m, d = ksm.online_trajectory(x, 16)
+    res = fg.online_rescales(m)
+    assert [c for c, _ in res] == [1, 2, 3]
+    for c, factor in res:
+        assert factor == pytest.approx(math.exp(float(m[c - 1]) - float(m[c])))
+    fig = fg.online_state_figure(x, m, d, 16, 2)
+    bars = next(t for t in fig.data if t.name == "d (kernel)")
+    assert np.array_equal(np.array(bars.y, dtype=float), d)
+    x2 = x[::-1].copy()  # decreasing: the max is in chunk 0, no rescale after it
+    assert fg.online_rescales(ksm.online_trajectory(x2, 16)[0]) == []
+
+
+def test_softmax_access_rows_equal_counts():
+    x = np.random.default_rng(0).standard_normal((1, 50)).astype(np.float32)
+    import torch
+
+    counts = {v: ksm.softmax(torch.from_numpy(x), v, block=None if v == "single_pass" else 16, return_counts=True)[1]
+              for v in ksm.VARIANTS}
+    rows = fg.softmax_access_rows(50, counts)
+    assert [r["per element (model)"] for r in rows] == [3, 4, 3, 2]
+    assert all(r["equal?"] == "✓" for r in rows), rows
