@@ -340,12 +340,16 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
 # -- the fast path on a GPU: the same kernel, TRACE off, block sizes / warps / stages autotuned --
 def _configs():
     if backend.INTERPRET:
-        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "WARP_SPEC": False})]
+    # the shortlist that won on an H100 (scripts/attn_variants.py, 2026-11-22): 128-row q-blocks,
+    # 8 warps for head_dim 128, 4 for 64; warp specialization pays in the causal case
     out = []
-    for bm, bn, warps, stages in [
-        (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
+    for bm, bn, warps, stages, ws in [
+        (128, 128, 8, 3, False), (128, 128, 8, 3, True), (128, 64, 8, 3, False), (128, 64, 8, 3, True),
+        (128, 64, 4, 3, False), (128, 128, 4, 3, False), (128, 64, 4, 4, False),
     ]:
-        out.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages))
+        out.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=warps,
+                                 num_stages=stages, pre_hook=_set_block_shapes))
     return out
 
 
@@ -353,6 +357,8 @@ def _keep(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
     kept = [c for c in config_list
             if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
+    if not named_args.get("USE_TMA", kwargs.get("USE_TMA", False)):  # pointer loads: no warp specialization
+        kept = [c for c in kept if not c.kwargs["WARP_SPEC"]]
     return kept or config_list[:1]
 
 
@@ -374,13 +380,16 @@ def _launch_tuned(q, k, v, causal, sm_scale):
     def grid(meta):
         return (triton.cdiv(seq_len, meta["BLOCK_M"]), batch * heads)
 
+    use_tma = tma_supported(q, k, v, out)
+    # descriptors get each config's block shape from its pre-hook; 64 is a placeholder
+    tensors = _descriptors(q, k, v, out, 64, 64) if use_tma else (q, k, v, out)
     _attn_fwd_tuned[grid](
-        q, k, v, sm_scale, lse, out,
+        *tensors[:3], sm_scale, lse, tensors[3],
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         heads, seq_len,
         *((None,) * 7 + (0,)),
         HEAD_DIM=head_dim, CAUSAL=bool(causal), TRACE=False,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", USE_TMA=use_tma,
     )
     return out, lse
 

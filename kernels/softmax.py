@@ -60,9 +60,10 @@ def softmax_naive_kernel(
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
     y_row_ptr = Y_ptr + rows[:, None] * stride_ym
     offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
-    if COUNT:
-        n_loads = 0
-        n_stores = 0
+    if COUNT:  # per lane, summed once after the loops (a scalar sum carried through the loop
+        # crashes triton 3.6's thread-locality pass at 16 warps)
+        n_loads = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
+        n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: d = sum e^x, no max subtracted: overflows to inf once x > ~88 --
     l_i = tl.zeros((ROWS,), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
@@ -70,7 +71,7 @@ def softmax_naive_kernel(
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
         l_i += tl.sum(tl.exp2(x * LOG2E), axis=1)  # masked lanes: e^-inf = 0
         if COUNT:
-            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
+            n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: y = e^x / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
@@ -79,11 +80,11 @@ def softmax_naive_kernel(
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
         tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
-            n_loads += tl.sum(mask_st.to(tl.int32))
-            n_stores += tl.sum(mask_st.to(tl.int32))
+            n_loads += mask_st.to(tl.int32)
+            n_stores += mask_st.to(tl.int32)
     if COUNT:
-        tl.atomic_add(Counts_ptr, n_loads.to(tl.int64))
-        tl.atomic_add(Counts_ptr + 1, n_stores.to(tl.int64))
+        tl.atomic_add(Counts_ptr, tl.sum(tl.sum(n_loads, axis=1), axis=0).to(tl.int64))
+        tl.atomic_add(Counts_ptr + 1, tl.sum(tl.sum(n_stores, axis=1), axis=0).to(tl.int64))
 
 
 @triton.jit
@@ -95,9 +96,10 @@ def softmax_safe_kernel(
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
     y_row_ptr = Y_ptr + rows[:, None] * stride_ym
     offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
-    if COUNT:
-        n_loads = 0
-        n_stores = 0
+    if COUNT:  # per lane, summed once after the loops (a scalar sum carried through the loop
+        # crashes triton 3.6's thread-locality pass at 16 warps)
+        n_loads = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
+        n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: m = max x --
     m_i = tl.full((ROWS,), -float("inf"), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
@@ -105,7 +107,7 @@ def softmax_safe_kernel(
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
         m_i = tl.maximum(m_i, tl.max(x, axis=1))
         if COUNT:
-            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
+            n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: d = sum e^(x - m), every term <= 1 so nothing overflows --
     l_i = tl.zeros((ROWS,), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
@@ -113,7 +115,7 @@ def softmax_safe_kernel(
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
         l_i += tl.sum(tl.exp2((x - m_i[:, None]) * LOG2E), axis=1)
         if COUNT:
-            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
+            n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 3: y = e^(x - m) / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
@@ -122,11 +124,11 @@ def softmax_safe_kernel(
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
         tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
-            n_loads += tl.sum(mask_st.to(tl.int32))
-            n_stores += tl.sum(mask_st.to(tl.int32))
+            n_loads += mask_st.to(tl.int32)
+            n_stores += mask_st.to(tl.int32)
     if COUNT:
-        tl.atomic_add(Counts_ptr, n_loads.to(tl.int64))
-        tl.atomic_add(Counts_ptr + 1, n_stores.to(tl.int64))
+        tl.atomic_add(Counts_ptr, tl.sum(tl.sum(n_loads, axis=1), axis=0).to(tl.int64))
+        tl.atomic_add(Counts_ptr + 1, tl.sum(tl.sum(n_stores, axis=1), axis=0).to(tl.int64))
 
 
 @triton.jit
@@ -138,9 +140,10 @@ def softmax_online_kernel(
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
     y_row_ptr = Y_ptr + rows[:, None] * stride_ym
     offs_n = tl.arange(0, BLOCK)[None, :]  # (1, BLOCK)
-    if COUNT:
-        n_loads = 0
-        n_stores = 0
+    if COUNT:  # per lane, summed once after the loops (a scalar sum carried through the loop
+        # crashes triton 3.6's thread-locality pass at 16 warps)
+        n_loads = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
+        n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: running max m_i and running sum l_i (d in the reference) in one sweep, per row --
     m_i = tl.full((ROWS,), -float("inf"), dtype=tl.float32)
     l_i = tl.zeros((ROWS,), dtype=tl.float32)
@@ -156,7 +159,7 @@ def softmax_online_kernel(
             tl.store(M_trace_ptr + rows * stride_tm + start_n // BLOCK, m_i, mask=row_ok)
             tl.store(L_trace_ptr + rows * stride_tm + start_n // BLOCK, l_i, mask=row_ok)
         if COUNT:
-            n_loads += tl.sum((row_ok[:, None] & mask).to(tl.int32))
+            n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: y = e^(x - m) / d with the final m, d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
@@ -165,11 +168,11 @@ def softmax_online_kernel(
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
         tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
-            n_loads += tl.sum(mask_st.to(tl.int32))
-            n_stores += tl.sum(mask_st.to(tl.int32))
+            n_loads += mask_st.to(tl.int32)
+            n_stores += mask_st.to(tl.int32)
     if COUNT:
-        tl.atomic_add(Counts_ptr, n_loads.to(tl.int64))
-        tl.atomic_add(Counts_ptr + 1, n_stores.to(tl.int64))
+        tl.atomic_add(Counts_ptr, tl.sum(tl.sum(n_loads, axis=1), axis=0).to(tl.int64))
+        tl.atomic_add(Counts_ptr + 1, tl.sum(tl.sum(n_stores, axis=1), axis=0).to(tl.int64))
 
 
 @triton.jit

@@ -57,7 +57,8 @@ def test_tile_grid_colors(causal, q_block, step):
             assert got == fg.TILE_COLORS[want], f"tile ({i}, {j}) at step {step}: {got}, want {want}"
     # the q-row and the kv-column on chip are outlined
     j = int(steps[step])
-    row, col = fig.layout.shapes
+    diagonal, row, col = fig.layout.shapes  # causal: the diagonal first
+    assert (diagonal.x0, diagonal.y0, diagonal.x1, diagonal.y1) == (0, 0, c.seq_len, c.seq_len)
     assert (row.y0, row.y1) == (q_block * c.block_m, min((q_block + 1) * c.block_m, c.seq_len))
     assert (row.x0, row.x1) == (0, c.seq_len)
     assert (col.x0, col.x1) == (j * c.block_n, min((j + 1) * c.block_n, c.seq_len))

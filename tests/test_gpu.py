@@ -60,8 +60,16 @@ def test_every_autotune_config(config, causal, d):
     for n in (1000, 1024):
         q, k, v = rand(1, 4, n, d, torch.float16)
         out, _ = attention._launch(q, k, v, causal, None, bm, bn, num_warps=config.num_warps,
-                                   num_stages=config.num_stages)
+                                   num_stages=config.num_stages, use_tma=True,
+                                   warp_spec=config.kwargs["WARP_SPEC"])
         check(out, q, k, v, causal, f"config {config} N={n}")
+
+
+def test_pointer_path_on_gpu():
+    # strides the copy engine cannot take (a non-dense last dimension) fall back to pointer loads
+    q, k, v = (t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in rand(1, 2, 300, 64, torch.float16))
+    assert q.stride(-1) != 1 and not attention.tma_supported(q, k, v)
+    check(attention.flash_attention(q, k, v, causal=True), q, k, v, True, "pointer path")
 
 
 @pytest.mark.parametrize("kw", [

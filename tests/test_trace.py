@@ -106,7 +106,10 @@ def test_tiles_match_float64(trace):
         out = trace.acc_after[slot, last, :rows] / trace.l[i, last, :rows, None]
         low = {"float16": 1e-3, "bfloat16": 8e-3}.get(c.dtype)  # output rounding: 2**-11 / 2**-8 relative
         np.testing.assert_allclose(trace.out[r0:r0 + rows], out, rtol=2 * low if low else 1e-5, atol=low or 1e-6)
-    tol = {"float16": 2e-3, "bfloat16": 1.6e-2}.get(c.dtype, 2e-6)
+    # an exponent argument s - m carries the rounding of |s| (float32: 2**-23 |s|), and out
+    # inherits it: large scores on a GPU's exp2 reach 1e-4 in float32
+    big = float(np.nanmax(np.abs(np.where(np.isfinite(trace.s), trace.s, np.nan)))) if trace.s.size else 1.0
+    tol = {"float16": 2e-3, "bfloat16": 1.6e-2}.get(c.dtype, 2e-6) + 8 * 2**-23 * big
     assert trace.max_abs_err < tol, f"kernel out differs from float64 by {trace.max_abs_err:.3g}"
 
 

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from kernels import traffic
 
 FONT = dict(family="Inter, Source Sans Pro, Arial, sans-serif", size=14, color="#1f2430")
-ORANGE, BLUE, GREEN, GREY, RED = "#E8710A", "#2E6DB4", "#2E9D5B", "#9AA3AE", "#C62828"
+ORANGE, BLUE, GREY, RED = "#E8710A", "#2E6DB4", "#9AA3AE", "#C62828"
 
 # ---------------------------------------------------------------- tile grid
 TILE_STATES = ("done", "current", "pending", "other", "skipped")
@@ -33,6 +33,19 @@ TILE_LABELS = {
     "other": "other q-blocks",
     "skipped": "skipped (causal)",
 }
+
+
+def _colorscale(name: str) -> list:
+    """A plotly colorscale by name, with Streamlit's placeholder colors (#000001-#000040, which the
+    browser swaps for theme colors) nudged: Inferno starts at #000004 and would turn lavender."""
+    import plotly.colors
+
+    out = []
+    for pos, color in plotly.colors.get_colorscale(name):
+        if color.lower().startswith("#0000") and int(color[1:], 16) <= 0x40:
+            color = "#01010a"
+        out.append([pos, color])
+    return out
 
 
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
@@ -109,6 +122,9 @@ def tile_grid_figure(trace, q_block: int, step: int) -> go.Figure:
                 x=[None], y=[None], mode="markers", name=TILE_LABELS[s],
                 marker=dict(symbol="square", size=14, color=TILE_COLORS[s], line=dict(color="#888", width=1)),
             ))
+    if c.causal:  # keys after the query are masked: the kernel skips tiles wholly above this line
+        fig.add_shape(type="line", x0=0, y0=0, x1=c.seq_len, y1=c.seq_len, name="causal diagonal",
+                      line=dict(color="#9AA3AE", width=1.5, dash="dash"), layer="above")
     j = kv_block(trace, q_block, step)
     band = dict(type="rect", line=dict(color="#1f2430", width=3), fillcolor="rgba(0,0,0,0)", layer="above")
     fig.add_shape(name="q-row on chip", x0=0, x1=c.seq_len, y0=y_edges[q_block], y1=y_edges[q_block + 1], **band)
@@ -158,7 +174,7 @@ def tile_heatmap_figure(trace, q_block: int, step: int, which: str, row: int | N
     title = "scores s = q·k × scale" if which == "s" else "p = exp(s − m_new)"
     fig = go.Figure(go.Heatmap(
         z=z, x=xs, y=ys, zmin=zmin, zmax=zmax,
-        colorscale="Viridis" if which == "s" else "Inferno",
+        colorscale=_colorscale("Viridis" if which == "s" else "Inferno"),
         colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12)),
         hovertemplate="row %{y}, col %{x}<br>" + which + " = %{z:.4g}<extra></extra>", name=which,
     ))
@@ -233,13 +249,17 @@ def alpha_figure(trace, q_block: int, step: int, row: int) -> go.Figure:
         x=ys, y=a, marker=dict(color=colors, line=dict(width=[2 if r == row else 0 for r in range(a.size)],
                                                        color="#1f2430")),
         hovertemplate="row %{x}<br>α = %{y:.5g}<extra></extra>", name="alpha"))
+    if grew.any():  # a marker on each rescaled row: alpha can be ~1e-20, a bar too short to see
+        fig.add_trace(go.Scatter(x=ys[grew], y=a[grew], mode="markers", name="max grew",
+                                 marker=dict(color=ORANGE, size=8, symbol="diamond", line=dict(color="white", width=1)),
+                                 hovertemplate="row %{x}: max grew, α = %{y:.3g}<extra></extra>"))
     if step == 0:
         fig.add_annotation(text="first tile: m_old = −∞, so α = 0",
                            x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                            font=dict(size=14), bgcolor="rgba(255,255,255,0.85)")
     fig.update_xaxes(title_text="query row", showgrid=False)
-    fig.update_yaxes(range=[0, 1.08])
-    fig.update_layout(title=dict(text="α per row (<span style='color:%s'>orange: max grew</span>)" % ORANGE,
+    fig.update_yaxes(range=[-0.06, 1.08])
+    fig.update_layout(showlegend=False, title=dict(text="α per row (<span style='color:%s'>orange: max grew</span>)" % ORANGE,
                                  x=0, font=dict(size=15)), bargap=0.1)
     return _layout(fig, 300, t=40)
 
@@ -542,7 +562,8 @@ def online_state_figure(x: np.ndarray, m: np.ndarray, d: np.ndarray, block: int,
         mx += [lo, hi, None]
         my += [float(m[c]), float(m[c]), None]
     fig.add_trace(go.Scatter(x=mx, y=my, mode="lines", line=dict(color=BLUE, width=3), name="m (kernel)"), row=1, col=1)
-    for c, factor in online_rescales(m):
+    rescales = online_rescales(m)
+    for c, factor in rescales if len(rescales) <= 12 else ():  # more would bury the row
         fig.add_annotation(x=c * block, y=float(m[c]), text=f"×{factor:.3g}", showarrow=True, arrowhead=0,
                            ax=0, ay=-26, font=dict(size=13, color=ORANGE), row=1, col=1)
     chunks = np.arange(n_chunks)

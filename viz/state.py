@@ -16,12 +16,11 @@ import streamlit as st
 
 from kernels import backend
 from kernels import trace as ktrace
-from kernels import traffic
 
-# scores_softmax_counts runs 3-4 softmax kernels over every row of the N x N scores. In the
-# interpreter that took 16 ms a row (2 cores, measured 2026-11-22); above AUTO_COUNT_SECONDS the
-# page asks before running it, so a large config never blocks on it.
-COUNT_SECONDS_PER_ROW_CPU = 0.016
+# scores_softmax_counts runs 4 softmax kernels over the N x N scores. In the interpreter that
+# took 0.45 us per score (2 cores, measured 2026-11-22: N = 2048 in 1.9 s, 4096 in 7.1 s); above
+# AUTO_COUNT_SECONDS the page asks before running it, so a large config never blocks on it.
+COUNT_SECONDS_PER_SCORE_CPU = 4.5e-7
 AUTO_COUNT_SECONDS = 5.0
 
 
@@ -64,7 +63,7 @@ def trace_key(trace: ktrace.AttentionTrace) -> tuple:
 
 
 def count_seconds(seq_len: int) -> float:
-    return seq_len * COUNT_SECONDS_PER_ROW_CPU if backend.INTERPRET else 0.5
+    return seq_len * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -153,10 +152,6 @@ def overflow_run(length: int, block: int, seed: int) -> dict:
         for variant in ("naive", "safe", "online"):
             outputs[variant] = ksm.softmax(x16, variant, block=block).float().cpu().numpy()[0]
     return {"x": x16.float().numpy()[0], "outputs": outputs, "ref": reference.softmax_safe(x16)["y"][0]}
-
-
-def softmax_model(length: int) -> dict:
-    return {v: traffic.softmax(v, 1, length) for v in traffic.SOFTMAX_VARIANTS}
 
 
 def n_chunks(length: int, block: int) -> int:

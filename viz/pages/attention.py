@@ -73,6 +73,10 @@ def _uploaded():
         ss["attn.load_error"] = str(e)
 
 
+def _count_now(trace_key: tuple):
+    ss["attn.count_ok"] = trace_key
+
+
 def _back_to_live():
     ss["attn.loaded"] = None
     ss["attn.load_error"] = None
@@ -150,8 +154,9 @@ if loaded is not None:
         st.warning(f"This recording kept the tiles of q-blocks {kept}; following q-block {q_block}.")
 else:
     fields = state.config_fields(cfg)
-    with st.spinner(f"Running the FlashAttention-2 kernel with TRACE on ({backend.describe()}), "
-                    f"about {state.capture_seconds(cfg):.0f} s…"):
+    secs = state.capture_seconds(cfg)
+    with st.spinner(f"Running the FlashAttention-2 kernel with TRACE on ({backend.describe()})"
+                    + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
         try:
             trace = state.trace_for(fields, q_block)
         except Exception as e:  # a kernel failure is shown, never a traceback
@@ -263,7 +268,7 @@ if est <= state.AUTO_COUNT_SECONDS or ss["attn.count_ok"] == key:
             count_note = f"The softmax kernels could not run here ({type(e).__name__}: {e}); model only."
 else:
     st.button(f"Count the softmax accesses with the kernels (about {est:.0f} s on this backend)",
-              key="attn.count", on_click=lambda: ss.__setitem__("attn.count_ok", key))
+              key="attn.count", on_click=_count_now, args=(key,))
     count_note = "Softmax rows show the model until the kernels have counted them."
 rows = fg.memory_rows(trace, counts)
 st.markdown(f"<div style='font-size:1.2rem'><b>{fg.flash_headline(rows)}</b> S and P "
