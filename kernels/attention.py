@@ -21,6 +21,7 @@ HEAD_DIMS = (16, 32, 64, 128)
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 MAX_TILE_ELEMENTS = 128 * 128  # block_m * block_n: the score tile lives in registers
 MAX_BLOCK_HEAD_ELEMENTS = 256 * 128  # max(block_m, block_n) * head_dim: Q or K/V tile on chip
+TMA_MIN_SEQ_LEN = 4096  # the fast path uses tensor descriptors from here on
 LOG2E = tl.constexpr(1.4426950408889634)  # constexpr: compiled kernels may not read plain globals
 LN2 = tl.constexpr(0.6931471805599453)
 
@@ -380,7 +381,9 @@ def _launch_tuned(q, k, v, causal, sm_scale):
     def grid(meta):
         return (triton.cdiv(seq_len, meta["BLOCK_M"]), batch * heads)
 
-    use_tma = tma_supported(q, k, v, out)
+    # encoding four descriptors costs tens of microseconds a launch: below 4096 that is a large
+    # share of the kernel's time (H100, 2026-11-22: N=1024 ran at half speed), so pointers there
+    use_tma = seq_len >= TMA_MIN_SEQ_LEN and tma_supported(q, k, v, out)
     # descriptors get each config's block shape from its pre-hook; 64 is a placeholder
     tensors = _descriptors(q, k, v, out, 64, 64) if use_tma else (q, k, v, out)
     _attn_fwd_tuned[grid](

@@ -100,22 +100,25 @@ def softmax_safe_kernel(
         # crashes triton 3.6's thread-locality pass at 16 warps)
         n_loads = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
         n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
-    # -- pass 1: m = max x --
-    m_i = tl.full((ROWS,), -float("inf"), dtype=tl.float32)
+    # -- pass 1: m = max x, per lane in the loop and across lanes once after it (reducing
+    # inside the loop here crashes triton 3.6's thread-locality pass) --
+    m_lane = tl.full((ROWS, BLOCK), -float("inf"), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        m_i = tl.maximum(m_i, tl.max(x, axis=1))
+        m_lane = tl.maximum(m_lane, x)
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
+    m_i = tl.max(m_lane, axis=1)
     # -- pass 2: d = sum e^(x - m), every term <= 1 so nothing overflows --
-    l_i = tl.zeros((ROWS,), dtype=tl.float32)
+    l_lane = tl.zeros((ROWS, BLOCK), dtype=tl.float32)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        l_i += tl.sum(tl.exp2((x - m_i[:, None]) * LOG2E), axis=1)
+        l_lane += tl.exp2((x - m_i[:, None]) * LOG2E)
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
+    l_i = tl.sum(l_lane, axis=1)
     # -- pass 3: y = e^(x - m) / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols

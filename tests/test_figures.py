@@ -193,12 +193,18 @@ def test_memory_rows_model_vs_counted():
 
 
 def test_followed_block_in_its_own_capture():
-    """Large configs keep the tiles of some q-blocks only; a capture for one block puts it in slot 0."""
+    """Large configs keep the tiles of some q-blocks only: the app captures the followed one again
+    (with a neighbour, see viz.state.tile_blocks_for) and draws it from whatever slot it got."""
+    from viz import state
+
     cfg = TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16)
-    one = capture_trace(cfg, q_blocks=[2])
-    assert one.tile_slot(2) == 0 and one.tile_slot(1) is None
-    fig = fg.tile_heatmap_figure(one, 2, 1, "s")
-    want = one.s[0, int(one.steps(2)[1]), :16, :16]
+    blocks = state.tile_blocks_for(cfg, 3)
+    assert sorted(blocks) == [2, 3]
+    two = capture_trace(cfg, q_blocks=blocks)
+    slot = two.tile_slot(3)
+    assert slot == 1 and two.tile_slot(1) is None
+    fig = fg.tile_heatmap_figure(two, 3, 1, "s")
+    want = two.s[slot, int(two.steps(3)[1]), :16, :16]
     assert np.array_equal(np.array(fig.data[0].z, dtype=float), want)
 
 

@@ -48,11 +48,23 @@ def capture(fields: tuple, q_blocks: tuple | None = None) -> ktrace.AttentionTra
         return ktrace.capture_trace(cfg, q_blocks=q_blocks)
 
 
+def tile_blocks_for(cfg: ktrace.TraceConfig, q_block: int) -> tuple:
+    """q-blocks to keep tiles for when the default capture lacks q_block: it and a neighbour.
+
+    The neighbour is a workaround: compiled (not interpreted), the traced kernel fails to build
+    with exactly one tile slot (Triton specializes the integer n_slots == 1 into a constant, and
+    the kernel calls n_slots.to(...) on it). Asked of kernels/ to fix; one slot where two won't fit.
+    """
+    if cfg.n_q_blocks < 2 or 2 * ktrace.tile_bytes(cfg) > ktrace.TILE_BUDGET_BYTES:
+        return (q_block,)
+    return (q_block, q_block + 1 if q_block + 1 < cfg.n_q_blocks else q_block - 1)
+
+
 def trace_for(fields: tuple, q_block: int) -> ktrace.AttentionTrace:
     """The cached trace, or (large configs) one that kept the tiles of q_block."""
     trace = capture(fields)
     if trace.tile_slot(q_block) is None:
-        trace = capture(fields, (q_block,))
+        trace = capture(fields, tuple(sorted(tile_blocks_for(trace.config, q_block))))
     return trace
 
 
