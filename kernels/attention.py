@@ -132,7 +132,7 @@ def _attn_fwd_inner(
     return acc, l_i, m_i, step
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_slots"])  # n_slots == 1 must stay a tensor, not a constexpr
 def _attn_fwd(
     Q, K, V, sm_scale, Lse, Out,
     stride_qz, stride_qh, stride_qm, stride_qk,

@@ -96,3 +96,10 @@ def test_trace_extreme_blocks_compile():
 def test_backend_describes_gpu():
     assert not backend.INTERPRET and "compiled" in backend.describe()
     assert torch.cuda.get_device_name() in backend.describe()
+
+
+def test_trace_with_one_tile_slot():
+    # one q-block asked for: n_slots == 1 must not be specialized into a constant
+    tr = capture_trace(TraceConfig(seq_len=4096, head_dim=64, block_m=64, block_n=64, dtype="float16"), q_blocks=[5])
+    assert list(tr.tile_q_blocks) == [5] and np.isfinite(tr.s[0]).all()
+    test_trace.test_tiles_match_float64(tr)
