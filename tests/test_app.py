@@ -169,10 +169,13 @@ def test_widgets_drive_the_config():
     assert _step(at) == (1, 5)  # causal: q-block 1 (rows 64-79) visits kv-blocks 0..4
 
 
+CPU_ONLY = pytest.mark.skipif(not backend.INTERPRET, reason="a limit of the CPU interpreter")
+
+
 @pytest.mark.parametrize("state, words", [
-    (dict(seq_len=4096, block_m=16, block_n=16), "tiles"),  # too many for the interpreter
+    pytest.param(dict(seq_len=4096, block_m=16, block_n=16), "tiles", marks=CPU_ONLY),  # too many tiles
     (dict(block_m=256, block_n=128), "block_m * block_n"),
-    (dict(seq_len=1024, block_m=16, block_n=16), "limit"),
+    pytest.param(dict(seq_len=1024, block_m=16, block_n=16), "limit", marks=CPU_ONLY),
 ])
 def test_refused_sizes_show_a_message(state, words):
     at = _app(**{f"attn.{k}": v for k, v in state.items()})
@@ -274,3 +277,17 @@ def test_slow_softmax_counts_wait_for_a_click(monkeypatch):
     at.button(key="attn.count").click().run()
     _ok(at)
     assert list(at.dataframe[0].value["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"]
+
+
+def test_a_kernel_failure_is_a_message(monkeypatch):
+    def broken(*args, **kwargs):
+        try:
+            raise AttributeError("'int' object has no attribute 'to'")
+        except AttributeError as e:
+            raise RuntimeError("at 57:26: a long compiler dump") from e
+
+    monkeypatch.setattr(ktrace, "capture_trace", broken)
+    at = _app(**{"attn.seq_len": 77, "attn.seed": 12345})  # a config no other test has cached
+    assert not at.exception
+    assert at.error and "AttributeError: 'int' object has no attribute 'to'" in at.error[0].value
+    assert not at.get("plotly_chart")

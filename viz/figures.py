@@ -124,7 +124,7 @@ def tile_grid_figure(trace, q_block: int, step: int) -> go.Figure:
             ))
     if c.causal:  # keys after the query are masked: the kernel skips tiles wholly above this line
         fig.add_shape(type="line", x0=0, y0=0, x1=c.seq_len, y1=c.seq_len, name="causal diagonal",
-                      line=dict(color="#9AA3AE", width=1.5, dash="dash"), layer="above")
+                      line=dict(color="#9AA3AE", width=1, dash="dash"), opacity=0.8, layer="above")
     j = kv_block(trace, q_block, step)
     band = dict(type="rect", line=dict(color="#1f2430", width=3), fillcolor="rgba(0,0,0,0)", layer="above")
     fig.add_shape(name="q-row on chip", x0=0, x1=c.seq_len, y0=y_edges[q_block], y1=y_edges[q_block + 1], **band)
