@@ -348,6 +348,7 @@ def _configs():
     for bm, bn, warps, stages, ws in [
         (128, 128, 8, 3, False), (128, 128, 8, 3, True), (128, 64, 8, 3, False), (128, 64, 8, 3, True),
         (128, 64, 4, 3, False), (128, 128, 4, 3, False), (128, 64, 4, 4, False),
+        (64, 64, 4, 3, False), (64, 64, 4, 4, False),  # short causal sequences: more programs than SMs
     ]:
         out.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=warps,
                                  num_stages=stages, pre_hook=_set_block_shapes))

@@ -631,3 +631,135 @@ def softmax_access_rows(length: int, counts: dict) -> list[dict]:
             "equal?": "—" if got is None else ("✓" if got == {"loads": model["loads"], "stores": model["stores"]} else "✗ differs"),
         })
     return rows
+
+# ---------------------------------------------------------------- benchmarks
+IMPL_LABELS = {
+    "ours": "ours (this app's kernel, TRACE off)",
+    "sdpa_flash_attention": "SDPA FLASH_ATTENTION",
+    "sdpa_cudnn_attention": "SDPA CUDNN_ATTENTION",
+    "sdpa_efficient_attention": "SDPA EFFICIENT_ATTENTION",
+    "sdpa_math": "SDPA MATH",
+    "torch": "torch.softmax",
+    "naive": "naive", "safe": "safe", "online": "online", "single_pass": "single-pass",
+}
+IMPL_COLORS = {
+    "ours": ORANGE, "sdpa_flash_attention": BLUE, "sdpa_cudnn_attention": "#6A3D9A",
+    "sdpa_efficient_attention": "#33A02C", "sdpa_math": GREY,
+    "torch": BLUE, "naive": RED, "safe": "#6A3D9A", "online": ORANGE, "single_pass": "#33A02C",
+}
+
+
+def bench_measured_on(result: dict) -> str:
+    env = result["env"]
+    return (f"{env['gpu']} · torch {env['torch']} · triton {env['triton']} · "
+            f"{env['date'].replace('T', ' ')[:16]} UTC")
+
+
+def bench_attention_series(rows: list[dict], head_dim: int, causal: bool) -> dict:
+    """{impl: (seq_lens, tflops)} for one panel, skipped measurements left out."""
+    out = {}
+    for r in rows:
+        if r["head_dim"] == head_dim and r["causal"] == causal and r.get("tflops"):
+            xs, ys = out.setdefault(r["impl"], ([], []))
+            xs.append(r["seq_len"])
+            ys.append(r["tflops"])
+    return out
+
+
+def bench_attention_figure(result: dict) -> go.Figure:
+    """TFLOP/s against seq_len per implementation: head_dim across, causal down."""
+    rows = result["attention"]
+    dims = sorted({r["head_dim"] for r in rows})
+    causals = sorted({r["causal"] for r in rows})
+    fig = make_subplots(rows=len(causals), cols=len(dims), shared_xaxes=True, shared_yaxes=True,
+                        subplot_titles=[f"head_dim {d}, {'causal' if c else 'full'}" for c in causals for d in dims],
+                        vertical_spacing=0.12, horizontal_spacing=0.05)
+    peak = result.get("ceilings", {}).get("matmul_fp16_TFLOPs")
+    for ri, c in enumerate(causals, start=1):
+        for ci, d in enumerate(dims, start=1):
+            for impl, (xs, ys) in bench_attention_series(rows, d, c).items():
+                fig.add_trace(go.Scatter(
+                    x=xs, y=ys, mode="lines+markers", name=IMPL_LABELS.get(impl, impl), legendgroup=impl,
+                    showlegend=(ri == 1 and ci == 1), line=dict(color=IMPL_COLORS.get(impl), width=4 if impl == "ours" else 2),
+                    hovertemplate="N=%{x}<br>%{y:.0f} TFLOP/s<extra>" + IMPL_LABELS.get(impl, impl) + "</extra>",
+                ), row=ri, col=ci)
+            if peak:
+                label = dict(annotation_text=f"fp16 matmul peak {peak:.0f}", annotation_position="bottom right",
+                             annotation_font=dict(size=12, color=GREY)) if ci == len(dims) else {}
+                fig.add_hline(y=peak, line=dict(color=GREY, dash="dot"), row=ri, col=ci, **label)
+    ns = sorted({r["seq_len"] for r in rows})
+    fig.update_xaxes(type="log", tickvals=ns, ticktext=[str(n) for n in ns], title_text=None)
+    if peak:
+        fig.update_yaxes(range=[0, peak * 1.08])
+    for ci in range(1, len(dims) + 1):
+        fig.update_xaxes(title_text="seq_len N", row=len(causals), col=ci)
+    for ri in range(1, len(causals) + 1):
+        fig.update_yaxes(title_text="TFLOP/s", row=ri, col=1, rangemode="tozero")
+    _layout(fig, 560, legend=dict(orientation="h", y=-0.14, x=0), t=40)
+    return fig
+
+
+def bench_softmax_series(rows: list[dict], dtype: str) -> dict:
+    """{impl: (cols, GB/s)} for one dtype; where one column count has several row counts, the first."""
+    out = {}
+    for r in sorted(rows, key=lambda r: (r["cols"], r["rows"])):
+        if r["dtype"] != dtype:
+            continue
+        xs, ys = out.setdefault(r["impl"], ([], []))
+        if xs and xs[-1] == r["cols"]:
+            continue
+        xs.append(r["cols"])
+        ys.append(r["GBps"])
+    return out
+
+
+def bench_softmax_figure(result: dict) -> go.Figure:
+    """GB/s (bytes read once + written once) against columns per variant, with the copy line."""
+    rows = result["softmax"]
+    dtypes = sorted({r["dtype"] for r in rows}, reverse=True)
+    fig = make_subplots(rows=1, cols=len(dtypes), shared_yaxes=True, subplot_titles=dtypes, horizontal_spacing=0.05)
+    copy = result.get("ceilings", {}).get("copy_TBps")
+    for ci, dt in enumerate(dtypes, start=1):
+        for impl, (xs, ys) in bench_softmax_series(rows, dt).items():
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines+markers", name=IMPL_LABELS.get(impl, impl), legendgroup=impl,
+                showlegend=ci == 1, line=dict(color=IMPL_COLORS.get(impl), width=3),
+                hovertemplate="cols=%{x}<br>%{y:.0f} GB/s<extra>" + IMPL_LABELS.get(impl, impl) + "</extra>",
+            ), row=1, col=ci)
+        if copy:
+            label = dict(annotation_text=f"copy {copy * 1000:.0f} GB/s", annotation_position="bottom right",
+                         annotation_font=dict(size=12, color=GREY)) if ci == len(dtypes) else {}
+            fig.add_hline(y=copy * 1000, line=dict(color=GREY, dash="dot"), row=1, col=ci, **label)
+    cols = sorted({r["cols"] for r in rows})
+    fig.update_xaxes(type="log", tickvals=cols, ticktext=[f"{c // 1024}k" for c in cols], title_text="columns per row")
+    fig.update_yaxes(title_text="GB/s", row=1, col=1)
+    fig.update_yaxes(range=[0, (copy * 1000 if copy else max(r["GBps"] for r in rows)) * 1.1])
+    _layout(fig, 420, legend=dict(orientation="h", y=-0.28, x=0), t=40)
+    return fig
+
+
+def bench_ratio_table(result: dict) -> list[dict]:
+    """Rows for st.dataframe: ours / each PyTorch backend per attention case, softmax ratios."""
+    from kernels import bench
+
+    out = []
+    for r in bench.ratios(result):
+        if r["kind"] != "attention":
+            continue
+        row = {"head_dim": r["head_dim"], "causal": r["causal"], "seq_len": r["seq_len"],
+               "ours TFLOP/s": round(r["ours_tflops"], 1) if r["ours_tflops"] else None}
+        for k, v in r.items():
+            if k.startswith("vs_"):
+                row["ours / " + IMPL_LABELS.get(k[3:], k[3:]).replace("SDPA ", "")] = round(v, 2) if v else None
+        out.append(row)
+    return out
+
+
+def bench_softmax_ratio_table(result: dict) -> list[dict]:
+    from kernels import bench
+
+    return [{"shape": f"{r['rows']} x {r['cols']}", "dtype": r["dtype"],
+             "best / torch.softmax": round(r["best_vs_torch"], 2),
+             "best / copy bandwidth": round(r["best_vs_copy"], 2) if r["best_vs_copy"] else None,
+             "online / safe": round(r["online_vs_safe"], 2), "naive / online": round(r["naive_vs_online"], 2)}
+            for r in bench.ratios(result) if r["kind"] == "softmax"]

@@ -8,8 +8,10 @@ Not for: drawing (viz/figures.py) or computing anything the kernels compute.
 import dataclasses
 import hashlib
 import io
+import json
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -168,3 +170,34 @@ def overflow_run(length: int, block: int, seed: int) -> dict:
 
 def n_chunks(length: int, block: int) -> int:
     return math.ceil(length / block)
+
+
+# ---------------------------------------------------------------- benchmarks page
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "kernels" / "results"
+
+
+def recorded_results() -> dict[str, dict]:
+    """{file name: result} of every `python -m kernels.bench` JSON committed under kernels/results."""
+    out = {}
+    for path in sorted(RESULTS_DIR.glob("*.json"), reverse=True):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict) and "env" in result and ("attention" in result or "softmax" in result):
+            out[path.name] = result
+    return out
+
+
+def live_benchmark(progress) -> dict:
+    """A small, bounded benchmark on this GPU (about half a minute): the same functions as the CLI."""
+    from kernels import bench
+
+    with kernel_lock():
+        result = {"env": bench.environment(), "ceilings": bench.ceilings()}
+        result["attention"] = bench.bench_attention([1024, 2048], [64], batch=2, heads=8,
+                                                    progress=lambda f, m: progress(0.1 + 0.6 * f, m))
+        result["softmax"] = bench.bench_softmax([(4096, 4096)], dtypes=("float32",),
+                                                progress=lambda f, m: progress(0.7 + 0.3 * f, m))
+    progress(1.0, "done")
+    return result

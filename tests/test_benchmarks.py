@@ -1,0 +1,87 @@
+"""The benchmark CLI and the Benchmarks page, on the committed H100 results (no GPU needed)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kernels import backend, bench
+from tests.test_browser import _idle, _no_errors, _shot, browser, page, server  # noqa: F401  (fixtures)
+from viz import figures as fg
+from viz import state
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = json.loads((ROOT / "kernels" / "results" / "h100-2026-11-22.json").read_text())
+
+
+def test_recorded_result_is_complete():
+    assert "H100" in RESULT["env"]["gpu"] and RESULT["env"]["triton"].startswith("3.6")
+    impls = {r["impl"] for r in RESULT["attention"]}
+    assert {"ours", "sdpa_flash_attention", "sdpa_cudnn_attention"} <= impls
+    assert {(r["head_dim"], r["causal"]) for r in RESULT["attention"]} == {(64, False), (64, True), (128, False), (128, True)}
+    for r in RESULT["attention"]:
+        if r["impl"] == "ours":
+            assert r["max_err_vs_sdpa_efficient"] < 1e-2, f"ours was wrong when timed: {r}"
+    assert {r["impl"] for r in RESULT["softmax"]} >= {"torch", "naive", "safe", "online", "single_pass"}
+
+
+def test_ratios_are_ours_over_theirs():
+    rat = {(r["head_dim"], r["causal"], r["seq_len"]): r for r in bench.ratios(RESULT) if r["kind"] == "attention"}
+    for r in RESULT["attention"]:
+        if r["impl"] == "sdpa_cudnn_attention" and r["tflops"]:
+            ours = next(o for o in RESULT["attention"] if o["impl"] == "ours" and o["head_dim"] == r["head_dim"]
+                        and o["causal"] == r["causal"] and o["seq_len"] == r["seq_len"])
+            got = rat[(r["head_dim"], r["causal"], r["seq_len"])]["vs_sdpa_cudnn_attention"]
+            assert got == pytest.approx(ours["tflops"] / r["tflops"])
+    sm = [r for r in bench.ratios(RESULT) if r["kind"] == "softmax"]
+    assert sm and all(r["online_vs_safe"] > 0 for r in sm)
+    assert "ours" in bench.table(RESULT) or "attention fwd" in bench.table(RESULT)
+
+
+def test_figures_show_the_recorded_numbers():
+    fig = fg.bench_attention_figure(RESULT)
+    ours = [t for t in fig.data if t.name.startswith("ours")]
+    assert len(ours) == 4, "one 'ours' line per (head_dim, causal) panel"
+    expect = sorted(r["tflops"] for r in RESULT["attention"] if r["impl"] == "ours")
+    assert sorted(y for t in ours for y in t.y) == pytest.approx(expect)
+    sm = fg.bench_softmax_figure(RESULT)
+    single = [t for t in sm.data if t.name == "single-pass"]
+    assert single and max(max(t.y) for t in single) == pytest.approx(
+        max(r["GBps"] for r in RESULT["softmax"] if r["impl"] == "single_pass"))
+    table = fg.bench_ratio_table(RESULT)
+    assert len(table) == len({(r["head_dim"], r["causal"], r["seq_len"]) for r in RESULT["attention"]})
+
+
+def test_results_on_disk_are_found():
+    assert "h100-2026-11-22.json" in state.recorded_results()
+
+
+def test_cli_help_and_refusal_without_gpu():
+    out = subprocess.run([sys.executable, "-m", "kernels.bench", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "--seq-lens" in out.stdout
+    env = {**os.environ, "FA_VIZ_FORCE_CPU": "1"}  # the interpreter: timings would mean nothing
+    out = subprocess.run([sys.executable, "-m", "kernels.bench", "--quick"], cwd=ROOT, capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 2 and "needs a CUDA GPU" in out.stderr, out.stderr
+
+
+def test_page_in_apptest():
+    at = AppTest.from_file(str(ROOT / "viz" / "pages" / "benchmarks.py"), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 2
+    if backend.INTERPRET:
+        assert any("recorded results, measured on NVIDIA H100" in i.value for i in at.info)
+
+
+@pytest.mark.browser
+def test_page_in_browser(server, page, tmp_path):  # noqa: F811
+    page.goto(f"{server}/benchmarks")
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    _idle(page)
+    _no_errors(page)
+    assert page.locator(".js-plotly-plot").count() == 2
+    assert "H100" in page.inner_text("body")
+    _shot(page, tmp_path, "benchmarks")

@@ -1,0 +1,62 @@
+"""Benchmarks: the app's own kernels (TRACE off) against PyTorch on the same GPU.
+
+Recorded results from `python -m kernels.bench` (kernels/results/*.json); with a GPU present, a
+small live run with a progress bar.
+"""
+import streamlit as st
+
+from kernels import backend
+from viz import figures as fg
+from viz import state
+
+ss = st.session_state
+ss.setdefault("bench.live", None)
+
+st.header("Benchmarks: the kernel you step through, timed")
+recorded = state.recorded_results()
+
+if not backend.INTERPRET:
+    with st.expander("Run a small benchmark on this GPU", expanded=False):
+        st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
+                   "About half a minute; the app is busy meanwhile.")
+        if st.button("Run", key="bench.run", icon=":material/speed:"):
+            bar = st.progress(0.0, text="starting")
+            ss["bench.live"] = state.live_benchmark(lambda f, msg: bar.progress(min(f, 1.0), text=msg))
+            bar.empty()
+
+choices = list(recorded)
+if ss["bench.live"] is not None:
+    choices = ["live run on this GPU"] + choices
+if not choices:
+    st.error("No recorded results under kernels/results/ and no GPU here to measure: "
+             "run `python -m kernels.bench --json kernels/results/NAME.json` on a GPU machine.")
+    st.stop()
+name = st.selectbox("results", choices, key="bench.file", persist_state="session")
+result = ss["bench.live"] if name == "live run on this GPU" else recorded[name]
+ceil = result.get("ceilings", {})
+
+if backend.INTERPRET:
+    st.info(f"No GPU here ({backend.describe()}): these are recorded results, measured on "
+            f"{fg.bench_measured_on(result)}.", icon=":material/history:")
+else:
+    st.caption(f"Measured on {fg.bench_measured_on(result)}")
+st.markdown(
+    f"Ceilings measured in the same run: device-to-device copy **{ceil.get('copy_TBps', 0):.2f} TB/s** "
+    f"(bytes read + written), fp16 matmul **{ceil.get('matmul_fp16_TFLOPs', 0):.0f} TFLOP/s**. "
+    "Method: `triton.testing.do_bench`, warm-up, median of repeats, fresh random inputs."
+)
+
+if result.get("attention"):
+    st.subheader("Attention forward, TFLOP/s")
+    a = result["attention"][0]
+    st.caption(f"{a['dtype']}, batch {a['batch']}, {a['heads']} heads; FLOPs = 4·B·H·N²·D, halved when causal. "
+               "SDPA backends pinned with torch.nn.attention.sdpa_kernel; MATH only up to N = 4096.")
+    st.plotly_chart(fg.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
+    st.dataframe(fg.bench_ratio_table(result), hide_index=True, width="stretch", key="bench.attn_table")
+
+if result.get("softmax"):
+    st.subheader("Softmax, GB/s")
+    st.caption("Bytes = one read + one write of the matrix (the minimum), so a variant that reads twice "
+               "cannot pass two thirds of the copy line. single-pass where a row fits on chip.")
+    st.plotly_chart(fg.bench_softmax_figure(result), width="stretch", key="bench.sm_fig")
+    st.dataframe(fg.bench_softmax_ratio_table(result), hide_index=True, width="stretch", key="bench.sm_table")
