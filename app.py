@@ -16,6 +16,7 @@ page = st.navigation([
             url_path="attention", default=True),
     st.Page("viz/pages/softmax.py", title="Softmax: naive, safe, online", icon=":material/functions:",
             url_path="softmax"),
+    st.Page("viz/pages/backward.py", title="Backward", icon=":material/undo:", url_path="backward"),
     st.Page("viz/pages/benchmarks.py", title="Benchmarks", icon=":material/speed:", url_path="benchmarks"),
 ])
 st.sidebar.badge(backend.describe(), icon=":material/memory:", color="orange" if backend.INTERPRET else "green",

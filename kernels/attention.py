@@ -7,6 +7,8 @@ the chip. The kernel works in base 2 (exp2, scores pre-multiplied by log2(e)); t
 back to the textbook units (see kernels/trace.py).
 
 With TRACE=False no trace code is compiled in: that is the kernel the benchmarks time.
+The backward (end of the file): preprocess D = rowsum(dO o O), a dK/dV kernel and a dQ kernel that
+recompute P from the stored log-sum-exp; flash_attention is differentiable through them.
 Not for: building traces or inputs (kernels/trace.py) or the float64 reference (kernels/reference.py).
 """
 import math
@@ -409,5 +411,499 @@ def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, bloc
 
 
 def flash_attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor:
-    """softmax(q k^T * sm_scale) v, FlashAttention-2 forward. sm_scale defaults to 1/sqrt(head_dim)."""
-    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]
+    """softmax(q k^T * sm_scale) v, FlashAttention-2. sm_scale defaults to 1/sqrt(head_dim).
+    Differentiable: the backward is the FlashAttention-2 backward below (no N x N tensor)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return FlashAttentionFunction.apply(q, k, v, causal, sm_scale)
+    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]  # no autograd overhead
+
+
+# ============================================================================== backward
+# dS = P o (dP - D) with D = rowsum(P o dP) = rowsum(dO o O): one number per row replaces the
+# row's N x N softmax Jacobian diag(P) - P P^T. Three kernels, no N x N tensor anywhere:
+#   preprocess  D_i = rowsum(dO_i o O_i)                       read O, dO ; write D
+#   dK/dV       one program per kv-block j, q-blocks stream:   read K_j, V_j once ; per tile Q_i, dO_i,
+#               P^T recomputed from the stored lse,            lse_i, D_i ; write dK_j, dV_j
+#               dV_j += P^T dO_i, dK_j += dS^T Q_i
+#   dQ          one program per q-block i, kv-blocks stream:   read Q_i, dO_i, lse_i, D_i once ;
+#               dQ_i += dS K_j                                 per tile K_j, V_j ; write dQ_i
+# The gradients dQ, dK, dV are written contiguous (batch, heads, seq_len, head_dim).
+# COUNT (constexpr) makes every kernel count the elements it loads and stores (masked lanes
+# excluded); TRACE makes the dK/dV kernel write its tiles. Both compile out when off.
+BWD_COUNTER_KEYS = (
+    "pre_o_loads", "pre_do_loads", "pre_d_stores",
+    "dkdv_k_loads", "dkdv_v_loads", "dkdv_q_loads", "dkdv_do_loads", "dkdv_lse_loads", "dkdv_d_loads",
+    "dkdv_dk_stores", "dkdv_dv_stores",
+    "dq_q_loads", "dq_do_loads", "dq_lse_loads", "dq_d_loads", "dq_k_loads", "dq_v_loads", "dq_dq_stores",
+)
+
+
+@triton.jit
+def _attn_bwd_preprocess(
+    O, DO, Delta, Counters,
+    stride_oz, stride_oh, stride_om, stride_ok,
+    stride_doz, stride_doh, stride_dom, stride_dok,
+    H, N_CTX,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, COUNT: tl.constexpr,
+):
+    off_hz = tl.program_id(1)
+    off_z = off_hz // H
+    off_h = off_hz % H
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < N_CTX
+    o = tl.load(O + off_z.to(tl.int64) * stride_oz + off_h.to(tl.int64) * stride_oh
+                + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
+                mask=row_ok[:, None], other=0.0).to(tl.float32)  # read BLOCK_M x d of O
+    do = tl.load(DO + off_z.to(tl.int64) * stride_doz + off_h.to(tl.int64) * stride_doh
+                 + offs_m[:, None] * stride_dom + offs_d[None, :] * stride_dok,
+                 mask=row_ok[:, None], other=0.0).to(tl.float32)  # read BLOCK_M x d of dO
+    # -- D = rowsum(dO o O) equals rowsum(P o dP): one number per row, no Jacobian --
+    delta = tl.sum(o * do, axis=1)
+    tl.store(Delta + off_hz.to(tl.int64) * N_CTX + offs_m, delta, mask=row_ok)  # write BLOCK_M
+    if COUNT:
+        rows = tl.sum(row_ok.to(tl.int64))
+        tl.atomic_add(Counters + 0, rows * HEAD_DIM)  # O
+        tl.atomic_add(Counters + 1, rows * HEAD_DIM)  # dO
+        tl.atomic_add(Counters + 2, rows)  # D
+
+
+@triton.jit
+def _attn_bwd_dkdv_inner(
+    dk, dv, k, v,
+    Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
+    start_n, lo, hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d,
+    TraceVisit, TraceP, TraceDP, TraceDS, TraceAcc, Counters, slot, step, Tq, n_slots,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    offs_mb = tl.arange(0, BLOCK_M)
+    for start_m in tl.range(lo, hi, BLOCK_M):
+        start_m = tl.multiple_of(start_m, BLOCK_M)
+        offs_m = start_m + offs_mb
+        # -- Q_i^T, dO_i, lse_i, D_i stream through; K_j, V_j and the dK_j, dV_j accumulators stay --
+        if MASKED:  # rows past seq_len: lse = +inf makes their p exactly 0
+            row_ok = offs_m < N_CTX
+            qT = tl.load(Q_src + offs_m[None, :] * stride_qm + offs_d[:, None] * stride_qk,
+                         mask=row_ok[None, :], other=0.0)
+            do = tl.load(DO_src + offs_m[:, None] * stride_dom + offs_d[None, :] * stride_dok,
+                         mask=row_ok[:, None], other=0.0)
+            lse = tl.load(Lse_src + offs_m, mask=row_ok, other=float("inf"))
+            Di = tl.load(Delta_src + offs_m, mask=row_ok, other=0.0)
+        else:
+            qT = tl.load(Q_src + offs_m[None, :] * stride_qm + offs_d[:, None] * stride_qk)
+            do = tl.load(DO_src + offs_m[:, None] * stride_dom + offs_d[None, :] * stride_dok)
+            lse = tl.load(Lse_src + offs_m)
+            Di = tl.load(Delta_src + offs_m)
+        # -- recompute P^T from the stored log-sum-exp: no running max on the way back --
+        qkT = tl.dot(k, qT, input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
+        if MASKED:
+            if CAUSAL:  # the diagonal band: key j may only be seen by queries i >= j
+                qkT = tl.where(offs_m[None, :] >= offs_n[:, None], qkT, float("-inf"))
+        pT = tl.math.exp2(qkT * qk_scale - lse[None, :] * LOG2E)
+        # -- dV_j += P^T dO_i --
+        dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
+        # -- dS = P o (dP - D): D replaces the row's N x N Jacobian diag(P) - P P^T --
+        dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
+        dsT = pT * (dpT - Di[None, :])
+        # -- dK_j += dS^T Q_i; sm_scale is applied once at the end --
+        dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=DOT_PRECISION)
+        if COUNT:
+            rows = tl.sum((offs_m < N_CTX).to(tl.int64))
+            tl.atomic_add(Counters + 5, rows * HEAD_DIM)  # Q_i
+            tl.atomic_add(Counters + 6, rows * HEAD_DIM)  # dO_i
+            tl.atomic_add(Counters + 7, rows)  # lse_i
+            tl.atomic_add(Counters + 8, rows)  # D_i
+        if TRACE:
+            i = start_m // BLOCK_M
+            tl.store(TraceVisit + (start_n // BLOCK_N) * Tq + i, step)
+            if slot >= 0:
+                tile = (slot * Tq + i).to(tl.int64)
+                ok = (offs_m[None, :] < N_CTX) & (offs_n[:, None] < N_CTX)  # (BLOCK_N, BLOCK_M)
+                offs_nb = tl.arange(0, BLOCK_N)
+                # stored as (block_m, block_n): query rows down, key columns across, as in the forward
+                tp = tile * BLOCK_M * BLOCK_N + offs_mb[None, :] * BLOCK_N + offs_nb[:, None]
+                tl.store(TraceP + tp, pT, mask=ok)
+                tl.store(TraceDP + tp, dpT, mask=ok)
+                tl.store(TraceDS + tp, dsT, mask=ok)
+                ap = tile * BLOCK_N * HEAD_DIM + offs_nb[:, None] * HEAD_DIM + offs_d[None, :]
+                acc_plane = n_slots.to(tl.int64) * Tq * BLOCK_N * HEAD_DIM
+                col_ok = (offs_n < N_CTX)[:, None]
+                tl.store(TraceAcc + ap, dk * sm_scale, mask=col_ok)  # textbook units: dK so far
+                tl.store(TraceAcc + acc_plane + ap, dv, mask=col_ok)
+            step += 1
+    return dk, dv, step
+
+
+@triton.jit(do_not_specialize=["n_slots"])  # n_slots == 1 must stay a tensor, not a constexpr
+def _attn_bwd_dkdv(
+    Q, K, V, DO, Lse, Delta, DK, DV, sm_scale,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_doz, stride_doh, stride_dom, stride_dok,
+    H, N_CTX,
+    TraceVisit, TraceSlot, TraceP, TraceDP, TraceDS, TraceAcc, Counters, n_slots,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    # causal: the first kv-blocks meet the most q-blocks, and program 0 launches first
+    start_n = tl.program_id(0) * BLOCK_N
+    off_hz = tl.program_id(1)
+    off_z = off_hz // H
+    off_h = off_hz % H
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    col_ok = offs_n < N_CTX
+    # -- K_j, V_j are loaded once and stay on chip for the whole q loop --
+    k = tl.load(K + off_z.to(tl.int64) * stride_kz + off_h.to(tl.int64) * stride_kh
+                + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk, mask=col_ok[:, None], other=0.0)
+    v = tl.load(V + off_z.to(tl.int64) * stride_vz + off_h.to(tl.int64) * stride_vh
+                + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk, mask=col_ok[:, None], other=0.0)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    Q_src = Q + off_z.to(tl.int64) * stride_qz + off_h.to(tl.int64) * stride_qh
+    DO_src = DO + off_z.to(tl.int64) * stride_doz + off_h.to(tl.int64) * stride_doh
+    Lse_src = Lse + off_hz.to(tl.int64) * N_CTX
+    Delta_src = Delta + off_hz.to(tl.int64) * N_CTX
+    qk_scale = sm_scale * LOG2E
+
+    # q-blocks [lo, band_hi) cross the causal diagonal of kv-block j (masked); [band_hi, mid_hi)
+    # lie wholly below it (no mask); [mid_hi, N) is the ragged last q-block (rows masked).
+    # q-blocks before lo see none of these keys: skipped.
+    full_hi = (N_CTX // BLOCK_M) * BLOCK_M
+    if CAUSAL:
+        lo = (start_n // BLOCK_M) * BLOCK_M
+        band_hi = tl.minimum(tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M, N_CTX)
+        mid_hi = tl.maximum(band_hi, full_hi)
+    else:
+        lo = 0
+        band_hi = 0
+        mid_hi = full_hi
+
+    slot = -1
+    step = 0
+    if TRACE:
+        slot = tl.load(TraceSlot + tl.program_id(0))
+    if COUNT:
+        cols = tl.sum(col_ok.to(tl.int64))
+        tl.atomic_add(Counters + 3, cols * HEAD_DIM)  # K_j
+        tl.atomic_add(Counters + 4, cols * HEAD_DIM)  # V_j
+    Tq = tl.cdiv(N_CTX, BLOCK_M)
+    dk, dv, step = _attn_bwd_dkdv_inner(
+        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
+        start_n, lo, band_hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d,
+        TraceVisit, TraceP, TraceDP, TraceDS, TraceAcc, Counters, slot, step, Tq, n_slots,
+        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, TRACE, DOT_PRECISION,
+    )
+    dk, dv, step = _attn_bwd_dkdv_inner(
+        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
+        start_n, band_hi, mid_hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d,
+        TraceVisit, TraceP, TraceDP, TraceDS, TraceAcc, Counters, slot, step, Tq, n_slots,
+        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, COUNT, TRACE, DOT_PRECISION,
+    )
+    dk, dv, step = _attn_bwd_dkdv_inner(
+        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
+        start_n, mid_hi, N_CTX, qk_scale, sm_scale, N_CTX, offs_n, offs_d,
+        TraceVisit, TraceP, TraceDP, TraceDS, TraceAcc, Counters, slot, step, Tq, n_slots,
+        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, TRACE, DOT_PRECISION,
+    )
+    # -- epilogue: dK_j, dV_j written once (contiguous gradients) --
+    dk = dk * sm_scale
+    g = off_hz.to(tl.int64) * N_CTX * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
+    tl.store(DK + g, dk.to(DK.dtype.element_ty), mask=col_ok[:, None])
+    tl.store(DV + g, dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
+    if COUNT:
+        tl.atomic_add(Counters + 9, cols * HEAD_DIM)  # dK_j
+        tl.atomic_add(Counters + 10, cols * HEAD_DIM)  # dV_j
+
+
+@triton.jit
+def _attn_bwd_dq_inner(
+    dq, q, do, lse, Di,
+    K_src, V_src, stride_kn, stride_kk, stride_vn, stride_vk,
+    lo, hi, qk_scale, N_CTX, offs_m, offs_d, Counters,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    offs_nb = tl.arange(0, BLOCK_N)
+    for start_n in tl.range(lo, hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        offs_n = start_n + offs_nb
+        # -- K_j^T, V_j^T stream through; Q_i, dO_i and the dQ_i accumulator stay --
+        if MASKED:
+            kT = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk,
+                         mask=offs_n[None, :] < N_CTX, other=0.0)
+            vT = tl.load(V_src + offs_n[None, :] * stride_vn + offs_d[:, None] * stride_vk,
+                         mask=offs_n[None, :] < N_CTX, other=0.0)
+        else:
+            kT = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk)
+            vT = tl.load(V_src + offs_n[None, :] * stride_vn + offs_d[:, None] * stride_vk)
+        # -- recompute P from the stored log-sum-exp --
+        qk = tl.dot(q, kT, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_N)
+        if MASKED:  # ragged last kv-block, and the causal diagonal band
+            keep = offs_n[None, :] < N_CTX
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= offs_n[None, :])
+            qk = tl.where(keep, qk, float("-inf"))
+        p = tl.math.exp2(qk * qk_scale - lse[:, None] * LOG2E)
+        # -- dS = P o (dP - D), dQ_i += dS K_j; sm_scale is applied once at the end --
+        dp = tl.dot(do, vT, input_precision=DOT_PRECISION)
+        ds = p * (dp - Di[:, None])
+        dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=DOT_PRECISION)
+        if COUNT:
+            cols = tl.sum((offs_n < N_CTX).to(tl.int64))
+            tl.atomic_add(Counters + 15, cols * HEAD_DIM)  # K_j
+            tl.atomic_add(Counters + 16, cols * HEAD_DIM)  # V_j
+    return dq
+
+
+@triton.jit
+def _attn_bwd_dq(
+    Q, K, V, DO, Lse, Delta, DQ, sm_scale,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_doz, stride_doh, stride_dom, stride_dok,
+    H, N_CTX, Counters,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    if CAUSAL:  # the last q-blocks meet the most kv-blocks: launch them first
+        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
+    else:
+        start_m = tl.program_id(0) * BLOCK_M
+    off_hz = tl.program_id(1)
+    off_z = off_hz // H
+    off_h = off_hz % H
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < N_CTX
+    # -- Q_i, dO_i, lse_i, D_i are loaded once --
+    q = tl.load(Q + off_z.to(tl.int64) * stride_qz + off_h.to(tl.int64) * stride_qh
+                + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk, mask=row_ok[:, None], other=0.0)
+    do = tl.load(DO + off_z.to(tl.int64) * stride_doz + off_h.to(tl.int64) * stride_doh
+                 + offs_m[:, None] * stride_dom + offs_d[None, :] * stride_dok, mask=row_ok[:, None], other=0.0)
+    lse = tl.load(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, mask=row_ok, other=float("inf"))
+    Di = tl.load(Delta + off_hz.to(tl.int64) * N_CTX + offs_m, mask=row_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    K_src = K + off_z.to(tl.int64) * stride_kz + off_h.to(tl.int64) * stride_kh
+    V_src = V + off_z.to(tl.int64) * stride_vz + off_h.to(tl.int64) * stride_vh
+    qk_scale = sm_scale * LOG2E
+    # same split as the forward: [0, lo_masked) unmasked, [lo_masked, hi) the ragged end and,
+    # when causal, the diagonal band; tiles past hi are above the diagonal: skipped
+    if CAUSAL:
+        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
+        lo_masked = tl.minimum(start_m // BLOCK_N, N_CTX // BLOCK_N) * BLOCK_N
+    else:
+        hi = N_CTX
+        lo_masked = (N_CTX // BLOCK_N) * BLOCK_N
+    dq = _attn_bwd_dq_inner(
+        dq, q, do, lse, Di, K_src, V_src, stride_kn, stride_kk, stride_vn, stride_vk,
+        0, lo_masked, qk_scale, N_CTX, offs_m, offs_d, Counters,
+        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, COUNT, DOT_PRECISION,
+    )
+    dq = _attn_bwd_dq_inner(
+        dq, q, do, lse, Di, K_src, V_src, stride_kn, stride_kk, stride_vn, stride_vk,
+        lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d, Counters,
+        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, DOT_PRECISION,
+    )
+    # -- epilogue: dQ_i written once --
+    dq = dq * sm_scale
+    g = off_hz.to(tl.int64) * N_CTX * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
+    tl.store(DQ + g, dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
+    if COUNT:
+        rows = tl.sum(row_ok.to(tl.int64))
+        tl.atomic_add(Counters + 11, rows * HEAD_DIM)  # Q_i
+        tl.atomic_add(Counters + 12, rows * HEAD_DIM)  # dO_i
+        tl.atomic_add(Counters + 13, rows)  # lse_i
+        tl.atomic_add(Counters + 14, rows)  # D_i
+        tl.atomic_add(Counters + 17, rows * HEAD_DIM)  # dQ_i
+
+
+# ------------------------------------------------------------------------------ backward, host side
+class BackwardTraceBuffers:
+    """Device buffers the dK/dV kernel writes its trace into (TRACE=True). NaN/-1 = never written.
+    Tiles are kept for the kv-blocks in tile_kv_blocks (slot order)."""
+
+    def __init__(self, seq_len, head_dim, block_m, block_n, tile_kv_blocks, device):
+        tq, tk = math.ceil(seq_len / block_m), math.ceil(seq_len / block_n)
+        n = len(tile_kv_blocks)
+        nan = float("nan")
+        self.visit = torch.full((tk, tq), -1, dtype=torch.int32, device=device)
+        self.slot = torch.full((tk,), -1, dtype=torch.int32, device=device)
+        for s, j in enumerate(tile_kv_blocks):
+            self.slot[j] = s
+        self.p = torch.full((max(n, 1), tq, block_m, block_n), nan, dtype=torch.float32, device=device)
+        self.dp = torch.full_like(self.p, nan)
+        self.ds = torch.full_like(self.p, nan)
+        self.acc = torch.full((2, max(n, 1), tq, block_n, head_dim), nan, dtype=torch.float32, device=device)
+        self.counters = torch.zeros(len(BWD_COUNTER_KEYS), dtype=torch.int64, device=device)
+        self.n_slots = n
+
+    def args(self):
+        return (self.visit, self.slot, self.p, self.dp, self.ds, self.acc, self.counters, self.n_slots)
+
+
+def _check_backward_inputs(q, k, v, out, lse, do) -> None:
+    _check_inputs(q, k, v)
+    for name, t in (("out", out), ("do", do)):
+        if t.shape != q.shape or t.dtype != q.dtype or t.device != q.device:
+            raise ValueError(f"{name} must match q: shape {tuple(q.shape)} {q.dtype} on {q.device}, "
+                             f"got {tuple(t.shape)} {t.dtype} on {t.device}")
+    if lse.shape != q.shape[:3] or lse.dtype != torch.float32 or not lse.is_contiguous():
+        raise ValueError(f"lse must be contiguous float32 of shape {tuple(q.shape[:3])} (what the forward "
+                         f"returns), got {tuple(lse.shape)} {lse.dtype}")
+
+
+def _bwd_extra(block_m, block_n, num_warps, num_stages):
+    if backend.INTERPRET:
+        return {}
+    return {"num_warps": num_warps or (4 if block_m * block_n <= 64 * 64 else 8), "num_stages": num_stages or 2}
+
+
+def _preprocess(out, do, counters, count):
+    """D = rowsum(dO o O), float32 (batch, heads, seq_len)."""
+    batch, heads, seq_len, head_dim = out.shape
+    delta = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=out.device)
+    block = 64 if backend.INTERPRET or head_dim > 64 else 128
+    _attn_bwd_preprocess[(triton.cdiv(seq_len, block), batch * heads)](
+        out, do, delta, counters, *out.stride(), *do.stride(), heads, seq_len,
+        HEAD_DIM=head_dim, BLOCK_M=block, COUNT=count,
+    )
+    return delta
+
+
+def _launch_bwd(q, k, v, out, lse, do, causal, sm_scale, block_m, block_n,
+                trace: BackwardTraceBuffers | None = None, count=False, num_warps=None, num_stages=None):
+    """(dq, dk, dv, delta, counters): one block size pair for both kernels. counters is an int64
+    tensor in BWD_COUNTER_KEYS order when counting (count=True, or a trace), else None."""
+    backend.require_triton()
+    _check_backward_inputs(q, k, v, out, lse, do)
+    batch, heads, seq_len, head_dim = q.shape
+    check_blocks(block_m, block_n, head_dim)
+    sm_scale = _scale(sm_scale, head_dim)
+    count = count or trace is not None
+    counters = trace.counters if trace is not None else (
+        torch.zeros(len(BWD_COUNTER_KEYS), dtype=torch.int64, device=q.device) if count else None)
+    delta = _preprocess(out, do, counters, count)
+    dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    extra = _bwd_extra(block_m, block_n, num_warps, num_stages)
+    trace_args = trace.args()[:6] if trace is not None else (None,) * 6
+    _attn_bwd_dkdv[(triton.cdiv(seq_len, block_n), batch * heads)](
+        q, k, v, do, lse, delta, dk, dv, sm_scale,
+        *q.stride(), *k.stride(), *v.stride(), *do.stride(), heads, seq_len,
+        *trace_args, counters, trace.n_slots if trace is not None else 0,
+        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=bool(causal), COUNT=count,
+        TRACE=trace is not None, DOT_PRECISION=precision, **extra,
+    )
+    _attn_bwd_dq[(triton.cdiv(seq_len, block_m), batch * heads)](
+        q, k, v, do, lse, delta, dq, sm_scale,
+        *q.stride(), *k.stride(), *v.stride(), *do.stride(), heads, seq_len, counters,
+        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=bool(causal), COUNT=count,
+        DOT_PRECISION=precision, **extra,
+    )
+    return dq, dk, dv, delta, counters
+
+
+# -- the fast path on a GPU: the same kernels, COUNT and TRACE off, each autotuned on its own --
+def _bwd_configs(kernel: str):
+    if backend.INTERPRET:
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
+    # dK/dV keeps (BLOCK_N, d) twice on chip and streams thin q-blocks; dQ the other way round
+    # (the shapes of Triton's tutorial 06: 32 x 128 and 128 x 32), plus square 64 x 64 tiles
+    shapes = {"dkdv": [(32, 128, 4, 3), (64, 128, 8, 3), (64, 64, 4, 3), (32, 64, 4, 4)],
+              "dq": [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4)]}[kernel]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in shapes]
+
+
+def _keep_bwd(config_list, named_args, **kwargs):
+    head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
+    kept = [c for c in config_list
+            if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
+    return kept or config_list[:1]
+
+
+_BWD_KEY = ["N_CTX", "HEAD_DIM", "CAUSAL", "DOT_PRECISION"]
+_attn_bwd_dkdv_tuned = triton.autotune(configs=_bwd_configs("dkdv"), key=_BWD_KEY,
+                                       prune_configs_by={"early_config_prune": _keep_bwd})(_attn_bwd_dkdv)
+_attn_bwd_dq_tuned = triton.autotune(configs=_bwd_configs("dq"), key=_BWD_KEY,
+                                     prune_configs_by={"early_config_prune": _keep_bwd})(_attn_bwd_dq)
+TUNED_BWD_CONFIGS = {"dkdv": _bwd_configs("dkdv"), "dq": _bwd_configs("dq")}  # the GPU tests run each one
+
+
+def _launch_bwd_tuned(q, k, v, out, lse, do, causal, sm_scale):
+    backend.require_triton()
+    _check_backward_inputs(q, k, v, out, lse, do)
+    batch, heads, seq_len, head_dim = q.shape
+    sm_scale = _scale(sm_scale, head_dim)
+    delta = _preprocess(out, do, None, False)
+    dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), heads, seq_len)
+    _attn_bwd_dkdv_tuned[lambda meta: (triton.cdiv(seq_len, meta["BLOCK_N"]), batch * heads)](
+        q, k, v, do, lse, delta, dk, dv, sm_scale, *strides, *((None,) * 7 + (0,)),
+        HEAD_DIM=head_dim, CAUSAL=bool(causal), COUNT=False, TRACE=False, DOT_PRECISION=precision,
+    )
+    _attn_bwd_dq_tuned[lambda meta: (triton.cdiv(seq_len, meta["BLOCK_M"]), batch * heads)](
+        q, k, v, do, lse, delta, dq, sm_scale, *strides, None,
+        HEAD_DIM=head_dim, CAUSAL=bool(causal), COUNT=False, DOT_PRECISION=precision,
+    )
+    return dq, dk, dv
+
+
+def _launch_bwd_configs(q, k, v, out, lse, do, causal, sm_scale, dkdv_config, dq_config):
+    """(dq, dk, dv) with each kernel launched at one given triton.Config (the GPU tests run each one)."""
+    backend.require_triton()
+    _check_backward_inputs(q, k, v, out, lse, do)
+    batch, heads, seq_len, head_dim = q.shape
+    sm_scale = _scale(sm_scale, head_dim)
+    delta = _preprocess(out, do, None, False)
+    dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), heads, seq_len)
+
+    def launch_args(config):
+        extra = {} if backend.INTERPRET else {"num_warps": config.num_warps, "num_stages": config.num_stages}
+        return dict(HEAD_DIM=head_dim, CAUSAL=bool(causal), COUNT=False, DOT_PRECISION=precision,
+                    **config.kwargs, **extra)
+
+    c = dkdv_config.kwargs
+    _attn_bwd_dkdv[(triton.cdiv(seq_len, c["BLOCK_N"]), batch * heads)](
+        q, k, v, do, lse, delta, dk, dv, sm_scale, *strides, *((None,) * 7 + (0,)),
+        TRACE=False, **launch_args(dkdv_config),
+    )
+    _attn_bwd_dq[(triton.cdiv(seq_len, dq_config.kwargs["BLOCK_M"]), batch * heads)](
+        q, k, v, do, lse, delta, dq, sm_scale, *strides, None, **launch_args(dq_config),
+    )
+    return dq, dk, dv
+
+
+def flash_attention_bwd(q, k, v, out, lse, do, causal=False, sm_scale=None, block_m=None, block_n=None):
+    """(dq, dk, dv) given the forward's out and lse and the output gradient do. Gradients are
+    contiguous, in q's dtype. Without block sizes: autotuned on a GPU, 64 x 64 in the interpreter."""
+    if block_m is None and block_n is None:
+        return _launch_bwd_tuned(q, k, v, out, lse, do, causal, sm_scale)
+    if block_m is None or block_n is None:
+        raise ValueError("give both block_m and block_n, or neither (autotuned)")
+    return _launch_bwd(q, k, v, out, lse, do, causal, sm_scale, block_m, block_n)[:3]
+
+
+class FlashAttentionFunction(torch.autograd.Function):
+    """flash_attention with a backward: saves q, k, v, out and the log-sum-exp (O(N) per row),
+    never P."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale):
+        out, lse = flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.causal, ctx.sm_scale = causal, sm_scale
+        return out
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = flash_attention_bwd(q, k, v, out, lse, do, causal=ctx.causal, sm_scale=ctx.sm_scale)
+        return dq, dk, dv, None, None

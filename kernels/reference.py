@@ -107,3 +107,50 @@ def running_state(s: np.ndarray, block_n: int) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore"):
             l[:, j] = np.where(np.isfinite(m[:, j]), np.exp(seen - m[:, j : j + 1]).sum(axis=-1), 0.0)
     return m, l
+
+
+# ---------------------------------------------------------------- attention backward
+def attention_backward(q, k, v, do, causal: bool, sm_scale: float) -> dict:
+    """The backward with every N x N matrix explicit (float64): P, dP, D, dS, dQ, dK, dV, out."""
+    q, k, v, do = _f64(q), _f64(k), _f64(v), _f64(do)
+    p = attention(q, k, v, causal, sm_scale)["p"]  # (N, N), kept from the forward
+    out = p @ v
+    dv = p.T @ do  # dV = P^T dO: read N*N + N*d ; write N*d
+    dp = do @ v.T  # dP = dO V^T: read 2 N*d ; write N*N
+    d = (p * dp).sum(axis=-1)  # D = rowsum(P o dP) = rowsum(dO o O)
+    ds = p * (dp - d[:, None])  # dS = P o (dP - D): read 2 N*N ; write N*N
+    dq = ds @ k * sm_scale  # dQ = dS K * scale: read N*N + N*d ; write N*d
+    dk = ds.T @ q * sm_scale  # dK = dS^T Q * scale: read N*N + N*d ; write N*d
+    return {"p": p, "dp": dp, "d": d, "ds": ds, "dq": dq, "dk": dk, "dv": dv, "out": out}
+
+
+def attention_backward_rows(q, k, v, do, causal: bool, sm_scale: float, chunk: int = 256) -> dict:
+    """dQ, dK, dV and D of standard attention, a chunk of rows at a time: float64 without N x N memory."""
+    q, k, v, do = _f64(q), _f64(k), _f64(v), _f64(do)
+    n = q.shape[0]
+    dq, dk, dv = np.empty_like(q), np.zeros_like(k), np.zeros_like(v)
+    d = np.empty(n)
+    for r0 in range(0, n, chunk):
+        s = (q[r0 : r0 + chunk] @ k.T) * sm_scale  # (chunk, N)
+        if causal:
+            rows = np.arange(r0, r0 + s.shape[0])[:, None]
+            s = np.where(np.arange(n)[None, :] <= rows, s, -np.inf)
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        p = e / e.sum(axis=-1, keepdims=True)
+        g = do[r0 : r0 + chunk]
+        dp = g @ v.T
+        d[r0 : r0 + chunk] = (p * dp).sum(axis=-1)
+        ds = p * (dp - d[r0 : r0 + chunk, None])
+        dv += p.T @ g
+        dq[r0 : r0 + chunk] = ds @ k * sm_scale
+        dk += ds.T @ q[r0 : r0 + chunk] * sm_scale
+    return {"dq": dq, "dk": dk, "dv": dv, "d": d}
+
+
+def softmax_backward_row(p, dp) -> dict:
+    """One row of the softmax backward both ways: the Jacobian J = diag(p) - p p^T (N x N
+    elements for one row) times dp, and p o (dp - D) with the one number D = p . dp."""
+    p, dp = _f64(p), _f64(dp)
+    jac = np.diag(p) - np.outer(p, p)  # (N, N): write N*N
+    d = float(p @ dp)  # read 2N
+    return {"jacobian": jac, "ds_jacobian": jac @ dp, "d": d, "ds": p * (dp - d)}

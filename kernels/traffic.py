@@ -83,3 +83,47 @@ def standard_attention(seq_len: int, head_dim: int) -> dict:
 
 def total(counts: dict) -> int:
     return counts["loads"] + counts["stores"]
+
+
+# ---------------------------------------------------------------- backward
+def flash_backward(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool) -> dict:
+    """FlashAttention-2 backward, one (batch, head), keys as kernels.attention.BWD_COUNTER_KEYS.
+
+    preprocess: read O, dO ; write D = rowsum(dO o O)          (N per row, never the Jacobian)
+    dK/dV (one program per kv-block): read K_j, V_j once ; per visited tile read Q_i, dO_i,
+        lse_i, D_i ; write dK_j, dV_j
+    dQ (one program per q-block): read Q_i, dO_i, lse_i, D_i once ; per visited tile read K_j, V_j ;
+        write dQ_i
+    P, dP and dS are recomputed tile by tile on chip and never written.
+    """
+    n, d = seq_len, head_dim
+    tiles = list(_visited(seq_len, block_m, block_n, causal))
+    q_rows = sum(r for r, _ in tiles)  # rows of Q_i streamed past the kv-block programs
+    kv_rows = sum(c for _, c in tiles)  # rows of K_j streamed past the q-block programs
+    out = {
+        "pre_o_loads": n * d, "pre_do_loads": n * d, "pre_d_stores": n,
+        "dkdv_k_loads": n * d, "dkdv_v_loads": n * d,
+        "dkdv_q_loads": q_rows * d, "dkdv_do_loads": q_rows * d, "dkdv_lse_loads": q_rows, "dkdv_d_loads": q_rows,
+        "dkdv_dk_stores": n * d, "dkdv_dv_stores": n * d,
+        "dq_q_loads": n * d, "dq_do_loads": n * d, "dq_lse_loads": n, "dq_d_loads": n,
+        "dq_k_loads": kv_rows * d, "dq_v_loads": kv_rows * d, "dq_dq_stores": n * d,
+    }
+    for part in ("pre", "dkdv", "dq"):
+        out[f"{part}_loads"] = sum(v for k, v in out.items() if k.startswith(part + "_") and k.endswith("_loads"))
+        out[f"{part}_stores"] = sum(v for k, v in out.items() if k.startswith(part + "_") and k.endswith("_stores"))
+    out["loads"] = out["pre_loads"] + out["dkdv_loads"] + out["dq_loads"]
+    out["stores"] = out["pre_stores"] + out["dkdv_stores"] + out["dq_stores"]
+    return out
+
+
+def standard_backward(seq_len: int, head_dim: int) -> dict:
+    """The attention backward with P, dP and dS as N x N matrices in HBM (FlashAttention paper,
+    Algorithm 3), P kept from the forward. Causal masking does not shrink them."""
+    n, d = seq_len, head_dim
+    loads = ((n * n + n * d)  # dV = P^T dO: read P, dO
+             + (2 * n * d)  # dP = dO V^T: read dO, V
+             + (2 * n * n)  # dS = P o (dP - rowsum(P o dP)): read P, dP
+             + (n * n + n * d)  # dQ = dS K: read dS, K
+             + (n * n + n * d))  # dK = dS^T Q: read dS, Q
+    stores = (n * d) + (n * n) + (n * n) + (n * d) + (n * d)  # dV ; dP ; dS ; dQ ; dK
+    return {"loads": loads, "stores": stores, "p_dp_ds_elements": 3 * n * n}

@@ -291,3 +291,95 @@ def test_a_kernel_failure_is_a_message(monkeypatch):
     assert not at.exception
     assert at.error and "AttributeError: 'int' object has no attribute 'to'" in at.error[0].value
     assert not at.get("plotly_chart")
+
+
+# ---------------------------------------------------------------- backward page
+BACKWARD = "viz/pages/backward.py"
+BWD_SMALL = {"bwd.seq_len": 256, "bwd.head_dim": 64, "bwd.block_m": 64, "bwd.block_n": 64}
+
+
+def _backward(defaults: bool = False, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in {**({} if defaults else BWD_SMALL), **state}.items():
+        at.session_state[k] = v
+    at.run()
+    return at.switch_page(BACKWARD).run()
+
+
+def test_backward_defaults_and_stepping():
+    at = _backward(defaults=True)
+    _ok(at)
+    cfg_tq = -(-at.session_state["bwd.seq_len"] // at.session_state["bwd.block_m"])
+    assert _step(at) == (1, cfg_tq)  # non-causal: kv-block 0's program visits every q-block
+    assert len(at.get("plotly_chart")) == 8  # row, grid, P, dP, dS, D, accumulators, memory
+    at.button(key="bwd.next").click().run()
+    _ok(at)
+    assert _step(at)[0] == 2 and "Q<sub>1</sub>" in [m.value for m in at.markdown if "-step-label" in m.value][0]
+    at.button(key="bwd.prev").click().run()
+    assert _step(at)[0] == 1
+    at.slider(key="bwd.step_slider").set_value(3).run()
+    assert _step(at)[0] == 3
+    row_table, mem_table = at.dataframe[0].value, at.dataframe[1].value
+    assert (row_table["difference"].abs() < 1e-6).all(), row_table
+    assert list(mem_table["equal?"]) == ["—", "✓", "✓", "✓", "✓"], mem_table
+    assert any("65,536 elements (256 KiB in float32)" in m.value for m in at.markdown), "N² per row, with units"
+    assert any("256 elements (1 KiB in float32)" in m.value for m in at.markdown), "N per row, with units"
+
+
+def test_backward_stepping_does_not_rerun_the_kernel(monkeypatch):
+    from kernels import trace_backward
+
+    at = _backward(**{"bwd.seq_len": 200, "bwd.causal": True})
+    calls = []
+    real = trace_backward.capture_backward_trace
+    monkeypatch.setattr(trace_backward, "capture_backward_trace", lambda *a, **k: calls.append(a) or real(*a, **k))
+    at.button(key="bwd.next").click().run()
+    at.slider(key="bwd.row").set_value(150).run()
+    at.button(key="bwd.prev").click().run()
+    assert calls == [], f"stepping launched the kernel {len(calls)} times"
+    at.sidebar.slider(key="bwd.kv_block").set_value(2).run()  # another program: same trace, step 1
+    assert calls == [] and _step(at) == (1, 2)  # causal: kv-block 2 (cols 128-191) meets q-blocks 2, 3
+    _ok(at)
+
+
+BWD_EDGES = [
+    dict(seq_len=1, block_m=16, block_n=16),
+    dict(seq_len=100, block_m=32, block_n=16, causal=True, kv_block=6, row=99),
+    dict(seq_len=77, head_dim=16, block_m=16, block_n=64, dtype="float16", scenario="large"),
+    dict(seq_len=64, head_dim=128, block_m=128, block_n=64, causal=True, scenario="increasing"),
+]
+
+
+@pytest.mark.parametrize("edge", BWD_EDGES, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()))
+def test_backward_edge_settings(edge):
+    at = _backward(**{f"bwd.{k}": v for k, v in edge.items()})
+    _ok(at)
+    k, n = _step(at)
+    assert k == 1 and n >= 1
+    if n > 1:
+        at.button(key="bwd.next").click().run()
+        _ok(at)
+        assert _step(at)[0] == 2
+    assert list(at.dataframe[1].value["equal?"])[1:] == ["✓"] * 4
+
+
+@pytest.mark.parametrize("state, words", [
+    pytest.param(dict(seq_len=4096, block_m=16, block_n=16), "tiles", marks=CPU_ONLY),
+    (dict(block_m=256, block_n=128), "block_m * block_n"),
+])
+def test_backward_refused_sizes_show_a_message(state, words):
+    at = _backward(**{f"bwd.{k}": v for k, v in state.items()})
+    assert not at.exception
+    assert at.error and words in at.error[0].value, [e.value for e in at.error]
+    assert not at.get("plotly_chart")
+
+
+def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
+    from kernels import trace_backward
+
+    cfg = TraceConfig(seq_len=96, head_dim=64, block_m=32, block_n=32, seed=4321)
+    monkeypatch.setattr(trace_backward, "TILE_BUDGET_BYTES", trace_backward.tile_bytes(cfg))  # one kv-block fits
+    at = _backward(**{"bwd.seq_len": 96, "bwd.block_m": 32, "bwd.block_n": 32, "bwd.seed": 4321})
+    _ok(at)
+    assert any("recomputed in float64" in c.value for c in at.caption)
+    assert (at.dataframe[0].value["difference"].abs() < 1e-6).all()

@@ -241,3 +241,35 @@ def test_softmax_page_and_state_across_pages(server, page, tmp_path):
     assert _step(page) == 2, "the attention page lost its step when switching pages"
     assert _seq_len(page) == 255, "the sequence length slider lost its value when switching pages"
     _no_errors(page)
+
+
+def test_backward_page(server, page, tmp_path):
+    _open(page, f"{server}/backward")
+    _no_errors(page)
+    assert page.locator("#bwd-step-label").count() == 1
+    assert page.locator(".js-plotly-plot").count() >= 8  # row, grid, P, dP, dS, D, accumulators, memory
+    n = int(re.search(r"Step 1 of (\d+)", _label(page)).group(1))
+    assert n >= 3
+    _shot(page, tmp_path, "backward_step1")
+    height, y = _scroll_height(page), 0
+    for k in range(1, 5):
+        y += 620
+        if y >= height - 200:
+            break
+        _shot(page, tmp_path, f"backward_step1_scroll{k}", scroll=y)
+    page.locator(".st-key-bwd-next button").click()
+    _wait_step(page, 2)
+    page.locator("#bwd-step-label").click()  # focus the page, not a widget
+    page.keyboard.press("ArrowRight")  # the Next button's shortcut
+    _wait_step(page, 3)
+    _idle(page)
+    _no_errors(page)
+    page.locator(".st-key-bwd-causal label").click()  # causal: a new trace, back to step 1
+    _idle(page)
+    _wait_step(page, 1)
+    page.locator(".st-key-bwd-next button").click()
+    _wait_step(page, 2)
+    _idle(page)
+    _no_errors(page)
+    _shot(page, tmp_path, "backward_causal_step2")
+    _shot(page, tmp_path, "backward_causal_step2_scroll1", scroll=620)

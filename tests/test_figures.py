@@ -252,3 +252,62 @@ def test_softmax_access_rows_equal_counts():
     rows = fg.softmax_access_rows(50, counts)
     assert [r["per element (model)"] for r in rows] == [3, 4, 3, 2]
     assert all(r["equal?"] == "✓" for r in rows), rows
+
+
+# ---------------------------------------------------------------- backward page
+@pytest.fixture(scope="module")
+def bwd():
+    from kernels.trace_backward import capture_backward_trace
+
+    return capture_backward_trace(TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True, seed=3))
+
+
+@pytest.mark.parametrize("kv_block, step", [(0, 0), (0, 3), (3, 1), (6, 0)])
+def test_bwd_tile_grid_colors(bwd, kv_block, step):
+    fig = fg.bwd_tile_grid_figure(bwd, kv_block, step)
+    steps = bwd.steps(kv_block)
+    tk, tq = bwd.visit_order.shape
+    for i in range(tq):
+        for j in range(tk):
+            if bwd.visit_order[j, i] < 0:
+                want = "skipped"
+            elif j != kv_block:
+                want = "other"
+            else:
+                k = int(np.flatnonzero(steps == i)[0])
+                want = "done" if k < step else "current" if k == step else "pending"
+            assert _color_at(fig, i, j) == fg.TILE_COLORS[want], f"tile (q {i}, kv {j}) at step {step}: want {want}"
+
+
+def test_bwd_heatmaps_show_the_kernel_tiles_with_fixed_ranges(bwd):
+    c = bwd.config
+    kv_block = 1
+    for name in ("p", "dp", "ds"):
+        ranges = {(f.data[0].zmin, f.data[0].zmax) for f in
+                  (fg.bwd_tile_heatmap_figure(bwd, kv_block, k, name) for k in range(fg.bwd_step_count(bwd, kv_block)))}
+        assert len(ranges) == 1, f"{name}: color range changes across steps: {ranges}"
+        k = 1
+        i = fg.bwd_q_block(bwd, kv_block, k)
+        z = np.asarray(fg.bwd_tile_heatmap_figure(bwd, kv_block, k, name).data[0].z, dtype=float)
+        want = getattr(bwd, name)[bwd.tile_slot(kv_block), i, : bwd.rows(i), : bwd.cols(kv_block)]
+        rows = i * c.block_m + np.arange(want.shape[0])[:, None]
+        cols = kv_block * c.block_n + np.arange(want.shape[1])[None, :]
+        keep = cols <= rows
+        assert np.array_equal(z[keep], want[keep]) and np.isnan(z[~keep]).all(), f"{name}: not the kernel's tile"
+
+
+def test_bwd_row_parts_and_memory_rows(bwd):
+    parts = fg.backward_row_parts(bwd, 50)
+    assert parts["source"] == "kernel" and parts["max_diff"] < 1e-6
+    assert list(parts["keys"]) == list(range(51))  # causal: row 50 sees keys 0..50
+    table = fg.backward_row_table(parts)
+    assert [r["key j"] for r in table] == [0, 1, 2, 3, 4, 5]
+    assert fg.elements_text(256 * 256) == "65,536 elements (256 KiB in float32)"
+    rows = fg.bwd_memory_rows(bwd)
+    assert [r["equal"] for r in rows] == [None, True, True, True, True]
+    assert rows[1]["model_total"] == sum(r["model_total"] for r in rows[2:])
+    assert rows[0]["model"] == {k: v for k, v in traffic.standard_backward(100, 16).items()}
+    assert "fewer elements" in fg.bwd_headline(rows, 100) or "more elements" in fg.bwd_headline(rows, 100)
+    fg.backward_row_figure(parts, 50)
+    fg.delta_figure(bwd, 1, 0)
+    fg.bwd_acc_figure(bwd, 1, 2)

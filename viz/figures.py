@@ -763,3 +763,309 @@ def bench_softmax_ratio_table(result: dict) -> list[dict]:
              "best / copy bandwidth": round(r["best_vs_copy"], 2) if r["best_vs_copy"] else None,
              "online / safe": round(r["online_vs_safe"], 2), "naive / online": round(r["naive_vs_online"], 2)}
             for r in bench.ratios(result) if r["kind"] == "softmax"]
+
+
+# ---------------------------------------------------------------- backward
+# The Backward page: (BackwardTrace, kv_block, step) -> figures. Every tile value is what the
+# dK/dV kernel wrote; the Jacobian of one row is built here from the kernel's own P and dP row
+# (float64 arithmetic, labelled), to set it next to the kernel's dS.
+def bwd_step_count(trace, kv_block: int) -> int:
+    """q-blocks the kv-block's program visited (fewer than Tq under causal)."""
+    return len(trace.steps(kv_block))
+
+
+def bwd_q_block(trace, kv_block: int, step: int) -> int:
+    return int(trace.steps(kv_block)[step])
+
+
+def bwd_tile_states(trace, kv_block: int, step: int) -> np.ndarray:
+    """(Tq, Tk) array of TILE_STATES names: the followed kv-block's column at this step."""
+    order_t = trace.visit_order.T  # (Tq, Tk)
+    states = np.where(order_t >= 0, "other", "skipped").astype(object)
+    order = trace.visit_order[kv_block]  # (Tq,) step at which the program visited each q-block
+    col = np.full(order.shape, "skipped", dtype=object)
+    col[(order >= 0) & (order < step)] = "done"
+    col[order == step] = "current"
+    col[order > step] = "pending"
+    states[:, kv_block] = col
+    return states
+
+
+def bwd_tile_grid_figure(trace, kv_block: int, step: int) -> go.Figure:
+    """The N x N score matrix in tiles, row 0 at the top; the kv-block's program walks down its column."""
+    c = trace.config
+    tk, tq = trace.visit_order.shape
+    states = bwd_tile_states(trace, kv_block, step)
+    code = {s: k for k, s in enumerate(TILE_STATES)}
+    z = np.vectorize(code.get)(states).astype(int)  # (Tq, Tk)
+    x_edges = [min(j * c.block_n, c.seq_len) for j in range(tk + 1)]
+    y_edges = [min(i * c.block_m, c.seq_len) for i in range(tq + 1)]
+    order = trace.visit_order[kv_block]
+    text = [["" for _ in range(tk)] for _ in range(tq)]
+    if tq <= 32:
+        for i in range(tq):
+            if order[i] >= 0:
+                text[i][kv_block] = str(order[i] + 1)
+    hover = [[f"q-block {i} (rows {y_edges[i]}–{y_edges[i + 1] - 1}) × kv-block {j} "
+              f"(cols {x_edges[j]}–{x_edges[j + 1] - 1}): {TILE_LABELS[states[i, j]].replace('q-blocks', 'kv-blocks')}"
+              for j in range(tk)] for i in range(tq)]
+    gap = 2 if max(tq, tk) <= 32 else 0
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x_edges, y=y_edges, zmin=-0.5, zmax=len(TILE_STATES) - 0.5,
+        colorscale=_discrete_colorscale([TILE_COLORS[s] for s in TILE_STATES]), showscale=False,
+        xgap=gap, ygap=gap, text=text, texttemplate="%{text}", textfont=dict(size=13, color="white"),
+        hovertext=hover, hoverinfo="text", name="tiles",
+    ))
+    for s in TILE_STATES:
+        if (states == s).any():
+            fig.add_trace(go.Scatter(
+                x=[None], y=[None], mode="markers", name=TILE_LABELS[s].replace("q-blocks", "kv-blocks"),
+                marker=dict(symbol="square", size=14, color=TILE_COLORS[s], line=dict(color="#888", width=1)),
+            ))
+    if c.causal:
+        fig.add_shape(type="line", x0=0, y0=0, x1=c.seq_len, y1=c.seq_len, name="causal diagonal",
+                      line=dict(color="#9AA3AE", width=1, dash="dash"), opacity=0.8, layer="above")
+    i = bwd_q_block(trace, kv_block, step)
+    band = dict(type="rect", line=dict(color="#1f2430", width=3), fillcolor="rgba(0,0,0,0)", layer="above")
+    fig.add_shape(name="kv-column on chip", x0=x_edges[kv_block], x1=x_edges[kv_block + 1], y0=0, y1=c.seq_len,
+                  **band)
+    fig.add_shape(name="q-row streaming", x0=0, x1=c.seq_len, y0=y_edges[i], y1=y_edges[i + 1],
+                  **{**band, "line": dict(color="#1f2430", width=3, dash="dot")})
+    fig.update_xaxes(range=[0, c.seq_len], side="top", tickvals=x_edges if tk <= 16 else None, showgrid=False,
+                     zeroline=False, constrain="domain", tickfont=dict(size=12))
+    fig.update_yaxes(range=[c.seq_len, 0], tickvals=y_edges[:-1] if tq <= 16 else None, showgrid=False,
+                     zeroline=False, scaleanchor="x", constrain="domain", tickfont=dict(size=12))
+    fig.update_layout(title=dict(text="tiles: keys →, queries ↓", x=0, font=dict(size=15)))
+    return _layout(fig, 360, t=58, legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font=dict(size=12),
+                                              itemwidth=30, tracegroupgap=0))
+
+
+BWD_TILES = {  # name -> (title, colorscale, diverging)
+    "p": ("P = exp(s − lse), recomputed", "Inferno", False),
+    "dp": ("dP = dO Vᵀ", "RdBu_r", True),
+    "ds": ("dS = P ∘ (dP − D)", "RdBu_r", True),
+}
+
+
+def bwd_tile_ranges(trace, kv_block: int) -> dict:
+    """Fixed color ranges over every step of this kv-block's program: {name: (lo, hi)}."""
+    slot = trace.tile_slot(kv_block)
+    iq = trace.steps(kv_block)
+    out = {}
+    for name, (_, _, diverging) in BWD_TILES.items():
+        a = getattr(trace, name)[slot, iq]  # (steps, block_m, block_n)
+        a = a[np.isfinite(a)]
+        if not a.size:
+            out[name] = (-1.0, 1.0) if diverging else (0.0, 1.0)
+        elif diverging:
+            lim = float(np.abs(a).max()) or 1.0
+            out[name] = (-lim, lim)
+        else:
+            lo, hi = float(a.min()), float(a.max())
+            out[name] = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+    return out
+
+
+def bwd_tile_values(trace, kv_block: int, step: int, name: str) -> np.ndarray:
+    """P, dP or dS of the current tile, valid rows and columns only, NaN above the causal diagonal."""
+    c = trace.config
+    i = bwd_q_block(trace, kv_block, step)
+    vals = getattr(trace, name)[trace.tile_slot(kv_block), i, : trace.rows(i), : trace.cols(kv_block)]
+    if c.causal:  # the kernel holds 0 (P, dS) or an unused dP there: masked, drawn grey
+        rows = i * c.block_m + np.arange(vals.shape[0])[:, None]
+        cols = kv_block * c.block_n + np.arange(vals.shape[1])[None, :]
+        vals = np.where(cols <= rows, vals, np.nan)
+    return vals
+
+
+def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int | None = None) -> go.Figure:
+    """Heatmap of the kernel's P, dP or dS tile; row: a global query row to outline."""
+    c = trace.config
+    i = bwd_q_block(trace, kv_block, step)
+    vals = bwd_tile_values(trace, kv_block, step, name)
+    title, scale, diverging = BWD_TILES[name]
+    zmin, zmax = bwd_tile_ranges(trace, kv_block)[name]
+    xs = kv_block * c.block_n + np.arange(vals.shape[1])
+    ys = i * c.block_m + np.arange(vals.shape[0])
+    fig = go.Figure(go.Heatmap(
+        z=vals, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale=_colorscale(scale) if not diverging else scale,
+        colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12)),
+        hovertemplate="row %{y}, col %{x}<br>" + name + " = %{z:.4g}<extra></extra>", name=name,
+    ))
+    if row is not None and ys[0] <= row <= ys[-1]:
+        fig.add_shape(type="rect", x0=xs[0] - 0.5, x1=xs[-1] + 0.5, y0=row - 0.5, y1=row + 0.5,
+                      line=dict(color="#1f2430" if diverging else "#FFFFFF", width=2), name="selected row")
+    fig.update_xaxes(showgrid=False, zeroline=False, side="top", tickfont=dict(size=12))
+    fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
+                     tickfont=dict(size=12))
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=15)), plot_bgcolor="#BFC5CC")
+    return _layout(fig, 360, t=58)
+
+
+def delta_figure(trace, kv_block: int, step: int) -> go.Figure:
+    """D per row of the q-block on chip: the preprocess kernel's value, the float64 reference."""
+    c = trace.config
+    i = bwd_q_block(trace, kv_block, step)
+    rows = i * c.block_m + np.arange(trace.rows(i))
+    lim = float(np.abs(trace.ref_delta).max()) * 1.1 or 1.0
+    fig = go.Figure(go.Bar(x=rows, y=trace.delta[rows], marker_color=BLUE, name="D (preprocess kernel)",
+                           hovertemplate="row %{x}<br>D = %{y:.5g}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=rows, y=trace.ref_delta[rows], mode="markers", name="float64 reference",
+                             marker=dict(symbol="line-ew-open", size=10, color="#1f2430", line=dict(width=2)),
+                             hovertemplate="row %{x}<br>D (float64) = %{y:.6g}<extra></extra>"))
+    fig.update_yaxes(range=[-lim, lim], zeroline=True, zerolinecolor="#BFC5CC")
+    fig.update_xaxes(title_text="query row", showgrid=False)
+    fig.update_layout(title=dict(text="D = rowsum(dO ∘ O) of these rows", x=0, font=dict(size=15)),
+                      legend=dict(orientation="h", y=-0.3, x=0, font=dict(size=12)), bargap=0.1)
+    return _layout(fig, 330, t=40)
+
+
+def bwd_acc_figure(trace, kv_block: int, step: int) -> go.Figure:
+    """dK_j and dV_j after this step (block_n rows x head_dim), colors fixed over the program's steps."""
+    c = trace.config
+    slot = trace.tile_slot(kv_block)
+    i = bwd_q_block(trace, kv_block, step)
+    iq = trace.steps(kv_block)
+    cols = trace.cols(kv_block)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("dK_j so far = scale · Σ dSᵀ Q_i", "dV_j so far = Σ Pᵀ dO_i"))
+    ys = kv_block * c.block_n + np.arange(cols)
+    for col, name in ((1, "dk_acc"), (2, "dv_acc")):
+        every = getattr(trace, name)[slot, iq, :cols]  # (steps, cols, d)
+        lim = float(np.nanmax(np.abs(every))) or 1.0
+        fig.add_trace(go.Heatmap(
+            z=getattr(trace, name)[slot, i, :cols], x=np.arange(c.head_dim), y=ys, zmin=-lim, zmax=lim, zmid=0,
+            colorscale="RdBu_r", colorbar=dict(thickness=10, len=0.9, x=0.44 if col == 1 else 1.0,
+                                               tickfont=dict(size=11)),
+            hovertemplate="key row %{y}, dim %{x}<br>%{z:.4g}<extra></extra>", name=name), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", showgrid=False, row=1, col=col, title_text="key row" if col == 1 else None)
+        fig.update_xaxes(title_text="head dim", showgrid=False, row=1, col=col)
+    fig.update_annotations(font=dict(size=15))
+    return _layout(fig, 300, t=40)
+
+
+# -- one row, two ways
+def _row_ref(trace, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64 P and dP of one row from the trace's inputs (used when the trace lacks some tiles)."""
+    c = trace.config
+    q, k, v, do = (getattr(trace, n).astype(np.float64) for n in ("q", "k", "v", "do"))
+    s = (k @ q[row]) * trace.sm_scale  # (N,)
+    if c.causal:
+        s[row + 1:] = -np.inf
+    p = np.exp(s - s.max())
+    return p / p.sum(), v @ do[row]
+
+
+def backward_row_parts(trace, row: int) -> dict:
+    """One query row of the softmax backward both ways. source "kernel": P, dP and dS are the
+    kernel's tiles; "float64": P and dP recomputed (the trace kept only some kv-blocks)."""
+    from kernels import reference
+
+    p, dp, ds = (trace.row_values(row, n) for n in ("p", "dp", "ds"))
+    source = "kernel" if p is not None else "float64"
+    if p is None:
+        p, dp = _row_ref(trace, row)
+    p, dp = p.astype(np.float64), np.where(p == 0, 0.0, dp).astype(np.float64)  # dP unused where P = 0
+    both = reference.softmax_backward_row(p, dp)
+    d_kernel = float(trace.delta[row])
+    ds_d = ds.astype(np.float64) if ds is not None else p * (dp - d_kernel)
+    keys = np.arange(row + 1 if trace.config.causal else p.size)  # the keys this query may see
+    return {"source": source, "keys": keys, "p": p, "dp": dp, "d": d_kernel, "d_pdp": both["d"],
+            "jacobian": both["jacobian"],
+            "ds_jacobian": both["ds_jacobian"], "ds_d": ds_d,
+            "max_diff": float(np.max(np.abs(both["ds_jacobian"] - ds_d)))}
+
+
+def backward_row_table(parts: dict, n: int = 6) -> list[dict]:
+    """The first n entries of the row (keys it may see) in both forms, for st.dataframe."""
+    cols = parts["keys"][:n]
+    return [{"key j": int(j), "P": parts["p"][j], "dP": parts["dp"][j],
+             "(diag(P) − P Pᵀ) dP": parts["ds_jacobian"][j],
+             "P ∘ (dP − D)": parts["ds_d"][j],
+             "difference": parts["ds_jacobian"][j] - parts["ds_d"][j]} for j in cols]
+
+
+def elements_text(n_elements: int, bytes_per: int = 4) -> str:
+    """'65,536 elements (256 KiB in float32)'."""
+    size = n_elements * bytes_per
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= div:
+            return f"{n_elements:,} elements ({size / div:.3g} {unit} in float32)"
+    return f"{n_elements:,} elements ({size} B in float32)"
+
+
+MAX_JACOBIAN_CELLS = 256  # the Jacobian heatmap shows at most this many rows and columns
+
+
+def backward_row_figure(parts: dict, row: int) -> go.Figure:
+    """Left: log10 |J| of the row's N x N Jacobian diag(P) − P Pᵀ (every k-th entry when N is
+    large); right: dS of the row by both forms."""
+    n = parts["p"].size
+    stride = max(1, math.ceil(n / MAX_JACOBIAN_CELLS))
+    jac = parts["jacobian"][::stride, ::stride]
+    idx = np.arange(0, n, stride)
+    with np.errstate(divide="ignore"):
+        z = np.where(jac != 0, np.log10(np.abs(jac)), np.nan)  # exact zeros (masked keys): blank
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], horizontal_spacing=0.17, subplot_titles=(
+        f"log₁₀|J|, J = diag(P) − P Pᵀ: {n} × {n}" + (f" (every {stride}th)" if stride > 1 else ""),
+        "dS of this row, both ways"))
+    domain_end = 0.4 * (1 - 0.17)
+    fig.add_trace(go.Heatmap(z=z, x=idx, y=idx, customdata=jac, colorscale=_colorscale("Viridis"),
+                             colorbar=dict(thickness=10, len=0.9, x=domain_end + 0.01, tickfont=dict(size=11)),
+                             hovertemplate="J[%{y}, %{x}] = %{customdata:.3g}<extra></extra>", name="Jacobian"),
+                  row=1, col=1)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False, row=1, col=1)
+    fig.update_xaxes(showgrid=False, constrain="domain", row=1, col=1)
+    cols = np.arange(n)
+    fig.add_trace(go.Scatter(x=cols, y=parts["ds_jacobian"], mode="lines", line=dict(color=BLUE, width=5),
+                             opacity=0.45, name="(diag(P) − P Pᵀ) dP",
+                             hovertemplate="key %{x}: %{y:.5g}<extra>Jacobian form</extra>"), row=1, col=2)
+    fig.add_trace(go.Scatter(x=cols, y=parts["ds_d"], mode="markers" if n <= 256 else "lines",
+                             marker=dict(size=5, color=ORANGE), line=dict(color=ORANGE, width=1.5),
+                             name="P ∘ (dP − D)" + (" (kernel)" if parts["source"] == "kernel" else ""),
+                             hovertemplate="key %{x}: %{y:.5g}<extra>P ∘ (dP − D)</extra>"), row=1, col=2)
+    fig.update_xaxes(title_text="key j", row=1, col=2)
+    fig.update_annotations(font=dict(size=14))
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0.45, font=dict(size=13)))
+    return _layout(fig, 330, t=40)
+
+
+# -- memory traffic of the backward
+BWD_PARTS = (("pre", "· preprocess (D)"), ("dkdv", "· dK/dV pass"), ("dq", "· dQ pass"))
+
+
+def bwd_memory_rows(trace) -> list[dict]:
+    """Standard backward (model) against the FlashAttention-2 backward, whole and per kernel
+    (model, and the kernels' own counts), in elements. Same keys as memory_rows."""
+    c = trace.config
+    model = trace.model_counters()
+    counted = trace.counters
+
+    def part(prefix: str, source: dict) -> dict:
+        ld = sum(v for k, v in source.items() if k.startswith(prefix) and k.endswith("_loads") and k.count("_") > 1)
+        st = sum(v for k, v in source.items() if k.startswith(prefix) and k.endswith("_stores") and k.count("_") > 1)
+        return {"loads": ld, "stores": st}
+
+    rows = [{"id": "standard", "what": "standard backward",
+             "model": traffic.standard_backward(c.seq_len, c.head_dim), "counted": None}]
+    rows.append({"id": "flash", "what": "FlashAttention-2 backward", "model": part("", model),
+                 "counted": part("", counted)})
+    for prefix, what in BWD_PARTS:
+        rows.append({"id": prefix, "what": what, "model": part(prefix + "_", model),
+                     "counted": part(prefix + "_", counted)})
+    for r in rows:
+        r["model_total"] = traffic.total(r["model"])
+        r["counted_total"] = traffic.total(r["counted"]) if r["counted"] else None
+        r["equal"] = None if r["counted"] is None else r["counted"] == {k: r["model"][k] for k in ("loads", "stores")}
+    return rows
+
+
+def bwd_headline(rows: list[dict], seq_len: int) -> str:
+    std = next(r for r in rows if r["id"] == "standard")
+    fa = next(r for r in rows if r["id"] == "flash")
+    ratio = std["model_total"] / (fa["counted_total"] or fa["model_total"])
+    mats = f"P, dP and dS ({3 * seq_len * seq_len:,} elements) never leave the chip."
+    if ratio >= 1:
+        return f"The FlashAttention-2 backward moves {ratio:.1f}× fewer elements than the standard backward here: {mats}"
+    return (f"The FlashAttention-2 backward moves {1 / ratio:.1f}× more elements than the standard backward at "
+            f"this small size (Q, dO re-read per kv-block, K, V per q-block), yet {mats}")

@@ -201,3 +201,28 @@ def live_benchmark(progress) -> dict:
                                                 progress=lambda f, m: progress(0.7 + 0.3 * f, m))
     progress(1.0, "done")
     return result
+
+
+# ---------------------------------------------------------------- backward page
+@st.cache_data(max_entries=6, show_spinner=False)
+def capture_backward(fields: tuple, kv_blocks: tuple | None = None):
+    """capture_backward_trace(TraceConfig(**fields)), once per config (and per kv_blocks choice)."""
+    from kernels import trace_backward
+
+    cfg = ktrace.TraceConfig(**dict(fields))
+    with kernel_lock():
+        return trace_backward.capture_backward_trace(cfg, kv_blocks=kv_blocks)
+
+
+def backward_trace_for(fields: tuple, kv_block: int):
+    """The cached backward trace, or (large configs) one that kept the tiles of kv_block."""
+    trace = capture_backward(fields)
+    if trace.tile_slot(kv_block) is None:
+        trace = capture_backward(fields, (kv_block,))
+    return trace
+
+
+def backward_capture_seconds(cfg: ktrace.TraceConfig) -> float:
+    from kernels import trace_backward
+
+    return trace_backward.capture_seconds(cfg)

@@ -1,0 +1,148 @@
+"""`python -m kernels.bench_backward`: forward + backward of the app's attention against PyTorch.
+
+Times one forward and one backward (out = attention(q, k, v); torch.autograd.grad(out, (q, k, v), dO))
+of flash_attention (the autotuned Triton kernels, TRACE and COUNT off) and of torch SDPA pinned to
+its FLASH_ATTENTION and CUDNN_ATTENTION backends, and the forward alone; the backward's time is the
+difference. FLOPs follow FlashAttention's benchmarks: forward 4 * B * H * N^2 * D (halved when
+causal), backward 2.5x the forward, forward + backward 3.5x the forward.
+Method: triton.testing.do_bench (CUDA events, warm-up, median of repeats), fresh random inputs for
+the timed runs. Progress on stderr, a table on stdout, everything in a JSON file.
+
+Not for: correctness (tests/test_backward.py), or anything without CUDA (it refuses with a message).
+"""
+import argparse
+import datetime
+import json
+import sys
+
+from kernels import backend
+from kernels.bench import _log, _median_ms, _sdpa, attention_flops, environment
+
+BWD_SDPA_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION")
+FWD_BWD_FLOPS = 3.5  # x the forward's FLOPs: the backward does 2.5x (FlashAttention's convention)
+BWD_FLOPS = 2.5
+
+
+def backward_impls() -> dict:
+    from kernels.attention import flash_attention
+
+    impls = {"ours": lambda q, k, v, causal: flash_attention(q, k, v, causal=causal)}
+    for name in BWD_SDPA_BACKENDS:
+        impls[f"sdpa_{name.lower()}"] = _sdpa(name)
+    return impls
+
+
+def _grads(fn, q, k, v, do, causal):
+    """One forward and one backward: dq, dk, dv (nothing accumulates into .grad)."""
+    import torch
+
+    return torch.autograd.grad(fn(q, k, v, causal), (q, k, v), do)
+
+
+def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True), dtype="float16",
+                   impls=None, progress=None) -> list[dict]:
+    """One row per (impl, head_dim, causal, seq_len): ms and TFLOP/s of forward + backward (3.5x the
+    forward's FLOPs), of the forward alone and of the backward (the difference, 2.5x), and the max
+    error of dq, dk, dv against SDPA EFFICIENT_ATTENTION on the same inputs."""
+    import torch
+
+    impls = impls or backward_impls()
+    dt = getattr(torch, dtype)
+    rows = []
+    cases = [(d, c, n) for d in head_dims for c in causals for n in seq_lens]
+    for idx, (d, causal, n) in enumerate(cases):
+        if progress:
+            progress(idx / len(cases), f"attention fwd+bwd d={d} causal={causal} N={n}")
+        q, k, v = (torch.randn(batch, heads, n, d, device="cuda", dtype=dt, requires_grad=True) for _ in range(3))
+        do = torch.randn(batch, heads, n, d, device="cuda", dtype=dt)
+        check = [g.float() for g in _grads(_sdpa("EFFICIENT_ATTENTION"), q, k, v, do, causal)]
+        fwd_flops = attention_flops(batch, heads, n, d, causal)
+        for name, fn in impls.items():
+            row = {"impl": name, "head_dim": d, "causal": causal, "seq_len": n, "batch": batch, "heads": heads,
+                   "dtype": dtype, "flops_convention": "fwd+bwd = 3.5x forward, bwd = 2.5x forward"}
+            try:
+                got = _grads(fn, q, k, v, do, causal)
+                err = max(float((g.float() - c).abs().max()) for g, c in zip(got, check))
+                # fresh inputs for the timed runs: same shapes, new values
+                q2, k2, v2 = (torch.randn_like(t).requires_grad_() for t in (q, k, v))
+                do2 = torch.randn_like(do)
+                ms = _median_ms(lambda: _grads(fn, q2, k2, v2, do2, causal))
+                with torch.no_grad():
+                    fwd_ms = _median_ms(lambda: fn(q2, k2, v2, causal))
+                bwd_ms = ms - fwd_ms
+                rows.append({**row, "ms": ms, "tflops": FWD_BWD_FLOPS * fwd_flops / ms / 1e9,
+                             "fwd_ms": fwd_ms, "bwd_ms": bwd_ms,
+                             "bwd_tflops": BWD_FLOPS * fwd_flops / bwd_ms / 1e9 if bwd_ms > 0 else None,
+                             "max_grad_err_vs_sdpa_efficient": err})
+            except RuntimeError as e:  # a backend that does not support this shape
+                rows.append({**row, "ms": None, "tflops": None, "note": f"failed: {str(e).splitlines()[0][:120]}"})
+            _log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "
+                 + (f"{rows[-1]['tflops']:7.1f} TFLOP/s fwd+bwd, {rows[-1]['bwd_tflops'] or 0:7.1f} bwd"
+                    if rows[-1]["tflops"] else rows[-1]["note"]))
+        del q, k, v, do, check
+        torch.cuda.empty_cache()
+    if progress:
+        progress(1.0, "attention fwd+bwd done")
+    return rows
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """ours / each SDPA backend in fwd+bwd TFLOP/s, per (head_dim, causal, seq_len)."""
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["head_dim"], r["causal"], r["seq_len"]), {})[r["impl"]] = r.get("tflops")
+    out = []
+    for (d, causal, n), impls in sorted(by_key.items()):
+        ours = impls.get("ours")
+        row = {"head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours}
+        for name, tf in impls.items():
+            if name != "ours":
+                row[f"vs_{name}"] = (ours / tf) if (ours and tf) else None
+        out.append(row)
+    return out
+
+
+def table(result: dict) -> str:
+    env = result["env"]
+    lines = [f"# {env['gpu']} · torch {env['torch']} · triton {env['triton']} · {env['date']}",
+             "attention forward + backward (TFLOP/s of ours at 3.5x forward FLOPs, and ours / PyTorch)"]
+    rat = ratios(result["backward"])
+    if rat:
+        names = [k for k in rat[0] if k.startswith("vs_")]
+        lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} " + " ".join(f"{n[3:]:>22}" for n in names))
+        for r in rat:
+            cells = " ".join(f"{r[n]:22.2f}" if r.get(n) else f"{'-':>22}" for n in names)
+            lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kernels.bench_backward", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
+    ap.add_argument("--head-dims", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
+    ap.add_argument("--quick", action="store_true", help="seq_len 1024 and 4096 only")
+    ap.add_argument("--json", default=None, help="write every figure here (default: print the path used)")
+    args = ap.parse_args(argv)
+    if backend.INTERPRET:
+        print("kernels.bench_backward needs a CUDA GPU: this machine runs the kernels in Triton's interpreter, "
+              "where timings mean nothing.", file=sys.stderr)
+        return 2
+    if args.quick:
+        args.seq_lens = [1024, 4096]
+    result = {"env": environment(), "args": vars(args),
+              "flops_convention": "forward 4*B*H*N^2*D (halved when causal); backward 2.5x; fwd+bwd 3.5x"}
+    result["backward"] = bench_backward(args.seq_lens, args.head_dims, args.batch, args.heads, dtype=args.dtype)
+    result["ratios"] = ratios(result["backward"])
+    path = args.json or f"bench-backward-{datetime.date.today().isoformat()}.json"
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(table(result))
+    _log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The backward trace: what the FlashAttention-2 backward kernels wrote for one (batch, head).
+
+capture_backward_trace(cfg) builds the inputs of kernels/trace.py for cfg (make_inputs), an
+output gradient dO drawn from the seed, runs the forward for out and the log-sum-exp, then the
+backward with the dK/dV kernel's TRACE on. For every (kv-block j, q-block i) tile that kernel
+visits it wrote the recomputed P, dP = dO V^T, dS = P o (dP - D), and the dK_j, dV_j accumulators
+after the step; the preprocess kernel wrote D = rowsum(dO o O) per row; all three kernels counted
+the elements they loaded and stored. float64 references are attached to check them.
+
+Units are the textbook ones: P = exp(s - lse) with s = (q . k) * sm_scale, dS = P o (dP - D),
+dK = sm_scale * dS^T Q, dQ = sm_scale * dS K, dV = P^T dO.
+Not for: drawing (viz/) or the fast path (kernels/attention.py flash_attention).
+"""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import backend, reference, traffic
+from kernels.trace import TILE_BUDGET_BYTES, TraceConfig, make_inputs
+
+# One traced backward in the interpreter (forward, preprocess, dK/dV with TRACE on, dQ) takes
+# about 7.5 ms a tile, like a traced forward (2 cores, measured 2026-11-23: 2025 tiles of 16 x 16
+# in 15 s, 1024 tiles of 64 x 64 in 4.5 s), so TraceConfig's limit of 2048 tiles holds for it too.
+CPU_SECONDS_PER_TILE = 0.0075
+
+
+def capture_seconds(cfg: TraceConfig) -> float:
+    """Rough time of one traced backward on this backend."""
+    return cfg.n_q_blocks * cfg.n_kv_blocks * CPU_SECONDS_PER_TILE if backend.INTERPRET else 1.0
+
+
+def tile_bytes(cfg: TraceConfig) -> int:
+    """Bytes of P, dP, dS and the dK, dV accumulators for one kv-block (all its q-block steps)."""
+    return 4 * cfg.n_q_blocks * (3 * cfg.block_m * cfg.block_n + 2 * cfg.block_n * cfg.head_dim)
+
+
+def default_tile_kv_blocks(cfg: TraceConfig) -> tuple[int, ...]:
+    """Every kv-block if their tiles fit the budget, else evenly spaced ones, first and last included."""
+    tk = cfg.n_kv_blocks
+    fit = max(1, TILE_BUDGET_BYTES // tile_bytes(cfg))
+    if fit >= tk:
+        return tuple(range(tk))
+    return tuple(sorted({round(x) for x in np.linspace(0, tk - 1, fit)}))
+
+
+@dataclass(frozen=True, eq=False)
+class BackwardTrace:
+    config: TraceConfig
+    do_seed: int
+    q: np.ndarray  # (N, d) as the kernels saw them (after the dtype cast), float32
+    k: np.ndarray
+    v: np.ndarray
+    do: np.ndarray  # (N, d) output gradient
+    out: np.ndarray  # (N, d) forward kernel output
+    lse: np.ndarray  # (N,) natural log-sum-exp the forward stored
+    delta: np.ndarray  # (N,) D = rowsum(dO o O), written by the preprocess kernel
+    dq: np.ndarray  # (N, d) kernel gradients, float32
+    dk: np.ndarray
+    dv: np.ndarray
+    visit_order: np.ndarray  # (Tk, Tq) int32: step at which kv-block j's program visited q-block i, -1 skipped
+    tile_kv_blocks: np.ndarray  # (n,) kv-blocks whose tiles were kept, in slot order
+    p: np.ndarray  # (n, Tq, block_m, block_n) exp(s - lse); 0 where causal-masked, NaN past seq_len
+    dp: np.ndarray  # (n, Tq, block_m, block_n) dO V^T
+    ds: np.ndarray  # (n, Tq, block_m, block_n) P o (dP - D)
+    dk_acc: np.ndarray  # (n, Tq, block_n, d) dK_j after the step (sm_scale applied)
+    dv_acc: np.ndarray  # (n, Tq, block_n, d) dV_j after the step
+    counters: dict  # elements loaded / stored by the three kernels (BWD_COUNTER_KEYS)
+    ref_delta: np.ndarray  # (N,) float64, from the float64 output
+    ref_dq: np.ndarray  # (N, d) float64
+    ref_dk: np.ndarray
+    ref_dv: np.ndarray
+    sm_scale: float
+    device: str
+    seconds: float  # wall time of the traced backward launches, compile included
+
+    @property
+    def visited(self) -> np.ndarray:
+        return self.visit_order >= 0  # (Tk, Tq)
+
+    def tile_slot(self, kv_block: int) -> int | None:
+        hits = np.flatnonzero(self.tile_kv_blocks == kv_block)
+        return int(hits[0]) if hits.size else None
+
+    def steps(self, kv_block: int) -> np.ndarray:
+        """q-block indices kv_block's program visited, in the order it visited them."""
+        order = self.visit_order[kv_block]
+        iq = np.flatnonzero(order >= 0)
+        return iq[np.argsort(order[iq])]
+
+    def rows(self, q_block: int) -> int:
+        return min(self.config.block_m, self.config.seq_len - q_block * self.config.block_m)
+
+    def cols(self, kv_block: int) -> int:
+        return min(self.config.block_n, self.config.seq_len - kv_block * self.config.block_n)
+
+    def has_all_tiles(self) -> bool:
+        return len(self.tile_kv_blocks) == self.config.n_kv_blocks
+
+    def row_values(self, row: int, name: str) -> np.ndarray | None:
+        """(N,) one query row of p, dp or ds put together from the kernel's tiles; None unless
+        every kv-block kept its tiles. Causal: entries past the diagonal are what the kernel
+        holds there (P = dS = 0, dP computed)."""
+        if not self.has_all_tiles():
+            return None
+        c = self.config
+        i, r = divmod(row, c.block_m)
+        a = getattr(self, name)  # (n, Tq, block_m, block_n)
+        parts = []
+        for j in range(c.n_kv_blocks):
+            slot = self.tile_slot(j)
+            if self.visit_order[j, i] >= 0:
+                parts.append(a[slot, i, r, : self.cols(j)])
+            else:  # tile above the causal diagonal: never computed, exactly 0 in P and dS
+                parts.append(np.full(self.cols(j), np.nan if name == "dp" else 0.0, dtype=np.float32))
+        return np.concatenate(parts)
+
+    def model_counters(self) -> dict:
+        c = self.config
+        return traffic.flash_backward(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal)
+
+    def max_abs_errs(self) -> dict:
+        """max |kernel - float64| of each gradient and of D."""
+        return {name: float(np.max(np.abs(getattr(self, name).astype(np.float64) - getattr(self, "ref_" + name))))
+                for name in ("dq", "dk", "dv", "delta")}
+
+
+def make_do(cfg: TraceConfig, do_seed: int | None = None) -> np.ndarray:
+    """The output gradient dO ~ N(0, 1), float32 (seq_len, head_dim), from its own random stream."""
+    seed = cfg.seed if do_seed is None else do_seed
+    return np.random.default_rng([seed, 1]).standard_normal((cfg.seq_len, cfg.head_dim)).astype(np.float32)
+
+
+def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None = None) -> BackwardTrace:
+    """Run the forward, then the backward with the dK/dV kernel's TRACE on, once. kv_blocks:
+    which kv-blocks keep their per-tile P, dP, dS and accumulators (default: all of them when
+    they fit TILE_BUDGET_BYTES, else evenly spaced ones). do_seed: dO's seed (default cfg.seed)."""
+    backend.require_triton()
+    import torch
+
+    from kernels import attention
+
+    if do_seed is not None and (not isinstance(do_seed, (int, np.integer)) or not 0 <= do_seed < 2**31):
+        raise ValueError(f"do_seed must be an integer in [0, 2**31), got {do_seed!r}")
+    if kv_blocks is None:
+        kv_blocks = default_tile_kv_blocks(cfg)
+    kv_blocks = tuple(sorted({int(j) for j in kv_blocks}))
+    for j in kv_blocks:
+        if not 0 <= j < cfg.n_kv_blocks:
+            raise ValueError(f"kv_blocks must lie in [0, {cfg.n_kv_blocks - 1}], got {j}")
+    if len(kv_blocks) * tile_bytes(cfg) > TILE_BUDGET_BYTES:
+        raise ValueError(
+            f"tiles of {len(kv_blocks)} kv-blocks take {len(kv_blocks) * tile_bytes(cfg) >> 20} MiB "
+            f"(limit {TILE_BUDGET_BYTES >> 20} MiB): ask for fewer kv-blocks"
+        )
+    dt = attention.torch_dtype(cfg.dtype)
+    do_seed = cfg.seed if do_seed is None else int(do_seed)
+    host = [torch.from_numpy(a).to(dt) for a in (*make_inputs(cfg), make_do(cfg, do_seed))]
+    q, k, v, do = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)
+    out, lse = attention._launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n)
+    buf = attention.BackwardTraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, kv_blocks,
+                                         backend.DEVICE)
+    t0 = time.perf_counter()
+    dq, dk, dv, delta, _ = attention._launch_bwd(q, k, v, out, lse, do, cfg.causal, cfg.sm_scale,
+                                                 cfg.block_m, cfg.block_n, trace=buf)
+    if backend.DEVICE == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+
+    def np32(t):
+        return t.detach().float().cpu().numpy()
+
+    q64, k64, v64, do64 = (t.double().numpy() for t in host)  # exactly what the kernels saw
+    ref = reference.attention_backward_rows(q64, k64, v64, do64, cfg.causal, cfg.sm_scale)
+    n = len(kv_blocks)
+    return BackwardTrace(
+        config=cfg, do_seed=do_seed,
+        q=np32(host[0]), k=np32(host[1]), v=np32(host[2]), do=np32(host[3]),
+        out=np32(out[0, 0]), lse=np32(lse[0, 0]), delta=np32(delta[0, 0]),
+        dq=np32(dq[0, 0]), dk=np32(dk[0, 0]), dv=np32(dv[0, 0]),
+        visit_order=buf.visit.cpu().numpy(),
+        tile_kv_blocks=np.asarray(kv_blocks, dtype=np.int64),
+        p=np32(buf.p[:n]), dp=np32(buf.dp[:n]), ds=np32(buf.ds[:n]),
+        dk_acc=np32(buf.acc[0, :n]), dv_acc=np32(buf.acc[1, :n]),
+        counters=dict(zip(attention.BWD_COUNTER_KEYS, (int(c) for c in buf.counters.cpu()))),
+        ref_delta=ref["d"], ref_dq=ref["dq"], ref_dk=ref["dk"], ref_dv=ref["dv"],
+        sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
+    )

@@ -1,0 +1,383 @@
+"""FlashAttention-2 backward: gradients against float64 autograd, the dK/dV kernel's trace against a
+float64 recomputation, the kernels' own load/store counts against kernels/traffic.py, clear errors.
+CPU (interpreter) by default; the @pytest.mark.gpu tests run the compiled kernels at larger sizes."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kernels import attention, backend, reference, traffic
+from kernels.trace import TraceConfig
+from kernels.trace_backward import BackwardTrace, capture_backward_trace, default_tile_kv_blocks, make_do
+
+# Besides twice PyTorch's own error in the dtype, a floor for rounding the gradient itself: fp32
+# accumulation noise (a few ulps of |grad|), half an ulp of fp16 / bf16 at |grad|, relative to
+# the largest gradient (which grows with the causal mask's short rows).
+FLOOR = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+
+def _mask(s, causal):
+    if causal:
+        n = s.shape[-1]
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
+    return s
+
+
+def grads_float64(q, k, v, do, causal, scale):
+    """dq, dk, dv of standard attention by float64 autograd."""
+    q, k, v = (t.detach().double().requires_grad_() for t in (q, k, v))
+    (torch.softmax(_mask(q @ k.transpose(-1, -2) * scale, causal), dim=-1) @ v).backward(do.double())
+    return q.grad, k.grad, v.grad
+
+
+def grads_torch(q, k, v, do, causal, scale):
+    """PyTorch's own standard attention backward in the inputs' dtype (softmax in float32, as
+    tests/helpers.py does for the forward): the yardstick for a kernel in that precision."""
+    if q.device.type == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+        with sdpa_kernel([SDPBackend.MATH]):
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale).backward(do)
+        return q.grad, k.grad, v.grad
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    p = torch.softmax(_mask(q @ k.transpose(-1, -2) * scale, causal).float(), dim=-1).to(q.dtype)
+    (p @ v).backward(do)
+    return q.grad, k.grad, v.grad
+
+
+def check_grads(got, q, k, v, do, causal, scale, what):
+    ref = grads_float64(q, k, v, do, causal, scale)
+    theirs = grads_torch(q, k, v, do, causal, scale)
+    for name, g, r, t in zip(("dq", "dk", "dv"), got, ref, theirs):
+        assert g.shape == r.shape and g.dtype == q.dtype, f"{what}: {name} is {tuple(g.shape)} {g.dtype}"
+        assert not torch.isnan(g).any(), f"{what}: {int(torch.isnan(g).sum())} NaN in {name}"
+        err = float((g.double() - r).abs().max())
+        torch_err = float((t.double() - r).abs().max())
+        bound = 2 * torch_err + FLOOR[q.dtype] * max(1.0, float(r.abs().max()))
+        assert err <= bound, (f"{what}: {name} differs from float64 autograd by {err:.3g} "
+                              f"(bound {bound:.3g}; PyTorch's own {q.dtype} error {torch_err:.3g})")
+
+
+def rand(b, h, n, d, dtype, seed, device=None):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, d, generator=g).to(dtype).to(device or backend.DEVICE) for _ in range(4)]
+
+
+# ---------------------------------------------------------------- gradients
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("head_dim", [16, 64])
+@pytest.mark.parametrize("seq_len", [1, 17, 113, 200])
+def test_autograd_matches_float64(seq_len, head_dim, causal, dtype):
+    # default blocks (64 x 64 in the interpreter) divide none of these lengths
+    q, k, v, do = rand(1, 2, seq_len, head_dim, dtype, seed=seq_len * 3 + head_dim)
+    qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+    out = attention.flash_attention(qg, kg, vg, causal=causal)
+    out.backward(do)
+    check_grads((qg.grad, kg.grad, vg.grad), q, k, v, do, causal, 1 / math.sqrt(head_dim),
+                f"autograd N={seq_len} d={head_dim} causal={causal} {dtype}")
+
+
+@pytest.mark.parametrize("block_m,block_n", [(32, 16), (16, 64), (128, 32)])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_block_sizes(block_m, block_n, causal):
+    q, k, v, do = rand(2, 1, 113, 32, torch.float16, seed=block_m + block_n)
+    out, lse = attention.flash_attention_fwd(q, k, v, causal=causal, block_m=block_m, block_n=block_n)
+    got = attention.flash_attention_bwd(q, k, v, out, lse, do, causal=causal, block_m=block_m, block_n=block_n)
+    check_grads(got, q, k, v, do, causal, 1 / math.sqrt(32), f"blocks {block_m}x{block_n} causal={causal}")
+
+
+def test_strided_inputs_custom_scale_and_expanded_grad():
+    # (batch, seq, heads, dim) memory viewed as (batch, heads, seq, dim); out.sum() hands the
+    # backward a dO with zero strides
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 50, 3, 32, generator=g).transpose(1, 2).requires_grad_() for _ in range(3))
+    assert not q.is_contiguous()
+    attention.flash_attention(q, k, v, causal=True, sm_scale=0.3).sum().backward()
+    do = torch.ones(2, 3, 50, 32)
+    check_grads((q.grad, k.grad, v.grad), q.detach(), k.detach(), v.detach(), do, True, 0.3, "strided")
+
+
+def test_large_scores_stay_finite():
+    q, k, v, do = rand(1, 1, 100, 16, torch.float16, seed=5)
+    q, k = q * 10, k * 10  # scores ~ 100x: exp(s - lse) must use the stored lse, never overflow
+    got = attention.flash_attention_bwd(q, k, v, *attention.flash_attention_fwd(q, k, v, True), do, causal=True)
+    check_grads(got, q, k, v, do, True, 1 / 4, "large scores")
+
+
+def test_no_grad_and_partial_requires_grad():
+    q, k, v, do = rand(1, 1, 40, 16, torch.float32, seed=6)
+    with torch.no_grad():
+        out = attention.flash_attention(q, k, v)
+    assert not out.requires_grad
+    vg = v.clone().requires_grad_()
+    attention.flash_attention(q, k, vg).backward(do)
+    _, _, dv = grads_float64(q, k, v, do, False, 0.25)
+    assert float((vg.grad.double() - dv).abs().max()) < 1e-5
+
+
+# ---------------------------------------------------------------- float64 references
+def test_reference_jacobian_equals_d_form():
+    q, k, v, do = (t[0, 0] for t in rand(1, 1, 37, 16, torch.float32, seed=7))
+    ref = reference.attention_backward(q, k, v, do, True, 0.25)
+    out = reference.attention(q, k, v, True, 0.25)["out"]
+    np.testing.assert_allclose(ref["d"], (do.double().numpy() * out).sum(-1), rtol=1e-12, atol=1e-12,
+                               err_msg="rowsum(P o dP) != rowsum(dO o O)")
+    for row in (0, 5, 36):
+        r = reference.softmax_backward_row(ref["p"][row], ref["dp"][row])
+        assert r["jacobian"].shape == (37, 37)
+        np.testing.assert_allclose(r["ds_jacobian"], r["ds"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(r["ds"], ref["ds"][row], rtol=1e-12, atol=1e-14)
+    rows = reference.attention_backward_rows(q, k, v, do, True, 0.25, chunk=8)
+    for name in ("dq", "dk", "dv", "d"):
+        np.testing.assert_allclose(rows[name], ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    autograd = grads_float64(q, k, v, do, True, 0.25)
+    for name, g in zip(("dq", "dk", "dv"), autograd):
+        np.testing.assert_allclose(ref[name], g.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_traffic_models_brute_force():
+    n, d = 200, 64
+    std = traffic.standard_backward(n, d)
+    assert std["loads"] == 5 * n * n + 5 * n * d and std["stores"] == 2 * n * n + 3 * n * d
+    fa = traffic.flash_backward(n, d, 64, 32, causal=False)
+    tq, tk = math.ceil(n / 64), math.ceil(n / 32)
+    assert fa["dkdv_q_loads"] == tk * n * d and fa["dq_k_loads"] == tq * n * d
+    assert fa["loads"] == 2 * n * d + (2 * n * d + tk * n * (2 * d + 2)) + (2 * n * d + 2 * n + tq * 2 * n * d)
+    assert fa["stores"] == n + 2 * n * d + n * d
+    # causal: kv-block j is met by the q-blocks whose last row reaches it
+    causal = traffic.flash_backward(n, d, 64, 32, causal=True)
+    rows = sum(min(n, (i + 1) * 64) - i * 64 for j in range(tk) for i in range(tq) if j * 32 <= min(n, (i + 1) * 64) - 1)
+    assert causal["dkdv_q_loads"] == rows * d
+
+
+# ---------------------------------------------------------------- counters == model
+@pytest.mark.parametrize("n,bm,bn,causal", [(1, 16, 16, True), (7, 64, 64, False), (113, 32, 16, False),
+                                            (200, 16, 64, True), (129, 64, 16, True), (300, 32, 128, True)])
+def test_counters_equal_model(n, bm, bn, causal):
+    q, k, v, do = rand(2, 3, n, 16, torch.float32, seed=n)
+    out, lse = attention.flash_attention_fwd(q, k, v, causal, block_m=bm, block_n=bn)
+    *_, counters = attention._launch_bwd(q, k, v, out, lse, do, causal, None, bm, bn, count=True)
+    model = traffic.flash_backward(n, 16, bm, bn, causal)
+    got = dict(zip(attention.BWD_COUNTER_KEYS, counters.tolist()))
+    want = {key: 6 * model[key] for key in attention.BWD_COUNTER_KEYS}  # batch 2 x heads 3
+    assert got == want, {key: (got[key], want[key]) for key in got if got[key] != want[key]}
+
+
+# ---------------------------------------------------------------- the dK/dV kernel's trace
+TRACES = [
+    TraceConfig(seq_len=113, head_dim=16, block_m=32, block_n=16, causal=False),
+    TraceConfig(seq_len=100, head_dim=32, block_m=16, block_n=32, causal=True, dtype="float16", scenario="large"),
+    TraceConfig(seq_len=90, head_dim=16, block_m=64, block_n=16, causal=True, scenario="increasing"),
+    TraceConfig(seq_len=1, head_dim=16, block_m=16, block_n=16, causal=True),
+]
+
+
+@pytest.fixture(scope="module", params=TRACES,
+                ids=lambda c: f"N{c.seq_len}-{c.block_m}x{c.block_n}-{'causal' if c.causal else 'full'}-{c.dtype}")
+def btrace(request):
+    return capture_backward_trace(request.param)
+
+
+def _low(x, dtype: str) -> np.ndarray:
+    """x rounded to the kernel's input dtype, as it rounds P and dS before their dots."""
+    return torch.from_numpy(np.asarray(x, dtype=np.float64)).to(getattr(torch, dtype)).double().numpy()
+
+
+def check_trace(tr: BackwardTrace):
+    c = tr.config
+    q, k, v, do, out = (getattr(tr, name).astype(np.float64) for name in ("q", "k", "v", "do", "out"))
+    ref = reference.attention_backward(q, k, v, do, c.causal, tr.sm_scale)  # (N, N) each
+    # D from the preprocess kernel: rowsum(dO o O) of the kernel's own output
+    np.testing.assert_allclose(tr.delta, (do * out).sum(-1), rtol=1e-5, atol=1e-5 * max(1, np.abs(do).max()),
+                               err_msg="D != rowsum(dO o O)")
+    low = {"float16": 1e-3, "bfloat16": 8e-3}.get(c.dtype, 2e-6)
+    # tiles visited: tile (i, j) exactly when some query of q-block i may see some key of kv-block j
+    for j in range(c.n_kv_blocks):
+        order = tr.visit_order[j]
+        for i in range(c.n_q_blocks):
+            last_row = min((i + 1) * c.block_m, c.seq_len) - 1
+            assert (order[i] >= 0) == (not c.causal or j * c.block_n <= last_row), f"tile (q {i}, kv {j})"
+        assert list(order[order >= 0]) == list(range(int((order >= 0).sum()))), f"kv-block {j} order {order}"
+    # P, dP, dS tiles against float64 recomputed from the kernels' own q, k, v, dO, out and lse
+    lse = tr.lse.astype(np.float64)
+    s = reference.scores(q, k, tr.sm_scale, c.causal)
+    p64 = np.exp(s - lse[:, None])  # what the kernel recomputes: the stored lse, no running max
+    dp64 = do @ v.T
+    ds64 = p64 * (dp64 - tr.delta.astype(np.float64)[:, None])
+    big = max(1.0, float(np.abs(s[np.isfinite(s)]).max()))
+    for slot, j in enumerate(tr.tile_kv_blocks):
+        c0, cols = j * c.block_n, tr.cols(j)
+        dk = np.zeros((cols, c.head_dim))
+        dv = np.zeros((cols, c.head_dim))
+        for step, i in enumerate(tr.steps(j)):
+            r0, rows = i * c.block_m, tr.rows(i)
+            where = f"tile (q-block {i}, kv-block {j})"
+            p = tr.p[slot, i, :rows, :cols].astype(np.float64)
+            # float32 scores carry an ulp of |s| into the exponent
+            np.testing.assert_allclose(p, p64[r0:r0 + rows, c0:c0 + cols], rtol=8 * 2**-23 * big + 1e-6, atol=1e-7,
+                                       err_msg=f"P {where}")
+            np.testing.assert_allclose(tr.dp[slot, i, :rows, :cols], dp64[r0:r0 + rows, c0:c0 + cols],
+                                       rtol=1e-5, atol=1e-5, err_msg=f"dP {where}")
+            np.testing.assert_allclose(tr.ds[slot, i, :rows, :cols], ds64[r0:r0 + rows, c0:c0 + cols],
+                                       rtol=1e-4, atol=1e-5 * big, err_msg=f"dS {where}")
+            assert np.isnan(tr.p[slot, i, rows:]).all() and np.isnan(tr.p[slot, i, :, cols:]).all(), "past seq_len"
+            # the accumulators: dV_j += P^T dO_i, dK_j += scale * dS^T Q_i (P, dS rounded to the dtype)
+            dv = dv + _low(p, c.dtype).T @ do[r0:r0 + rows]
+            dk = dk + tr.sm_scale * _low(tr.ds[slot, i, :rows, :cols], c.dtype).T @ q[r0:r0 + rows]
+            np.testing.assert_allclose(tr.dv_acc[slot, i, :cols], dv, rtol=1e-4, atol=1e-4, err_msg=f"dV acc {where}")
+            np.testing.assert_allclose(tr.dk_acc[slot, i, :cols], dk, rtol=1e-4, atol=1e-4 * big,
+                                       err_msg=f"dK acc {where}")
+        last = tr.steps(j)[-1]
+        np.testing.assert_allclose(tr.dv[c0:c0 + cols], tr.dv_acc[slot, last, :cols], rtol=2 * low, atol=low)
+        np.testing.assert_allclose(tr.dk[c0:c0 + cols], tr.dk_acc[slot, last, :cols], rtol=2 * low, atol=low * big)
+    # gradients against float64 (the inputs as the kernels saw them)
+    for name in ("dq", "dk", "dv"):
+        err = float(np.max(np.abs(getattr(tr, name) - ref[name])))
+        scale = max(1.0, float(np.abs(ref[name]).max()))
+        bound = (4e-3 if c.dtype == "float16" else 3e-2 if c.dtype == "bfloat16" else 1e-5) * big * scale
+        assert err < bound, f"{name} differs from float64 by {err:.3g} (bound {bound:.3g})"
+        np.testing.assert_allclose(getattr(tr, "ref_" + name), ref[name], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tr.ref_delta, ref["d"], rtol=1e-9, atol=1e-12)
+
+
+def test_trace_tiles_match_float64(btrace):
+    check_trace(btrace)
+
+
+def test_trace_counters_equal_model(btrace):
+    model = btrace.model_counters()
+    for key, counted in btrace.counters.items():
+        assert counted == model[key], f"{key}: kernel counted {counted}, model says {model[key]}"
+
+
+def test_trace_rows_and_jacobian(btrace):
+    c = btrace.config
+    s = btrace.lse  # P = exp(s - lse): a float32 lse of magnitude |s| carries its ulp into P
+    rtol = 8 * 2**-23 * max(1.0, float(np.abs(s).max())) + 1e-6
+    for row in sorted({0, c.seq_len // 2, c.seq_len - 1}):
+        p, dp, ds = (btrace.row_values(row, name) for name in ("p", "dp", "ds"))
+        assert p.shape == (c.seq_len,)
+        assert abs(p.sum() - 1) < rtol * c.seq_len, f"row {row}: P sums to {p.sum()}"
+        dp = np.where(p == 0, 0.0, dp)  # never computed above the diagonal, where P = 0
+        both = reference.softmax_backward_row(p, dp)
+        tol = 1e-4 * max(1.0, np.abs(dp).max())
+        assert np.max(np.abs(both["ds_jacobian"] - ds)) < tol, f"row {row}: Jacobian form != kernel dS"
+        assert abs(both["d"] - btrace.delta[row]) < tol, f"row {row}: P . dP != the kernel's D"
+
+
+def test_trace_keeps_chosen_kv_blocks():
+    cfg = TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True)
+    tr = capture_backward_trace(cfg, kv_blocks=[4], do_seed=9)
+    assert list(tr.tile_kv_blocks) == [4] and tr.do_seed == 9
+    assert np.array_equal(tr.do, make_do(cfg, 9))
+    assert tr.row_values(0, "p") is None and not tr.has_all_tiles()
+    check_trace(tr)
+    assert default_tile_kv_blocks(cfg) == tuple(range(cfg.n_kv_blocks))
+
+
+# ---------------------------------------------------------------- clear errors
+def test_bad_inputs_raise():
+    q, k, v, do = rand(1, 1, 32, 16, torch.float32, seed=0)
+    out, lse = attention.flash_attention_fwd(q, k, v)
+    with pytest.raises(ValueError, match=r"lse must be contiguous float32 of shape \(1, 1, 32\)"):
+        attention.flash_attention_bwd(q, k, v, out, lse[..., :16], do)
+    with pytest.raises(ValueError, match="do must match q"):
+        attention.flash_attention_bwd(q, k, v, out, lse, do.half())
+    with pytest.raises(ValueError, match="out must match q"):
+        attention.flash_attention_bwd(q, k, v, out[:, :, :16], lse, do)
+    with pytest.raises(ValueError, match="give both block_m and block_n"):
+        attention.flash_attention_bwd(q, k, v, out, lse, do, block_m=32)
+    with pytest.raises(ValueError, match="block_n must be a power of two between 16 and 256, got 24"):
+        attention.flash_attention_bwd(q, k, v, out, lse, do, block_m=32, block_n=24)
+    with pytest.raises(ValueError, match="sm_scale must be a finite number > 0"):
+        attention.flash_attention_bwd(q, k, v, out, lse, do, sm_scale=-1.0)
+    with pytest.raises(ValueError, match="one dtype"):
+        attention.flash_attention(q.requires_grad_(), k.half(), v)
+    cfg = TraceConfig(seq_len=40, head_dim=16, block_m=16, block_n=16)
+    with pytest.raises(ValueError, match=r"kv_blocks must lie in \[0, 2\], got 3"):
+        capture_backward_trace(cfg, kv_blocks=[3])
+    with pytest.raises(ValueError, match="do_seed must be an integer"):
+        capture_backward_trace(cfg, do_seed=-1)
+
+
+# ---------------------------------------------------------------- GPU (compiled)
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("n,d,dtype", [
+    (1000, 64, torch.float16), (2048, 128, torch.float16), (4099, 64, torch.bfloat16), (77, 32, torch.float16),
+    (1, 16, torch.float16), (1000, 128, torch.bfloat16), (333, 64, torch.float32),
+], ids=str)
+def test_gpu_autograd(n, d, dtype, causal):
+    q, k, v, do = rand(2, 3, n, d, dtype, seed=n, device="cuda")
+    qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+    attention.flash_attention(qg, kg, vg, causal=causal).backward(do)
+    check_grads((qg.grad, kg.grad, vg.grad), q, k, v, do, causal, 1 / math.sqrt(d), f"GPU N={n} d={d} {dtype}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["dkdv", "dq"])
+@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("d", [64, 128])
+def test_gpu_every_backward_config(kernel, index, causal, d):
+    configs = attention.TUNED_BWD_CONFIGS
+    config = configs[kernel][index]
+    bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
+    if max(bm, bn) * d > attention.MAX_BLOCK_HEAD_ELEMENTS:
+        pytest.skip("pruned for this head_dim")
+    other = configs["dq" if kernel == "dkdv" else "dkdv"][2]  # the other kernel at 64 x 64
+    dkdv_cfg, dq_cfg = (config, other) if kernel == "dkdv" else (other, config)
+    for n in (1000, 1024):
+        q, k, v, do = rand(1, 4, n, d, torch.float16, seed=n + index, device="cuda")
+        out, lse = attention.flash_attention_fwd(q, k, v, causal=causal)
+        got = attention._launch_bwd_configs(q, k, v, out, lse, do, causal, None, dkdv_cfg, dq_cfg)
+        check_grads(got, q, k, v, do, causal, 1 / math.sqrt(d), f"{kernel} config {config} N={n}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw", [
+    dict(seq_len=1000, head_dim=64, block_m=64, block_n=64, causal=True, dtype="float16", scenario="increasing"),
+    dict(seq_len=777, head_dim=128, block_m=128, block_n=64, causal=False, dtype="bfloat16"),
+    dict(seq_len=515, head_dim=64, block_m=32, block_n=128, causal=True, dtype="float32", scenario="large"),
+], ids=lambda k: f"N{k['seq_len']}-{k['block_m']}x{k['block_n']}-{k['dtype']}")
+def test_gpu_trace(kw):
+    tr = capture_backward_trace(TraceConfig(**kw))
+    assert "compiled" in tr.device
+    check_trace(tr)
+    test_trace_counters_equal_model(tr)
+
+
+@pytest.mark.gpu
+def test_gpu_trace_with_one_slot_and_large_n():
+    # one kv-block asked for: n_slots == 1 must not be specialized into a constant
+    tr = capture_backward_trace(TraceConfig(seq_len=4096, head_dim=64, block_m=64, block_n=64, dtype="float16",
+                                            causal=True), kv_blocks=[5])
+    assert list(tr.tile_kv_blocks) == [5] and np.isfinite(tr.p[0, tr.steps(5)]).all()
+    test_trace_counters_equal_model(tr)
+    for name, err in tr.max_abs_errs().items():  # float16 gradients: a few ulps of the largest one
+        bound = 4e-3 * max(1.0, float(np.abs(getattr(tr, "ref_" + name)).max()))
+        assert err < bound, f"{name}: error {err:.3g} against float64, bound {bound:.3g}"
+
+
+def test_bench_backward_refuses_without_cuda(capsys):
+    from kernels import bench_backward
+
+    if not backend.INTERPRET:
+        pytest.skip("this machine has CUDA")
+    assert bench_backward.main(["--quick"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_gpu_bench_backward_runs(tmp_path):
+    from kernels import bench_backward
+
+    rows = bench_backward.bench_backward([256, 1000], [64], batch=1, heads=2)
+    ours = [r for r in rows if r["impl"] == "ours"]
+    assert len(ours) == 4 and all(r["tflops"] and r["tflops"] > 0 for r in ours), ours
+    assert all(r["max_grad_err_vs_sdpa_efficient"] < 0.1 for r in ours), ours
+    assert bench_backward.main(["--seq-lens", "512", "--head-dims", "64", "--batch", "1", "--heads", "2",
+                                "--json", str(tmp_path / "b.json")]) == 0
