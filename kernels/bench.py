@@ -182,6 +182,10 @@ def ratios(result: dict) -> list[dict]:
             if name != "ours":
                 row[f"vs_{name}"] = (ours / tf) if (ours and tf) else None
         out.append(row)
+    if result.get("backward"):
+        from kernels import bench_backward
+
+        out += [{"kind": "backward", **r} for r in bench_backward.ratios(result["backward"])]
     sm = {}
     for r in result.get("softmax", []):
         sm.setdefault((r["rows"], r["cols"], r["dtype"]), {})[r["impl"]] = r["GBps"]
@@ -213,6 +217,14 @@ def table(result: dict) -> str:
         for r in att:
             cells = " ".join(f"{r[n]:22.2f}" if r[n] else f"{'-':>22}" for n in names)
             lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
+    bwd = [r for r in rat if r["kind"] == "backward"]
+    if bwd:
+        names = [k for k in bwd[0] if k.startswith("vs_")]
+        lines.append("attention forward + backward (TFLOP/s of ours at 3.5x forward FLOPs, and ours / PyTorch)")
+        lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} " + " ".join(f"{n[3:]:>22}" for n in names))
+        for r in bwd:
+            cells = " ".join(f"{r[n]:22.2f}" if r.get(n) else f"{'-':>22}" for n in names)
+            lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
     sm = [r for r in rat if r["kind"] == "softmax"]
     if sm:
         lines.append("softmax (best = single_pass where the row fits, else online)")
@@ -225,7 +237,8 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=("attention", "softmax", "all"), default="all")
+    ap.add_argument("--only", choices=("attention", "softmax", "backward", "all"), default="all",
+                    help="backward: forward + backward against SDPA (kernels/bench_backward.py)")
     ap.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     ap.add_argument("--head-dims", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--batch", type=int, default=4)
@@ -249,6 +262,11 @@ def main(argv=None) -> int:
         shapes = ([SOFTMAX_SHAPES_ON_CHIP[0], SOFTMAX_SHAPES_LONG[0]] if args.quick
                   else SOFTMAX_SHAPES_ON_CHIP + SOFTMAX_SHAPES_LONG)
         result["softmax"] = bench_softmax(shapes)
+    if args.only in ("backward", "all"):
+        from kernels import bench_backward
+
+        result["backward"] = bench_backward.bench_backward(args.seq_lens, args.head_dims, args.batch, args.heads,
+                                                           dtype=args.dtype)
     result["ratios"] = ratios(result)
     path = args.json or f"bench-{datetime.date.today().isoformat()}.json"
     with open(path, "w") as f:

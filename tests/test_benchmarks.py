@@ -85,3 +85,18 @@ def test_page_in_browser(server, page, tmp_path):  # noqa: F811
     assert page.locator(".js-plotly-plot").count() == 2
     assert "H100" in page.inner_text("body")
     _shot(page, tmp_path, "benchmarks")
+
+
+def test_backward_results_draw():
+    bwd = json.loads((ROOT / "kernels" / "results" / "h100-2026-11-22-backward.json").read_text())
+    fig = fg.bench_attention_figure(bwd, "backward")
+    ours = sorted(y for t in fig.data if t.name.startswith("ours") for y in t.y)
+    assert ours == pytest.approx(sorted(r["tflops"] for r in bwd["backward"] if r["impl"] == "ours"))
+    rows = fg.bench_ratio_table(bwd, "backward")
+    assert rows and all(r["ours / FLASH_ATTENTION"] > 0 for r in rows)
+    assert "forward + backward" in bench.table(bwd)
+    at = AppTest.from_file(str(ROOT / "viz" / "pages" / "benchmarks.py"), default_timeout=60)
+    at.session_state["bench.file"] = "h100-2026-11-22-backward.json"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("forward + backward" in h.value for h in at.subheader)

@@ -666,9 +666,10 @@ def bench_attention_series(rows: list[dict], head_dim: int, causal: bool) -> dic
     return out
 
 
-def bench_attention_figure(result: dict) -> go.Figure:
-    """TFLOP/s against seq_len per implementation: head_dim across, causal down."""
-    rows = result["attention"]
+def bench_attention_figure(result: dict, key: str = "attention") -> go.Figure:
+    """TFLOP/s against seq_len per implementation: head_dim across, causal down. key="backward"
+    draws forward + backward (TFLOP/s at 3.5x the forward FLOPs)."""
+    rows = result[key]
     dims = sorted({r["head_dim"] for r in rows})
     causals = sorted({r["causal"] for r in rows})
     fig = make_subplots(rows=len(causals), cols=len(dims), shared_xaxes=True, shared_yaxes=True,
@@ -738,13 +739,13 @@ def bench_softmax_figure(result: dict) -> go.Figure:
     return fig
 
 
-def bench_ratio_table(result: dict) -> list[dict]:
-    """Rows for st.dataframe: ours / each PyTorch backend per attention case, softmax ratios."""
+def bench_ratio_table(result: dict, kind: str = "attention") -> list[dict]:
+    """Rows for st.dataframe: ours / each PyTorch backend per attention (or backward) case."""
     from kernels import bench
 
     out = []
     for r in bench.ratios(result):
-        if r["kind"] != "attention":
+        if r["kind"] != kind:
             continue
         row = {"head_dim": r["head_dim"], "causal": r["causal"], "seq_len": r["seq_len"],
                "ours TFLOP/s": round(r["ours_tflops"], 1) if r["ours_tflops"] else None}

@@ -184,7 +184,7 @@ def recorded_results() -> dict[str, dict]:
             result = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(result, dict) and "env" in result and ("attention" in result or "softmax" in result):
+        if isinstance(result, dict) and "env" in result and any(k in result for k in ("attention", "softmax", "backward")):
             out[path.name] = result
     return out
 

@@ -54,6 +54,14 @@ if result.get("attention"):
     st.plotly_chart(fg.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
     st.dataframe(fg.bench_ratio_table(result), hide_index=True, width="stretch", key="bench.attn_table")
 
+if result.get("backward"):
+    st.subheader("Attention forward + backward, TFLOP/s")
+    b = result["backward"][0]
+    st.caption(f"{b['dtype']}, batch {b['batch']}, {b['heads']} heads; FLOPs = 3.5 x the forward's "
+               "(the backward does 2.5x). Ours is flash_attention through torch.autograd.")
+    st.plotly_chart(fg.bench_attention_figure(result, "backward"), width="stretch", key="bench.bwd_fig")
+    st.dataframe(fg.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", key="bench.bwd_table")
+
 if result.get("softmax"):
     st.subheader("Softmax, GB/s")
     st.caption("Bytes = one read + one write of the matrix (the minimum), so a variant that reads twice "
