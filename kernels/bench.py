@@ -168,24 +168,25 @@ def bench_softmax(shapes, dtypes=("float32", "float16"), progress=None) -> list[
 
 
 # ----------------------------------------------------------------------------------- report
-def ratios(result: dict) -> list[dict]:
-    """ours / each SDPA backend, per (head_dim, causal, seq_len); softmax variant ratios."""
-    out = []
-    att = result.get("attention", [])
+def vs_ours(rows: list[dict], kind: str = "attention") -> list[dict]:
+    """ours / each other implementation in TFLOP/s, per (head_dim, causal, seq_len)."""
     by_key = {}
-    for r in att:
+    for r in rows:
         by_key.setdefault((r["head_dim"], r["causal"], r["seq_len"]), {})[r["impl"]] = r.get("tflops")
+    out = []
     for (d, causal, n), impls in sorted(by_key.items()):
         ours = impls.get("ours")
-        row = {"kind": "attention", "head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours}
+        row = {"kind": kind, "head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours}
         for name, tf in impls.items():
             if name != "ours":
                 row[f"vs_{name}"] = (ours / tf) if (ours and tf) else None
         out.append(row)
-    if result.get("backward"):
-        from kernels import bench_backward
+    return out
 
-        out += [{"kind": "backward", **r} for r in bench_backward.ratios(result["backward"])]
+
+def ratios(result: dict) -> list[dict]:
+    """ours / each SDPA backend (forward; forward + backward); softmax variant ratios."""
+    out = vs_ours(result.get("attention", []), "attention") + vs_ours(result.get("backward", []), "backward")
     sm = {}
     for r in result.get("softmax", []):
         sm.setdefault((r["rows"], r["cols"], r["dtype"]), {})[r["impl"]] = r["GBps"]
@@ -209,20 +210,16 @@ def table(result: dict) -> str:
     if c:
         lines.append(f"ceilings: copy {c['copy_TBps']:.2f} TB/s, fp16 matmul {c['matmul_fp16_TFLOPs']:.0f} TFLOP/s")
     rat = ratios(result)
-    att = [r for r in rat if r["kind"] == "attention"]
-    if att:
-        names = [k for k in att[0] if k.startswith("vs_")]
-        lines.append("attention fwd (TFLOP/s of ours, and ours / PyTorch)")
+    for kind, title in (("attention", "attention fwd (TFLOP/s of ours, and ours / PyTorch)"),
+                        ("backward", "attention forward + backward (TFLOP/s of ours at 3.5x forward FLOPs, "
+                                     "and ours / PyTorch)")):
+        rows = [r for r in rat if r["kind"] == kind]
+        if not rows:
+            continue
+        names = [k for k in rows[0] if k.startswith("vs_")]
+        lines.append(title)
         lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} " + " ".join(f"{n[3:]:>22}" for n in names))
-        for r in att:
-            cells = " ".join(f"{r[n]:22.2f}" if r[n] else f"{'-':>22}" for n in names)
-            lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
-    bwd = [r for r in rat if r["kind"] == "backward"]
-    if bwd:
-        names = [k for k in bwd[0] if k.startswith("vs_")]
-        lines.append("attention forward + backward (TFLOP/s of ours at 3.5x forward FLOPs, and ours / PyTorch)")
-        lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} " + " ".join(f"{n[3:]:>22}" for n in names))
-        for r in bwd:
+        for r in rows:
             cells = " ".join(f"{r[n]:22.2f}" if r.get(n) else f"{'-':>22}" for n in names)
             lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
     sm = [r for r in rat if r["kind"] == "softmax"]
@@ -267,6 +264,7 @@ def main(argv=None) -> int:
 
         result["backward"] = bench_backward.bench_backward(args.seq_lens, args.head_dims, args.batch, args.heads,
                                                            dtype=args.dtype)
+        result["flops_convention"] = "forward 4*B*H*N^2*D (halved when causal); backward 2.5x; fwd+bwd 3.5x"
     result["ratios"] = ratios(result)
     path = args.json or f"bench-{datetime.date.today().isoformat()}.json"
     with open(path, "w") as f:

@@ -10,13 +10,10 @@ the timed runs. Progress on stderr, a table on stdout, everything in a JSON file
 
 Not for: correctness (tests/test_backward.py), or anything without CUDA (it refuses with a message).
 """
-import argparse
-import datetime
-import json
 import sys
 
-from kernels import backend
-from kernels.bench import _log, _median_ms, _sdpa, attention_flops, environment
+from kernels.bench import _log, _median_ms, _sdpa, attention_flops, vs_ours
+from kernels.bench import main as bench_main
 
 BWD_SDPA_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION")
 FWD_BWD_FLOPS = 3.5  # x the forward's FLOPs: the backward does 2.5x (FlashAttention's convention)
@@ -88,60 +85,12 @@ def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True)
 
 def ratios(rows: list[dict]) -> list[dict]:
     """ours / each SDPA backend in fwd+bwd TFLOP/s, per (head_dim, causal, seq_len)."""
-    by_key = {}
-    for r in rows:
-        by_key.setdefault((r["head_dim"], r["causal"], r["seq_len"]), {})[r["impl"]] = r.get("tflops")
-    out = []
-    for (d, causal, n), impls in sorted(by_key.items()):
-        ours = impls.get("ours")
-        row = {"head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours}
-        for name, tf in impls.items():
-            if name != "ours":
-                row[f"vs_{name}"] = (ours / tf) if (ours and tf) else None
-        out.append(row)
-    return out
-
-
-def table(result: dict) -> str:
-    env = result["env"]
-    lines = [f"# {env['gpu']} · torch {env['torch']} · triton {env['triton']} · {env['date']}",
-             "attention forward + backward (TFLOP/s of ours at 3.5x forward FLOPs, and ours / PyTorch)"]
-    rat = ratios(result["backward"])
-    if rat:
-        names = [k for k in rat[0] if k.startswith("vs_")]
-        lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} " + " ".join(f"{n[3:]:>22}" for n in names))
-        for r in rat:
-            cells = " ".join(f"{r[n]:22.2f}" if r.get(n) else f"{'-':>22}" for n in names)
-            lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
-    return "\n".join(lines)
+    return vs_ours(rows, "backward")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kernels.bench_backward", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
-    ap.add_argument("--head-dims", type=int, nargs="+", default=[64, 128])
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=16)
-    ap.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
-    ap.add_argument("--quick", action="store_true", help="seq_len 1024 and 4096 only")
-    ap.add_argument("--json", default=None, help="write every figure here (default: print the path used)")
-    args = ap.parse_args(argv)
-    if backend.INTERPRET:
-        print("kernels.bench_backward needs a CUDA GPU: this machine runs the kernels in Triton's interpreter, "
-              "where timings mean nothing.", file=sys.stderr)
-        return 2
-    if args.quick:
-        args.seq_lens = [1024, 4096]
-    result = {"env": environment(), "args": vars(args),
-              "flops_convention": "forward 4*B*H*N^2*D (halved when causal); backward 2.5x; fwd+bwd 3.5x"}
-    result["backward"] = bench_backward(args.seq_lens, args.head_dims, args.batch, args.heads, dtype=args.dtype)
-    result["ratios"] = ratios(result["backward"])
-    path = args.json or f"bench-backward-{datetime.date.today().isoformat()}.json"
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(table(result))
-    _log(f"wrote {path}")
-    return 0
+    """`python -m kernels.bench_backward ARGS` is `python -m kernels.bench --only backward ARGS`."""
+    return bench_main(["--only", "backward", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
