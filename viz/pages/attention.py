@@ -1,8 +1,8 @@
 """FlashAttention tiles: step through the tiles of the real FlashAttention-2 kernel's trace."""
 import streamlit as st
 
-from kernels import attention, backend
-from kernels import trace as ktrace
+from kernels import backend
+from viz import controls
 from viz import figures as fg
 from viz import state
 
@@ -10,14 +10,7 @@ ss = st.session_state
 PLAY_SECONDS = 1.0
 CPU = backend.INTERPRET
 DEFAULTS = {
-    "attn.seq_len": 256 if CPU else 1024,
-    "attn.head_dim": 64,
-    "attn.block_m": 64,
-    "attn.block_n": 64,
-    "attn.causal": False,
-    "attn.dtype": "float32",
-    "attn.scenario": "randn",
-    "attn.seed": 0,
+    **controls.config_defaults("attn"),
     "attn.q_block": 3 if CPU else 8,
     "attn.row": 0,
     "attn.step": 0,  # 0-based step of the followed q-block; the step slider mirrors it
@@ -87,35 +80,11 @@ def _back_to_live():
 # ---------------------------------------------------------------- sidebar: the config
 loaded = ss["attn.loaded"]
 with st.sidebar:
-    st.subheader("Kernel config")
-    off = loaded is not None
-    persist = dict(persist_state="session", on_change=_restart, disabled=off)
-    st.slider("sequence length", 1, ktrace.max_seq_len(), key="attn.seq_len", **persist,
-              help=f"1 to {ktrace.max_seq_len()} on this backend" + (
-                  f"; the interpreter runs at most {ktrace.MAX_TILES_CPU} tiles" if CPU else ""))
-    st.select_slider("head dim", attention.HEAD_DIMS, key="attn.head_dim", **persist)
-    c1, c2 = st.columns(2)
-    c1.select_slider("block_m", attention.BLOCK_SIZES, key="attn.block_m", **persist, help="rows of Q per tile")
-    c2.select_slider("block_n", attention.BLOCK_SIZES, key="attn.block_n", **persist, help="rows of K, V per tile")
-    st.toggle("causal mask", key="attn.causal", **persist)
-    if ss["attn.dtype"] not in attention.dtypes():
-        ss["attn.dtype"] = "float32"
-    st.segmented_control("dtype", attention.dtypes(), key="attn.dtype", required=True, **persist,
-                         help="the dtypes this backend runs (the interpreter has no bfloat16)")
-    st.selectbox("input scenario", ktrace.SCENARIOS, key="attn.scenario", **persist,
-                 format_func=lambda s: f"{s}: {ktrace.SCENARIO_HELP[s]}")
-    st.number_input("seed", 0, 2**31 - 1, step=1, key="attn.seed", **persist)
+    controls.config_sidebar("attn", _restart, disabled=loaded is not None)
 
 cfg_error = None
 if loaded is None:
-    try:
-        cfg = ktrace.TraceConfig(
-            seq_len=int(ss["attn.seq_len"]), head_dim=int(ss["attn.head_dim"]), block_m=int(ss["attn.block_m"]),
-            block_n=int(ss["attn.block_n"]), causal=bool(ss["attn.causal"]), dtype=ss["attn.dtype"],
-            seed=int(ss["attn.seed"]), scenario=ss["attn.scenario"],
-        )
-    except ValueError as e:
-        cfg, cfg_error = None, str(e)
+    cfg, cfg_error = controls.config_from_state("attn")
 else:
     cfg = loaded["trace"].config
 

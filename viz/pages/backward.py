@@ -1,22 +1,15 @@
 """Backward: the FlashAttention-2 backward's dS = P ∘ (dP − D), one row and tile by tile."""
 import streamlit as st
 
-from kernels import attention, backend
-from kernels import trace as ktrace
+from kernels import backend
+from viz import controls
 from viz import figures as fg
 from viz import state
 
 ss = st.session_state
 CPU = backend.INTERPRET
 DEFAULTS = {
-    "bwd.seq_len": 256 if CPU else 1024,
-    "bwd.head_dim": 64,
-    "bwd.block_m": 64,
-    "bwd.block_n": 64,
-    "bwd.causal": False,
-    "bwd.dtype": "float32",
-    "bwd.scenario": "randn",
-    "bwd.seed": 0,
+    **controls.config_defaults("bwd"),
     "bwd.kv_block": 0,
     "bwd.row": 0,  # a query row of the whole matrix
     "bwd.step": 0,  # 0-based step of the followed kv-block's program; the step slider mirrors it
@@ -44,35 +37,10 @@ def _slider_moved():
 
 # ---------------------------------------------------------------- sidebar: the config
 with st.sidebar:
-    st.subheader("Kernel config")
-    persist = dict(persist_state="session", on_change=_restart)
-    st.slider("sequence length", 1, ktrace.max_seq_len(), key="bwd.seq_len", **persist,
-              help=f"1 to {ktrace.max_seq_len()} on this backend" + (
-                  f"; the interpreter runs at most {ktrace.MAX_TILES_CPU} tiles" if CPU else ""))
-    st.select_slider("head dim", attention.HEAD_DIMS, key="bwd.head_dim", **persist)
-    c1, c2 = st.columns(2)
-    c1.select_slider("block_m", attention.BLOCK_SIZES, key="bwd.block_m", **persist,
-                     help="rows of Q, dO per tile: what streams past each kv-block's program")
-    c2.select_slider("block_n", attention.BLOCK_SIZES, key="bwd.block_n", **persist,
-                     help="rows of K, V per tile: one program per kv-block")
-    st.toggle("causal mask", key="bwd.causal", **persist)
-    if ss["bwd.dtype"] not in attention.dtypes():
-        ss["bwd.dtype"] = "float32"
-    st.segmented_control("dtype", attention.dtypes(), key="bwd.dtype", required=True, **persist,
-                         help="the dtypes this backend runs (the interpreter has no bfloat16)")
-    st.selectbox("input scenario", ktrace.SCENARIOS, key="bwd.scenario", **persist,
-                 format_func=lambda s: f"{s}: {ktrace.SCENARIO_HELP[s]}")
-    st.number_input("seed", 0, 2**31 - 1, step=1, key="bwd.seed", **persist, help="q, k, v and dO")
-
-try:
-    cfg = ktrace.TraceConfig(
-        seq_len=int(ss["bwd.seq_len"]), head_dim=int(ss["bwd.head_dim"]), block_m=int(ss["bwd.block_m"]),
-        block_n=int(ss["bwd.block_n"]), causal=bool(ss["bwd.causal"]), dtype=ss["bwd.dtype"],
-        seed=int(ss["bwd.seed"]), scenario=ss["bwd.scenario"],
-    )
-    cfg_error = None
-except ValueError as e:
-    cfg, cfg_error = None, str(e)
+    controls.config_sidebar("bwd", _restart, seed_help="q, k, v and dO",
+                            block_help=("rows of Q, dO per tile: what streams past each kv-block's program",
+                                        "rows of K, V per tile: one program per kv-block"))
+cfg, cfg_error = controls.config_from_state("bwd")
 
 with st.sidebar:
     if cfg is not None:
