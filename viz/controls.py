@@ -60,3 +60,14 @@ def config_from_state(prefix: str) -> tuple:
         ), None
     except ValueError as e:
         return None, str(e)
+
+
+def show_kernel_failure(e: Exception) -> None:
+    """A kernel that failed on a config: its root cause as an error, never a traceback; stops the page."""
+    root = e
+    while root.__cause__ is not None:  # a Triton CompilationError wraps the real reason
+        root = root.__cause__
+    st.error(f"The kernel failed on this config: {type(root).__name__}: {root}")
+    with st.expander("Details"):
+        st.code(f"{type(e).__name__}: {e}", language=None)
+    st.stop()

@@ -96,18 +96,29 @@ def tile_grid_figure(trace, q_block: int, step: int) -> go.Figure:
     c = trace.config
     tq, tk = trace.visit_order.shape
     states = tile_states(trace, q_block, step)
-    code = {s: k for k, s in enumerate(TILE_STATES)}
-    z = np.vectorize(code.get)(states).astype(int)  # (Tq, Tk)
-    x_edges = [min(j * c.block_n, c.seq_len) for j in range(tk + 1)]
-    y_edges = [min(i * c.block_m, c.seq_len) for i in range(tq + 1)]
     order = trace.visit_order
     text = [["" for _ in range(tk)] for _ in range(tq)]
     if tk <= 32:  # the step number at which the followed q-block visits each tile
         for j in range(tk):
             if order[q_block, j] >= 0:
                 text[q_block][j] = str(order[q_block, j] + 1)
+    j = kv_block(trace, q_block, step)
+    return _tile_grid(c, states, text, shapes=[
+        ("q-row on chip", "row", q_block, "solid"), ("kv-column on chip", "col", j, "dot")],
+        title="tiles of S: keys →, queries ↓")
+
+
+def _tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other: str = "q-blocks") -> go.Figure:
+    """The tile grid both passes draw: states (Tq, Tk) coloured, step numbers as text, the causal
+    diagonal, and outlines (name, "row" | "col", block index, "solid" | "dot") in the order given."""
+    tq, tk = states.shape
+    code = {s: k for k, s in enumerate(TILE_STATES)}
+    z = np.vectorize(code.get)(states).astype(int)  # (Tq, Tk)
+    x_edges = [min(j * c.block_n, c.seq_len) for j in range(tk + 1)]
+    y_edges = [min(i * c.block_m, c.seq_len) for i in range(tq + 1)]
+    labels = {s: TILE_LABELS[s].replace("q-blocks", other) for s in TILE_STATES}
     hover = [[f"q-block {i} (rows {y_edges[i]}–{y_edges[i + 1] - 1}) × kv-block {j} "
-              f"(cols {x_edges[j]}–{x_edges[j + 1] - 1}): {TILE_LABELS[states[i, j]]}"
+              f"(cols {x_edges[j]}–{x_edges[j + 1] - 1}): {labels[states[i, j]]}"
               for j in range(tk)] for i in range(tq)]
     gap = 2 if max(tq, tk) <= 32 else 0
     fig = go.Figure(go.Heatmap(
@@ -119,24 +130,24 @@ def tile_grid_figure(trace, q_block: int, step: int) -> go.Figure:
     for s in TILE_STATES:  # legend entries; the heatmap itself has none
         if (states == s).any():
             fig.add_trace(go.Scatter(
-                x=[None], y=[None], mode="markers", name=TILE_LABELS[s],
+                x=[None], y=[None], mode="markers", name=labels[s],
                 marker=dict(symbol="square", size=14, color=TILE_COLORS[s], line=dict(color="#888", width=1)),
             ))
     if c.causal:  # keys after the query are masked: the kernel skips tiles wholly above this line
         fig.add_shape(type="line", x0=0, y0=0, x1=c.seq_len, y1=c.seq_len, name="causal diagonal",
                       line=dict(color="#9AA3AE", width=1, dash="dash"), opacity=0.8, layer="above")
-    j = kv_block(trace, q_block, step)
-    band = dict(type="rect", line=dict(color="#1f2430", width=3), fillcolor="rgba(0,0,0,0)", layer="above")
-    fig.add_shape(name="q-row on chip", x0=0, x1=c.seq_len, y0=y_edges[q_block], y1=y_edges[q_block + 1], **band)
-    fig.add_shape(name="kv-column on chip", x0=x_edges[j], x1=x_edges[j + 1], y0=0, y1=c.seq_len,
-                  **{**band, "line": dict(color="#1f2430", width=3, dash="dot")})
+    for name, axis, k, dash in shapes:
+        box = (dict(x0=0, x1=c.seq_len, y0=y_edges[k], y1=y_edges[k + 1]) if axis == "row"
+               else dict(x0=x_edges[k], x1=x_edges[k + 1], y0=0, y1=c.seq_len))
+        fig.add_shape(type="rect", name=name, line=dict(color="#1f2430", width=3, dash=dash),
+                      fillcolor="rgba(0,0,0,0)", layer="above", **box)
     ticks_x = x_edges if tk <= 16 else None
     ticks_y = y_edges[:-1] if tq <= 16 else None  # the last edge would sit under the legend
     fig.update_xaxes(range=[0, c.seq_len], side="top", tickvals=ticks_x, showgrid=False, zeroline=False,
                      constrain="domain", tickfont=dict(size=12))
     fig.update_yaxes(range=[c.seq_len, 0], tickvals=ticks_y, showgrid=False, zeroline=False, scaleanchor="x",
                      constrain="domain", tickfont=dict(size=12))
-    fig.update_layout(title=dict(text="tiles of S: keys →, queries ↓", x=0, font=dict(size=15)))
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)))
     return _layout(fig, 360, t=58, legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font=dict(size=12),
                                               itemwidth=30, tracegroupgap=0))
 
@@ -797,48 +808,16 @@ def bwd_tile_grid_figure(trace, kv_block: int, step: int) -> go.Figure:
     c = trace.config
     tk, tq = trace.visit_order.shape
     states = bwd_tile_states(trace, kv_block, step)
-    code = {s: k for k, s in enumerate(TILE_STATES)}
-    z = np.vectorize(code.get)(states).astype(int)  # (Tq, Tk)
-    x_edges = [min(j * c.block_n, c.seq_len) for j in range(tk + 1)]
-    y_edges = [min(i * c.block_m, c.seq_len) for i in range(tq + 1)]
     order = trace.visit_order[kv_block]
     text = [["" for _ in range(tk)] for _ in range(tq)]
     if tq <= 32:
         for i in range(tq):
             if order[i] >= 0:
                 text[i][kv_block] = str(order[i] + 1)
-    hover = [[f"q-block {i} (rows {y_edges[i]}–{y_edges[i + 1] - 1}) × kv-block {j} "
-              f"(cols {x_edges[j]}–{x_edges[j + 1] - 1}): {TILE_LABELS[states[i, j]].replace('q-blocks', 'kv-blocks')}"
-              for j in range(tk)] for i in range(tq)]
-    gap = 2 if max(tq, tk) <= 32 else 0
-    fig = go.Figure(go.Heatmap(
-        z=z, x=x_edges, y=y_edges, zmin=-0.5, zmax=len(TILE_STATES) - 0.5,
-        colorscale=_discrete_colorscale([TILE_COLORS[s] for s in TILE_STATES]), showscale=False,
-        xgap=gap, ygap=gap, text=text, texttemplate="%{text}", textfont=dict(size=13, color="white"),
-        hovertext=hover, hoverinfo="text", name="tiles",
-    ))
-    for s in TILE_STATES:
-        if (states == s).any():
-            fig.add_trace(go.Scatter(
-                x=[None], y=[None], mode="markers", name=TILE_LABELS[s].replace("q-blocks", "kv-blocks"),
-                marker=dict(symbol="square", size=14, color=TILE_COLORS[s], line=dict(color="#888", width=1)),
-            ))
-    if c.causal:
-        fig.add_shape(type="line", x0=0, y0=0, x1=c.seq_len, y1=c.seq_len, name="causal diagonal",
-                      line=dict(color="#9AA3AE", width=1, dash="dash"), opacity=0.8, layer="above")
     i = bwd_q_block(trace, kv_block, step)
-    band = dict(type="rect", line=dict(color="#1f2430", width=3), fillcolor="rgba(0,0,0,0)", layer="above")
-    fig.add_shape(name="kv-column on chip", x0=x_edges[kv_block], x1=x_edges[kv_block + 1], y0=0, y1=c.seq_len,
-                  **band)
-    fig.add_shape(name="q-row streaming", x0=0, x1=c.seq_len, y0=y_edges[i], y1=y_edges[i + 1],
-                  **{**band, "line": dict(color="#1f2430", width=3, dash="dot")})
-    fig.update_xaxes(range=[0, c.seq_len], side="top", tickvals=x_edges if tk <= 16 else None, showgrid=False,
-                     zeroline=False, constrain="domain", tickfont=dict(size=12))
-    fig.update_yaxes(range=[c.seq_len, 0], tickvals=y_edges[:-1] if tq <= 16 else None, showgrid=False,
-                     zeroline=False, scaleanchor="x", constrain="domain", tickfont=dict(size=12))
-    fig.update_layout(title=dict(text="tiles: keys →, queries ↓", x=0, font=dict(size=15)))
-    return _layout(fig, 360, t=58, legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font=dict(size=12),
-                                              itemwidth=30, tracegroupgap=0))
+    return _tile_grid(c, states, text, shapes=[
+        ("kv-column on chip", "col", kv_block, "solid"), ("q-row streaming", "row", i, "dot")],
+        title="tiles: keys →, queries ↓", other="kv-blocks")
 
 
 BWD_TILES = {  # name -> (title, colorscale, diverging)

@@ -129,13 +129,7 @@ else:
         try:
             trace = state.trace_for(fields, q_block)
         except Exception as e:  # a kernel failure is shown, never a traceback
-            root = e
-            while root.__cause__ is not None:  # a Triton CompilationError wraps the real reason
-                root = root.__cause__
-            st.error(f"The kernel failed on this config: {type(root).__name__}: {root}")
-            with st.expander("Details"):
-                st.code(f"{type(e).__name__}: {e}", language=None)
-            st.stop()
+            controls.show_kernel_failure(e)
 
 c = trace.config
 st.caption(

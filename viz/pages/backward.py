@@ -65,13 +65,7 @@ with st.spinner(f"Running the FlashAttention-2 forward, then the backward with T
     try:
         trace = state.backward_trace_for(state.config_fields(cfg), kv_block)
     except Exception as e:  # a kernel failure is shown, never a traceback
-        root = e
-        while root.__cause__ is not None:
-            root = root.__cause__
-        st.error(f"The kernel failed on this config: {type(root).__name__}: {root}")
-        with st.expander("Details"):
-            st.code(f"{type(e).__name__}: {e}", language=None)
-        st.stop()
+        controls.show_kernel_failure(e)
 
 c = trace.config
 n = c.seq_len
