@@ -341,8 +341,8 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
 
 
 # -- the fast path on a GPU: the same kernel, TRACE off, block sizes / warps / stages autotuned --
-def _configs():
-    if backend.INTERPRET:
+def _configs(interpret=None):
+    if backend.INTERPRET if interpret is None else interpret:
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "WARP_SPEC": False})]
     # the shortlist that won on an H100 (scripts/attn_variants.py, 2026-11-22): 128-row q-blocks,
     # 8 warps for head_dim 128, 4 for 64; warp specialization pays in the causal case
@@ -357,8 +357,19 @@ def _configs():
     return out
 
 
+def _ieee_only_first(config_list, named_args, kwargs):
+    """float32 inputs run `tl.dot` at ieee precision on the FMA units, not the tensor cores, so no
+    config is fast and tuning buys nothing; each compile at ieee precision takes ~15 s (H100,
+    2026-11-22: nine configs were ~2 min before the first float32 call returned). One config."""
+    if named_args.get("DOT_PRECISION", kwargs.get("DOT_PRECISION")) == "ieee":
+        return config_list[:1]
+    return config_list
+
+
 def _keep(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
+    config_list = _ieee_only_first(sorted(config_list, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"]),
+                                   named_args, kwargs)
     kept = [c for c in config_list
             if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
     if not named_args.get("USE_TMA", kwargs.get("USE_TMA", False)):  # pointer loads: no warp specialization
@@ -809,8 +820,8 @@ def _launch_bwd(q, k, v, out, lse, do, causal, sm_scale, block_m, block_n,
 
 
 # -- the fast path on a GPU: the same kernels, COUNT and TRACE off, each autotuned on its own --
-def _bwd_configs(kernel: str):
-    if backend.INTERPRET:
+def _bwd_configs(kernel: str, interpret=None):
+    if backend.INTERPRET if interpret is None else interpret:
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
     # dK/dV keeps (BLOCK_N, d) twice on chip and streams thin q-blocks; dQ the other way round
     # (the shapes of Triton's tutorial 06: 32 x 128 and 128 x 32), plus square 64 x 64 tiles
@@ -821,6 +832,8 @@ def _bwd_configs(kernel: str):
 
 def _keep_bwd(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
+    config_list = _ieee_only_first(sorted(config_list, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"]),
+                                   named_args, kwargs)
     kept = [c for c in config_list
             if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
     return kept or config_list[:1]

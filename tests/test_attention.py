@@ -111,3 +111,22 @@ def test_both_load_paths(use_tma, causal):
         ref = reference.attention(q[0, hi], k[0, hi], v[0, hi], causal, 1 / math.sqrt(d))["out"]
         err = float(np.max(np.abs(out[0, hi].double().cpu().numpy() - ref)))
         assert err < 2e-3, f"use_tma={use_tma}: error {err:.3g} against float64"
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_autotune_prunes_float32_to_one_config(head_dim):
+    """float32 runs at ieee precision off the tensor cores: one config (the smallest tile), so the
+    first float32 call compiles once; tf32/fp16 keeps every GPU config whose tiles fit."""
+    gpu_fwd = attention._configs(interpret=False)
+    args = {"HEAD_DIM": head_dim, "USE_TMA": True}
+    ieee = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "ieee"})
+    assert [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in ieee] == [(64, 64)]
+    fast = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "tf32"})
+    assert len(fast) == len(gpu_fwd) == 9
+    no_tma = attention._keep(gpu_fwd, {**args, "USE_TMA": False, "DOT_PRECISION": "tf32"})
+    assert len(no_tma) == 7 and not any(c.kwargs["WARP_SPEC"] for c in no_tma)
+    for kernel in ("dkdv", "dq"):
+        gpu_bwd = attention._bwd_configs(kernel, interpret=False)
+        kept = attention._keep_bwd(gpu_bwd, {"HEAD_DIM": head_dim, "DOT_PRECISION": "ieee"})
+        assert len(kept) == 1 and kept[0].kwargs["BLOCK_M"] * kept[0].kwargs["BLOCK_N"] == 2048
+        assert len(attention._keep_bwd(gpu_bwd, {"HEAD_DIM": head_dim, "DOT_PRECISION": "tf32"})) == 4
