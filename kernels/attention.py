@@ -377,10 +377,26 @@ def _keep(config_list, named_args, **kwargs):
     return kept or config_list[:1]
 
 
+def _autotune_bench(fn, quantiles):
+    """Timing for the autotuner: longer than triton's default (25 ms warm-up, 100 ms of runs). Configs
+    within a few percent of each other swapped places between runs at the default (H100, 2026-11-23:
+    the pick ran at 437-468 TFLOP/s where the best single config ran at 479-485)."""
+    return triton.testing.do_bench(fn, warmup=100, rep=400, quantiles=quantiles)
+
+
 _attn_fwd_tuned = triton.autotune(
     configs=_configs(), key=["N_CTX", "HEAD_DIM", "CAUSAL", "DOT_PRECISION"],
-    prune_configs_by={"early_config_prune": _keep},
+    prune_configs_by={"early_config_prune": _keep}, do_bench=_autotune_bench,
 )(_attn_fwd)
+
+
+def tuned_config_name() -> str | None:
+    """The config the forward autotuner picked for its latest call, e.g. 'BM128 BN128 w8 s3 ws'."""
+    c = getattr(_attn_fwd_tuned, "best_config", None)
+    if c is None:
+        return None
+    ws = " ws" if c.kwargs.get("WARP_SPEC") else ""
+    return f"BM{c.kwargs['BLOCK_M']} BN{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{ws}"
 TUNED_CONFIGS = _configs()  # every config the autotuner can pick; the GPU tests run each one
 
 

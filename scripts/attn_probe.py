@@ -2,6 +2,8 @@
   pipe : issue QK^T of kv-block j+1 before the softmax of block j (FA3's intra-warpgroup overlap)
   poly : half of the exp2s on the FMA pipe (Cody-Waite + degree-4 polynomial, FA4's trick), half
          on the MUFU; for head_dim 128 the MUFU is the busiest unit besides the tensor cores
+  poly=2: exp2 two at a time in fp16 (ex2.approx.f16x2): half the MUFU instructions; P is
+         rounded to fp16 for the PV matmul anyway
   lazy : rescale acc only when some row's max grew (a branch per tile)
 Non-causal, seq_len a multiple of the blocks, fp16, (4, 16, 8192, d). Prints a table, JSON to $OUT.
 usage: python3 scripts/attn_probe.py
@@ -35,10 +37,19 @@ def _exp2_poly(x):
 
 
 @triton.jit
+def _exp2_f16x2(x):
+    # two exp2 per MUFU instruction, in fp16: P is rounded to fp16 for the PV matmul anyway
+    return tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [x.to(tl.float16)],
+                                     dtype=tl.float16, is_pure=True, pack=2)
+
+
+@triton.jit
 def _softmax_tile(qk, m_i, qk_scale, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, POLY: tl.constexpr):
     m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
     x = qk * qk_scale - m_ij[:, None]
-    if POLY:
+    if POLY == 2:
+        p = _exp2_f16x2(x)
+    elif POLY:
         a, b = tl.split(tl.reshape(x, [BLOCK_M, 2, BLOCK_N // 2]).permute(0, 2, 1))
         p = tl.reshape(tl.join(tl.math.exp2(a), _exp2_poly(b)).permute(0, 2, 1), [BLOCK_M, BLOCK_N])
     else:
@@ -69,7 +80,7 @@ def _probe_fwd(Q, K, V, sm_scale, Out, stride_z, stride_h, stride_n, H, N_CTX,
             qk_next = tl.dot(q, tl.load(kp + start_n * stride_n))
             p, m_ij = _softmax_tile(qk, m_i, qk_scale, BLOCK_M, BLOCK_N, POLY)
             alpha = tl.math.exp2(m_i - m_ij)
-            l_i = l_i * alpha + tl.sum(p, 1)
+            l_i = l_i * alpha + tl.sum(p.to(tl.float32), 1)
             acc = acc * alpha[:, None]
             v = tl.load(vp + (start_n - BLOCK_N) * stride_n)
             acc = tl.dot(p.to(v.dtype), v, acc)
@@ -77,7 +88,7 @@ def _probe_fwd(Q, K, V, sm_scale, Out, stride_z, stride_h, stride_n, H, N_CTX,
             qk = qk_next
         p, m_ij = _softmax_tile(qk, m_i, qk_scale, BLOCK_M, BLOCK_N, POLY)
         alpha = tl.math.exp2(m_i - m_ij)
-        l_i = l_i * alpha + tl.sum(p, 1)
+        l_i = l_i * alpha + tl.sum(p.to(tl.float32), 1)
         acc = acc * alpha[:, None]
         v = tl.load(vp + (N_CTX - BLOCK_N) * stride_n)
         acc = tl.dot(p.to(v.dtype), v, acc)
@@ -87,7 +98,7 @@ def _probe_fwd(Q, K, V, sm_scale, Out, stride_z, stride_h, stride_n, H, N_CTX,
             qk = tl.dot(q, tl.load(kp + start_n * stride_n))
             p, m_ij = _softmax_tile(qk, m_i, qk_scale, BLOCK_M, BLOCK_N, POLY)
             alpha = tl.math.exp2(m_i - m_ij)
-            l_i = l_i * alpha + tl.sum(p, 1)
+            l_i = l_i * alpha + tl.sum(p.to(tl.float32), 1)
             if LAZY:
                 if tl.min(alpha) < 1.0:
                     acc = acc * alpha[:, None]
@@ -107,6 +118,11 @@ def probe(q, k, v, bm, bn, w, s, pipe, poly, lazy):
                                  HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, PIPE=pipe, POLY=poly, LAZY=lazy,
                                  num_warps=w, num_stages=s)
     return out
+
+
+PROBES = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1)]
+if os.environ.get("PROBES"):  # e.g. PROBES="000,002": pipe, poly (2 = fp16x2 exp2), lazy
+    PROBES = [tuple(int(ch) for ch in p) for p in os.environ["PROBES"].split(",")]
 
 
 def main():
@@ -133,9 +149,9 @@ def main():
         for bm, bn, w, s in cfgs[d]:
             add(f"ours tma {bm}x{bn} w{w} s{s}", lambda: attention._launch(q, k, v, False, None, bm, bn, num_warps=w,
                                                                             num_stages=s, use_tma=True)[0])
-            for pipe, poly, lazy in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1)]:
+            for pipe, poly, lazy in PROBES:
                 tag = f"probe {bm}x{bn} w{w} s{s} pipe={pipe} poly={poly} lazy={lazy}"
-                add(tag, lambda: probe(q, k, v, bm, bn, w, s, bool(pipe), bool(poly), bool(lazy)))
+                add(tag, lambda: probe(q, k, v, bm, bn, w, s, bool(pipe), poly, bool(lazy)))
     json.dump(rows, open(os.path.join(os.environ.get("OUT", "."), "probe.json"), "w"), indent=1)
     print("\nranked:")
     for d in (128, 64):

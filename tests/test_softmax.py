@@ -195,7 +195,8 @@ def test_default_block():
     assert sm.default_block(1000, torch.float32, "single_pass") == 1024
     assert sm.default_block(1, torch.float32) == 16
     big = sm.default_block(1 << 20, torch.float32)
-    assert big == (1024 if backend.INTERPRET else 4096)
+    assert big == (1024 if backend.INTERPRET else 8192)  # 32 KiB chunks on a GPU
+    assert sm.default_block(1 << 20, torch.float16) == (1024 if backend.INTERPRET else 16384)
 
 
 def test_default_rows_per_program(monkeypatch):

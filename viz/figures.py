@@ -652,11 +652,13 @@ IMPL_LABELS = {
     "sdpa_math": "SDPA MATH",
     "torch": "torch.softmax",
     "naive": "naive", "safe": "safe", "online": "online", "single_pass": "single-pass",
+    "copy": "copy of the same bytes",
 }
 IMPL_COLORS = {
     "ours": ORANGE, "sdpa_flash_attention": BLUE, "sdpa_cudnn_attention": "#6A3D9A",
     "sdpa_efficient_attention": "#33A02C", "sdpa_math": GREY,
     "torch": BLUE, "naive": RED, "safe": "#6A3D9A", "online": ORANGE, "single_pass": "#33A02C",
+    "copy": GREY,
 }
 
 
@@ -735,11 +737,13 @@ def bench_softmax_figure(result: dict) -> go.Figure:
         for impl, (xs, ys) in bench_softmax_series(rows, dt).items():
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines+markers", name=IMPL_LABELS.get(impl, impl), legendgroup=impl,
-                showlegend=ci == 1, line=dict(color=IMPL_COLORS.get(impl), width=3),
+                showlegend=ci == 1,
+                line=dict(color=IMPL_COLORS.get(impl), width=2 if impl == "copy" else 3,
+                          dash="dash" if impl == "copy" else "solid"),
                 hovertemplate="cols=%{x}<br>%{y:.0f} GB/s<extra>" + IMPL_LABELS.get(impl, impl) + "</extra>",
             ), row=1, col=ci)
         if copy:
-            label = dict(annotation_text=f"copy {copy * 1000:.0f} GB/s", annotation_position="bottom right",
+            label = dict(annotation_text=f"copy of 1 GiB: {copy * 1000:.0f} GB/s", annotation_position="bottom right",
                          annotation_font=dict(size=12, color=GREY)) if ci == len(dtypes) else {}
             fig.add_hline(y=copy * 1000, line=dict(color=GREY, dash="dot"), row=1, col=ci, **label)
     cols = sorted({r["cols"] for r in rows})
@@ -773,6 +777,8 @@ def bench_softmax_ratio_table(result: dict) -> list[dict]:
     return [{"shape": f"{r['rows']} x {r['cols']}", "dtype": r["dtype"],
              "best / torch.softmax": round(r["best_vs_torch"], 2),
              "best / copy bandwidth": round(r["best_vs_copy"], 2) if r["best_vs_copy"] else None,
+             "best / same-size copy": (round(r["best_vs_copy_same_size"], 2)
+                                       if r.get("best_vs_copy_same_size") else None),
              "online / safe": round(r["online_vs_safe"], 2), "naive / online": round(r["naive_vs_online"], 2)}
             for r in bench.ratios(result) if r["kind"] == "softmax"]
 
