@@ -298,15 +298,6 @@ def _descriptors(q, k, v, out, block_m, block_n):
     return desc(q, block_m), desc(k, block_n), desc(v, block_n), desc(out, block_m)
 
 
-def _set_block_shapes(nargs):
-    """Autotune pre-hook: each config's block sizes go into the descriptors it is launched with."""
-    q = nargs["Q"]
-    if hasattr(q, "block_shape"):
-        d = nargs["HEAD_DIM"]
-        for name, rows in (("Q", "BLOCK_M"), ("K", "BLOCK_N"), ("V", "BLOCK_N"), ("Out", "BLOCK_M")):
-            nargs[name].block_shape = [1, 1, nargs[rows], d]
-
-
 def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
             num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False):
     backend.require_triton()
@@ -344,6 +335,7 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
 def _configs(interpret=None):
     if backend.INTERPRET if interpret is None else interpret:
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "WARP_SPEC": False})]
+    # (triton.Config only as a record: _ForwardTuner launches each through _launch)
     # the shortlist that won on an H100 (scripts/attn_variants.py, 2026-11-22): 128-row q-blocks,
     # 8 warps for head_dim 128, 4 for 64; warp specialization pays in the causal case
     out = []
@@ -353,23 +345,24 @@ def _configs(interpret=None):
         (64, 64, 4, 3, False), (64, 64, 4, 4, False),  # short causal sequences: more programs than SMs
     ]:
         out.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=warps,
-                                 num_stages=stages, pre_hook=_set_block_shapes))
+                                 num_stages=stages))
     return out
 
 
 def _ieee_only_first(config_list, named_args, kwargs):
     """float32 inputs run `tl.dot` at ieee precision on the FMA units, not the tensor cores, so no
     config is fast and tuning buys nothing; each compile at ieee precision takes ~15 s (H100,
-    2026-11-22: nine configs were ~2 min before the first float32 call returned). One config."""
+    2026-11-22: nine configs were ~2 min before the first float32 call returned). One config: the
+    smallest tile, which needs the least shared memory for float32 K and V."""
     if named_args.get("DOT_PRECISION", kwargs.get("DOT_PRECISION")) == "ieee":
-        return config_list[:1]
+        return [min(config_list, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
     return config_list
 
 
 def _keep(config_list, named_args, **kwargs):
+    """The configs worth timing for these arguments (also triton.autotune's early_config_prune)."""
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
-    config_list = _ieee_only_first(sorted(config_list, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"]),
-                                   named_args, kwargs)
+    config_list = _ieee_only_first(config_list, named_args, kwargs)
     kept = [c for c in config_list
             if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
     if not named_args.get("USE_TMA", kwargs.get("USE_TMA", False)):  # pointer loads: no warp specialization
@@ -377,54 +370,79 @@ def _keep(config_list, named_args, **kwargs):
     return kept or config_list[:1]
 
 
-def _autotune_bench(fn, quantiles):
-    """Timing for the autotuner: longer than triton's default (25 ms warm-up, 100 ms of runs). Configs
-    within a few percent of each other swapped places between runs at the default (H100, 2026-11-23:
-    the pick ran at 437-468 TFLOP/s where the best single config ran at 479-485)."""
-    return triton.testing.do_bench(fn, warmup=100, rep=400, quantiles=quantiles)
+TUNED_CONFIGS = _configs()  # every config the tuner can pick; the GPU tests run each one
+TUNE_ROUNDS = 5
 
 
-_attn_fwd_tuned = triton.autotune(
-    configs=_configs(), key=["N_CTX", "HEAD_DIM", "CAUSAL", "DOT_PRECISION"],
-    prune_configs_by={"early_config_prune": _keep}, do_bench=_autotune_bench,
-)(_attn_fwd)
+class _ForwardTuner:
+    """Picks the forward's config once per (seq_len, head_dim, causal, precision, loads, device) by
+    timing every candidate in interleaved rounds (a, b, c, a, b, c, ...) and taking each one's median,
+    so a GPU that clocks down as it heats costs every candidate alike. triton.autotune times them
+    one after the other; on an H100 (2026-11-23) its pick for causal head_dim 128 ran 4-7% below the
+    best single config, and which config won moved with the order of the list."""
+
+    def __init__(self):
+        self.cache: dict[tuple, triton.Config] = {}
+        self.last: triton.Config | None = None
+
+    def pick(self, key, candidates, run, bench=None) -> triton.Config:
+        if key not in self.cache:
+            self.cache[key] = candidates[0] if len(candidates) == 1 else self._time(candidates, run, bench)
+        self.last = self.cache[key]
+        return self.last
+
+    @staticmethod
+    def _bench(fn) -> float:
+        return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+
+    @staticmethod
+    def _time(candidates, run, bench=None):
+        bench = bench or _ForwardTuner._bench
+        ok, error = [], None
+        for c in candidates:  # compile each; a config this GPU cannot run is dropped, as triton.autotune does
+            try:
+                run(c)
+                ok.append(c)
+            except (triton.runtime.errors.OutOfResources, triton.compiler.errors.CompilationError) as e:
+                error = e
+        if not ok:
+            raise error
+        times = [[] for _ in ok]
+        for _ in range(TUNE_ROUNDS):
+            for i, c in enumerate(ok):
+                times[i].append(bench(lambda: run(c)))
+        return ok[min(range(len(ok)), key=lambda i: sorted(times[i])[len(times[i]) // 2])]
+
+
+_tuner = _ForwardTuner()
 
 
 def tuned_config_name() -> str | None:
-    """The config the forward autotuner picked for its latest call, e.g. 'BM128 BN128 w8 s3 ws'."""
-    c = getattr(_attn_fwd_tuned, "best_config", None)
+    """The config the forward's tuner picked for its latest call, e.g. 'BM128 BN128 w8 s3 ws'."""
+    c = _tuner.last
     if c is None:
         return None
     ws = " ws" if c.kwargs.get("WARP_SPEC") else ""
     return f"BM{c.kwargs['BLOCK_M']} BN{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{ws}"
-TUNED_CONFIGS = _configs()  # every config the autotuner can pick; the GPU tests run each one
 
 
 def _launch_tuned(q, k, v, causal, sm_scale):
     backend.require_triton()
     _check_inputs(q, k, v)
     batch, heads, seq_len, head_dim = q.shape
-    sm_scale = _scale(sm_scale, head_dim)
     out = torch.empty_like(q)
-    lse = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=q.device)
-
-    def grid(meta):
-        return (triton.cdiv(seq_len, meta["BLOCK_M"]), batch * heads)
-
     # encoding four descriptors costs tens of microseconds a launch: below 4096 that is a large
     # share of the kernel's time (H100, 2026-11-22: N=1024 ran at half speed), so pointers there
     use_tma = seq_len >= TMA_MIN_SEQ_LEN and tma_supported(q, k, v, out)
-    # descriptors get each config's block shape from its pre-hook; 64 is a placeholder
-    tensors = _descriptors(q, k, v, out, 64, 64) if use_tma else (q, k, v, out)
-    _attn_fwd_tuned[grid](
-        *tensors[:3], sm_scale, lse, tensors[3],
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        heads, seq_len,
-        *((None,) * 7 + (0,)),
-        HEAD_DIM=head_dim, CAUSAL=bool(causal), TRACE=False,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", USE_TMA=use_tma,
-    )
-    return out, lse
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    candidates = _keep(TUNED_CONFIGS, {"HEAD_DIM": head_dim, "USE_TMA": use_tma, "DOT_PRECISION": precision})
+
+    def run(c):
+        return _launch(q, k, v, causal, sm_scale, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], num_warps=c.num_warps,
+                       num_stages=c.num_stages, out=out, use_tma=use_tma, warp_spec=c.kwargs["WARP_SPEC"])
+
+    key = (seq_len, head_dim, bool(causal), precision, use_tma, str(q.device))
+    return run(_tuner.pick(key, candidates, run))
 
 
 def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None):

@@ -130,3 +130,47 @@ def test_autotune_prunes_float32_to_one_config(head_dim):
         kept = attention._keep_bwd(gpu_bwd, {"HEAD_DIM": head_dim, "DOT_PRECISION": "ieee"})
         assert len(kept) == 1 and kept[0].kwargs["BLOCK_M"] * kept[0].kwargs["BLOCK_N"] == 2048
         assert len(attention._keep_bwd(gpu_bwd, {"HEAD_DIM": head_dim, "DOT_PRECISION": "tf32"})) == 4
+
+
+def test_tuner_interleaves_so_a_heating_gpu_picks_the_fastest():
+    """A GPU that slows down as it runs (each timing 1% slower than the one before) must not hand
+    the win to whichever config is timed first: the tuner times a, b, c, a, b, c, ... and compares
+    medians. Timed one after the other, 'first' (true 1.00 ms) would beat 'fast' (0.97 ms)."""
+    configs = {name: attention.triton.Config({"name": name}) for name in ("first", "fast", "slow")}
+    true_ms = {"first": 1.00, "fast": 0.97, "slow": 1.20}
+    order, compiled = [], []
+    current = {}
+
+    def run(c):
+        current["name"] = c.kwargs["name"]
+        compiled.append(c.kwargs["name"])
+
+    def bench(fn):
+        fn()
+        order.append(current["name"])
+        return true_ms[current["name"]] * 1.01 ** len(order)
+
+    tuner = attention._ForwardTuner()
+    cands = list(configs.values())
+    best = tuner.pick(("key",), cands, run, bench=bench)
+    assert best.kwargs["name"] == "fast" and tuner.last is best
+    assert compiled[:3] == ["first", "fast", "slow"]  # each compiled (run once) before any timing
+    assert order[:6] == ["first", "fast", "slow"] * 2 and len(order) == 3 * attention.TUNE_ROUNDS
+    sequential = [true_ms[n] * 1.01 ** i for i, n in enumerate(["first"] * 5 + ["fast"] * 5, start=1)]
+    assert sorted(sequential[:5])[2] < sorted(sequential[5:])[2]  # the bias the interleaving removes
+    # cached: a second call with the same key times nothing
+    assert tuner.pick(("key",), cands, run, bench=bench) is best and len(order) == 3 * attention.TUNE_ROUNDS
+
+
+def test_tuner_drops_configs_that_do_not_compile():
+    from triton.runtime.errors import OutOfResources
+
+    good, bad = attention.triton.Config({"n": "good"}), attention.triton.Config({"n": "bad"})
+
+    def run(c):
+        if c.kwargs["n"] == "bad":
+            raise OutOfResources(300000, 232448, "shared memory")
+
+    assert attention._ForwardTuner().pick(("k",), [bad, good], run, bench=lambda fn: 1.0) is good
+    with pytest.raises(OutOfResources):
+        attention._ForwardTuner().pick(("k2",), [bad, bad], run, bench=lambda fn: 1.0)
