@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kernels import backend, bench
-from tests.test_browser import _idle, _no_errors, _shot, browser, page, server  # noqa: F401  (fixtures)
+from tests.test_browser import _idle, _no_errors, _scroll_height, _shot, browser, page, server  # noqa: F401  (fixtures)
 from viz import figures as fg
 from viz import state
 
@@ -85,6 +85,13 @@ def test_page_in_browser(server, page, tmp_path):  # noqa: F811
     assert page.locator(".js-plotly-plot").count() == 2
     assert "H100" in page.inner_text("body")
     _shot(page, tmp_path, "benchmarks")
+    height, y = _scroll_height(page), 0
+    for k in range(1, 6):  # the softmax chart and the ratio tables below the fold
+        y += 620
+        if y >= height - 200:
+            break
+        _shot(page, tmp_path, f"benchmarks_scroll{k}", scroll=y)
+    assert "copy of the same bytes" in page.inner_text("body")
 
 
 def test_backward_results_draw():
@@ -100,3 +107,36 @@ def test_backward_results_draw():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("forward + backward" in h.value for h in at.subheader)
+
+
+LATEST = json.loads((ROOT / "kernels" / "results" / "h100-2026-11-23.json").read_text())
+LATEST_BWD = json.loads((ROOT / "kernels" / "results" / "h100-2026-11-23-backward.json").read_text())
+
+
+def test_latest_run_records_the_tuner_pick_and_a_same_size_copy():
+    for r in LATEST["attention"]:
+        if r["impl"] == "ours":
+            assert r["config"].startswith("BM") and r["max_err_vs_sdpa_efficient"] < 1e-2, r
+    sm = [r for r in bench.ratios(LATEST) if r["kind"] == "softmax"]
+    copies = {(r["rows"], r["cols"], r["dtype"]): r["GBps"] for r in LATEST["softmax"] if r["impl"] == "copy"}
+    assert len(sm) == len(copies) == 10
+    for r in sm:
+        best = next(x["GBps"] for x in LATEST["softmax"] if (x["rows"], x["cols"], x["dtype"]) == (r["rows"], r["cols"], r["dtype"])
+                    and x["impl"] == ("single_pass" if r["cols"] <= 32768 else "online"))
+        assert r["best_vs_copy_same_size"] == pytest.approx(best / copies[(r["rows"], r["cols"], r["dtype"])])
+    assert "best/copy same size" in bench.table(LATEST)
+    page = fg.bench_softmax_ratio_table(LATEST)
+    assert [row["best / same-size copy"] for row in page] == [round(r["best_vs_copy_same_size"], 2) for r in sm]
+    # what the README claims for this run: single-pass as fast as a copy of the same bytes, online
+    # at two thirds of it (two reads and a write)
+    assert all(r["best_vs_copy_same_size"] > 0.95 for r in sm if r["cols"] <= 32768)
+    assert all(0.6 < r["best_vs_copy_same_size"] < 2 / 3 for r in sm if r["cols"] > 32768)
+    fig = fg.bench_softmax_figure(LATEST)
+    assert any(t.name == "copy of the same bytes" and t.line.dash == "dash" for t in fig.data)
+
+
+def test_latest_backward_covers_16384():
+    ours = {(r["head_dim"], r["causal"], r["seq_len"]) for r in LATEST_BWD["backward"] if r["impl"] == "ours"}
+    assert ours == {(d, c, n) for d in (64, 128) for c in (False, True) for n in (4096, 8192, 16384)}
+    rat = [r for r in bench.ratios(LATEST_BWD) if r["kind"] == "backward"]
+    assert len(rat) == 12 and all(r["vs_sdpa_flash_attention"] > 1.0 for r in rat)  # the goal, as measured

@@ -776,7 +776,7 @@ def bench_softmax_ratio_table(result: dict) -> list[dict]:
 
     return [{"shape": f"{r['rows']} x {r['cols']}", "dtype": r["dtype"],
              "best / torch.softmax": round(r["best_vs_torch"], 2),
-             "best / copy bandwidth": round(r["best_vs_copy"], 2) if r["best_vs_copy"] else None,
+             "best / 1 GiB copy": round(r["best_vs_copy"], 2) if r["best_vs_copy"] else None,
              "best / same-size copy": (round(r["best_vs_copy_same_size"], 2)
                                        if r.get("best_vs_copy_same_size") else None),
              "online / safe": round(r["online_vs_safe"], 2), "naive / online": round(r["naive_vs_online"], 2)}

@@ -65,6 +65,8 @@ if result.get("backward"):
 if result.get("softmax"):
     st.subheader("Softmax, GB/s")
     st.caption("Bytes = one read + one write of the matrix (the minimum), so a variant that reads twice "
-               "cannot pass two thirds of the copy line. single-pass where a row fits on chip.")
+               "cannot pass two thirds of the copy line. Dotted: the run's 1 GiB device copy; dashed (where "
+               "recorded): a copy of the same bytes as each shape, timed next to it, the ceiling at that size. "
+               "'best' is single-pass where a row fits on chip, else online.")
     st.plotly_chart(fg.bench_softmax_figure(result), width="stretch", key="bench.sm_fig")
     st.dataframe(fg.bench_softmax_ratio_table(result), hide_index=True, width="stretch", key="bench.sm_table")
