@@ -1,5 +1,7 @@
 """Time variants of the forward kernel (loads, warp specialization, blocks) on the GPU: which pays?
-usage: python3 scripts/attn_variants.py  (prints a table; a JSON to $OUT/variants.json)"""
+usage: python3 scripts/attn_variants.py  (prints a table; a JSON to $OUT/variants.json)
+env overrides: CONFIGS="256x64w8s2,..." (block_m x block_n, warps, stages), SHAPES="8192x128x0,..."
+(seq_len x head_dim x causal), MODES="ptr,tma,tma+ws", NAME (of the JSON)"""
 import json
 import os
 import sys
@@ -13,6 +15,14 @@ B, H = 4, 16
 SHAPES = [(8192, 128, False), (8192, 128, True), (8192, 64, False)]
 CONFIGS = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3), (128, 64, 4, 4), (128, 128, 4, 3)]
 MODES = [("ptr", False, False), ("tma", True, False), ("tma+ws", True, True)]
+# overrides, e.g. CONFIGS="256x64w8s2,128x128w8s3" SHAPES="8192x128x0,8192x64x1" MODES="ptr,tma"
+if os.environ.get("CONFIGS"):
+    CONFIGS = [tuple(int(x) for x in c.replace("x", " ").replace("w", " ").replace("s", " ").split())
+               for c in os.environ["CONFIGS"].split(",")]
+if os.environ.get("SHAPES"):
+    SHAPES = [(int(n), int(d), bool(int(c))) for n, d, c in (sh.split("x") for sh in os.environ["SHAPES"].split(","))]
+if os.environ.get("MODES"):
+    MODES = [m for m in MODES if m[0] in os.environ["MODES"].split(",")]
 rows = []
 for n, d, causal in SHAPES:
     q, k, v = (torch.randn(B, H, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
@@ -34,7 +44,8 @@ for n, d, causal in SHAPES:
             except Exception as e:
                 rows.append(dict(n=n, d=d, causal=causal, variant=tag, error=str(e).splitlines()[0][:150]))
             print(rows[-1], flush=True)
-json.dump(rows, open(os.path.join(os.environ.get("OUT", "."), "variants.json"), "w"), indent=1)
+json.dump(rows, open(os.path.join(os.environ.get("OUT", "."), os.environ.get("NAME", "variants") + ".json"), "w"),
+          indent=1)
 print("\nbest per shape:")
 for n, d, causal in SHAPES:
     rs = sorted([r for r in rows if r["n"] == n and r["d"] == d and r["causal"] == causal and "tflops" in r],
