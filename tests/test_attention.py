@@ -122,9 +122,9 @@ def test_autotune_prunes_float32_to_one_config(head_dim):
     ieee = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "ieee"})
     assert [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in ieee] == [(64, 64)]
     fast = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "tf32"})
-    assert len(fast) == len(gpu_fwd) == 9
+    assert len(fast) == len(gpu_fwd) == 10
     no_tma = attention._keep(gpu_fwd, {**args, "USE_TMA": False, "DOT_PRECISION": "tf32"})
-    assert len(no_tma) == 7 and not any(c.kwargs["WARP_SPEC"] for c in no_tma)
+    assert len(no_tma) == 8 and not any(c.kwargs["WARP_SPEC"] for c in no_tma)
     for kernel in ("dkdv", "dq"):
         gpu_bwd = attention._bwd_configs(kernel, interpret=False)
         kept = attention._keep_bwd(gpu_bwd, {"HEAD_DIM": head_dim, "DOT_PRECISION": "ieee"})
