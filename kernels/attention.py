@@ -346,7 +346,7 @@ def _configs(interpret=None):
     # q-blocks, 8 warps for head_dim 128, 4 for 64; warp specialization pays in the causal case.
     # Two stages with 4 warps leave shared memory for two programs on one SM (head_dim 128,
     # 128 x 64: 96 KiB each), so one program's softmax can run beside the other's matrix products:
-    # 534 against 483 TFLOP/s at N=8192 full in the same run, the largest gain any variant gave
+    # 534 against 478 TFLOP/s at N=8192 full in the same run, the largest gain any variant gave
     out = []
     for bm, bn, warps, stages, ws in [
         (128, 128, 8, 3, False), (128, 128, 8, 3, True), (128, 64, 8, 3, False), (128, 64, 8, 3, True),
