@@ -103,3 +103,18 @@ def test_trace_with_one_tile_slot():
     tr = capture_trace(TraceConfig(seq_len=4096, head_dim=64, block_m=64, block_n=64, dtype="float16"), q_blocks=[5])
     assert list(tr.tile_q_blocks) == [5] and np.isfinite(tr.s[0]).all()
     test_trace.test_tiles_match_float64(tr)
+
+
+def test_small_run_of_the_benchmarks_page(capsys):
+    """What the page's Run button calls (viz.state.live_benchmark holds the lock around it)."""
+    from kernels import bench
+
+    seen = []
+    result = bench.small_run(lambda f, m: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    ours = [r for r in result["attention"] if r["impl"] == "ours"]
+    assert len(ours) == 4 and all(r["max_err_vs_sdpa_efficient"] < 1e-2 and r["tflops"] > 0 for r in ours)
+    assert {r["impl"] for r in result["softmax"]} >= {"copy", "torch", "single_pass", "online"}
+    assert bench.table(result)
+    with capsys.disabled():
+        print(f"\nsmall_run took {result['seconds']:.1f} s")

@@ -190,17 +190,11 @@ def recorded_results() -> dict[str, dict]:
 
 
 def live_benchmark(progress) -> dict:
-    """A small, bounded benchmark on this GPU (about half a minute): the same functions as the CLI."""
+    """kernels.bench.small_run on this GPU, holding the kernel lock: the same functions as the CLI."""
     from kernels import bench
 
     with kernel_lock():
-        result = {"env": bench.environment(), "ceilings": bench.ceilings()}
-        result["attention"] = bench.bench_attention([1024, 2048], [64], batch=2, heads=8,
-                                                    progress=lambda f, m: progress(0.1 + 0.6 * f, m))
-        result["softmax"] = bench.bench_softmax([(4096, 4096)], dtypes=("float32",),
-                                                progress=lambda f, m: progress(0.7 + 0.3 * f, m))
-    progress(1.0, "done")
-    return result
+        return bench.small_run(progress)
 
 
 # ---------------------------------------------------------------- backward page
