@@ -140,3 +140,29 @@ def test_latest_backward_covers_16384():
     assert ours == {(d, c, n) for d in (64, 128) for c in (False, True) for n in (4096, 8192, 16384)}
     rat = [r for r in bench.ratios(LATEST_BWD) if r["kind"] == "backward"]
     assert len(rat) == 12 and all(r["vs_sdpa_flash_attention"] > 1.0 for r in rat)  # the issue's goal, as measured
+
+
+def test_live_run_flow_with_a_stand_in_gpu(monkeypatch):
+    """The Run button's flow (expander, progress bar, the live result first in the list), with
+    small_run replaced: the real one runs on the GPU in tests/test_gpu.py::test_small_run_*."""
+    seen = []
+
+    def small_run(progress):
+        for f in (0.0, 0.4, 1.0):
+            progress(f, "step")
+            seen.append(f)
+        return {**LATEST, "env": {**LATEST["env"], "gpu": "stand-in GPU"}, "seconds": 0.1}
+
+    monkeypatch.setattr(backend, "INTERPRET", False)
+    monkeypatch.setattr(bench, "small_run", small_run)
+    at = AppTest.from_file(str(ROOT / "viz" / "pages" / "benchmarks.py"), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="bench.file").options[0] != "live run on this GPU"
+    at.button(key="bench.run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert seen == [0.0, 0.4, 1.0]
+    box = at.selectbox(key="bench.file")
+    assert box.options[0] == "live run on this GPU"
+    box.set_value("live run on this GPU").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+    assert any("stand-in GPU" in c.value and "in 0 s including compiles" in c.value for c in at.caption)

@@ -18,7 +18,8 @@ recorded = state.recorded_results()
 if not backend.INTERPRET:
     with st.expander("Run a small benchmark on this GPU", expanded=False):
         st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
-                   "About half a minute; the app is busy meanwhile.")
+                   "About 40 s the first time (H100: it compiles and times every candidate config), "
+                   "less after; the app is busy meanwhile.")
         if st.button("Run", key="bench.run", icon=":material/speed:"):
             bar = st.progress(0.0, text="starting")
             ss["bench.live"] = state.live_benchmark(lambda f, msg: bar.progress(min(f, 1.0), text=msg))
@@ -39,7 +40,8 @@ if backend.INTERPRET:
     st.info(f"No GPU here ({backend.describe()}): these are recorded results, measured on "
             f"{fg.bench_measured_on(result)}.", icon=":material/history:")
 else:
-    st.caption(f"Measured on {fg.bench_measured_on(result)}")
+    took = f", in {result['seconds']:.0f} s including compiles" if "seconds" in result else ""
+    st.caption(f"Measured on {fg.bench_measured_on(result)}{took}")
 st.markdown(
     f"Ceilings measured in the same run: device-to-device copy **{ceil.get('copy_TBps', 0):.2f} TB/s** "
     f"(bytes read + written), fp16 matmul **{ceil.get('matmul_fp16_TFLOPs', 0):.0f} TFLOP/s**. "
