@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kernels import backend, bench
-from tests.test_browser import _idle, _no_errors, _scroll_height, _shot, browser, page, server  # noqa: F401  (fixtures)
+from tests.test_browser import _idle, _no_errors, _shot, _shots_down_the_page, browser, page, server  # noqa: F401  (fixtures)
 from viz import figures as fg
 from viz import state
 
@@ -85,12 +85,7 @@ def test_page_in_browser(server, page, tmp_path):  # noqa: F811
     assert page.locator(".js-plotly-plot").count() == 2
     assert "H100" in page.inner_text("body")
     _shot(page, tmp_path, "benchmarks")
-    height, y = _scroll_height(page), 0
-    for k in range(1, 6):  # the softmax chart and the ratio tables below the fold
-        y += 620
-        if y >= height - 200:
-            break
-        _shot(page, tmp_path, f"benchmarks_scroll{k}", scroll=y)
+    _shots_down_the_page(page, tmp_path, "benchmarks", 5)  # charts and tables below the fold
     assert "copy of the same bytes" in page.inner_text("body")
 
 

@@ -136,6 +136,16 @@ def _scroll_height(pg) -> int:
     return pg.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
 
 
+def _shots_down_the_page(pg, tmp_path, name, most):
+    """Screenshots of up to `most` screens below the first, 620 px apart: NAME_scroll1.png, ..."""
+    height, y = _scroll_height(pg), 0
+    for k in range(1, most + 1):
+        y += 620
+        if y >= height - 200:
+            break
+        _shot(pg, tmp_path, f"{name}_scroll{k}", scroll=y)
+
+
 def test_attention_page(server, page, tmp_path):
     _open(page, server)
     _no_errors(page)
@@ -163,12 +173,7 @@ def test_attention_page(server, page, tmp_path):
     _no_errors(page)
     assert page.get_by_text("After the last step: out = acc").count() == 1
     _shot(page, tmp_path, "attention_step4")
-    height, y = _scroll_height(page), 0
-    for k in range(1, 6):
-        y += 620
-        if y >= height - 200:
-            break
-        _shot(page, tmp_path, f"attention_step4_scroll{k}", scroll=y)
+    _shots_down_the_page(page, tmp_path, "attention_step4", 5)
 
 
 def test_play_runs_to_the_end_and_stops(server, page):
@@ -229,12 +234,7 @@ def test_softmax_page_and_state_across_pages(server, page, tmp_path):
     _idle(page)
     _no_errors(page)
     _shot(page, tmp_path, "softmax_step6")
-    height, y = _scroll_height(page), 0
-    for k in range(1, 5):
-        y += 620
-        if y >= height - 200:
-            break
-        _shot(page, tmp_path, f"softmax_step6_scroll{k}", scroll=y)
+    _shots_down_the_page(page, tmp_path, "softmax_step6", 4)
     page.get_by_role("link", name="FlashAttention tiles").click()
     page.wait_for_selector("#attn-step-label", timeout=120_000)
     _idle(page)
@@ -251,12 +251,7 @@ def test_backward_page(server, page, tmp_path):
     n = int(re.search(r"Step 1 of (\d+)", _label(page)).group(1))
     assert n >= 3
     _shot(page, tmp_path, "backward_step1")
-    height, y = _scroll_height(page), 0
-    for k in range(1, 5):
-        y += 620
-        if y >= height - 200:
-            break
-        _shot(page, tmp_path, f"backward_step1_scroll{k}", scroll=y)
+    _shots_down_the_page(page, tmp_path, "backward_step1", 4)
     page.locator(".st-key-bwd-next button").click()
     _wait_step(page, 2)
     page.locator("#bwd-step-label").click()  # focus the page, not a widget
