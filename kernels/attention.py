@@ -395,10 +395,13 @@ class _ForwardTuner:
         self.last: triton.Config | None = None
 
     def pick(self, key, candidates, run, bench=None) -> triton.Config:
-        if key not in self.cache:
-            self.cache[key] = candidates[0] if len(candidates) == 1 else self._time(candidates, run, bench)
-        self.last = self.cache[key]
-        return self.last
+        """The config for `key`; on the first call for it, `candidates()` gives the list to time."""
+        config = self.cache.get(key)
+        if config is None:
+            todo = candidates()
+            config = self.cache[key] = todo[0] if len(todo) == 1 else self._time(todo, run, bench)
+        self.last = config
+        return config
 
     @staticmethod
     def _bench(fn) -> float:
@@ -450,13 +453,10 @@ def _launch_tuned(q, k, v, causal, sm_scale):
         return _launch_checked(q, k, v, causal, sm_scale, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], None,
                                c.num_warps, c.num_stages, out, use_tma, c.kwargs["WARP_SPEC"])
 
-    key = (seq_len, head_dim, bool(causal), precision, use_tma, q.device)
-    config = _tuner.cache.get(key)
-    if config is None:  # first call for this key: time the candidates (launches only what fits)
-        candidates = _keep(TUNED_CONFIGS, {"HEAD_DIM": head_dim, "USE_TMA": use_tma, "DOT_PRECISION": precision})
-        config = _tuner.pick(key, candidates, run)
-    _tuner.last = config
-    return run(config)
+    def candidates():  # only on the first call for a key: later calls look the config up and launch
+        return _keep(TUNED_CONFIGS, {"HEAD_DIM": head_dim, "USE_TMA": use_tma, "DOT_PRECISION": precision})
+
+    return run(_tuner.pick((seq_len, head_dim, bool(causal), precision, use_tma, q.device), candidates, run))
 
 
 def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None):
@@ -880,8 +880,7 @@ def _bwd_configs(kernel: str, interpret=None):
 
 def _keep_bwd(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
-    config_list = _ieee_only_first(sorted(config_list, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"]),
-                                   named_args, kwargs)
+    config_list = _ieee_only_first(config_list, named_args, kwargs)
     kept = [c for c in config_list
             if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
     return kept or config_list[:1]

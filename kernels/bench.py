@@ -119,7 +119,7 @@ def bench_attention(seq_lens, head_dims, batch=4, heads=16, dtype="float16", cau
                 ms = _median_ms(lambda: fn(q2, k2, v2, causal))
                 rows.append({**row, "ms": ms, "tflops": attention_flops(batch, heads, n, d, causal) / ms / 1e9,
                              "max_err_vs_sdpa_efficient": err})
-                if name == "ours":  # the config the autotuner picked for this case
+                if name == "ours":  # the config the forward's tuner picked for this case
                     from kernels import attention
 
                     rows[-1]["config"] = attention.tuned_config_name()
