@@ -56,16 +56,42 @@ def check_blocks(block_m: int, block_n: int, head_dim: int) -> None:
 
 
 @triton.jit
+def _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.constexpr, CAUSAL: tl.constexpr):
+    """One tile's online-softmax update: the new row max m_ij, P = exp2(S - m_ij), the factor alpha
+    that shrinks everything summed under the old max, and the running sum l. qk comes back scaled
+    (log2 units; only the trace reads it)."""
+    if MASKED:  # ragged last kv-block, and the causal diagonal band
+        keep = offs_n[None, :] < N_CTX
+        if CAUSAL:
+            keep = keep & (offs_m[:, None] >= offs_n[None, :])
+        qk = tl.where(keep, qk * qk_scale, float("-inf"))
+        m_ij = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_ij[:, None])
+    else:
+        # -- update m_i: scale folded into one FMA with the subtraction below --
+        m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
+        qk = qk * qk_scale
+    # -- update l_i: a larger max shrinks everything summed so far by alpha --
+    alpha = tl.math.exp2(m_i - m_ij)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    return p, m_ij, alpha, l_i, qk
+
+
+@triton.jit
 def _attn_fwd_inner(
-    acc, l_i, m_i, q,
+    acc, l_i, m_i, q, acc1, l1, m1, q1,
     K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
     start_m, lo, hi, qk_scale, N_CTX,
     offs_m, offs_d,
     TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr,
+    USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr, SPLIT: tl.constexpr,
 ):
+    # SPLIT == 2: the program's q-block is two halves of rows (q, acc, l_i, m_i) and (q1, acc1, l1,
+    # m1), each with its own softmax state, sharing every K_j and V_j tile. SPLIT == 1: q1, acc1, l1
+    # and m1 are unused stand-ins.
     offs_nb = tl.arange(0, BLOCK_N)
     for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPEC):
         start_n = tl.multiple_of(start_n, BLOCK_N)
@@ -79,22 +105,9 @@ def _attn_fwd_inner(
         else:
             k = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
-        if MASKED:  # ragged last kv-block, and the causal diagonal band
-            keep = offs_n[None, :] < N_CTX
-            if CAUSAL:
-                keep = keep & (offs_m[:, None] >= offs_n[None, :])
-            qk = tl.where(keep, qk * qk_scale, float("-inf"))
-            m_ij = tl.maximum(m_i, tl.max(qk, 1))
-            p = tl.math.exp2(qk - m_ij[:, None])
-        else:
-            # -- update m_i: scale folded into one FMA with the subtraction below --
-            m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
-            if TRACE:
-                qk = qk * qk_scale
-        # -- update l_i: a larger max shrinks everything summed so far by alpha --
-        alpha = tl.math.exp2(m_i - m_ij)
-        l_i = l_i * alpha + tl.sum(p, 1)
+        if SPLIT == 2:  # both halves' scores first, then each half's softmax and P V
+            qk1 = tl.dot(q1, k, input_precision=DOT_PRECISION)
+        p, m_ij, alpha, l_i, qk = _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED, CAUSAL)
         # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
         acc = acc * alpha[:, None]
@@ -106,6 +119,11 @@ def _attn_fwd_inner(
         else:
             v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+        if SPLIT == 2:
+            p1, m1_new, alpha1, l1, _ = _softmax_tile(qk1, m1, l1, qk_scale, offs_m + BLOCK_M // 2, offs_n, N_CTX,
+                                                      MASKED, CAUSAL)
+            acc1 = tl.dot(p1.to(v.dtype), v, acc1 * alpha1[:, None], input_precision=DOT_PRECISION)
+            m1 = m1_new
         m_i = m_ij
         if TRACE:
             j = start_n // BLOCK_N
@@ -131,7 +149,34 @@ def _attn_fwd_inner(
                 tl.store(TraceAcc + ap, acc_before, mask=row_ok[:, None])
                 tl.store(TraceAcc + acc_plane + ap, acc, mask=row_ok[:, None])
             step += 1
-    return acc, l_i, m_i, step
+    return acc, l_i, m_i, acc1, l1, m1, step
+
+
+@triton.jit
+def _load_q(Q, off_z, off_h, row0, offs_m, offs_d, stride_qz, stride_qh, stride_qm, stride_qk, N_CTX,
+            ROWS: tl.constexpr, HEAD_DIM: tl.constexpr, USE_TMA: tl.constexpr):
+    if USE_TMA:  # rows past seq_len arrive as zeros
+        q = tl.reshape(Q.load([off_z, off_h, row0, 0]), [ROWS, HEAD_DIM])
+    else:
+        q = tl.load(Q + off_z.to(tl.int64) * stride_qz + off_h.to(tl.int64) * stride_qh
+                    + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                    mask=offs_m[:, None] < N_CTX, other=0.0)
+    return q
+
+
+@triton.jit
+def _store_out(acc, l_i, m_i, Out, Lse, off_z, off_h, off_hz, row0, offs_m, offs_d,
+               stride_oz, stride_oh, stride_om, stride_ok, N_CTX,
+               ROWS: tl.constexpr, HEAD_DIM: tl.constexpr, USE_TMA: tl.constexpr):
+    # -- epilogue: normalize once, store O_i and the log-sum-exp (natural log) --
+    out = acc / l_i[:, None]
+    tl.store(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=offs_m < N_CTX)
+    if USE_TMA:  # rows past seq_len are clipped by the copy engine
+        Out.store([off_z, off_h, row0, 0], tl.reshape(out.to(Out.dtype), [1, 1, ROWS, HEAD_DIM]))
+    else:
+        tl.store(Out + off_z.to(tl.int64) * stride_oz + off_h.to(tl.int64) * stride_oh
+                 + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
+                 out.to(Out.dtype.element_ty), mask=offs_m[:, None] < N_CTX)
 
 
 @triton.jit(do_not_specialize=["n_slots"])  # n_slots == 1 must stay a tensor, not a constexpr
@@ -145,8 +190,11 @@ def _attn_fwd(
     TraceState, TraceVisit, TraceSlot, TraceS, TraceP, TraceAcc, Counters, n_slots,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    USE_TMA: tl.constexpr = False, WARP_SPEC: tl.constexpr = False,
+    USE_TMA: tl.constexpr = False, WARP_SPEC: tl.constexpr = False, SPLIT: tl.constexpr = 1,
 ):
+    tl.static_assert(SPLIT == 1 or SPLIT == 2, "SPLIT is 1 or 2")
+    tl.static_assert(SPLIT == 1 or not TRACE, "the trace records whole q-blocks: SPLIT == 1")
+    ROWS: tl.constexpr = BLOCK_M // SPLIT  # rows per half (SPLIT == 2) or the whole q-block
     if CAUSAL:  # the last q-blocks have the most kv-blocks: launch them first, fewer idle SMs at the end
         start_m = tl.num_programs(0) - 1 - tl.program_id(0)
     else:
@@ -161,18 +209,27 @@ def _attn_fwd(
         K_src = K + off_z.to(tl.int64) * stride_kz + off_h.to(tl.int64) * stride_kh
         V_src = V + off_z.to(tl.int64) * stride_vz + off_h.to(tl.int64) * stride_vh
 
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row0 = start_m * BLOCK_M
+    offs_m = row0 + tl.arange(0, ROWS)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m < N_CTX
     # -- Q_i is loaded once and stays on chip for the whole kv loop --
-    if USE_TMA:
-        q = tl.reshape(Q.load([off_z, off_h, start_m * BLOCK_M, 0]), [BLOCK_M, HEAD_DIM])
-    else:
-        q = tl.load(Q + off_z.to(tl.int64) * stride_qz + off_h.to(tl.int64) * stride_qh
-                    + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk, mask=row_ok[:, None], other=0.0)
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - float("inf")
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    q = _load_q(Q, off_z, off_h, row0, offs_m, offs_d, stride_qz, stride_qh, stride_qm, stride_qk, N_CTX,
+                ROWS, HEAD_DIM, USE_TMA)
+    m_i = tl.zeros([ROWS], dtype=tl.float32) - float("inf")
+    l_i = tl.zeros([ROWS], dtype=tl.float32)
+    acc = tl.zeros([ROWS, HEAD_DIM], dtype=tl.float32)
+    if SPLIT == 2:  # the second half of the q-block's rows, with its own softmax state
+        q1 = _load_q(Q, off_z, off_h, row0 + ROWS, offs_m + ROWS, offs_d, stride_qz, stride_qh, stride_qm,
+                     stride_qk, N_CTX, ROWS, HEAD_DIM, USE_TMA)
+        m1 = tl.zeros([ROWS], dtype=tl.float32) - float("inf")
+        l1 = tl.zeros([ROWS], dtype=tl.float32)
+        acc1 = tl.zeros([ROWS, HEAD_DIM], dtype=tl.float32)
+    else:  # stand-ins, never read
+        q1 = q
+        m1 = m_i
+        l1 = l_i
+        acc1 = acc
     qk_scale = sm_scale * LOG2E  # exp(x) == exp2(x * log2(e))
 
     # kv-blocks [0, lo_masked) need no mask; [lo_masked, hi) hold the ragged end of the
@@ -191,27 +248,23 @@ def _attn_fwd(
         tl.atomic_add(Counters + 0, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # Q_i loaded
     Tq = tl.cdiv(N_CTX, BLOCK_M)
     Tk = tl.cdiv(N_CTX, BLOCK_N)
-    acc, l_i, m_i, step = _attn_fwd_inner(
-        acc, l_i, m_i, q, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
+    acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
+        acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
         start_m, 0, lo_masked, qk_scale, N_CTX, offs_m, offs_d,
         TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
-        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC,
+        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT,
     )
-    acc, l_i, m_i, step = _attn_fwd_inner(
-        acc, l_i, m_i, q, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
+    acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
+        acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
         start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d,
         TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
-        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC,
+        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT,
     )
-    # -- epilogue: normalize once, store O_i and the log-sum-exp (natural log) --
-    out = acc / l_i[:, None]
-    tl.store(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=row_ok)
-    if USE_TMA:  # rows past seq_len are clipped by the copy engine
-        Out.store([off_z, off_h, start_m * BLOCK_M, 0], tl.reshape(out.to(Out.dtype), [1, 1, BLOCK_M, HEAD_DIM]))
-    else:
-        tl.store(Out + off_z.to(tl.int64) * stride_oz + off_h.to(tl.int64) * stride_oh
-                 + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
-                 out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+    _store_out(acc, l_i, m_i, Out, Lse, off_z, off_h, off_hz, row0, offs_m, offs_d,
+               stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
+    if SPLIT == 2:
+        _store_out(acc1, l1, m1, Out, Lse, off_z, off_h, off_hz, row0 + ROWS, offs_m + ROWS, offs_d,
+                   stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
     if TRACE:
         tl.atomic_add(Counters + 3, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # O_i stored
         tl.atomic_add(Counters + 4, tl.sum(row_ok.to(tl.int64)))  # lse_i stored
@@ -299,16 +352,20 @@ def _descriptors(q, k, v, out, block_m, block_n):
 
 
 def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
-            num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False):
+            num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False, maxnreg=None, split=1):
     backend.require_triton()
     _check_inputs(q, k, v)
-    check_blocks(block_m, block_n, q.shape[3])
+    if split not in (1, 2) or (split == 2 and block_m < 32):
+        raise ValueError(f"split must be 1, or 2 with block_m >= 32, got split={split!r}, block_m={block_m}")
+    check_blocks(block_m // split if block_m in BLOCK_SIZES else block_m, block_n, q.shape[3])  # per half
+    if split == 2 and trace is not None:
+        raise ValueError("a traced launch records whole q-blocks: split must be 1")
     return _launch_checked(q, k, v, causal, _scale(sm_scale, q.shape[3]), block_m, block_n, trace,
-                           num_warps, num_stages, out, use_tma, warp_spec)
+                           num_warps, num_stages, out, use_tma, warp_spec, maxnreg, split)
 
 
 def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warps, num_stages, out, use_tma,
-                    warp_spec):
+                    warp_spec, maxnreg=None, split=1):
     """_launch after validation (sm_scale already a float): the tuned path calls this directly."""
     batch, heads, seq_len, head_dim = q.shape
     if out is None:
@@ -320,9 +377,11 @@ def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warp
     if not backend.INTERPRET:
         extra["num_warps"] = num_warps or (4 if block_m * block_n <= 64 * 64 else 8)
         extra["num_stages"] = num_stages or 2
+        if maxnreg:  # a register cap per thread: more programs fit on one SM
+            extra["maxnreg"] = maxnreg
     if use_tma is None:
         use_tma = tma_supported(q, k, v, out)
-    tensors = _descriptors(q, k, v, out, block_m, block_n) if use_tma else (q, k, v, out)
+    tensors = _descriptors(q, k, v, out, block_m // split, block_n) if use_tma else (q, k, v, out)
     _attn_fwd[grid](
         *tensors[:3], sm_scale, lse, tensors[3],
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
@@ -331,7 +390,7 @@ def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warp
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         CAUSAL=bool(causal), TRACE=trace is not None,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        USE_TMA=use_tma, WARP_SPEC=warp_spec,
+        USE_TMA=use_tma, WARP_SPEC=warp_spec, SPLIT=split,
         **extra,
     )
     return out, lse
@@ -340,21 +399,28 @@ def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warp
 # -- the fast path on a GPU: the same kernel, TRACE off, block sizes / warps / stages autotuned --
 def _configs(interpret=None):
     if backend.INTERPRET if interpret is None else interpret:
-        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "WARP_SPEC": False})]
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "WARP_SPEC": False, "SPLIT": 1})]
     # (triton.Config only as a record: _ForwardTuner launches each through _launch)
     # the shortlist that won on an H100 (scripts/attn_variants.py, 2026-11-22 and -23): 128-row
     # q-blocks, 8 warps for head_dim 128, 4 for 64; warp specialization pays in the causal case.
     # Two stages with 4 warps leave shared memory for two programs on one SM (head_dim 128,
     # 128 x 64: 96 KiB each), so one program's softmax can run beside the other's matrix products:
-    # 534 against 478 TFLOP/s at N=8192 full in the same run, the largest gain any variant gave
+    # 534 against 478 TFLOP/s at N=8192 full in the same run, the largest gain any variant gave.
+    # SPLIT 2: the q-block as two halves with their own softmax state, sharing each K/V tile
+    # (2026-11-23: 256 x 64 at head_dim 128 up to 3% faster at N >= 4096, within the run-to-run
+    # spread; 128 x 128 at head_dim 64 16% faster at N=2048 causal). Each is kept for the head_dim
+    # it was measured on: at the other it spills registers.
     out = []
-    for bm, bn, warps, stages, ws in [
-        (128, 128, 8, 3, False), (128, 128, 8, 3, True), (128, 64, 8, 3, False), (128, 64, 8, 3, True),
-        (128, 64, 4, 3, False), (128, 128, 4, 3, False), (128, 64, 4, 2, False), (64, 128, 4, 2, False),
-        (64, 64, 4, 3, False), (64, 64, 4, 2, False),  # short causal sequences: more programs than SMs
+    for bm, bn, warps, stages, ws, split, head_dims in [
+        (128, 128, 8, 3, False, 1, None), (128, 128, 8, 3, True, 1, None), (128, 64, 8, 3, False, 1, None),
+        (128, 64, 4, 3, False, 1, None), (128, 64, 4, 2, False, 1, None), (64, 128, 4, 2, False, 1, None),
+        (64, 64, 4, 3, False, 1, None), (64, 64, 4, 2, False, 1, None),  # short causal: more programs than SMs
+        (256, 64, 8, 3, False, 2, (128,)), (128, 128, 4, 2, False, 2, (16, 32, 64)),
     ]:
-        out.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=warps,
-                                 num_stages=stages))
+        kwargs = {"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws, "SPLIT": split}
+        if head_dims:
+            kwargs["HEAD_DIMS"] = head_dims
+        out.append(triton.Config(kwargs, num_warps=warps, num_stages=stages))
     return out
 
 
@@ -369,11 +435,12 @@ def _ieee_only_first(config_list, named_args, kwargs):
 
 
 def _keep(config_list, named_args, **kwargs):
-    """The configs worth timing for these arguments (also triton.autotune's early_config_prune)."""
+    """The configs worth timing for these arguments."""
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
     config_list = _ieee_only_first(config_list, named_args, kwargs)
     kept = [c for c in config_list
-            if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
+            if max(c.kwargs["BLOCK_M"] // c.kwargs.get("SPLIT", 1), c.kwargs["BLOCK_N"]) * head_dim
+            <= MAX_BLOCK_HEAD_ELEMENTS and head_dim in c.kwargs.get("HEAD_DIMS", (head_dim,))]
     if not named_args.get("USE_TMA", kwargs.get("USE_TMA", False)):  # pointer loads: no warp specialization
         kept = [c for c in kept if not c.kwargs["WARP_SPEC"]]
     return kept or config_list[:1]
@@ -430,12 +497,14 @@ _tuner = _ForwardTuner()
 
 
 def tuned_config_name() -> str | None:
-    """The config the forward's tuner picked for its latest call, e.g. 'BM128 BN128 w8 s3 ws'."""
+    """The config the forward's tuner picked for its latest call, e.g. 'BM128 BN128 w8 s3 ws' or
+    'BM256 BN64 w8 s3 split2' (two 128-row halves)."""
     c = _tuner.last
     if c is None:
         return None
     ws = " ws" if c.kwargs.get("WARP_SPEC") else ""
-    return f"BM{c.kwargs['BLOCK_M']} BN{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{ws}"
+    split = " split2" if c.kwargs.get("SPLIT", 1) == 2 else ""
+    return f"BM{c.kwargs['BLOCK_M']} BN{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{ws}{split}"
 
 
 def _launch_tuned(q, k, v, causal, sm_scale):
@@ -451,7 +520,8 @@ def _launch_tuned(q, k, v, causal, sm_scale):
 
     def run(c):
         return _launch_checked(q, k, v, causal, sm_scale, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], None,
-                               c.num_warps, c.num_stages, out, use_tma, c.kwargs["WARP_SPEC"])
+                               c.num_warps, c.num_stages, out, use_tma, c.kwargs["WARP_SPEC"], c.maxnreg,
+                               c.kwargs.get("SPLIT", 1))
 
     def candidates():  # only on the first call for a key: later calls look the config up and launch
         return _keep(TUNED_CONFIGS, {"HEAD_DIM": head_dim, "USE_TMA": use_tma, "DOT_PRECISION": precision})
@@ -882,7 +952,8 @@ def _keep_bwd(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
     config_list = _ieee_only_first(config_list, named_args, kwargs)
     kept = [c for c in config_list
-            if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS]
+            if max(c.kwargs["BLOCK_M"] // c.kwargs.get("SPLIT", 1), c.kwargs["BLOCK_N"]) * head_dim
+            <= MAX_BLOCK_HEAD_ELEMENTS and head_dim in c.kwargs.get("HEAD_DIMS", (head_dim,))]
     return kept or config_list[:1]
 
 

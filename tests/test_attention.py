@@ -113,6 +113,34 @@ def test_both_load_paths(use_tma, causal):
         assert err < 2e-3, f"use_tma={use_tma}: error {err:.3g} against float64"
 
 
+@pytest.mark.parametrize("use_tma", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+def test_split_q_block_matches_reference(use_tma, causal):
+    """SPLIT 2 (a GPU config): the q-block as two halves with their own m, l and acc sharing each
+    K/V tile. 150 rows with 64-row blocks: the last block's second half is all padding, and with
+    causal the first half runs through kv-blocks that lie wholly above its diagonal."""
+    q, k, v = rand_qkv(1, 2, 150, 32, torch.float32, seed=5)
+    b, h, n, d = q.shape
+    out = torch.full_like(q, float("nan"))
+    out, lse = attention._launch(q, k, v, causal, None, 64, 16, out=out, use_tma=use_tma, split=2)
+    assert not torch.isnan(out).any()
+    for hi in range(h):
+        ref = reference.attention(q[0, hi], k[0, hi], v[0, hi], causal, 1 / math.sqrt(d))
+        assert float(np.max(np.abs(out[0, hi].double().numpy() - ref["out"]))) < 2e-6  # float32: exact dot here
+        assert float(np.max(np.abs(lse[0, hi].double().numpy() - ref["lse"]))) < 2e-6
+
+
+def test_split_is_checked():
+    q, k, v = rand_qkv(1, 1, 40, 32, torch.float32, seed=0)
+    with pytest.raises(ValueError, match="split must be 1, or 2 with block_m >= 32"):
+        attention._launch(q, k, v, False, None, 64, 16, split=3)
+    with pytest.raises(ValueError, match="split must be 1, or 2 with block_m >= 32"):
+        attention._launch(q, k, v, False, None, 16, 16, split=2)
+    trace = attention.TraceBuffers(40, 32, 64, 16, [0], "cpu")
+    with pytest.raises(ValueError, match="split must be 1"):
+        attention._launch(q, k, v, False, None, 64, 16, trace=trace, split=2)
+
+
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_autotune_prunes_float32_to_one_config(head_dim):
     """float32 runs at ieee precision off the tensor cores: one config (the smallest tile), so the
@@ -122,7 +150,9 @@ def test_autotune_prunes_float32_to_one_config(head_dim):
     ieee = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "ieee"})
     assert [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in ieee] == [(64, 64)]
     fast = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "tf32"})
-    assert len(fast) == len(gpu_fwd) == 10
+    assert len(gpu_fwd) == 10 and len(fast) == 9  # each split config is kept for one head_dim only
+    split = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in fast if c.kwargs["SPLIT"] == 2]
+    assert split == ([(256, 64)] if head_dim == 128 else [(128, 128)])
     no_tma = attention._keep(gpu_fwd, {**args, "USE_TMA": False, "DOT_PRECISION": "tf32"})
     assert len(no_tma) == 8 and not any(c.kwargs["WARP_SPEC"] for c in no_tma)
     for kernel in ("dkdv", "dq"):
