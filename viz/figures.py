@@ -755,15 +755,21 @@ def bench_softmax_figure(result: dict) -> go.Figure:
 
 
 def bench_ratio_table(result: dict, kind: str = "attention") -> list[dict]:
-    """Rows for st.dataframe: ours / each PyTorch backend per attention (or backward) case."""
+    """Rows for st.dataframe: ours / each PyTorch backend per attention (or backward) case, and the
+    config the forward's tuner picked where the run recorded it (e.g. 'BM256 BN64 w8 s3 split2')."""
     from kernels import bench
 
+    picked = {(r["head_dim"], r["causal"], r["seq_len"]): r["config"] for r in result.get(kind, [])
+              if r.get("impl") == "ours" and r.get("config")}
     out = []
     for r in bench.ratios(result):
         if r["kind"] != kind:
             continue
+        case = (r["head_dim"], r["causal"], r["seq_len"])
         row = {"head_dim": r["head_dim"], "causal": r["causal"], "seq_len": r["seq_len"],
                "ours TFLOP/s": round(r["ours_tflops"], 1) if r["ours_tflops"] else None}
+        if picked:
+            row["config picked"] = picked.get(case)
         for k, v in r.items():
             if k.startswith("vs_"):
                 row["ours / " + IMPL_LABELS.get(k[3:], k[3:]).replace("SDPA ", "")] = round(v, 2) if v else None

@@ -18,7 +18,7 @@ recorded = state.recorded_results()
 if not backend.INTERPRET:
     with st.expander("Run a small benchmark on this GPU", expanded=False):
         st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
-                   "About 40 s the first time (H100: it compiles and times every candidate config), "
+                   "About 40-45 s the first time (H100: it compiles and times every candidate config), "
                    "less after; the app is busy meanwhile.")
         if st.button("Run", key="bench.run", icon=":material/speed:"):
             bar = st.progress(0.0, text="starting")
@@ -55,6 +55,11 @@ if result.get("attention"):
                "SDPA backends pinned with torch.nn.attention.sdpa_kernel; MATH only up to N = 4096.")
     st.plotly_chart(fg.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
     st.dataframe(fg.bench_ratio_table(result), hide_index=True, width="stretch", key="bench.attn_table")
+    if any(r.get("config") for r in result["attention"]):
+        st.caption("config picked: the tuner's choice for that case, timed on the first call. BM x BN = "
+                   "q-block x kv-block rows, w = warps, s = pipeline stages, ws = warp-specialized, "
+                   "split2 = the q-block run as two halves with their own running max and sum, sharing "
+                   "each K/V tile. The pages above step through the same kernel, one q-block whole.")
 
 if result.get("backward"):
     st.subheader("Attention forward + backward, TFLOP/s")
