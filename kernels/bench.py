@@ -32,6 +32,22 @@ def _median_ms(fn, warmup=25, rep=100) -> float:
     return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
 
 
+TIME_ROUNDS = 3
+
+
+def _interleaved_ms(fns: dict, rounds: int = TIME_ROUNDS) -> dict:
+    """{name: ms} for callables timed in interleaved rounds (a, b, c, a, b, c, ...), each round a
+    do_bench median, and the median over rounds: a GPU whose clock drifts as it heats costs every
+    implementation alike, where timing them one after the other favours whichever ran first."""
+    import statistics
+
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(_median_ms(fn))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def environment() -> dict:
     import torch
     import triton
@@ -92,8 +108,9 @@ def attention_impls() -> dict:
 
 def bench_attention(seq_lens, head_dims, batch=4, heads=16, dtype="float16", causals=(False, True),
                     impls=None, progress=None) -> list[dict]:
-    """One row per (impl, head_dim, causal, seq_len): ms, TFLOP/s, max error against SDPA MATH
-    (or EFFICIENT where MATH is skipped) on the same inputs."""
+    """One row per (impl, head_dim, causal, seq_len): ms, TFLOP/s, max error against SDPA
+    EFFICIENT_ATTENTION on the same inputs. The timings use fresh inputs, the same for every
+    implementation, timed in interleaved rounds (_interleaved_ms)."""
     import torch
 
     impls = impls or attention_impls()
@@ -105,29 +122,32 @@ def bench_attention(seq_lens, head_dims, batch=4, heads=16, dtype="float16", cau
             progress(idx / len(cases), f"attention d={d} causal={causal} N={n}")
         q, k, v = (torch.randn(batch, heads, n, d, device="cuda", dtype=dt) for _ in range(3))
         check = _sdpa("EFFICIENT_ATTENTION")(q, k, v, causal).float()
+        q2, k2, v2 = (torch.randn_like(q) for _ in range(3))  # fresh inputs for the timed runs
+        case_rows, timed = {}, {}
         for name, fn in impls.items():
             row = {"impl": name, "head_dim": d, "causal": causal, "seq_len": n, "batch": batch, "heads": heads,
                    "dtype": dtype}
             if name == "sdpa_math" and n > MATH_MAX_SEQ_LEN:
-                rows.append({**row, "ms": None, "tflops": None, "note": f"skipped: N > {MATH_MAX_SEQ_LEN}"})
+                case_rows[name] = {**row, "ms": None, "tflops": None, "note": f"skipped: N > {MATH_MAX_SEQ_LEN}"}
                 continue
             try:
                 out = fn(q, k, v, causal)
-                err = float((out.float() - check).abs().max())
-                # fresh inputs for the timed runs: same shapes, new values
-                q2, k2, v2 = (torch.randn_like(q) for _ in range(3))
-                ms = _median_ms(lambda: fn(q2, k2, v2, causal))
-                rows.append({**row, "ms": ms, "tflops": attention_flops(batch, heads, n, d, causal) / ms / 1e9,
-                             "max_err_vs_sdpa_efficient": err})
-                if name == "ours":  # the config the forward's tuner picked for this case
-                    from kernels import attention
-
-                    rows[-1]["config"] = attention.tuned_config_name()
+                case_rows[name] = {**row, "max_err_vs_sdpa_efficient": float((out.float() - check).abs().max())}
+                timed[name] = lambda fn=fn: fn(q2, k2, v2, causal)
             except RuntimeError as e:  # a backend that does not support this shape
-                rows.append({**row, "ms": None, "tflops": None, "note": f"failed: {str(e).splitlines()[0][:120]}"})
+                case_rows[name] = {**row, "ms": None, "tflops": None,
+                                   "note": f"failed: {str(e).splitlines()[0][:120]}"}
+        for name, ms in _interleaved_ms(timed).items():
+            case_rows[name].update(ms=ms, tflops=attention_flops(batch, heads, n, d, causal) / ms / 1e9)
+            if name == "ours":  # the config the forward's tuner picked for this case
+                from kernels import attention
+
+                case_rows[name]["config"] = attention.tuned_config_name()
+        for name, row in case_rows.items():
+            rows.append(row)
             _log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "
-                 + (f"{rows[-1]['tflops']:7.1f} TFLOP/s" if rows[-1]["tflops"] else rows[-1]["note"]))
-        del q, k, v, check
+                 + (f"{row['tflops']:7.1f} TFLOP/s" if row["tflops"] else row["note"]))
+        del q, k, v, q2, k2, v2, check
         torch.cuda.empty_cache()
     if progress:
         progress(1.0, "attention done")

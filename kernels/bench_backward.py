@@ -12,7 +12,7 @@ Not for: correctness (tests/test_backward.py), or anything without CUDA (it refu
 """
 import sys
 
-from kernels.bench import _log, _median_ms, _sdpa, attention_flops, vs_ours
+from kernels.bench import _interleaved_ms, _log, _sdpa, attention_flops, vs_ours
 from kernels.bench import main as bench_main
 
 BWD_SDPA_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION")
@@ -54,29 +54,36 @@ def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True)
         do = torch.randn(batch, heads, n, d, device="cuda", dtype=dt)
         check = [g.float() for g in _grads(_sdpa("EFFICIENT_ATTENTION"), q, k, v, do, causal)]
         fwd_flops = attention_flops(batch, heads, n, d, causal)
+        # fresh inputs for the timed runs: same shapes, new values, the same for every implementation
+        q2, k2, v2 = (torch.randn_like(t).requires_grad_() for t in (q, k, v))
+        do2 = torch.randn_like(do)
+        case_rows, both, fwd = {}, {}, {}
         for name, fn in impls.items():
             row = {"impl": name, "head_dim": d, "causal": causal, "seq_len": n, "batch": batch, "heads": heads,
                    "dtype": dtype, "flops_convention": "fwd+bwd = 3.5x forward, bwd = 2.5x forward"}
             try:
                 got = _grads(fn, q, k, v, do, causal)
                 err = max(float((g.float() - c).abs().max()) for g, c in zip(got, check))
-                # fresh inputs for the timed runs: same shapes, new values
-                q2, k2, v2 = (torch.randn_like(t).requires_grad_() for t in (q, k, v))
-                do2 = torch.randn_like(do)
-                ms = _median_ms(lambda: _grads(fn, q2, k2, v2, do2, causal))
-                with torch.no_grad():
-                    fwd_ms = _median_ms(lambda: fn(q2, k2, v2, causal))
-                bwd_ms = ms - fwd_ms
-                rows.append({**row, "ms": ms, "tflops": FWD_BWD_FLOPS * fwd_flops / ms / 1e9,
-                             "fwd_ms": fwd_ms, "bwd_ms": bwd_ms,
-                             "bwd_tflops": BWD_FLOPS * fwd_flops / bwd_ms / 1e9 if bwd_ms > 0 else None,
-                             "max_grad_err_vs_sdpa_efficient": err})
+                case_rows[name] = {**row, "max_grad_err_vs_sdpa_efficient": err}
+                both[name] = lambda fn=fn: _grads(fn, q2, k2, v2, do2, causal)
+                fwd[name] = lambda fn=fn: fn(q2, k2, v2, causal)
             except RuntimeError as e:  # a backend that does not support this shape
-                rows.append({**row, "ms": None, "tflops": None, "note": f"failed: {str(e).splitlines()[0][:120]}"})
+                case_rows[name] = {**row, "ms": None, "tflops": None,
+                                   "note": f"failed: {str(e).splitlines()[0][:120]}"}
+        both_ms = _interleaved_ms(both)
+        with torch.no_grad():
+            fwd_ms = _interleaved_ms(fwd)
+        for name, ms in both_ms.items():
+            bwd_ms = ms - fwd_ms[name]
+            case_rows[name].update(ms=ms, tflops=FWD_BWD_FLOPS * fwd_flops / ms / 1e9, fwd_ms=fwd_ms[name],
+                                   bwd_ms=bwd_ms,
+                                   bwd_tflops=BWD_FLOPS * fwd_flops / bwd_ms / 1e9 if bwd_ms > 0 else None)
+        for name, row in case_rows.items():
+            rows.append(row)
             _log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "
-                 + (f"{rows[-1]['tflops']:7.1f} TFLOP/s fwd+bwd, {rows[-1]['bwd_tflops'] or 0:7.1f} bwd"
-                    if rows[-1]["tflops"] else rows[-1]["note"]))
-        del q, k, v, do, check
+                 + (f"{row['tflops']:7.1f} TFLOP/s fwd+bwd, {row['bwd_tflops'] or 0:7.1f} bwd"
+                    if row["tflops"] else row["note"]))
+        del q, k, v, do, q2, k2, v2, do2, check
         torch.cuda.empty_cache()
     if progress:
         progress(1.0, "attention fwd+bwd done")

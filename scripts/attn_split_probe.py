@@ -10,7 +10,9 @@
 For every compiled variant the PTX's wgmma waits (how many wgmmas each wait lets stay in flight),
 the registers per thread, spills and shared memory are recorded too.
 Non-causal, fp16, (4, 16, 8192, d). Prints a table; JSON to $OUT/split_probe.json.
-usage: python3 scripts/attn_split_probe.py   (env D="128,64" picks head_dims)
+  defer : FA3's softmax / PV overlap inside one program: P_{j-1} V_{j-1} is issued after QK^T_j's
+          wait and left in flight while the softmax of tile j runs (_defer_fwd says how).
+usage: python3 scripts/attn_split_probe.py   (env D="128,64" picks head_dims, PARTS="defer,split,maxnreg")
 """
 import collections
 import json
@@ -90,6 +92,56 @@ def _split_fwd(Q, K, V, sm_scale, Out, H, N_CTX,
         Out.store([z, h, row0 + HALF, 0], tl.reshape((a1 / l1[:, None]).to(Out.dtype), [1, 1, HALF, HEAD_DIM]))
 
 
+@triton.jit
+def _defer_fwd(Q, K, V, sm_scale, Out, H, N_CTX,
+               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TIE: tl.constexpr):
+    # FA3's softmax / PV overlap, written so that Triton's own rules allow it: iteration j issues
+    # QK^T_j (waited for at once), rescales acc by alpha_{j-1}, issues P_{j-1} V_{j-1} and then runs
+    # the softmax of tile j while that product is in flight. The PV result is used only by the next
+    # iteration, after its QK^T wait, so the compiler can leave it asynchronous (its "rule 3b").
+    start_m = tl.program_id(0)
+    off_hz = tl.program_id(1)
+    z = off_hz // H
+    h = off_hz % H
+    qk_scale = sm_scale * LOG2E
+    q = tl.reshape(Q.load([z, h, start_m * BLOCK_M, 0]), [BLOCK_M, HEAD_DIM])
+    qk = tl.dot(q, tl.reshape(K.load([z, h, 0, 0]), [BLOCK_N, HEAD_DIM]).T)
+    m_i = tl.max(qk, 1) * qk_scale
+    p = tl.math.exp2(qk * qk_scale - m_i[:, None])
+    l_i = tl.sum(p, 1)
+    alpha = tl.zeros([BLOCK_M], dtype=tl.float32) + 1.0
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    for start_n in tl.range(BLOCK_N, N_CTX, BLOCK_N):
+        qk = tl.dot(q, tl.reshape(K.load([z, h, start_n, 0]), [BLOCK_N, HEAD_DIM]).T)
+        row_max = tl.max(qk, 1)
+        if TIE:  # make the rescale depend on this tile's scores: it cannot move above the QK^T wait
+            alpha = alpha + 0.0 * row_max
+        acc = acc * alpha[:, None]
+        v = tl.reshape(V.load([z, h, start_n - BLOCK_N, 0]), [BLOCK_N, HEAD_DIM])
+        acc = tl.dot(p.to(v.dtype), v, acc)
+        m_ij = tl.maximum(m_i, row_max * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
+        alpha = tl.math.exp2(m_i - m_ij)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        m_i = m_ij
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(tl.float16), tl.reshape(V.load([z, h, N_CTX - BLOCK_N, 0]), [BLOCK_N, HEAD_DIM]), acc)
+    Out.store([z, h, start_m * BLOCK_M, 0], tl.reshape((acc / l_i[:, None]).to(Out.dtype), [1, 1, BLOCK_M, HEAD_DIM]))
+
+
+def defer(q, k, v, bm, bn, w, s, tie=True):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    b, h, n, d = q.shape
+    out = torch.empty_like(q)
+
+    def desc(t, rows):
+        return TensorDescriptor(t, shape=list(t.shape), strides=list(t.stride()), block_shape=[1, 1, rows, d])
+
+    return _defer_fwd[(n // bm, b * h)](desc(q, bm), desc(k, bn), desc(v, bn), d ** -0.5, desc(out, bm), h, n,
+                                        HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, TIE=tie, num_warps=w, num_stages=s), out
+
+
 def split(q, k, v, bm, bn, w, s, n_split, order):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
@@ -124,6 +176,14 @@ MAXNREG = {128: [(128, 64, 4, 2, None), (128, 128, 8, 3, None), (128, 128, 8, 3,
                 (128, 128, 8, 2, 128), (64, 64, 4, 2, 128)]}
 
 
+DEFER_CFGS = {128: [(128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 8, 2), (128, 64, 4, 2), (64, 64, 4, 2),
+                     (64, 128, 4, 2)],
+              64: [(128, 64, 8, 3), (64, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 3), (128, 64, 4, 3),
+                   (128, 128, 8, 2), (128, 64, 4, 2), (64, 64, 4, 2), (128, 128, 4, 2)]}
+OURS_CFGS = {128: [(256, 64, 8, 3, 2), (128, 64, 4, 2, 1)], 64: [(64, 128, 4, 2, 1), (128, 128, 4, 2, 2)]}
+PARTS = os.environ.get("PARTS", "maxnreg,split,defer").split(",")
+
+
 def main():
     B, H, N = 4, 16, 8192
     rows = []
@@ -149,13 +209,21 @@ def main():
 
         for name in ("FLASH_ATTENTION", "CUDNN_ATTENTION"):
             add(name, lambda name=name: _sdpa(name)(q, k, v, False))
-        for bm, bn, w, s, mr in MAXNREG[d]:
+        for bm, bn, w, s in BASE_CFGS[d][:2] if "defer" in PARTS else []:
+            add(f"split=1 {bm}x{bn} w{w} s{s}", lambda: split(q, k, v, bm, bn, w, s, 1, 0)[1], _split_fwd)
+        for bm, bn, w, s, sp in OURS_CFGS[d] if "defer" in PARTS else []:
+            add(f"ours {bm}x{bn} w{w} s{s} split{sp}",
+                lambda: attention._launch(q, k, v, False, None, bm, bn, num_warps=w, num_stages=s, use_tma=True,
+                                          split=sp)[0], attention._attn_fwd)
+        for bm, bn, w, s in DEFER_CFGS[d] if "defer" in PARTS else []:
+            add(f"defer {bm}x{bn} w{w} s{s}", lambda: defer(q, k, v, bm, bn, w, s)[1], _defer_fwd)
+        for bm, bn, w, s, mr in MAXNREG[d] if "maxnreg" in PARTS else []:
             add(f"ours {bm}x{bn} w{w} s{s} maxnreg={mr}",
                 lambda: attention._launch(q, k, v, False, None, bm, bn, num_warps=w, num_stages=s, use_tma=True,
                                           maxnreg=mr)[0], attention._attn_fwd)
-        for bm, bn, w, s in BASE_CFGS[d]:
+        for bm, bn, w, s in BASE_CFGS[d] if "split" in PARTS else []:
             add(f"split=1 {bm}x{bn} w{w} s{s}", lambda: split(q, k, v, bm, bn, w, s, 1, 0)[1], _split_fwd)
-        for bm, bn, w, s in SPLIT_CFGS[d]:
+        for bm, bn, w, s in SPLIT_CFGS[d] if "split" in PARTS else []:
             for order in (0, 1, 2):
                 add(f"split=2 {bm}x{bn} w{w} s{s} order={order}",
                     lambda: split(q, k, v, bm, bn, w, s, 2, order)[1], _split_fwd)

@@ -55,6 +55,22 @@ def test_figures_show_the_recorded_numbers():
     assert len(table) == len({(r["head_dim"], r["causal"], r["seq_len"]) for r in RESULT["attention"]})
 
 
+def test_interleaved_timing_is_fair_on_a_heating_gpu(monkeypatch):
+    """A stand-in GPU that runs 4% slower with every timing: b truly takes 1.10x a. Interleaved
+    rounds report it within one step of drift; timing a's three rounds and then b's would report
+    1.1 x 1.04^3, about 1.24x."""
+    clock = {"calls": 0}
+
+    def fake_median_ms(fn):
+        clock["calls"] += 1
+        return fn() * 1.04 ** clock["calls"]
+
+    monkeypatch.setattr(bench, "_median_ms", fake_median_ms)
+    ms = bench._interleaved_ms({"a": lambda: 1.0, "b": lambda: 1.1}, rounds=3)
+    assert clock["calls"] == 6
+    assert ms["b"] / ms["a"] == pytest.approx(1.1 * 1.04, rel=1e-9)  # one step of drift, not three
+
+
 def test_results_on_disk_are_found():
     assert "h100-2026-11-22.json" in state.recorded_results()
 
