@@ -1,17 +1,18 @@
-"""Probe two more forward restructurings on the GPU before touching kernels/attention.py:
+"""Probe more forward restructurings on the GPU before touching kernels/attention.py:
   split : one program takes SPLIT row-halves of a q-block, each with its own m, l and acc, and
-          shares every K/V tile between them. The halves are independent, so one half's softmax
-          can run while the other half's matrix product is in flight on the tensor cores (the
-          data partitioning of FA3 and of the Triton team's Blackwell kernel). ORDER says how the
+          shares every K/V tile between them (the data partitioning of FA3 and of the Triton
+          team's Blackwell kernel). The hope was that one half's softmax runs while the other
+          half's matrix product is in flight; the PTX shows every wait is `wait_group 0`, so any
+          gain comes from elsewhere (fewer K/V loads per row, two warpgroups). ORDER says how the
           loop body is written: 0 = half after half, 1 = both QK^T first, 2 = QK^T, QK^T, softmax,
           softmax, PV, PV.
   maxnreg: the app's own kernel with a register cap per thread, so that more programs fit on one
           SM (head_dim 64: shared memory allows three or four).
+  defer : FA3's softmax / PV overlap inside one program: P_{j-1} V_{j-1} is issued after QK^T_j's
+          wait and left in flight while the softmax of tile j runs (_defer_fwd says how).
 For every compiled variant the PTX's wgmma waits (how many wgmmas each wait lets stay in flight),
 the registers per thread, spills and shared memory are recorded too.
 Non-causal, fp16, (4, 16, 8192, d). Prints a table; JSON to $OUT/split_probe.json.
-  defer : FA3's softmax / PV overlap inside one program: P_{j-1} V_{j-1} is issued after QK^T_j's
-          wait and left in flight while the softmax of tile j runs (_defer_fwd says how).
 usage: python3 scripts/attn_split_probe.py   (env D="128,64" picks head_dims, PARTS="defer,split,maxnreg")
 """
 import collections
