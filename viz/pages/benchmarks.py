@@ -18,7 +18,7 @@ recorded = state.recorded_results()
 if not backend.INTERPRET:
     with st.expander("Run a small benchmark on this GPU", expanded=False):
         st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
-                   "About 40-45 s the first time (H100: it compiles and times every candidate config), "
+                   "About 45-50 s the first time (H100: it compiles and times every candidate config), "
                    "less after; the app is busy meanwhile.")
         if st.button("Run", key="bench.run", icon=":material/speed:"):
             bar = st.progress(0.0, text="starting")
