@@ -355,9 +355,9 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
             num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False, maxnreg=None, split=1):
     backend.require_triton()
     _check_inputs(q, k, v)
-    if split not in (1, 2) or (split == 2 and block_m < 32):
+    check_blocks(block_m, block_n, q.shape[3])  # both halves' score tiles are live at once: the whole block
+    if type(split) is not int or split not in (1, 2) or (split == 2 and block_m < 32):
         raise ValueError(f"split must be 1, or 2 with block_m >= 32, got split={split!r}, block_m={block_m}")
-    check_blocks(block_m // split if block_m in BLOCK_SIZES else block_m, block_n, q.shape[3])  # per half
     if split == 2 and trace is not None:
         raise ValueError("a traced launch records whole q-blocks: split must be 1")
     return _launch_checked(q, k, v, causal, _scale(sm_scale, q.shape[3]), block_m, block_n, trace,
@@ -409,7 +409,8 @@ def _configs(interpret=None):
     # SPLIT 2: the q-block as two halves with their own softmax state, sharing each K/V tile
     # (2026-11-23: 256 x 64 at head_dim 128 up to 3% faster at N >= 4096, within the run-to-run
     # spread; 128 x 128 at head_dim 64 16% faster at N=2048 causal). Each is kept for the head_dim
-    # it was measured on: at the other it spills registers.
+    # it was measured on: at the other it spills registers. Dropped on 2026-11-23, never picked in
+    # the day's runs: 128 x 64 with 8 warps warp-specialized, and 128 x 128 with 4 warps, 3 stages.
     out = []
     for bm, bn, warps, stages, ws, split, head_dims in [
         (128, 128, 8, 3, False, 1, None), (128, 128, 8, 3, True, 1, None), (128, 64, 8, 3, False, 1, None),
@@ -439,8 +440,8 @@ def _keep(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
     config_list = _ieee_only_first(config_list, named_args, kwargs)
     kept = [c for c in config_list
-            if max(c.kwargs["BLOCK_M"] // c.kwargs.get("SPLIT", 1), c.kwargs["BLOCK_N"]) * head_dim
-            <= MAX_BLOCK_HEAD_ELEMENTS and head_dim in c.kwargs.get("HEAD_DIMS", (head_dim,))]
+            if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS
+            and head_dim in c.kwargs.get("HEAD_DIMS", (head_dim,))]
     if not named_args.get("USE_TMA", kwargs.get("USE_TMA", False)):  # pointer loads: no warp specialization
         kept = [c for c in kept if not c.kwargs["WARP_SPEC"]]
     return kept or config_list[:1]
@@ -952,8 +953,8 @@ def _keep_bwd(config_list, named_args, **kwargs):
     head_dim = named_args.get("HEAD_DIM", kwargs.get("HEAD_DIM"))
     config_list = _ieee_only_first(config_list, named_args, kwargs)
     kept = [c for c in config_list
-            if max(c.kwargs["BLOCK_M"] // c.kwargs.get("SPLIT", 1), c.kwargs["BLOCK_N"]) * head_dim
-            <= MAX_BLOCK_HEAD_ELEMENTS and head_dim in c.kwargs.get("HEAD_DIMS", (head_dim,))]
+            if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS
+            and head_dim in c.kwargs.get("HEAD_DIMS", (head_dim,))]
     return kept or config_list[:1]
 
 

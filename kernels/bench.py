@@ -35,17 +35,25 @@ def _median_ms(fn, warmup=25, rep=100) -> float:
 TIME_ROUNDS = 3
 
 
-def _interleaved_ms(fns: dict, rounds: int = TIME_ROUNDS) -> dict:
-    """{name: ms} for callables timed in interleaved rounds (a, b, c, a, b, c, ...), each round a
-    do_bench median, and the median over rounds: a GPU whose clock drifts as it heats costs every
-    implementation alike, where timing them one after the other favours whichever ran first."""
+def _interleaved_ms(fns: dict, rounds: int = TIME_ROUNDS) -> tuple[dict, dict]:
+    """({name: ms}, {name: error}) for callables timed in interleaved rounds (a, b, c, a, b, c, ...),
+    each round a do_bench median, and the median over rounds: a GPU whose clock drifts as it heats
+    costs every implementation alike, where timing them one after the other favours whichever ran
+    first. One that raises RuntimeError (out of memory, say) is dropped from later rounds and its
+    error's first line is returned instead."""
     import statistics
 
     times = {name: [] for name in fns}
+    failed = {}
     for _ in range(rounds):
         for name, fn in fns.items():
-            times[name].append(_median_ms(fn))
-    return {name: statistics.median(t) for name, t in times.items()}
+            if name in failed:
+                continue
+            try:
+                times[name].append(_median_ms(fn))
+            except RuntimeError as e:
+                failed[name] = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+    return {name: statistics.median(t) for name, t in times.items() if name not in failed}, failed
 
 
 def environment() -> dict:
@@ -137,7 +145,10 @@ def bench_attention(seq_lens, head_dims, batch=4, heads=16, dtype="float16", cau
             except RuntimeError as e:  # a backend that does not support this shape
                 case_rows[name] = {**row, "ms": None, "tflops": None,
                                    "note": f"failed: {str(e).splitlines()[0][:120]}"}
-        for name, ms in _interleaved_ms(timed).items():
+        times, failed = _interleaved_ms(timed)
+        for name, err in failed.items():
+            case_rows[name].update(ms=None, tflops=None, note=f"failed: {err}")
+        for name, ms in times.items():
             case_rows[name].update(ms=ms, tflops=attention_flops(batch, heads, n, d, causal) / ms / 1e9)
             if name == "ours":  # the config the forward's tuner picked for this case
                 from kernels import attention

@@ -36,6 +36,13 @@ def _grads(fn, q, k, v, do, causal):
     return torch.autograd.grad(fn(q, k, v, causal), (q, k, v), do)
 
 
+def _forward_only(fn, q, k, v, causal):
+    import torch
+
+    with torch.no_grad():
+        return fn(q, k, v, causal)
+
+
 def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True), dtype="float16",
                    impls=None, progress=None) -> list[dict]:
     """One row per (impl, head_dim, causal, seq_len): ms and TFLOP/s of forward + backward (3.5x the
@@ -57,7 +64,7 @@ def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True)
         # fresh inputs for the timed runs: same shapes, new values, the same for every implementation
         q2, k2, v2 = (torch.randn_like(t).requires_grad_() for t in (q, k, v))
         do2 = torch.randn_like(do)
-        case_rows, both, fwd = {}, {}, {}
+        case_rows, timed = {}, {}
         for name, fn in impls.items():
             row = {"impl": name, "head_dim": d, "causal": causal, "seq_len": n, "batch": batch, "heads": heads,
                    "dtype": dtype, "flops_convention": "fwd+bwd = 3.5x forward, bwd = 2.5x forward"}
@@ -65,19 +72,22 @@ def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True)
                 got = _grads(fn, q, k, v, do, causal)
                 err = max(float((g.float() - c).abs().max()) for g, c in zip(got, check))
                 case_rows[name] = {**row, "max_grad_err_vs_sdpa_efficient": err}
-                both[name] = lambda fn=fn: _grads(fn, q2, k2, v2, do2, causal)
-                fwd[name] = lambda fn=fn: fn(q2, k2, v2, causal)
+                timed[("both", name)] = lambda fn=fn: _grads(fn, q2, k2, v2, do2, causal)
+                timed[("fwd", name)] = lambda fn=fn: _forward_only(fn, q2, k2, v2, causal)
             except RuntimeError as e:  # a backend that does not support this shape
                 case_rows[name] = {**row, "ms": None, "tflops": None,
                                    "note": f"failed: {str(e).splitlines()[0][:120]}"}
-        both_ms = _interleaved_ms(both)
-        with torch.no_grad():
-            fwd_ms = _interleaved_ms(fwd)
-        for name, ms in both_ms.items():
-            bwd_ms = ms - fwd_ms[name]
-            case_rows[name].update(ms=ms, tflops=FWD_BWD_FLOPS * fwd_flops / ms / 1e9, fwd_ms=fwd_ms[name],
-                                   bwd_ms=bwd_ms,
-                                   bwd_tflops=BWD_FLOPS * fwd_flops / bwd_ms / 1e9 if bwd_ms > 0 else None)
+        # forward + backward and the forward alone in the same interleaved rounds: their difference
+        # (the backward) is taken between timings of one thermal phase
+        times, failed = _interleaved_ms(timed)
+        for (_, name), err in failed.items():
+            case_rows[name].update(ms=None, tflops=None, note=f"failed: {err}")
+        for name, row in case_rows.items():
+            if ("both", name) in times and ("fwd", name) in times and "note" not in row:
+                ms, fwd_ms = times[("both", name)], times[("fwd", name)]
+                bwd_ms = ms - fwd_ms
+                row.update(ms=ms, tflops=FWD_BWD_FLOPS * fwd_flops / ms / 1e9, fwd_ms=fwd_ms, bwd_ms=bwd_ms,
+                           bwd_tflops=BWD_FLOPS * fwd_flops / bwd_ms / 1e9 if bwd_ms > 0 else None)
         for name, row in case_rows.items():
             rows.append(row)
             _log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "

@@ -136,8 +136,12 @@ def test_split_is_checked():
         attention._launch(q, k, v, False, None, 64, 16, split=3)
     with pytest.raises(ValueError, match="split must be 1, or 2 with block_m >= 32"):
         attention._launch(q, k, v, False, None, 16, 16, split=2)
+    with pytest.raises(ValueError, match="split must be 1, or 2"):
+        attention._launch(q, k, v, False, None, 64, 16, split=True)
+    with pytest.raises(ValueError, match=r"block_m \* block_n must be at most 16384"):
+        attention._launch(q, k, v, False, None, 256, 128, split=2)  # both halves' tiles count
     trace = attention.TraceBuffers(40, 32, 64, 16, [0], "cpu")
-    with pytest.raises(ValueError, match="split must be 1"):
+    with pytest.raises(ValueError, match="traced launch"):
         attention._launch(q, k, v, False, None, 64, 16, trace=trace, split=2)
 
 

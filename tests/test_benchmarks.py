@@ -66,9 +66,24 @@ def test_interleaved_timing_is_fair_on_a_heating_gpu(monkeypatch):
         return fn() * 1.04 ** clock["calls"]
 
     monkeypatch.setattr(bench, "_median_ms", fake_median_ms)
-    ms = bench._interleaved_ms({"a": lambda: 1.0, "b": lambda: 1.1}, rounds=3)
-    assert clock["calls"] == 6
+    ms, failed = bench._interleaved_ms({"a": lambda: 1.0, "b": lambda: 1.1}, rounds=3)
+    assert clock["calls"] == 6 and failed == {}
     assert ms["b"] / ms["a"] == pytest.approx(1.1 * 1.04, rel=1e-9)  # one step of drift, not three
+
+
+def test_interleaved_timing_reports_an_implementation_that_fails(monkeypatch):
+    # one that runs out of memory while being timed is dropped from later rounds; the others keep
+    # their timings and the run goes on
+    monkeypatch.setattr(bench, "_median_ms", lambda fn: fn())
+    calls = {"oom": 0}
+
+    def oom():
+        calls["oom"] += 1
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    ms, failed = bench._interleaved_ms({"a": lambda: 2.0, "oom": oom}, rounds=3)
+    assert ms == {"a": 2.0} and calls["oom"] == 1
+    assert failed == {"oom": "CUDA out of memory. Tried to allocate 2.00 GiB"}
 
 
 def test_results_on_disk_are_found():

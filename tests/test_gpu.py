@@ -65,6 +65,21 @@ def test_every_autotune_config(config, causal, d):
         check(out, q, k, v, causal, f"config {config} N={n}")
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_split_configs_on_pointer_loads(causal):
+    # below seq_len 4096 the tuner launches with pointer loads, the split configs included
+    split = [c for c in attention.TUNED_CONFIGS if c.kwargs["SPLIT"] == 2]
+    assert split
+    for config in split:
+        d = config.kwargs["HEAD_DIMS"][-1]
+        for n in (1000, 2048):
+            q, k, v = rand(1, 4, n, d, torch.float16)
+            out, _ = attention._launch(q, k, v, causal, None, config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"],
+                                       num_warps=config.num_warps, num_stages=config.num_stages, use_tma=False,
+                                       split=2)
+            check(out, q, k, v, causal, f"config {config} pointer loads N={n}")
+
+
 def test_pointer_path_on_gpu():
     # strides the copy engine cannot take (a non-dense last dimension) fall back to pointer loads
     q, k, v = (t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in rand(1, 2, 300, 64, torch.float16))
