@@ -67,6 +67,7 @@ def environment() -> dict:
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timing_rounds": TIME_ROUNDS,  # the implementations of a case, timed in this many interleaved rounds
     }
 
 

@@ -105,6 +105,8 @@ def test_page_in_apptest():
     assert len(at.get("plotly_chart")) == 2
     if backend.INTERPRET:
         assert any("recorded results, measured on NVIDIA H100" in i.value for i in at.info)
+        # the newest recorded run says how it was timed
+        assert any("timed in 3 interleaved rounds" in m.value for m in at.markdown)
 
 
 @pytest.mark.browser

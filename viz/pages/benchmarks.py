@@ -45,7 +45,10 @@ else:
 st.markdown(
     f"Ceilings measured in the same run: device-to-device copy **{ceil.get('copy_TBps', 0):.2f} TB/s** "
     f"(bytes read + written), fp16 matmul **{ceil.get('matmul_fp16_TFLOPs', 0):.0f} TFLOP/s**. "
-    "Method: `triton.testing.do_bench`, warm-up, median of repeats, fresh random inputs."
+    "Method: `triton.testing.do_bench`, warm-up, median of repeats, fresh random inputs"
+    + (f"; the implementations of a case timed in {result['env']['timing_rounds']} interleaved rounds "
+       "(ours, FLASH, cuDNN, ..., ours, ...), each one's median over the rounds."
+       if result.get("env", {}).get("timing_rounds") else ".")
 )
 
 if result.get("attention"):
