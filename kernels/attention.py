@@ -487,11 +487,31 @@ class _ForwardTuner:
                 error = e
         if not ok:
             raise error
-        times = [[] for _ in ok]
-        for _ in range(TUNE_ROUNDS):
-            for i, c in enumerate(ok):
-                times[i].append(bench(lambda: run(c)))
-        return ok[min(range(len(ok)), key=lambda i: sorted(times[i])[len(times[i]) // 2])]
+        times, failed = interleaved_medians({i: (lambda c=c: run(c)) for i, c in enumerate(ok)}, TUNE_ROUNDS, bench)
+        if not times:
+            raise RuntimeError(f"every forward config failed while being timed: {failed}")
+        return ok[min(times, key=times.get)]
+
+
+def interleaved_medians(fns: dict, rounds: int, bench) -> tuple[dict, dict]:
+    """({name: median}, {name: error}) for callables timed by `bench(fn)` in interleaved rounds
+    (a, b, c, a, b, c, ...), the median over the rounds for each: a GPU whose clock drifts as it
+    heats costs every one alike, where timing them one after the other favours whichever ran first.
+    One that raises RuntimeError (out of memory, say) is dropped from later rounds; its error's
+    first line comes back instead. The forward's tuner and kernels.bench both time this way."""
+    import statistics
+
+    times = {name: [] for name in fns}
+    failed = {}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if name in failed:
+                continue
+            try:
+                times[name].append(bench(fn))
+            except RuntimeError as e:
+                failed[name] = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+    return {name: statistics.median(t) for name, t in times.items() if name not in failed}, failed
 
 
 _tuner = _ForwardTuner()

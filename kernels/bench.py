@@ -36,24 +36,11 @@ TIME_ROUNDS = 3
 
 
 def _interleaved_ms(fns: dict, rounds: int = TIME_ROUNDS) -> tuple[dict, dict]:
-    """({name: ms}, {name: error}) for callables timed in interleaved rounds (a, b, c, a, b, c, ...),
-    each round a do_bench median, and the median over rounds: a GPU whose clock drifts as it heats
-    costs every implementation alike, where timing them one after the other favours whichever ran
-    first. One that raises RuntimeError (out of memory, say) is dropped from later rounds and its
-    error's first line is returned instead."""
-    import statistics
+    """({name: ms}, {name: error}): each implementation's do_bench median, timed in interleaved
+    rounds (kernels.attention.interleaved_medians, the forward tuner's method)."""
+    from kernels.attention import interleaved_medians
 
-    times = {name: [] for name in fns}
-    failed = {}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            if name in failed:
-                continue
-            try:
-                times[name].append(_median_ms(fn))
-            except RuntimeError as e:
-                failed[name] = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-    return {name: statistics.median(t) for name, t in times.items() if name not in failed}, failed
+    return interleaved_medians(fns, rounds, lambda fn: _median_ms(fn))
 
 
 def environment() -> dict:
