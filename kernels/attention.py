@@ -79,6 +79,19 @@ def _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.cons
 
 
 @triton.jit
+def _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, N_CTX,
+            HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, USE_TMA: tl.constexpr):
+    if USE_TMA:
+        v = tl.reshape(V_src.load([off_z, off_h, start_n, 0]), [BLOCK_N, HEAD_DIM])
+    elif MASKED:
+        v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                    mask=offs_n[:, None] < N_CTX, other=0.0)
+    else:
+        v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk)
+    return v
+
+
+@triton.jit
 def _attn_fwd_inner(
     acc, l_i, m_i, q, acc1, l1, m1, q1,
     K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
@@ -87,7 +100,7 @@ def _attn_fwd_inner(
     TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr, SPLIT: tl.constexpr,
+    USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr, SPLIT: tl.constexpr, LATE_V: tl.constexpr,
 ):
     # SPLIT == 2: the program's q-block is two halves of rows (q, acc, l_i, m_i) and (q1, acc1, l1,
     # m1), each with its own softmax state, sharing every K_j and V_j tile. SPLIT == 1: q1, acc1, l1
@@ -104,6 +117,12 @@ def _attn_fwd_inner(
                         mask=offs_n[None, :] < N_CTX, other=0.0)
         else:
             k = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk)
+        # V_j is loaded with K_j, before the softmax that comes between their products: on an H100
+        # that ran 5-15% faster than loading it after (scripts/attn_gap_probe.py, 2026-11-23), except
+        # in the head_dim-64 split config, which keeps the late load (LATE_V)
+        if not LATE_V:
+            v = _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, N_CTX,
+                        HEAD_DIM, BLOCK_N, MASKED, USE_TMA)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
         if SPLIT == 2:  # both halves' scores first, then each half's softmax and P V
             qk1 = tl.dot(q1, k, input_precision=DOT_PRECISION)
@@ -111,13 +130,9 @@ def _attn_fwd_inner(
         # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
         acc = acc * alpha[:, None]
-        if USE_TMA:
-            v = tl.reshape(V_src.load([off_z, off_h, start_n, 0]), [BLOCK_N, HEAD_DIM])
-        elif MASKED:
-            v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                        mask=offs_n[:, None] < N_CTX, other=0.0)
-        else:
-            v = tl.load(V_src + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk)
+        if LATE_V:
+            v = _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, N_CTX,
+                        HEAD_DIM, BLOCK_N, MASKED, USE_TMA)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         if SPLIT == 2:
             p1, m1_new, alpha1, l1, _ = _softmax_tile(qk1, m1, l1, qk_scale, offs_m + BLOCK_M // 2, offs_n, N_CTX,
@@ -191,8 +206,13 @@ def _attn_fwd(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     USE_TMA: tl.constexpr = False, WARP_SPEC: tl.constexpr = False, SPLIT: tl.constexpr = 1,
+    MASKED_TILES: tl.constexpr = True, LATE_V: tl.constexpr = False,
 ):
+    # MASKED_TILES: some kv-blocks need a mask (causal, or seq_len not a multiple of BLOCK_N). The
+    # host sets it; False leaves the masked loop out of the compiled kernel, even empty its
+    # pipelined prologue and epilogue cost registers (up to 10% at N=8192 on an H100, 2026-11-23)
     tl.static_assert(SPLIT == 1 or SPLIT == 2, "SPLIT is 1 or 2")
+    tl.static_assert(MASKED_TILES or not CAUSAL, "causal attention masks the diagonal band")
     tl.static_assert(SPLIT == 1 or not TRACE, "the trace records whole q-blocks: SPLIT == 1")
     ROWS: tl.constexpr = BLOCK_M // SPLIT  # rows per half (SPLIT == 2) or the whole q-block
     if CAUSAL:  # the last q-blocks have the most kv-blocks: launch them first, fewer idle SMs at the end
@@ -252,14 +272,15 @@ def _attn_fwd(
         acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
         start_m, 0, lo_masked, qk_scale, N_CTX, offs_m, offs_d,
         TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
-        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT,
+        HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT, LATE_V,
     )
-    acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
-        acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn, stride_vk,
-        start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d,
-        TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
-        HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT,
-    )
+    if MASKED_TILES:
+        acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
+            acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_kn, stride_kk, stride_vn,
+            stride_vk, start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d,
+            TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
+            HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT, LATE_V,
+        )
     _store_out(acc, l_i, m_i, Out, Lse, off_z, off_h, off_hz, row0, offs_m, offs_d,
                stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
     if SPLIT == 2:
@@ -352,7 +373,8 @@ def _descriptors(q, k, v, out, block_m, block_n):
 
 
 def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
-            num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False, maxnreg=None, split=1):
+            num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False, maxnreg=None, split=1,
+            late_v=False):
     backend.require_triton()
     _check_inputs(q, k, v)
     check_blocks(block_m, block_n, q.shape[3])  # both halves' score tiles are live at once: the whole block
@@ -361,11 +383,11 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
     if split == 2 and trace is not None:
         raise ValueError("a traced launch records whole q-blocks: split must be 1")
     return _launch_checked(q, k, v, causal, _scale(sm_scale, q.shape[3]), block_m, block_n, trace,
-                           num_warps, num_stages, out, use_tma, warp_spec, maxnreg, split)
+                           num_warps, num_stages, out, use_tma, warp_spec, maxnreg, split, bool(late_v))
 
 
 def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warps, num_stages, out, use_tma,
-                    warp_spec, maxnreg=None, split=1):
+                    warp_spec, maxnreg=None, split=1, late_v=False):
     """_launch after validation (sm_scale already a float): the tuned path calls this directly."""
     batch, heads, seq_len, head_dim = q.shape
     if out is None:
@@ -390,8 +412,8 @@ def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warp
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         CAUSAL=bool(causal), TRACE=trace is not None,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        USE_TMA=use_tma, WARP_SPEC=warp_spec, SPLIT=split,
-        **extra,
+        USE_TMA=use_tma, WARP_SPEC=warp_spec, SPLIT=split, MASKED_TILES=bool(causal) or seq_len % block_n != 0,
+        LATE_V=late_v, **extra,
     )
     return out, lse
 
@@ -411,6 +433,9 @@ def _configs(interpret=None):
     # spread; 128 x 128 at head_dim 64 16% faster at N=2048 causal). Each is kept for the head_dim
     # it was measured on: at the other it spills registers. Dropped on 2026-11-23, never picked in
     # the day's runs: 128 x 64 with 8 warps warp-specialized, and 128 x 128 with 4 warps, 3 stages.
+    # Since V_j is loaded with K_j (2026-11-23), 128 x 128 with 8 warps and 3 stages is the fastest
+    # at head_dim 128: 549 against 481 TFLOP/s before, N=8192 full; the head_dim-64 split config
+    # keeps the late V load, with which it is the fastest at N=8192 full (446 TFLOP/s).
     out = []
     for bm, bn, warps, stages, ws, split, head_dims in [
         (128, 128, 8, 3, False, 1, None), (128, 128, 8, 3, True, 1, None), (128, 64, 8, 3, False, 1, None),
@@ -419,6 +444,8 @@ def _configs(interpret=None):
         (256, 64, 8, 3, False, 2, (128,)), (128, 128, 4, 2, False, 2, (16, 32, 64)),
     ]:
         kwargs = {"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws, "SPLIT": split}
+        if split == 2 and bm == 128:  # with V_j loaded early it ran 0.84-0.93x (H100, 2026-11-23)
+            kwargs["LATE_V"] = True
         if head_dims:
             kwargs["HEAD_DIMS"] = head_dims
         out.append(triton.Config(kwargs, num_warps=warps, num_stages=stages))
@@ -525,7 +552,16 @@ def tuned_config_name() -> str | None:
         return None
     ws = " ws" if c.kwargs.get("WARP_SPEC") else ""
     split = " split2" if c.kwargs.get("SPLIT", 1) == 2 else ""
-    return f"BM{c.kwargs['BLOCK_M']} BN{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{ws}{split}"
+    late_v = " late-V" if c.kwargs.get("LATE_V") else ""
+    return f"BM{c.kwargs['BLOCK_M']} BN{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{ws}{split}{late_v}"
+
+
+def launch_config(q, k, v, causal, sm_scale, config: triton.Config, use_tma: bool, out=None):
+    """(out, lse) from one of TUNED_CONFIGS, launched as the tuner launches it (sm_scale a float)."""
+    kw = config.kwargs
+    return _launch_checked(q, k, v, causal, sm_scale, kw["BLOCK_M"], kw["BLOCK_N"], None, config.num_warps,
+                           config.num_stages, out, use_tma, kw["WARP_SPEC"], config.maxnreg, kw.get("SPLIT", 1),
+                           kw.get("LATE_V", False))
 
 
 def _launch_tuned(q, k, v, causal, sm_scale):
@@ -540,9 +576,7 @@ def _launch_tuned(q, k, v, causal, sm_scale):
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
 
     def run(c):
-        return _launch_checked(q, k, v, causal, sm_scale, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], None,
-                               c.num_warps, c.num_stages, out, use_tma, c.kwargs["WARP_SPEC"], c.maxnreg,
-                               c.kwargs.get("SPLIT", 1))
+        return launch_config(q, k, v, causal, sm_scale, c, use_tma, out)
 
     def candidates():  # only on the first call for a key: later calls look the config up and launch
         return _keep(TUNED_CONFIGS, {"HEAD_DIM": head_dim, "USE_TMA": use_tma, "DOT_PRECISION": precision})

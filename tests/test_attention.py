@@ -46,7 +46,7 @@ def rand_qkv(b, h, n, d, dtype, seed):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16), (16, 64)])
 @pytest.mark.parametrize("head_dim", [16, 64])
-@pytest.mark.parametrize("seq_len", [1, 17, 113, 200, 256])
+@pytest.mark.parametrize("seq_len", [1, 17, 113, 200, 256])  # 256, not causal: no masked kv loop compiled
 def test_forward_matches_float64(seq_len, head_dim, block_m, block_n, causal, dtype):
     q, k, v = rand_qkv(1, 2, seq_len, head_dim, dtype, seed=seq_len * 7 + head_dim)
     check_against_reference(q, k, v, causal, block_m, block_n)
@@ -113,16 +113,19 @@ def test_both_load_paths(use_tma, causal):
         assert err < 2e-3, f"use_tma={use_tma}: error {err:.3g} against float64"
 
 
+@pytest.mark.parametrize("split,late_v", [(2, False), (2, True), (1, True)])
 @pytest.mark.parametrize("use_tma", [True, False])
 @pytest.mark.parametrize("causal", [False, True])
-def test_split_q_block_matches_reference(use_tma, causal):
+def test_split_q_block_matches_reference(use_tma, causal, split, late_v):
     """SPLIT 2 (a GPU config): the q-block as two halves with their own m, l and acc sharing each
     K/V tile. 150 rows with 64-row blocks: the last block's second half is all padding, and with
-    causal the first half runs through kv-blocks that lie wholly above its diagonal."""
+    causal the first half runs through kv-blocks that lie wholly above its diagonal. LATE_V (the
+    head_dim-64 split config) loads V_j after the softmax instead of with K_j."""
     q, k, v = rand_qkv(1, 2, 150, 32, torch.float32, seed=5)
     b, h, n, d = q.shape
     out = torch.full_like(q, float("nan"))
-    out, lse = attention._launch(q, k, v, causal, None, 64, 16, out=out, use_tma=use_tma, split=2)
+    out, lse = attention._launch(q, k, v, causal, None, 64, 16, out=out, use_tma=use_tma, split=split,
+                                 late_v=late_v)
     assert not torch.isnan(out).any()
     for hi in range(h):
         ref = reference.attention(q[0, hi], k[0, hi], v[0, hi], causal, 1 / math.sqrt(d))
@@ -155,8 +158,10 @@ def test_autotune_prunes_float32_to_one_config(head_dim):
     assert [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in ieee] == [(64, 64)]
     fast = attention._keep(gpu_fwd, {**args, "DOT_PRECISION": "tf32"})
     assert len(gpu_fwd) == 10 and len(fast) == 9  # each split config is kept for one head_dim only
-    split = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in fast if c.kwargs["SPLIT"] == 2]
-    assert split == ([(256, 64)] if head_dim == 128 else [(128, 128)])
+    split = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs.get("LATE_V", False))
+             for c in fast if c.kwargs["SPLIT"] == 2]
+    assert split == ([(256, 64, False)] if head_dim == 128 else [(128, 128, True)])
+    assert not any(c.kwargs.get("LATE_V") for c in fast if c.kwargs["SPLIT"] == 1)
     no_tma = attention._keep(gpu_fwd, {**args, "USE_TMA": False, "DOT_PRECISION": "tf32"})
     assert len(no_tma) == 8 and not any(c.kwargs["WARP_SPEC"] for c in no_tma)
     for kernel in ("dkdv", "dq"):

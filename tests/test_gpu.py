@@ -54,15 +54,12 @@ def test_autotuned_forward(n, d, dtype, causal):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", [64, 128])
 def test_every_autotune_config(config, causal, d):
-    bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
     if config not in attention._keep(attention.TUNED_CONFIGS, {"HEAD_DIM": d, "USE_TMA": True, "DOT_PRECISION": "tf32"}):
         pytest.skip("pruned for this head_dim")
     for n in (1000, 1024):
         q, k, v = rand(1, 4, n, d, torch.float16)
-        out, _ = attention._launch(q, k, v, causal, None, bm, bn, num_warps=config.num_warps,
-                                   num_stages=config.num_stages, use_tma=True,
-                                   warp_spec=config.kwargs["WARP_SPEC"], split=config.kwargs["SPLIT"])
-        check(out, q, k, v, causal, f"config {config} N={n}")
+        out, _ = attention.launch_config(q, k, v, causal, d ** -0.5, config, use_tma=True)
+        check(out, q, k, v, causal, f"config {config} N={n}")  # 1024: no masked loop unless causal
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -74,9 +71,7 @@ def test_split_configs_on_pointer_loads(causal):
         d = config.kwargs["HEAD_DIMS"][-1]
         for n in (1000, 2048):
             q, k, v = rand(1, 4, n, d, torch.float16)
-            out, _ = attention._launch(q, k, v, causal, None, config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"],
-                                       num_warps=config.num_warps, num_stages=config.num_stages, use_tma=False,
-                                       split=2)
+            out, _ = attention.launch_config(q, k, v, causal, d ** -0.5, config, use_tma=False)
             check(out, q, k, v, causal, f"config {config} pointer loads N={n}")
 
 
