@@ -145,7 +145,8 @@ def bench_attention(seq_lens, head_dims, batch=4, heads=16, dtype="float16", cau
         for name, row in case_rows.items():
             rows.append(row)
             _log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "
-                 + (f"{row['tflops']:7.1f} TFLOP/s" if row["tflops"] else row["note"]))
+                 + (f"{row['tflops']:7.1f} TFLOP/s" if row["tflops"] else row["note"])
+                 + (f"  ({row['config']})" if row.get("config") else ""))
         del q, k, v, q2, k2, v2, check
         torch.cuda.empty_cache()
     if progress:

@@ -164,23 +164,35 @@ def test_latest_run_records_the_tuner_pick_and_a_same_size_copy():
 
 
 def test_latest_forward_claims():
-    # the README's forward summary for this run: 1.34x to 1.59x FLASH from seq_len 2048, and the
-    # tuner's pick at head_dim 128 full is the split q-block
+    # the README's forward summary for this run: 1.36x to 1.61x FLASH from seq_len 2048, 0.91x to
+    # 0.97x cuDNN at head_dim 128 from 4096; with V_j loaded beside K_j the tuner's pick at head_dim
+    # 128 from 4096 is 128 x 128 with 8 warps, and at head_dim 64 from 8192 full the split config
+    # that keeps the late V load
     att = [r for r in bench.ratios(LATEST) if r["kind"] == "attention" and r["seq_len"] >= 2048]
     flash = [r["vs_sdpa_flash_attention"] for r in att]
-    assert len(flash) == 16 and round(min(flash), 2) == 1.34 and round(max(flash), 2) == 1.59
+    assert len(flash) == 16 and round(min(flash), 2) == 1.36 and round(max(flash), 2) == 1.61
+    cudnn = [r["vs_sdpa_cudnn_attention"] for r in att if r["head_dim"] == 128 and r["seq_len"] >= 4096]
+    assert round(min(cudnn), 2) == 0.91 and round(max(cudnn), 2) == 0.97
     picks = {(r["head_dim"], r["causal"], r["seq_len"]): r["config"] for r in LATEST["attention"] if r["impl"] == "ours"}
-    assert all(picks[(128, False, n)] == "BM256 BN64 w8 s3 split2" for n in (2048, 4096, 8192, 16384))
+    assert all(picks[(128, c, n)].startswith("BM128 BN128 w8 s3") for c in (False, True) for n in (4096, 8192, 16384))
+    assert all(picks[(64, False, n)] == "BM128 BN128 w4 s2 split2 late-V" for n in (8192, 16384))
     table = {(r["head_dim"], r["causal"], r["seq_len"]): r for r in fg.bench_ratio_table(LATEST)}
-    assert table[(128, False, 8192)]["config picked"] == "BM256 BN64 w8 s3 split2"
+    assert table[(128, False, 16384)]["config picked"] == "BM128 BN128 w8 s3"
     assert "config picked" not in fg.bench_ratio_table(LATEST_BWD, "backward")[0]
 
 
-def test_latest_backward_covers_16384():
+def test_latest_backward_claims():
     ours = {(r["head_dim"], r["causal"], r["seq_len"]) for r in LATEST_BWD["backward"] if r["impl"] == "ours"}
-    assert ours == {(d, c, n) for d in (64, 128) for c in (False, True) for n in (4096, 8192, 16384)}
+    assert ours == {(d, c, n) for d in (64, 128) for c in (False, True) for n in (1024, 2048, 4096, 8192, 16384)}
     rat = [r for r in bench.ratios(LATEST_BWD) if r["kind"] == "backward"]
-    assert len(rat) == 12 and all(r["vs_sdpa_flash_attention"] > 1.0 for r in rat)  # the goal, as measured
+    long = [r for r in rat if r["seq_len"] >= 4096]
+    # the README: from seq_len 4096, 1.14x to 1.32x FLASH and 0.75x to 0.90x cuDNN; at 1024 the
+    # call is host-bound and runs below both
+    assert len(long) == 12 and round(min(r["vs_sdpa_flash_attention"] for r in long), 2) == 1.14
+    assert round(max(r["vs_sdpa_flash_attention"] for r in long), 2) == 1.32
+    assert round(min(r["vs_sdpa_cudnn_attention"] for r in long), 2) == 0.75
+    assert round(max(r["vs_sdpa_cudnn_attention"] for r in long), 2) == 0.90
+    assert all(r["vs_sdpa_flash_attention"] < 1 for r in rat if r["seq_len"] == 1024)
 
 
 def test_live_run_flow_with_a_stand_in_gpu(monkeypatch):
