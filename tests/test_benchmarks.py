@@ -107,6 +107,12 @@ def test_page_in_apptest():
         assert any("recorded results, measured on NVIDIA H100" in i.value for i in at.info)
         # the newest recorded run says how it was timed
         assert any("timed in 3 interleaved rounds" in m.value for m in at.markdown)
+        # and the caption under its table explains every word of the configs the tuner picked
+        words = {w for r in LATEST["attention"] if r.get("config") for w in r["config"].split()
+                 if not w.startswith(("BM", "BN", "w", "s")) or w in ("ws", "split2")}
+        assert words == {"ws", "split2", "late-V"}
+        caption = next(c.value for c in at.caption if c.value.startswith("config picked"))
+        assert all(f"{w} = " in caption for w in words | {"w", "s"}), caption
 
 
 @pytest.mark.browser

@@ -62,7 +62,8 @@ if result.get("attention"):
         st.caption("config picked: the tuner's choice for that case, timed on the first call. BM x BN = "
                    "q-block x kv-block rows, w = warps, s = pipeline stages, ws = warp-specialized, "
                    "split2 = the q-block run as two halves with their own running max and sum, sharing "
-                   "each K/V tile. The pages above step through the same kernel, one q-block whole.")
+                   "each K/V tile, late-V = V_j loaded after the softmax instead of with K_j. The "
+                   "FlashAttention tiles page steps through the same kernel, one q-block whole.")
 
 if result.get("backward"):
     st.subheader("Attention forward + backward, TFLOP/s")
