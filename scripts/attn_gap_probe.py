@@ -9,16 +9,13 @@ warps and stages, non-causal, N=8192. Each flag below adds one thing the app's k
 Non-causal, fp16, (4, 16, 8192, d). Prints a table; JSON to $OUT/gap_probe.json.
 usage: python3 scripts/attn_gap_probe.py
 """
-import json
 import os
 
 import torch
 import triton
 import triton.language as tl
 
-from kernels import attention
-from kernels.attention import interleaved_medians
-from kernels.bench import _sdpa, attention_flops
+from scripts.probe_util import desc, load_half, run
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
@@ -79,15 +76,9 @@ def _gap_fwd(Q, K, V, sm_scale, Lse, Out, H, N_CTX,
     row0 = start_m * BLOCK_M
     offs_m = row0 + tl.arange(0, HALF)
     qk_scale = sm_scale * LOG2E
-    q0 = tl.reshape(Q.load([z, h, row0, 0]), [HALF, HEAD_DIM])
-    m0 = tl.zeros([HALF], dtype=tl.float32) - float("inf")
-    l0 = tl.zeros([HALF], dtype=tl.float32)
-    a0 = tl.zeros([HALF, HEAD_DIM], dtype=tl.float32)
+    q0, m0, l0, a0 = load_half(Q, z, h, row0, HALF, HEAD_DIM)
     if SPLIT == 2:
-        q1 = tl.reshape(Q.load([z, h, row0 + HALF, 0]), [HALF, HEAD_DIM])
-        m1 = tl.zeros([HALF], dtype=tl.float32) - float("inf")
-        l1 = tl.zeros([HALF], dtype=tl.float32)
-        a1 = tl.zeros([HALF, HEAD_DIM], dtype=tl.float32)
+        q1, m1, l1, a1 = load_half(Q, z, h, row0 + HALF, HALF, HEAD_DIM)
     else:
         q1 = q0
         m1 = m0
@@ -113,14 +104,9 @@ def _gap_fwd(Q, K, V, sm_scale, Lse, Out, H, N_CTX,
 
 
 def gap(q, k, v, bm, bn, w, s, n_split, tail, lse, vlate):
-    from triton.tools.tensor_descriptor import TensorDescriptor
-
     b, h, n, d = q.shape
     out = torch.empty_like(q)
     lse_t = torch.empty((b, h, n), dtype=torch.float32, device=q.device)
-
-    def desc(t, rows):
-        return TensorDescriptor(t, shape=list(t.shape), strides=list(t.stride()), block_shape=[1, 1, rows, d])
 
     _gap_fwd[(n // bm, b * h)](desc(q, bm // n_split), desc(k, bn), desc(v, bn), d ** -0.5, lse_t,
                                desc(out, bm // n_split), h, n, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, SPLIT=n_split,
@@ -131,54 +117,15 @@ def gap(q, k, v, bm, bn, w, s, n_split, tail, lse, vlate):
 CFGS = {128: [(128, 128, 8, 3, 1), (256, 64, 8, 3, 2), (128, 64, 4, 2, 1)],
         64: [(128, 128, 4, 2, 2), (64, 128, 4, 2, 1)]}
 FLAGS = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1)]  # (TAIL, LSE, VLATE)
-ROUNDS = 5
-
-
-def _compiled(jit_fn):
-    return {id(k): k for caches in jit_fn.device_caches.values() for k in caches[0].values()}
 
 
 def main():
-    B, H, N = 4, 16, 8192
-    rows = []
-    for d in [int(x) for x in os.environ.get("D", "128,64").split(",")]:
-        q, k, v = (torch.randn(B, H, N, d, device="cuda", dtype=torch.float16) for _ in range(3))
-        ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
-        flops = attention_flops(B, H, N, d, False)
-        fns = {"FLASH": lambda: _sdpa("FLASH_ATTENTION")(q, k, v, False),
-               "CUDNN": lambda: _sdpa("CUDNN_ATTENTION")(q, k, v, False)}
-        info = {}
-        for bm, bn, w, s, sp in CFGS[d]:
-            fns[f"app {bm}x{bn} w{w} s{s} split{sp}"] = (
-                lambda bm=bm, bn=bn, w=w, s=s, sp=sp: attention._launch(
-                    q, k, v, False, None, bm, bn, num_warps=w, num_stages=s, use_tma=True, split=sp)[0])
-            for flags in FLAGS:
-                tag = f"gap {bm}x{bn} w{w} s{s} split{sp} tail,lse,vlate={flags}"
-                fn = (lambda bm=bm, bn=bn, w=w, s=s, sp=sp, flags=flags: gap(q, k, v, bm, bn, w, s, sp, *flags))
-                try:
-                    before = _compiled(_gap_fwd)
-                    err = float((fn().double() - ref).abs().max())
-                    new = [kk for i, kk in _compiled(_gap_fwd).items() if i not in before]
-                    info[tag] = dict(err=err, **({"regs": new[0].n_regs, "spills": new[0].n_spills,
-                                                  "shared": new[0].metadata.shared} if new else {}))
-                    fns[tag] = fn
-                except Exception as e:  # a variant that does not compile is a result too
-                    rows.append(dict(d=d, variant=tag, error=str(e).splitlines()[0][:200]))
-                    print(rows[-1], flush=True)
-        for tag in [t for t in fns if not t.startswith("gap")]:
-            info[tag] = dict(err=float((fns[tag]().double() - ref).abs().max()))
-        times, failed = interleaved_medians(fns, ROUNDS, lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100))
-        for tag, ms in times.items():
-            rows.append(dict(d=d, variant=tag, tflops=flops / ms / 1e9, **info.get(tag, {})))
-        for tag, err in failed.items():
-            rows.append(dict(d=d, variant=tag, error=str(err)[:200]))
-        del q, k, v, ref
-    json.dump(rows, open(os.path.join(os.environ.get("OUT", "."), "gap_probe.json"), "w"), indent=1)
-    for d in sorted({r["d"] for r in rows}, reverse=True):
-        for r in [r for r in rows if r["d"] == d]:
-            extra = f"regs {r['regs']} spills {r['spills']} smem {r['shared']}" if "regs" in r else ""
-            tf = f"{r['tflops']:6.1f}" if "tflops" in r else r.get("error", "")
-            print(f"  d={d} {r['variant']:52s} {tf}  err {r.get('err', float('nan')):.1e}  {extra}")
+    def variants(q, k, v, cfg):
+        bm, bn, w, s, sp = cfg
+        return [(f"gap {bm}x{bn} w{w} s{s} split{sp} tail,lse,vlate={flags}",
+                 lambda flags=flags: gap(q, k, v, bm, bn, w, s, sp, *flags)) for flags in FLAGS]
+
+    run("gap_probe.json", [int(x) for x in os.environ.get("D", "128,64").split(",")], CFGS, variants, _gap_fwd)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,13 @@ For each compiled variant the registers, spills and shared memory are recorded.
 Non-causal, fp16, (4, 16, 8192, d). Prints a table; JSON to $OUT/polyexp_probe.json.
 usage: python3 scripts/attn_polyexp_probe.py   (env D="64,128")
 """
-import json
 import os
 
 import torch
 import triton
 import triton.language as tl
 
-from kernels import attention
-from kernels.attention import interleaved_medians
-from kernels.bench import _sdpa, attention_flops
+from scripts.probe_util import desc, load_half, run
 
 LOG2E = tl.constexpr(1.4426950408889634)
 # 2^f ~ C0 + C1 f + C2 f^2 + C3 f^3 on [-0.5, 0.5], minimax relative error 7.49e-5 (Lawson's algorithm)
@@ -79,15 +76,9 @@ def _poly_fwd(Q, K, V, sm_scale, Out, H, N_CTX,
     h = off_hz % H
     row0 = start_m * BLOCK_M
     qk_scale = sm_scale * LOG2E
-    q0 = tl.reshape(Q.load([z, h, row0, 0]), [HALF, HEAD_DIM])
-    m0 = tl.zeros([HALF], dtype=tl.float32) - float("inf")
-    l0 = tl.zeros([HALF], dtype=tl.float32)
-    a0 = tl.zeros([HALF, HEAD_DIM], dtype=tl.float32)
+    q0, m0, l0, a0 = load_half(Q, z, h, row0, HALF, HEAD_DIM)
     if SPLIT == 2:
-        q1 = tl.reshape(Q.load([z, h, row0 + HALF, 0]), [HALF, HEAD_DIM])
-        m1 = tl.zeros([HALF], dtype=tl.float32) - float("inf")
-        l1 = tl.zeros([HALF], dtype=tl.float32)
-        a1 = tl.zeros([HALF, HEAD_DIM], dtype=tl.float32)
+        q1, m1, l1, a1 = load_half(Q, z, h, row0 + HALF, HALF, HEAD_DIM)
     for start_n in tl.range(0, N_CTX, BLOCK_N):
         k = tl.reshape(K.load([z, h, start_n, 0]), [BLOCK_N, HEAD_DIM]).T
         v = tl.reshape(V.load([z, h, start_n, 0]), [BLOCK_N, HEAD_DIM])
@@ -103,13 +94,8 @@ def _poly_fwd(Q, K, V, sm_scale, Out, H, N_CTX,
 
 
 def poly(q, k, v, bm, bn, w, s, n_split, modes):
-    from triton.tools.tensor_descriptor import TensorDescriptor
-
     b, h, n, d = q.shape
     out = torch.empty_like(q)
-
-    def desc(t, rows):
-        return TensorDescriptor(t, shape=list(t.shape), strides=list(t.stride()), block_shape=[1, 1, rows, d])
 
     _poly_fwd[(n // bm, b * h)](desc(q, bm // n_split), desc(k, bn), desc(v, bn), d ** -0.5, desc(out, bm // n_split),
                                 h, n, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, SPLIT=n_split, MODE0=modes[0],
@@ -121,55 +107,15 @@ def poly(q, k, v, bm, bn, w, s, n_split, modes):
 CFGS = {64: [(128, 128, 4, 2, 2), (128, 64, 4, 3, 1), (64, 128, 4, 2, 1), (128, 128, 8, 3, 1)],
         128: [(256, 64, 8, 3, 2), (128, 64, 4, 2, 1), (128, 128, 8, 3, 1)]}
 MODES = {1: [(0,), (1,), (2,)], 2: [(0, 0), (0, 1), (1, 1), (0, 2)]}
-ROUNDS = 5
-
-
-def _compiled(jit_fn):
-    return {id(k): k for caches in jit_fn.device_caches.values() for k in caches[0].values()}
 
 
 def main():
-    B, H, N = 4, 16, 8192
-    rows = []
-    for d in [int(x) for x in os.environ.get("D", "64,128").split(",")]:
-        q, k, v = (torch.randn(B, H, N, d, device="cuda", dtype=torch.float16) for _ in range(3))
-        ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
-        flops = attention_flops(B, H, N, d, False)
-        fns = {"FLASH": lambda: _sdpa("FLASH_ATTENTION")(q, k, v, False),
-               "CUDNN": lambda: _sdpa("CUDNN_ATTENTION")(q, k, v, False)}
-        info = {}
-        for bm, bn, w, s, sp in CFGS[d]:
-            fns[f"app {bm}x{bn} w{w} s{s} split{sp}"] = (
-                lambda bm=bm, bn=bn, w=w, s=s, sp=sp: attention._launch(
-                    q, k, v, False, None, bm, bn, num_warps=w, num_stages=s, use_tma=True, split=sp)[0])
-            for modes in MODES[sp]:
-                tag = f"poly {bm}x{bn} w{w} s{s} split{sp} modes{''.join(map(str, modes))}"
-                fn = (lambda bm=bm, bn=bn, w=w, s=s, sp=sp, modes=modes: poly(q, k, v, bm, bn, w, s, sp, modes))
-                try:
-                    before = _compiled(_poly_fwd)
-                    err = float((fn().double() - ref).abs().max())
-                    new = [kk for i, kk in _compiled(_poly_fwd).items() if i not in before]
-                    info[tag] = dict(err=err, **({"regs": new[0].n_regs, "spills": new[0].n_spills,
-                                                  "shared": new[0].metadata.shared} if new else {}))
-                    fns[tag] = fn
-                except Exception as e:  # a variant that does not compile is a result too
-                    rows.append(dict(d=d, variant=tag, error=str(e).splitlines()[0][:200]))
-                    print(rows[-1], flush=True)
-        for tag in [t for t in fns if not t.startswith("poly")]:
-            info[tag] = dict(err=float((fns[tag]().double() - ref).abs().max()))
-        times, failed = interleaved_medians(fns, ROUNDS, lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100))
-        for tag, ms in times.items():
-            rows.append(dict(d=d, variant=tag, tflops=flops / ms / 1e9, **info.get(tag, {})))
-            print(rows[-1], flush=True)
-        for tag, err in failed.items():
-            rows.append(dict(d=d, variant=tag, error=str(err)[:200]))
-        del q, k, v, ref
-    json.dump(rows, open(os.path.join(os.environ.get("OUT", "."), "polyexp_probe.json"), "w"), indent=1)
-    print("\nranked:")
-    for d in sorted({r["d"] for r in rows}, reverse=True):
-        for r in sorted([r for r in rows if r["d"] == d and "tflops" in r], key=lambda r: -r["tflops"]):
-            extra = f"regs {r['regs']} spills {r['spills']} smem {r['shared']}" if "regs" in r else ""
-            print(f"  d={d} {r['variant']:44s} {r['tflops']:6.1f}  err {r.get('err', float('nan')):.1e}  {extra}")
+    def variants(q, k, v, cfg):
+        bm, bn, w, s, sp = cfg
+        return [(f"poly {bm}x{bn} w{w} s{s} split{sp} modes{''.join(map(str, modes))}",
+                 lambda modes=modes: poly(q, k, v, bm, bn, w, s, sp, modes)) for modes in MODES[sp]]
+
+    run("polyexp_probe.json", [int(x) for x in os.environ.get("D", "64,128").split(",")], CFGS, variants, _poly_fwd)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import importlib.util
 import itertools
 import json
 import os
-import sys
 
 import torch
 
