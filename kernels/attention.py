@@ -118,8 +118,8 @@ def _attn_fwd_inner(
         else:
             k = tl.load(K_src + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kk)
         # V_j is loaded with K_j, before the softmax that comes between their products: on an H100
-        # that ran 5-15% faster than loading it after (scripts/attn_gap_probe.py, 2026-11-23), except
-        # in the head_dim-64 split config, which keeps the late load (LATE_V)
+        # that ran up to 15% faster than loading it after for most configs (scripts/attn_gap_probe.py,
+        # 2026-11-23); the head_dim-64 split config ran slower so and keeps the late load (LATE_V)
         if not LATE_V:
             v = _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, N_CTX,
                         HEAD_DIM, BLOCK_N, MASKED, USE_TMA)
@@ -444,7 +444,7 @@ def _configs(interpret=None):
         (256, 64, 8, 3, False, 2, (128,)), (128, 128, 4, 2, False, 2, (16, 32, 64)),
     ]:
         kwargs = {"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws, "SPLIT": split}
-        if split == 2 and bm == 128:  # with V_j loaded early it ran 0.84-0.93x (H100, 2026-11-23)
+        if split == 2 and bm == 128:  # with V_j loaded early it ran 0.85-0.93x (H100, 2026-11-23)
             kwargs["LATE_V"] = True
         if head_dims:
             kwargs["HEAD_DIMS"] = head_dims
