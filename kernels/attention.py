@@ -26,7 +26,6 @@ MAX_BLOCK_HEAD_ELEMENTS = 256 * 128  # max(block_m, block_n) * head_dim: Q or K/
 TMA_MIN_SEQ_LEN = 4096  # the fast path uses tensor descriptors from here on
 LOG2E = tl.constexpr(1.4426950408889634)  # constexpr: compiled kernels may not read plain globals
 LN2 = tl.constexpr(0.6931471805599453)
-RESCALE_LOG2 = tl.constexpr(8.0)  # LAZY_RESCALE: the max moves when it grows by more than 2^8
 
 # trace buffers: state[0] = m, state[1] = l, state[2] = alpha ; counters in this order
 COUNTER_KEYS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
@@ -80,36 +79,6 @@ def _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.cons
 
 
 @triton.jit
-def _lazy_softmax_tile(qk, m_i, l_i, acc, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.constexpr,
-                       CAUSAL: tl.constexpr):
-    """The same update with the rescale made rare (FlashAttention-4's trick): the max that P is taken
-    under moves only when some row of the q-block sees its max grow by more than RESCALE_LOG2
-    (2^8 = 256x). Below that, P = exp2(S - m) stays <= 256, which fp32 sums and fp16/bf16 P hold
-    exactly as well, and acc, l are not touched: no exp2 for alpha, no multiply of acc. The result is
-    the same softmax: O = acc / l under whichever max both were summed under."""
-    if MASKED:
-        keep = offs_n[None, :] < N_CTX
-        if CAUSAL:
-            keep = keep & (offs_m[:, None] >= offs_n[None, :])
-        qk = tl.where(keep, qk * qk_scale, float("-inf"))
-        m_tile = tl.max(qk, 1)
-    else:
-        m_tile = tl.max(qk, 1) * qk_scale
-    if tl.max(m_tile - m_i, 0) > RESCALE_LOG2:  # one decision for the whole q-block
-        m_new = tl.maximum(m_i, m_tile)
-        alpha = tl.math.exp2(m_i - m_new)
-        acc = acc * alpha[:, None]
-        l_i = l_i * alpha
-        m_i = m_new
-    if MASKED:
-        p = tl.math.exp2(qk - m_i[:, None])
-    else:
-        p = tl.math.exp2(qk * qk_scale - m_i[:, None])
-    l_i = l_i + tl.sum(p, 1)
-    return p, m_i, l_i, acc
-
-
-@triton.jit
 def _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, N_CTX,
             HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, USE_TMA: tl.constexpr):
     if USE_TMA:
@@ -132,7 +101,6 @@ def _attn_fwd_inner(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr, SPLIT: tl.constexpr, LATE_V: tl.constexpr,
-    LAZY_RESCALE: tl.constexpr,
 ):
     # SPLIT == 2: the program's q-block is two halves of rows (q, acc, l_i, m_i) and (q1, acc1, l1,
     # m1), each with its own softmax state, sharing every K_j and V_j tile. SPLIT == 1: q1, acc1, l1
@@ -158,28 +126,19 @@ def _attn_fwd_inner(
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
         if SPLIT == 2:  # both halves' scores first, then each half's softmax and P V
             qk1 = tl.dot(q1, k, input_precision=DOT_PRECISION)
+        p, m_ij, alpha, l_i, qk = _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED, CAUSAL)
+        # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
-        if LAZY_RESCALE:
-            p, m_ij, l_i, acc = _lazy_softmax_tile(qk, m_i, l_i, acc, qk_scale, offs_m, offs_n, N_CTX,
-                                                   MASKED, CAUSAL)
-        else:
-            p, m_ij, alpha, l_i, qk = _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED, CAUSAL)
-            # -- rescale acc, then add p @ V_j; acc stays unnormalized until the end (FA2) --
-            acc = acc * alpha[:, None]
+        acc = acc * alpha[:, None]
         if LATE_V:
             v = _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, N_CTX,
                         HEAD_DIM, BLOCK_N, MASKED, USE_TMA)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         if SPLIT == 2:
-            if LAZY_RESCALE:
-                p1, m1, l1, acc1 = _lazy_softmax_tile(qk1, m1, l1, acc1, qk_scale, offs_m + BLOCK_M // 2, offs_n,
-                                                      N_CTX, MASKED, CAUSAL)
-            else:
-                p1, m1_new, alpha1, l1, _ = _softmax_tile(qk1, m1, l1, qk_scale, offs_m + BLOCK_M // 2, offs_n,
-                                                          N_CTX, MASKED, CAUSAL)
-                acc1 = acc1 * alpha1[:, None]
-                m1 = m1_new
-            acc1 = tl.dot(p1.to(v.dtype), v, acc1, input_precision=DOT_PRECISION)
+            p1, m1_new, alpha1, l1, _ = _softmax_tile(qk1, m1, l1, qk_scale, offs_m + BLOCK_M // 2, offs_n, N_CTX,
+                                                      MASKED, CAUSAL)
+            acc1 = tl.dot(p1.to(v.dtype), v, acc1 * alpha1[:, None], input_precision=DOT_PRECISION)
+            m1 = m1_new
         m_i = m_ij
         if TRACE:
             j = start_n // BLOCK_N
@@ -247,7 +206,7 @@ def _attn_fwd(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     USE_TMA: tl.constexpr = False, WARP_SPEC: tl.constexpr = False, SPLIT: tl.constexpr = 1,
-    MASKED_TILES: tl.constexpr = True, LATE_V: tl.constexpr = False, LAZY_RESCALE: tl.constexpr = False,
+    MASKED_TILES: tl.constexpr = True, LATE_V: tl.constexpr = False,
 ):
     # MASKED_TILES: some kv-blocks need a mask (causal, or seq_len not a multiple of BLOCK_N). The
     # host sets it; False leaves the masked loop out of the compiled kernel, even empty its
@@ -255,7 +214,6 @@ def _attn_fwd(
     tl.static_assert(SPLIT == 1 or SPLIT == 2, "SPLIT is 1 or 2")
     tl.static_assert(MASKED_TILES or not CAUSAL, "causal attention masks the diagonal band")
     tl.static_assert(SPLIT == 1 or not TRACE, "the trace records whole q-blocks: SPLIT == 1")
-    tl.static_assert(not (LAZY_RESCALE and TRACE), "the trace records the eager running max")
     ROWS: tl.constexpr = BLOCK_M // SPLIT  # rows per half (SPLIT == 2) or the whole q-block
     if CAUSAL:  # the last q-blocks have the most kv-blocks: launch them first, fewer idle SMs at the end
         start_m = tl.num_programs(0) - 1 - tl.program_id(0)
@@ -315,7 +273,6 @@ def _attn_fwd(
         start_m, 0, lo_masked, qk_scale, N_CTX, offs_m, offs_d,
         TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
         HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT, LATE_V,
-        LAZY_RESCALE,
     )
     if MASKED_TILES:
         acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
@@ -323,7 +280,6 @@ def _attn_fwd(
             stride_vk, start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d,
             TraceState, TraceVisit, TraceS, TraceP, TraceAcc, Counters, slot, step, Tq, Tk, n_slots,
             HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT, LATE_V,
-            LAZY_RESCALE,
         )
     _store_out(acc, l_i, m_i, Out, Lse, off_z, off_h, off_hz, row0, offs_m, offs_d,
                stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
@@ -418,7 +374,7 @@ def _descriptors(q, k, v, out, block_m, block_n):
 
 def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | None = None,
             num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False, maxnreg=None, split=1,
-            late_v=False, lazy_rescale=False):
+            late_v=False):
     backend.require_triton()
     _check_inputs(q, k, v)
     check_blocks(block_m, block_n, q.shape[3])  # both halves' score tiles are live at once: the whole block
@@ -426,16 +382,12 @@ def _launch(q, k, v, causal, sm_scale, block_m, block_n, trace: TraceBuffers | N
         raise ValueError(f"split must be 1, or 2 with block_m >= 32, got split={split!r}, block_m={block_m}")
     if split == 2 and trace is not None:
         raise ValueError("a traced launch records whole q-blocks: split must be 1")
-    if lazy_rescale and trace is not None:
-        raise ValueError("a traced launch records the running max as FlashAttention-2 keeps it: lazy_rescale "
-                         "must be False")
     return _launch_checked(q, k, v, causal, _scale(sm_scale, q.shape[3]), block_m, block_n, trace,
-                           num_warps, num_stages, out, use_tma, warp_spec, maxnreg, split, bool(late_v),
-                           bool(lazy_rescale))
+                           num_warps, num_stages, out, use_tma, warp_spec, maxnreg, split, bool(late_v))
 
 
 def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warps, num_stages, out, use_tma,
-                    warp_spec, maxnreg=None, split=1, late_v=False, lazy_rescale=False):
+                    warp_spec, maxnreg=None, split=1, late_v=False):
     """_launch after validation (sm_scale already a float): the tuned path calls this directly."""
     batch, heads, seq_len, head_dim = q.shape
     if out is None:
@@ -461,7 +413,7 @@ def _launch_checked(q, k, v, causal, sm_scale, block_m, block_n, trace, num_warp
         CAUSAL=bool(causal), TRACE=trace is not None,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         USE_TMA=use_tma, WARP_SPEC=warp_spec, SPLIT=split, MASKED_TILES=bool(causal) or seq_len % block_n != 0,
-        LATE_V=late_v, LAZY_RESCALE=lazy_rescale, **extra,
+        LATE_V=late_v, **extra,
     )
     return out, lse
 

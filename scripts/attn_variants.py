@@ -2,7 +2,7 @@
 Every variant of a shape is timed in interleaved rounds and each one's median reported.
 usage: python3 scripts/attn_variants.py  (prints a table; a JSON to $OUT/variants.json)
 env overrides: CONFIGS="256x64w8s2,256x64w8s3p2,128x128w4s2p2L,..." (block_m x block_n, warps, stages, p2
-for the q-block split into two halves, L for V loaded after the softmax, Z for the rare rescale),
+for the q-block split into two halves, L for V loaded after the softmax),
 SHAPES="8192x128x0,..." (seq_len x head_dim x causal), MODES="ptr,tma,tma+ws",
 NAME (of the JSON); OLD=path/to/attention.py also times that copy of the module (before/after a change)"""
 import importlib.util
@@ -19,15 +19,15 @@ from kernels.bench import _median_ms, _sdpa, attention_flops
 
 B, H = 4, 16
 SHAPES = [(8192, 128, False), (8192, 128, True), (8192, 64, False)]
-CONFIGS = [(128, 64, 4, 3, 1, False, False), (128, 64, 8, 3, 1, False, False), (128, 128, 8, 2, 1, False, False),
-           (128, 128, 8, 3, 1, False, False), (128, 64, 4, 4, 1, False, False), (128, 128, 4, 3, 1, False, False)]
+CONFIGS = [(128, 64, 4, 3, 1, False), (128, 64, 8, 3, 1, False), (128, 128, 8, 2, 1, False),
+           (128, 128, 8, 3, 1, False), (128, 64, 4, 4, 1, False), (128, 128, 4, 3, 1, False)]
 MODES = [("ptr", False, False), ("tma", True, False), ("tma+ws", True, True)]
 # overrides, e.g. CONFIGS="256x64w8s2,128x128w8s3" SHAPES="8192x128x0,8192x64x1" MODES="ptr,tma"
-if os.environ.get("CONFIGS"):  # L: V_j loaded after the softmax (LATE_V); Z: the rare rescale (LAZY_RESCALE)
+if os.environ.get("CONFIGS"):  # L: V_j loaded after the softmax (LATE_V)
     CONFIGS = []
     for c in os.environ["CONFIGS"].split(","):
-        bm, bn, w, st, split, flags = re.fullmatch(r"(\d+)x(\d+)w(\d+)s(\d+)(?:p(\d))?([LZ]*)", c).groups()
-        CONFIGS.append((int(bm), int(bn), int(w), int(st), int(split or 1), "L" in flags, "Z" in flags))
+        bm, bn, w, st, split, flags = re.fullmatch(r"(\d+)x(\d+)w(\d+)s(\d+)(?:p(\d))?(L?)", c).groups()
+        CONFIGS.append((int(bm), int(bn), int(w), int(st), int(split or 1), "L" in flags))
 if os.environ.get("SHAPES"):
     SHAPES = [(int(n), int(d), bool(int(c))) for n, d, c in (sh.split("x") for sh in os.environ["SHAPES"].split(","))]
 if os.environ.get("MODES"):
@@ -47,14 +47,12 @@ for n, d, causal in SHAPES:
     # every variant of a shape timed in interleaved rounds, the median of each (kernels.bench's method)
     fns = {name: (lambda name=name: _sdpa(name)(q, k, v, causal)) for name in ("FLASH_ATTENTION", "CUDNN_ATTENTION")}
     errs = {}
-    for (bm, bn, w, st, split, late_v, lazy), (mode, tma, ws), (prefix, mod) in itertools.product(
-            CONFIGS, MODES, modules):
-        if (late_v or lazy) and prefix:  # flags the old module may not have
+    for (bm, bn, w, st, split, late_v), (mode, tma, ws), (prefix, mod) in itertools.product(CONFIGS, MODES, modules):
+        if late_v and prefix:  # the old module has no LATE_V: its V load is always late
             continue
         tag = (f"{prefix}{mode} {bm}x{bn} w{w} s{st}" + (f" split{split}" if split != 1 else "")
-               + (" late-V" if late_v else "") + (" lazy" if lazy else ""))
-        extra = (({"split": split} if split != 1 else {}) | ({"late_v": True} if late_v else {})
-                 | ({"lazy_rescale": True} if lazy else {}))
+               + (" late-V" if late_v else ""))
+        extra = ({"split": split} if split != 1 else {}) | ({"late_v": True} if late_v else {})
         fn = (lambda mod=mod, bm=bm, bn=bn, w=w, st=st, tma=tma, ws=ws, extra=extra: mod._launch(
             q, k, v, causal, None, bm, bn, num_warps=w, num_stages=st, use_tma=tma, warp_spec=ws, **extra))
         try:
