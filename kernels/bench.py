@@ -216,19 +216,28 @@ def small_run(progress=None) -> dict:
 
 # ----------------------------------------------------------------------------------- report
 def vs_ours(rows: list[dict], kind: str = "attention") -> list[dict]:
-    """ours / each other implementation in TFLOP/s, per (head_dim, causal, seq_len)."""
+    """ours / each other implementation in TFLOP/s, per (head_dim, causal, seq_len); where the run
+    also replayed each call from a CUDA graph (graph_tflops: GPU time alone), gpu_vs_NAME too."""
     by_key = {}
     for r in rows:
-        by_key.setdefault((r["head_dim"], r["causal"], r["seq_len"]), {})[r["impl"]] = r.get("tflops")
+        by_key.setdefault((r["head_dim"], r["causal"], r["seq_len"]), {})[r["impl"]] = r
     out = []
     for (d, causal, n), impls in sorted(by_key.items()):
-        ours = impls.get("ours")
-        row = {"kind": kind, "head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours}
-        for name, tf in impls.items():
+        ours = impls.get("ours", {})
+        row = {"kind": kind, "head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours.get("tflops")}
+        for name, r in impls.items():
             if name != "ours":
-                row[f"vs_{name}"] = (ours / tf) if (ours and tf) else None
+                row[f"vs_{name}"] = _ratio(ours.get("tflops"), r.get("tflops"))
+        if any(r.get("graph_tflops") for r in impls.values()):
+            for name, r in impls.items():
+                if name != "ours":
+                    row[f"gpu_vs_{name}"] = _ratio(ours.get("graph_tflops"), r.get("graph_tflops"))
         out.append(row)
     return out
+
+
+def _ratio(a, b):
+    return a / b if (a and b) else None
 
 
 def ratios(result: dict) -> list[dict]:
@@ -264,11 +273,16 @@ def table(result: dict) -> str:
         rows = [r for r in rat if r["kind"] == kind]
         if not rows:
             continue
-        names = [k for k in rows[0] if k.startswith("vs_")]
+        names = [k for k in rows[0] if k.startswith(("vs_", "gpu_vs_"))]
         lines.append(title)
-        lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} " + " ".join(f"{n[3:]:>22}" for n in names))
+        if any(n.startswith("gpu_") for n in names):
+            lines.append("(gpu: the same call replayed from a CUDA graph, the GPU's time alone)")
+        labels = {n: n[3:] if n.startswith("vs_") else "gpu " + n[7:] for n in names}
+        width = {n: max(22, len(labels[n])) for n in names}
+        lines.append(f"{'d':>4} {'causal':>6} {'N':>6} {'ours':>7} "
+                     + " ".join(f"{labels[n]:>{width[n]}}" for n in names))
         for r in rows:
-            cells = " ".join(f"{r[n]:22.2f}" if r.get(n) else f"{'-':>22}" for n in names)
+            cells = " ".join(f"{r[n]:{width[n]}.2f}" if r.get(n) else f"{'-':>{width[n]}}" for n in names)
             lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} {cells}")
     sm = [r for r in rat if r["kind"] == "softmax"]
     if sm:

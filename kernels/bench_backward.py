@@ -6,7 +6,8 @@ its FLASH_ATTENTION and CUDNN_ATTENTION backends, and the forward alone; the bac
 difference. FLOPs follow FlashAttention's benchmarks: forward 4 * B * H * N^2 * D (halved when
 causal), backward 2.5x the forward, forward + backward 3.5x the forward.
 Method: triton.testing.do_bench (CUDA events, warm-up, median of repeats), fresh random inputs for
-the timed runs. Progress on stderr, a table on stdout, everything in a JSON file.
+the timed runs; then forward + backward once more replayed from a CUDA graph, the GPU's time alone
+(at small sizes the eager call waits on the host: launches, autograd). Progress on stderr, a table on stdout, everything in a JSON file.
 
 Not for: correctness (tests/test_backward.py), or anything without CUDA (it refuses with a message).
 """
@@ -34,6 +35,13 @@ def _grads(fn, q, k, v, do, causal):
     import torch
 
     return torch.autograd.grad(fn(q, k, v, causal), (q, k, v), do)
+
+
+def _graph_ms(fn) -> float:
+    """Median ms of fn replayed from a CUDA graph (triton.testing.do_bench_cudagraph)."""
+    import triton
+
+    return float(triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median"))
 
 
 def _forward_only(fn, q, k, v, causal):
@@ -88,6 +96,15 @@ def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True)
                 bwd_ms = ms - fwd_ms
                 row.update(ms=ms, tflops=FWD_BWD_FLOPS * fwd_flops / ms / 1e9, fwd_ms=fwd_ms, bwd_ms=bwd_ms,
                            bwd_tflops=BWD_FLOPS * fwd_flops / bwd_ms / 1e9 if bwd_ms > 0 else None)
+        # the same calls replayed from a CUDA graph: GPU time alone, without the host's launches and
+        # autograd's bookkeeping, which bound the eager call at small sizes
+        for name, row in case_rows.items():
+            if row.get("tflops"):
+                try:
+                    g = _graph_ms(timed[("both", name)])
+                    row.update(graph_ms=g, graph_tflops=FWD_BWD_FLOPS * fwd_flops / g / 1e9)
+                except RuntimeError as e:  # a call that cannot be captured: the eager figures stand
+                    row["graph_note"] = f"not captured: {str(e).splitlines()[0][:120]}"
         for name, row in case_rows.items():
             rows.append(row)
             _log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "

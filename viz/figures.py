@@ -646,6 +646,7 @@ def softmax_access_rows(length: int, counts: dict) -> list[dict]:
 # ---------------------------------------------------------------- benchmarks
 IMPL_LABELS = {
     "ours": "ours (this app's kernel, TRACE off)",
+    "ours_gpu_only": "ours, GPU time alone (CUDA graph replay)",
     "sdpa_flash_attention": "SDPA FLASH_ATTENTION",
     "sdpa_cudnn_attention": "SDPA CUDNN_ATTENTION",
     "sdpa_efficient_attention": "SDPA EFFICIENT_ATTENTION",
@@ -655,7 +656,7 @@ IMPL_LABELS = {
     "copy": "copy of the same bytes",
 }
 IMPL_COLORS = {
-    "ours": ORANGE, "sdpa_flash_attention": BLUE, "sdpa_cudnn_attention": "#6A3D9A",
+    "ours": ORANGE, "ours_gpu_only": ORANGE, "sdpa_flash_attention": BLUE, "sdpa_cudnn_attention": "#6A3D9A",
     "sdpa_efficient_attention": "#33A02C", "sdpa_math": GREY,
     "torch": BLUE, "naive": RED, "safe": "#6A3D9A", "online": ORANGE, "single_pass": "#33A02C",
     "copy": GREY,
@@ -669,13 +670,18 @@ def bench_measured_on(result: dict) -> str:
 
 
 def bench_attention_series(rows: list[dict], head_dim: int, causal: bool) -> dict:
-    """{impl: (seq_lens, tflops)} for one panel, skipped measurements left out."""
+    """{impl: (seq_lens, tflops)} for one panel, skipped measurements left out; where ours was also
+    replayed from a CUDA graph, that series too, as "ours_gpu_only"."""
     out = {}
     for r in rows:
-        if r["head_dim"] == head_dim and r["causal"] == causal and r.get("tflops"):
-            xs, ys = out.setdefault(r["impl"], ([], []))
-            xs.append(r["seq_len"])
-            ys.append(r["tflops"])
+        if r["head_dim"] != head_dim or r["causal"] != causal:
+            continue
+        for impl, tf in ((r["impl"], r.get("tflops")),
+                         ("ours_gpu_only", r.get("graph_tflops") if r["impl"] == "ours" else None)):
+            if tf:
+                xs, ys = out.setdefault(impl, ([], []))
+                xs.append(r["seq_len"])
+                ys.append(tf)
     return out
 
 
@@ -694,7 +700,9 @@ def bench_attention_figure(result: dict, key: str = "attention") -> go.Figure:
             for impl, (xs, ys) in bench_attention_series(rows, d, c).items():
                 fig.add_trace(go.Scatter(
                     x=xs, y=ys, mode="lines+markers", name=IMPL_LABELS.get(impl, impl), legendgroup=impl,
-                    showlegend=(ri == 1 and ci == 1), line=dict(color=IMPL_COLORS.get(impl), width=4 if impl == "ours" else 2),
+                    showlegend=(ri == 1 and ci == 1),
+                    line=dict(color=IMPL_COLORS.get(impl), width={"ours": 4, "ours_gpu_only": 3}.get(impl, 2),
+                              dash="dash" if impl == "ours_gpu_only" else None),
                     hovertemplate="N=%{x}<br>%{y:.0f} TFLOP/s<extra>" + IMPL_LABELS.get(impl, impl) + "</extra>",
                 ), row=ri, col=ci)
             if peak:
@@ -754,6 +762,20 @@ def bench_softmax_figure(result: dict) -> go.Figure:
     return fig
 
 
+def host_bound_note(result: dict, kind: str = "backward") -> str | None:
+    """A sentence on the case where ours' eager call is furthest above its CUDA-graph replay (the GPU's
+    time alone), from the run's own figures; None when the run has no replays."""
+    ours = [r for r in result.get(kind, []) if r.get("impl") == "ours" and r.get("ms") and r.get("graph_ms")]
+    if not ours:
+        return None
+    r = max(ours, key=lambda r: r["ms"] / r["graph_ms"])
+    mask = "causal" if r["causal"] else "full"
+    return (f"Dashed: ours replayed from a CUDA graph, the GPU's time alone. Where it stands above the solid "
+            f"line the eager call waits on the host (Triton's launches, autograd): most at seq_len "
+            f"{r['seq_len']}, head_dim {r['head_dim']} {mask}, {r['ms'] * 1000:.0f} µs a call against "
+            f"{r['graph_ms'] * 1000:.0f} µs of GPU work.")
+
+
 def bench_ratio_table(result: dict, kind: str = "attention") -> list[dict]:
     """Rows for st.dataframe: ours / each PyTorch backend per attention (or backward) case, and the
     config the forward's tuner picked where the run recorded it (e.g. 'BM256 BN64 w8 s3 split2')."""
@@ -773,6 +795,10 @@ def bench_ratio_table(result: dict, kind: str = "attention") -> list[dict]:
         for k, v in r.items():
             if k.startswith("vs_"):
                 row["ours / " + IMPL_LABELS.get(k[3:], k[3:]).replace("SDPA ", "")] = round(v, 2) if v else None
+        for k, v in r.items():  # the same calls replayed from a CUDA graph, where the run did
+            if k.startswith("gpu_vs_"):
+                name = IMPL_LABELS.get(k[7:], k[7:]).replace("SDPA ", "")
+                row[f"ours / {name}, GPU time alone"] = round(v, 2) if v else None
         out.append(row)
     return out
 

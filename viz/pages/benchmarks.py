@@ -71,6 +71,9 @@ if result.get("backward"):
     st.caption(f"{b['dtype']}, batch {b['batch']}, {b['heads']} heads; FLOPs = 3.5 x the forward's "
                "(the backward does 2.5x). Ours is flash_attention through torch.autograd.")
     st.plotly_chart(fg.bench_attention_figure(result, "backward"), width="stretch", key="bench.bwd_fig")
+    note = fg.host_bound_note(result, "backward")
+    if note:
+        st.caption(note)
     st.dataframe(fg.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", key="bench.bwd_table")
 
 if result.get("softmax"):
