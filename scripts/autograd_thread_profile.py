@@ -1,0 +1,36 @@
+"""Does our backward() itself run slower on autograd's CUDA worker thread than on the calling thread?
+cProfile enabled inside FlashAttentionFunction.backward only, 300 small forward + backward calls
+(1 x 1 x 128 x 64) on each thread, twice; prints each run's per-call time and its top functions.
+usage: python3 scripts/autograd_thread_profile.py   (output kept in
+kernels/results/probes/h100-2026-11-23-autograd-thread-profile.txt)
+"""
+import cProfile, pstats, io, time, torch
+from kernels import attention
+from kernels.bench_backward import _grads
+q, k, v = (torch.randn(1, 1, 128, 64, device="cuda", dtype=torch.float16, requires_grad=True) for _ in range(3))
+do = torch.randn_like(q)
+ours = lambda q, k, v, causal: attention.flash_attention(q, k, v, causal=causal)
+orig = attention.FlashAttentionFunction.backward
+prof = {"p": None}
+def wrapped(ctx, g):
+    p = prof["p"]
+    if p is None:
+        return orig(ctx, g)
+    p.enable()
+    try:
+        return orig(ctx, g)
+    finally:
+        p.disable()
+attention.FlashAttentionFunction.backward = staticmethod(wrapped)
+for thread in ("worker", "calling", "worker", "calling"):
+    with torch.autograd.set_multithreading_enabled(thread == "worker"):
+        for _ in range(100): _grads(ours, q, k, v, do, False)
+        torch.cuda.synchronize()
+        prof["p"] = cProfile.Profile()
+        t0 = time.perf_counter()
+        for _ in range(300): _grads(ours, q, k, v, do, False)
+        torch.cuda.synchronize()
+        dt = (time.perf_counter() - t0) / 300 * 1e6
+        p = prof["p"]; prof["p"] = None
+        s = io.StringIO(); st = pstats.Stats(p, stream=s); st.sort_stats("tottime").print_stats(14)
+        print(f"=== {thread} thread: {dt:.0f} us per call (profiled)"); print(s.getvalue()[s.getvalue().find('ncalls'):][:2600])
