@@ -7,7 +7,8 @@ difference. FLOPs follow FlashAttention's benchmarks: forward 4 * B * H * N^2 * 
 causal), backward 2.5x the forward, forward + backward 3.5x the forward.
 Method: triton.testing.do_bench (CUDA events, warm-up, median of repeats), fresh random inputs for
 the timed runs; then forward + backward once more replayed from a CUDA graph, the GPU's time alone
-(at small sizes the eager call waits on the host: launches, autograd). Progress on stderr, a table on stdout, everything in a JSON file.
+(at small sizes the eager call waits on the host: launches, autograd). Progress on stderr, a table
+on stdout, everything in a JSON file.
 
 Not for: correctness (tests/test_backward.py), or anything without CUDA (it refuses with a message).
 """

@@ -234,6 +234,9 @@ def test_graph_replay_ratios_table_and_dashed_line():
     dashed = [t for t in fg.bench_attention_figure(result, "backward").data if t.line.dash == "dash"]
     assert [t.name for t in dashed] == ["ours, GPU time alone (CUDA graph replay)"]
     assert "500 µs of GPU work" in fg.host_bound_note(result)
+    # a run whose eager calls are as fast as their replays says so, and names no case
+    close = {**result, "backward": [row("ours", 200.0, 210.0), row("sdpa_flash_attention", 250.0, 260.0)]}
+    assert fg.host_bound_note(close).endswith("In every case the eager call takes within 10% of that.")
     # a run without replays keeps its old columns and no dashed line
     plain = {**result, "backward": [row("ours", 200.0, None), row("sdpa_flash_attention", 250.0, None)]}
     assert not any(k.startswith("gpu_") for k in bench.vs_ours(plain["backward"], "backward")[0])
