@@ -34,7 +34,6 @@ if INTERPRET:
     os.environ["TRITON_INTERPRET"] = "1"
 
 try:
-    import torch
     import triton  # noqa: F401  (imported here, after the switch above)
 
     HAVE_TRITON = True

@@ -147,10 +147,33 @@ def attention_backward_rows(q, k, v, do, causal: bool, sm_scale: float, chunk: i
     return {"dq": dq, "dk": dk, "dv": dv, "d": d}
 
 
-def softmax_backward_row(p, dp) -> dict:
+def attention_row(q, k, v, do, row: int, causal: bool, sm_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """P and dP = dO V^T of one query row, float64 (N,) each, without the N x N matrices."""
+    q, k, v, do = _f64(q), _f64(k), _f64(v), _f64(do)
+    s = (k @ q[row]) * sm_scale  # (N,)
+    if causal:
+        s[row + 1:] = -np.inf
+    p = np.exp(s - s.max())
+    return p / p.sum(), v @ do[row]
+
+
+def jacobian(p, rows=None, cols=None) -> np.ndarray:
+    """J = diag(p) - p p^T of one softmax row, or the rows x cols part of it (index arrays)."""
+    p = _f64(p)
+    rows = np.arange(p.size) if rows is None else np.asarray(rows)
+    cols = np.arange(p.size) if cols is None else np.asarray(cols)
+    return np.where(rows[:, None] == cols[None, :], p[rows][:, None], 0.0) - np.outer(p[rows], p[cols])
+
+
+def softmax_backward_row(p, dp, chunk: int = 256) -> dict:
     """One row of the softmax backward both ways: the Jacobian J = diag(p) - p p^T (N x N
-    elements for one row) times dp, and p o (dp - D) with the one number D = p . dp."""
+    elements for one row) times dp, built `chunk` rows of J at a time so memory stays O(chunk N),
+    and p o (dp - D) with the one number D = p . dp."""
     p, dp = _f64(p), _f64(dp)
-    jac = np.diag(p) - np.outer(p, p)  # (N, N): write N*N
+    n = p.size
+    ds_jac = np.empty(n)
+    for r0 in range(0, n, chunk):  # J[r0:r1] @ dp, one slab of the N x N Jacobian at a time
+        rows = np.arange(r0, min(r0 + chunk, n))
+        ds_jac[rows] = jacobian(p, rows) @ dp
     d = float(p @ dp)  # read 2N
-    return {"jacobian": jac, "ds_jacobian": jac @ dp, "d": d, "ds": p * (dp - d)}
+    return {"ds_jacobian": ds_jac, "d": d, "ds": p * (dp - d)}

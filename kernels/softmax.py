@@ -11,15 +11,14 @@ Not for: float64 references (kernels/reference.py) or traffic formulas (kernels/
 """
 import math
 
-from kernels import backend  # before triton: picks GPU or interpreter
-from kernels import traffic
+from kernels import backend, limits, traffic  # backend first: it picks the GPU or the interpreter
 
 backend.require_triton()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+import numpy as np
+import torch
+import triton
+import triton.language as tl
 
 VARIANTS = traffic.SOFTMAX_VARIANTS  # ("naive", "safe", "online", "single_pass")
 MIN_BLOCK, MAX_BLOCK = 16, 65536
@@ -196,7 +195,8 @@ def softmax_single_pass_kernel(
     p = tl.exp2((x - m_i[:, None]) * LOG2E)
     l_i = tl.sum(p, axis=1)
     mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
-    tl.store(Y_ptr + rows[:, None] * stride_ym + offs_n, (p / l_i[:, None]).to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
+    y = (p / l_i[:, None]).to(Y_ptr.dtype.element_ty)
+    tl.store(Y_ptr + rows[:, None] * stride_ym + offs_n, y, mask=mask_st)  # write cols elements
     if COUNT:
         n = tl.sum(mask_st.to(tl.int32))
         tl.atomic_add(Counts_ptr, n.to(tl.int64))
@@ -204,6 +204,11 @@ def softmax_single_pass_kernel(
 
 
 # ---------------------------------------------------------------- host side
+def variants_for(cols: int) -> tuple[str, ...]:
+    """The variants that run on rows of this length: single_pass only where a row fits on chip."""
+    return tuple(v for v in VARIANTS if v != "single_pass" or cols <= SINGLE_PASS_MAX_COLS)
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
@@ -244,19 +249,16 @@ def _num_warps(block: int) -> int:
 
 
 def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    limits.check_choice("variant", variant, VARIANTS)
 
 
 def _check_block(block) -> int:
-    if not isinstance(block, int) or block < MIN_BLOCK or block > MAX_BLOCK or block & (block - 1):
-        raise ValueError(f"block must be a power of two between {MIN_BLOCK} and {MAX_BLOCK}, got {block}")
-    return block
+    return limits.check_pow2("block", block, MIN_BLOCK, MAX_BLOCK)
 
 
 def _check_x(x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise ValueError(f"x must be a torch.Tensor (rows, cols), got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D (rows, cols), got shape {tuple(x.shape)}")
     if x.shape[0] < 1 or x.shape[1] < 1:
@@ -274,12 +276,7 @@ def _check_x(x) -> torch.Tensor:
 
 
 def _check_rows_per_program(rows_per_program, block: int) -> int:
-    r = rows_per_program
-    if (not isinstance(r, int) or isinstance(r, bool) or r < 1 or r > MAX_ROWS_PER_PROGRAM
-            or r & (r - 1)):
-        raise ValueError(
-            f"rows_per_program must be a power of two between 1 and {MAX_ROWS_PER_PROGRAM}, got {r!r}"
-        )
+    r = limits.check_pow2("rows_per_program", rows_per_program, 1, MAX_ROWS_PER_PROGRAM)
     if r * block > MAX_TILE_ELEMS:
         raise ValueError(
             f"rows_per_program * block must be at most {MAX_TILE_ELEMS} elements (one tile), "
@@ -333,6 +330,7 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
     rows_per_program (a power of two, 1..256) forces how many rows one program handles; None picks
     default_rows_per_program."""
     _check_variant(variant)
+    return_counts = limits.check_bool("return_counts", return_counts)
     x = _check_x(x)
     rows, cols = x.shape
     block = _resolve_block(variant, block, cols, x.dtype)
@@ -342,7 +340,8 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
     if out is None:
         y = torch.empty((rows, cols), dtype=x.dtype, device=x.device)
     else:
-        if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device or out.stride(1) != 1:
+        if (not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype
+                or out.device != x.device or out.stride(1) != 1):
             raise ValueError(
                 f"out must match x ({tuple(x.shape)}, {x.dtype}, {x.device}) with dense columns, "
                 f"got {tuple(out.shape)}, {out.dtype}, {out.device}, strides {out.stride()}"

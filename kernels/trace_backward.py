@@ -9,19 +9,19 @@ the elements they loaded and stored. float64 references are attached to check th
 
 Units are the textbook ones: P = exp(s - lse) with s = (q . k) * sm_scale, dS = P o (dP - D),
 dK = sm_scale * dS^T Q, dQ = sm_scale * dS K, dV = P^T dO.
-Not for: drawing (viz/) or the fast path (kernels/attention.py flash_attention).
+Not for: drawing (viz/), the fast path (attention.py) or the file format (trace_io.py).
 """
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import backend, reference, traffic
-from kernels.trace import TILE_BUDGET_BYTES, TraceConfig, make_inputs
+from kernels import backend, limits, reference, traffic
+from kernels.inputs import make_do, make_inputs
+from kernels.trace import TraceConfig, tile_blocks
 
 # One traced backward in the interpreter (forward, preprocess, dK/dV with TRACE on, dQ) takes
-# about 7.5 ms a tile, like a traced forward (2 cores, measured 2026-11-23: 2025 tiles of 16 x 16
-# in 15 s, 1024 tiles of 64 x 64 in 4.5 s), so TraceConfig's limit of 2048 tiles holds for it too.
+# about 7.5 ms a tile, like a traced forward, so TraceConfig's limit of 2048 tiles holds for it too.
 CPU_SECONDS_PER_TILE = 0.0075
 
 
@@ -33,15 +33,6 @@ def capture_seconds(cfg: TraceConfig) -> float:
 def tile_bytes(cfg: TraceConfig) -> int:
     """Bytes of P, dP, dS and the dK, dV accumulators for one kv-block (all its q-block steps)."""
     return 4 * cfg.n_q_blocks * (3 * cfg.block_m * cfg.block_n + 2 * cfg.block_n * cfg.head_dim)
-
-
-def default_tile_kv_blocks(cfg: TraceConfig) -> tuple[int, ...]:
-    """Every kv-block if their tiles fit the budget, else evenly spaced ones, first and last included."""
-    tk = cfg.n_kv_blocks
-    fit = max(1, TILE_BUDGET_BYTES // tile_bytes(cfg))
-    if fit >= tk:
-        return tuple(range(tk))
-    return tuple(sorted({round(x) for x in np.linspace(0, tk - 1, fit)}))
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,9 +80,11 @@ class BackwardTrace:
         return iq[np.argsort(order[iq])]
 
     def rows(self, q_block: int) -> int:
+        """Rows of q_block that lie inside seq_len."""
         return min(self.config.block_m, self.config.seq_len - q_block * self.config.block_m)
 
     def cols(self, kv_block: int) -> int:
+        """Columns of kv_block that lie inside seq_len."""
         return min(self.config.block_n, self.config.seq_len - kv_block * self.config.block_n)
 
     def has_all_tiles(self) -> bool:
@@ -125,12 +118,6 @@ class BackwardTrace:
                 for name in ("dq", "dk", "dv", "delta")}
 
 
-def make_do(cfg: TraceConfig, do_seed: int | None = None) -> np.ndarray:
-    """The output gradient dO ~ N(0, 1), float32 (seq_len, head_dim), from its own random stream."""
-    seed = cfg.seed if do_seed is None else do_seed
-    return np.random.default_rng([seed, 1]).standard_normal((cfg.seq_len, cfg.head_dim)).astype(np.float32)
-
-
 def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None = None) -> BackwardTrace:
     """Run the forward, then the backward with the dK/dV kernel's TRACE on, once. kv_blocks:
     which kv-blocks keep their per-tile P, dP, dS and accumulators (default: all of them when
@@ -138,31 +125,22 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
     backend.require_triton()
     import torch
 
-    from kernels import attention
+    from kernels import attention, flash_bwd, flash_fwd
 
-    if do_seed is not None and (not isinstance(do_seed, (int, np.integer)) or not 0 <= do_seed < 2**31):
-        raise ValueError(f"do_seed must be an integer in [0, 2**31), got {do_seed!r}")
-    if kv_blocks is None:
-        kv_blocks = default_tile_kv_blocks(cfg)
-    kv_blocks = tuple(sorted({int(j) for j in kv_blocks}))
-    for j in kv_blocks:
-        if not 0 <= j < cfg.n_kv_blocks:
-            raise ValueError(f"kv_blocks must lie in [0, {cfg.n_kv_blocks - 1}], got {j}")
-    if len(kv_blocks) * tile_bytes(cfg) > TILE_BUDGET_BYTES:
-        raise ValueError(
-            f"tiles of {len(kv_blocks)} kv-blocks take {len(kv_blocks) * tile_bytes(cfg) >> 20} MiB "
-            f"(limit {TILE_BUDGET_BYTES >> 20} MiB): ask for fewer kv-blocks"
-        )
+    if not isinstance(cfg, TraceConfig):
+        raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
+    do_seed = cfg.seed if do_seed is None else limits.check_int("do_seed", do_seed, 0, 2**31 - 1)
+    kv_blocks = tile_blocks(cfg, kv_blocks, cfg.n_kv_blocks, tile_bytes(cfg), "kv_blocks")
     dt = attention.torch_dtype(cfg.dtype)
-    do_seed = cfg.seed if do_seed is None else int(do_seed)
     host = [torch.from_numpy(a).to(dt) for a in (*make_inputs(cfg), make_do(cfg, do_seed))]
     q, k, v, do = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)
-    out, lse = attention._launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n)
-    buf = attention.BackwardTraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, kv_blocks,
+    out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n)
+    buf = flash_bwd.BackwardTraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, kv_blocks,
                                          backend.DEVICE)
+    blocks = {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n}
     t0 = time.perf_counter()
-    dq, dk, dv, delta, _ = attention._launch_bwd(q, k, v, out, lse, do, cfg.causal, cfg.sm_scale,
-                                                 cfg.block_m, cfg.block_n, trace=buf)
+    dq, dk, dv, delta, _ = flash_bwd.launch(q, k, v, out, lse, do, cfg.causal, cfg.sm_scale, blocks, blocks,
+                                            trace=buf)
     if backend.DEVICE == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -172,7 +150,6 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
 
     q64, k64, v64, do64 = (t.double().numpy() for t in host)  # exactly what the kernels saw
     ref = reference.attention_backward_rows(q64, k64, v64, do64, cfg.causal, cfg.sm_scale)
-    n = len(kv_blocks)
     return BackwardTrace(
         config=cfg, do_seed=do_seed,
         q=np32(host[0]), k=np32(host[1]), v=np32(host[2]), do=np32(host[3]),
@@ -180,9 +157,8 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
         dq=np32(dq[0, 0]), dk=np32(dk[0, 0]), dv=np32(dv[0, 0]),
         visit_order=buf.visit.cpu().numpy(),
         tile_kv_blocks=np.asarray(kv_blocks, dtype=np.int64),
-        p=np32(buf.p[:n]), dp=np32(buf.dp[:n]), ds=np32(buf.ds[:n]),
-        dk_acc=np32(buf.acc[0, :n]), dv_acc=np32(buf.acc[1, :n]),
-        counters=dict(zip(attention.BWD_COUNTER_KEYS, (int(c) for c in buf.counters.cpu()))),
+        p=np32(buf.p), dp=np32(buf.dp), ds=np32(buf.ds), dk_acc=np32(buf.dk), dv_acc=np32(buf.dv),
+        counters=dict(zip(flash_bwd.COUNTER_KEYS, (int(c) for c in buf.counters.cpu()), strict=False)),
         ref_delta=ref["d"], ref_dq=ref["dq"], ref_dk=ref["dk"], ref_dv=ref["dv"],
         sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
     )

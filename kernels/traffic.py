@@ -5,7 +5,17 @@ Not for: timing. What moves is counted here; how fast it moves is kernels/bench.
 """
 import math
 
+import numpy as np
+
 SOFTMAX_VARIANTS = ("naive", "safe", "online", "single_pass")
+# What the kernels count (kernels/flash_fwd.py, kernels/flash_bwd.py), named as the models below
+FA2_COUNTERS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
+BACKWARD_COUNTERS = (
+    "pre_o_loads", "pre_do_loads", "pre_d_stores",
+    "dkdv_k_loads", "dkdv_v_loads", "dkdv_q_loads", "dkdv_do_loads", "dkdv_lse_loads", "dkdv_d_loads",
+    "dkdv_dk_stores", "dkdv_dv_stores",
+    "dq_q_loads", "dq_do_loads", "dq_lse_loads", "dq_d_loads", "dq_k_loads", "dq_v_loads", "dq_dq_stores",
+)
 
 # passes over the input, loads and stores per element (masked lanes never count)
 SOFTMAX_ACCESSES = {
@@ -16,12 +26,33 @@ SOFTMAX_ACCESSES = {
 }
 
 
+# Each pass of each softmax kernel (kernels/softmax.py): what it computes, and whether it writes y.
+# Its reads per element are the pass count: the same numbers as SOFTMAX_ACCESSES.
+SOFTMAX_PASSES = {
+    "naive": (("d = Σ eˣ", False), ("y = eˣ / d", True)),
+    "safe": (("m = max x", False), ("d = Σ eˣ⁻ᵐ", False), ("y = eˣ⁻ᵐ / d", True)),
+    "online": (("m, d running (rescale d when m grows)", False), ("y = eˣ⁻ᵐ / d", True)),
+    "single_pass": (("whole row on chip: m, d, y", True),),
+}
+assert all(len(p) == SOFTMAX_ACCESSES[v][0] for v, p in SOFTMAX_PASSES.items())
+
+
 def softmax(variant: str, rows: int, cols: int) -> dict:
     """Elements a row-wise softmax over a (rows, cols) matrix loads and stores."""
     if variant not in SOFTMAX_ACCESSES:
         raise ValueError(f"variant must be one of {SOFTMAX_VARIANTS}, got {variant!r}")
     ld, st = SOFTMAX_ACCESSES[variant]
     return {"loads": ld * rows * cols, "stores": st * rows * cols}
+
+
+def visited_tiles(seq_len: int, block_m: int, block_n: int, causal: bool) -> np.ndarray:
+    """(Tq, Tk) bool: the tiles a FlashAttention kernel computes (causal: none wholly above the diagonal)."""
+    tq, tk = math.ceil(seq_len / block_m), math.ceil(seq_len / block_n)
+    last_row = np.minimum((np.arange(tq) + 1) * block_m, seq_len) - 1  # (Tq,)
+    first_col = np.arange(tk) * block_n  # (Tk,)
+    if not causal:
+        return np.ones((tq, tk), dtype=bool)
+    return first_col[None, :] <= last_row[:, None]
 
 
 def _visited(seq_len: int, block_m: int, block_n: int, causal: bool):
@@ -85,9 +116,16 @@ def total(counts: dict) -> int:
     return counts["loads"] + counts["stores"]
 
 
+def summed(counts: dict, keys: tuple) -> dict:
+    """{"loads", "stores"}: the per-tensor counts named in keys (FA2_COUNTERS, a part of
+    BACKWARD_COUNTERS, ...) added up, from a model's dict or a kernel's counters alike."""
+    return {"loads": sum(counts[k] for k in keys if k.endswith("_loads")),
+            "stores": sum(counts[k] for k in keys if k.endswith("_stores"))}
+
+
 # ---------------------------------------------------------------- backward
 def flash_backward(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool) -> dict:
-    """FlashAttention-2 backward, one (batch, head), keys as kernels.attention.BWD_COUNTER_KEYS.
+    """FlashAttention-2 backward, one (batch, head), keys as BACKWARD_COUNTERS.
 
     preprocess: read O, dO ; write D = rowsum(dO o O)          (N per row, never the Jacobian)
     dK/dV (one program per kv-block): read K_j, V_j once ; per visited tile read Q_i, dO_i,

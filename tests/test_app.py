@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kernels import attention, backend
+from kernels import backend, limits, trace_io
 from kernels import trace as ktrace
 from kernels.trace import TraceConfig, capture_trace
 
@@ -139,8 +139,8 @@ EDGES = [
     dict(seq_len=100, block_m=32, block_n=16),  # ragged: no multiple of either block
     dict(seq_len=100, block_m=16, block_n=32, causal=True),
     dict(seq_len=70, head_dim=16, causal=True, **{"q_block": 0}),  # one step only
-    *[dict(seq_len=48, block_m=16, block_n=16, scenario=s) for s in ktrace.SCENARIOS],
-    *[dict(seq_len=48, block_m=16, block_n=32, dtype=d, causal=True) for d in attention.dtypes()],
+    *[dict(seq_len=48, block_m=16, block_n=16, scenario=s) for s in limits.SCENARIOS],
+    *[dict(seq_len=48, block_m=16, block_n=32, dtype=d, causal=True) for d in limits.dtypes()],
 ]
 
 
@@ -202,7 +202,7 @@ def test_state_survives_switching_pages():
 def test_load_a_recorded_trace(tmp_path):
     cfg = TraceConfig(seq_len=48, head_dim=16, block_m=16, block_n=16, causal=True)
     path = tmp_path / "t.npz"
-    capture_trace(cfg).save(path)
+    trace_io.save(capture_trace(cfg), path)
     at = _app()
     at.sidebar.file_uploader[0].set_value(("t.npz", path.read_bytes(), "application/octet-stream")).run()
     _ok(at)
@@ -378,7 +378,7 @@ def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
     from kernels import trace_backward
 
     cfg = TraceConfig(seq_len=96, head_dim=64, block_m=32, block_n=32, seed=4321)
-    monkeypatch.setattr(trace_backward, "TILE_BUDGET_BYTES", trace_backward.tile_bytes(cfg))  # one kv-block fits
+    monkeypatch.setattr(limits, "TILE_BUDGET_BYTES", trace_backward.tile_bytes(cfg))  # one kv-block fits
     at = _backward(**{"bwd.seq_len": 96, "bwd.block_m": 32, "bwd.block_n": 32, "bwd.seed": 4321})
     _ok(at)
     assert any("recomputed in float64" in c.value for c in at.caption)

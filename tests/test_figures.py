@@ -5,11 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from kernels import backend  # noqa: F401  (before triton)
+from kernels import (
+    backend,  # noqa: F401  (before triton)
+    traffic,
+)
 from kernels import softmax as ksm
-from kernels import traffic
 from kernels.trace import TraceConfig, capture_trace, scores_softmax_counts
-from viz import figures as fg
+from viz.figures import attention as fa
+from viz.figures import backward as fb
+from viz.figures import grid, memory, style
+from viz.figures import softmax as fsm
 
 # ragged (100 is no multiple of 32 or 16), causal, block_m != block_n
 CAUSAL = TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True, seed=1)
@@ -32,7 +37,7 @@ def _color_at(fig, i, j) -> str:
     hm = fig.data[0]
     code = hm.z[i][j]
     pos = (code - hm.zmin) / (hm.zmax - hm.zmin)  # (code + 0.5) / K: inside the code's band
-    for (lo, c_lo), (hi, _) in zip(hm.colorscale[::2], hm.colorscale[1::2]):
+    for (lo, c_lo), (hi, _) in zip(hm.colorscale[::2], hm.colorscale[1::2], strict=False):
         if lo <= pos <= hi:
             return c_lo
     raise AssertionError(f"no band of the colorscale holds {pos}")
@@ -41,7 +46,7 @@ def _color_at(fig, i, j) -> str:
 @pytest.mark.parametrize("q_block, step", [(2, 0), (2, 2), (3, 4), (0, 0)])
 def test_tile_grid_colors(causal, q_block, step):
     c = causal.config
-    fig = fg.tile_grid_figure(causal, q_block, step)
+    fig = grid.tile_grid_figure(causal, q_block, step)
     steps = causal.steps(q_block)
     tq, tk = causal.visit_order.shape
     for i in range(tq):
@@ -54,7 +59,7 @@ def test_tile_grid_colors(causal, q_block, step):
                 k = int(np.flatnonzero(steps == j)[0])
                 want = "done" if k < step else "current" if k == step else "pending"
             got = _color_at(fig, i, j)
-            assert got == fg.TILE_COLORS[want], f"tile ({i}, {j}) at step {step}: {got}, want {want}"
+            assert got == grid.TILE_COLORS[want], f"tile ({i}, {j}) at step {step}: {got}, want {want}"
     # the q-row and the kv-column on chip are outlined
     j = int(steps[step])
     diagonal, row, col = fig.layout.shapes  # causal: the diagonal first
@@ -69,9 +74,9 @@ def test_tile_grid_colors(causal, q_block, step):
 
 def test_causal_skips_match_kernel(causal):
     """Skipped tiles are exactly those the kernel never visited (above the diagonal)."""
-    states = fg.tile_states(causal, 1, 0)
+    states = grid.tile_states(causal, 1, 0)
     assert np.array_equal(states == "skipped", causal.visit_order < 0)
-    assert fg.step_count(causal, 3) == int((causal.visit_order[3] >= 0).sum())
+    assert grid.step_count(causal, 3) == int((causal.visit_order[3] >= 0).sum())
 
 
 @pytest.mark.parametrize("which", ["s", "p"])
@@ -79,9 +84,9 @@ def test_tile_heatmap_values(causal, which):
     c = causal.config
     i = 3  # the ragged last q-block: 100 - 96 = 4 rows
     slot = causal.tile_slot(i)
-    for step in range(fg.step_count(causal, i)):
+    for step in range(grid.step_count(causal, i)):
         j = int(causal.steps(i)[step])
-        fig = fg.tile_heatmap_figure(causal, i, step, which, row=1)
+        fig = fa.tile_heatmap_figure(causal, i, step, which, row=1)
         z = np.array(fig.data[0].z, dtype=float)
         want = getattr(causal, which)[slot, j, : causal.rows(i), : min(c.block_n, c.seq_len - j * c.block_n)]
         assert z.shape == want.shape == (4, want.shape[1]), f"step {step}: heatmap {z.shape}, tile {want.shape}"
@@ -94,21 +99,21 @@ def test_tile_heatmap_values(causal, which):
 
 def test_heatmap_color_range_fixed_across_steps(full):
     i = 1
-    first = fg.tile_heatmap_figure(full, i, 0, "s")
-    last = fg.tile_heatmap_figure(full, i, fg.step_count(full, i) - 1, "s")
+    first = fa.tile_heatmap_figure(full, i, 0, "s")
+    last = fa.tile_heatmap_figure(full, i, grid.step_count(full, i) - 1, "s")
     assert (first.data[0].zmin, first.data[0].zmax) == (last.data[0].zmin, last.data[0].zmax)
     s = full.s[full.tile_slot(i)]
     assert first.data[0].zmin == pytest.approx(float(s[np.isfinite(s)].min()))
     assert first.data[0].zmax == pytest.approx(float(s[np.isfinite(s)].max()))
-    p0 = fg.tile_heatmap_figure(full, i, 0, "p").data[0]
-    p3 = fg.tile_heatmap_figure(full, i, 3, "p").data[0]
+    p0 = fa.tile_heatmap_figure(full, i, 0, "p").data[0]
+    p3 = fa.tile_heatmap_figure(full, i, 3, "p").data[0]
     assert (p0.zmin, p0.zmax) == (p3.zmin, p3.zmax)
 
 
 def test_running_state_lines(full, causal):
     for trace, i, row in ((full, 2, 5), (causal, 3, 2)):
         steps = trace.steps(i)
-        fig = fg.running_state_figure(trace, i, 1, row)
+        fig = fa.running_state_figure(trace, i, 1, row)
         for name in ("m", "l"):
             line = next(t for t in fig.data if t.name == f"{name}: row {row}")
             want = getattr(trace, name)[i, steps, row]
@@ -117,39 +122,39 @@ def test_running_state_lines(full, causal):
             marker = next(t for t in fig.data if t.name == f"{name}: this step")
             assert marker.y[0] == want[1] and marker.x[0] == steps[1]
     # no causal mask: every kv-block, so the line is the whole trace.m[i, :, row]
-    line = next(t for t in fg.running_state_figure(full, 2, 0, 5).data if t.name == "m: row 5")
+    line = next(t for t in fa.running_state_figure(full, 2, 0, 5).data if t.name == "m: row 5")
     assert np.array_equal(np.array(line.y, dtype=float), full.m[2, :, 5])
 
 
 def test_alpha_and_rescales(full):
     i = 2
     rows = full.rows(i)
-    for step in range(fg.step_count(full, i)):
+    for step in range(grid.step_count(full, i)):
         j = int(full.steps(i)[step])
-        bar = fg.alpha_figure(full, i, step, 0).data[0]
+        bar = fa.alpha_figure(full, i, step, 0).data[0]
         assert np.array_equal(np.array(bar.y, dtype=float), full.alpha[i, j, :rows])
         grew = full.alpha[i, j, :rows] < 1 if step > 0 else np.zeros(rows, bool)
-        assert [c == fg.ORANGE for c in bar.marker.color] == list(grew)
+        assert [c == style.ORANGE for c in bar.marker.color] == list(grew)
         want = int((full.alpha[i, full.steps(i)[1 : step + 1], :rows] < 1).sum())
-        assert fg.rescale_count(full, i, step) == want
+        assert fa.rescale_count(full, i, step) == want
     # "increasing": each new kv-block holds a larger max, so every row rescales at every step
-    assert fg.rescale_count(full, i, 3) == 3 * rows
+    assert fa.rescale_count(full, i, 3) == 3 * rows
 
 
 def test_accumulator_and_output(causal):
     i, row = 2, 7
     slot = causal.tile_slot(i)
-    for step in range(fg.step_count(causal, i)):
+    for step in range(grid.step_count(causal, i)):
         j = int(causal.steps(i)[step])
-        parts = fg.accumulator_parts(causal, i, step, row)
+        parts = fa.accumulator_parts(causal, i, step, row)
         assert np.array_equal(parts["before"], causal.acc_before[slot, j, row])
         assert np.array_equal(parts["after"], causal.acc_after[slot, j, row])
         assert np.allclose(parts["scaled"] + parts["pv"], parts["after"])
-        z = np.array(fg.accumulator_figure(causal, i, step, row).data[0].z, dtype=float)
+        z = np.array(fa.accumulator_figure(causal, i, step, row).data[0].z, dtype=float)
         assert np.array_equal(z[0], parts["before"]) and np.array_equal(z[3], parts["after"])
-    lim = {fg.accumulator_figure(causal, i, k, row).data[0].zmax for k in range(fg.step_count(causal, i))}
+    lim = {fa.accumulator_figure(causal, i, k, row).data[0].zmax for k in range(grid.step_count(causal, i))}
     assert len(lim) == 1, f"accumulator color range changes across steps: {lim}"
-    out = fg.output_parts(causal, i, row)
+    out = fa.output_parts(causal, i, row)
     r = i * CAUSAL.block_m + row
     assert np.array_equal(out["out"], causal.out[r]) and np.array_equal(out["ref"], causal.ref_out[r])
     assert np.allclose(out["acc_over_l"], out["out"], rtol=1e-5, atol=1e-6)
@@ -157,9 +162,9 @@ def test_accumulator_and_output(causal):
 
 def test_equations_carry_the_trace_numbers(full):
     i, row = 1, 3
-    for step in range(fg.step_count(full, i)):
+    for step in range(grid.step_count(full, i)):
         j = int(full.steps(i)[step])
-        v = fg.update_values(full, i, step, row)
+        v = fa.update_values(full, i, step, row)
         assert v["m_new"] == full.m[i, j, row] and v["alpha"] == full.alpha[i, j, row]
         assert v["l_new"] == full.l[i, j, row]
         if step:
@@ -167,16 +172,16 @@ def test_equations_carry_the_trace_numbers(full):
             assert v["m_old"] == full.m[i, prev, row] and v["l_old"] == full.l[i, prev, row]
         else:
             assert v["m_old"] == -math.inf and v["l_old"] == 0
-        tex = fg.update_equations(full, i, step, row)
+        tex = fa.update_equations(full, i, step, row)
         for x in (full.m[i, j, row], full.alpha[i, j, row], full.l[i, j, row], full.acc_after[full.tile_slot(i), j, row, 0]):
             assert f"{float(x):.4g}" in tex, f"step {step}: {float(x):.4g} missing from the equations"
-    assert fg.tex_num(-math.inf) == r"-\infty"
-    assert fg.tex_num(1.5e-7) == r"1.5 \times 10^{-7}"
+    assert fa.tex_num(-math.inf) == r"-\infty"
+    assert fa.tex_num(1.5e-7) == r"1.5 \times 10^{-7}"
 
 
 def test_memory_rows_model_vs_counted():
     trace = capture_trace(TraceConfig(seq_len=40, head_dim=16, block_m=16, block_n=16, causal=True))
-    rows = fg.memory_rows(trace, scores_softmax_counts(trace))
+    rows = memory.memory_rows(trace, scores_softmax_counts(trace))
     by_id = {r["id"]: r for r in rows}
     assert by_id["flash"]["equal"], f"FlashAttention counted {by_id['flash']['counted']} != model {by_id['flash']['model']}"
     for v in ("naive", "safe", "online"):
@@ -184,47 +189,42 @@ def test_memory_rows_model_vs_counted():
         assert by_id[v]["model_total"] == sum(traffic.SOFTMAX_ACCESSES[v]) * 40 * 40
     assert by_id["standard"]["counted"] is None
     ratio = traffic.total(traffic.standard_attention(40, 16)) / by_id["flash"]["counted_total"]
-    assert fg.flash_ratio(rows) == pytest.approx(ratio)
-    assert f"{ratio:.1f}×" in fg.flash_headline(rows)
-    table = fg.memory_table(rows)
+    assert memory.flash_ratio(rows) == pytest.approx(ratio)
+    assert f"{ratio:.1f}×" in memory.flash_headline(rows)
+    table = memory.memory_table(rows)
     assert [r["equal?"] for r in table].count("✓") == len(rows) - 1
-    fig = fg.memory_figure(rows)
+    fig = memory.memory_figure(rows)
     assert [t.name for t in fig.data] == ["loads (model)", "stores (model)", "counted by the kernel (total)"]
 
 
 def test_followed_block_in_its_own_capture():
-    """Large configs keep the tiles of some q-blocks only: the app captures the followed one again
-    (with a neighbour, see viz.state.tile_blocks_for) and draws it from whatever slot it got."""
-    from viz import state
-
+    """Large configs keep the tiles of some q-blocks only: the app captures the followed one alone
+    and draws it from the slot it got (one slot: n_slots == 1 stays a run-time value)."""
     cfg = TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16)
-    blocks = state.tile_blocks_for(cfg, 3)
-    assert sorted(blocks) == [2, 3]
-    two = capture_trace(cfg, q_blocks=blocks)
-    slot = two.tile_slot(3)
-    assert slot == 1 and two.tile_slot(1) is None
-    fig = fg.tile_heatmap_figure(two, 3, 1, "s")
-    want = two.s[slot, int(two.steps(3)[1]), :16, :16]
+    one = capture_trace(cfg, q_blocks=(3,))
+    assert one.tile_slot(3) == 0 and one.tile_slot(2) is None
+    fig = fa.tile_heatmap_figure(one, 3, 1, "s")
+    want = one.s[0, int(one.steps(3)[1]), :16, :16]
     assert np.array_equal(np.array(fig.data[0].z, dtype=float), want)
 
 
 # ---------------------------------------------------------------- softmax page
-@pytest.mark.parametrize("variant", fg.PASSES)
+@pytest.mark.parametrize("variant", fsm.PASSES)
 def test_softmax_passes_match_traffic_model(variant):
     loads, stores = traffic.SOFTMAX_ACCESSES[variant]
-    assert len(fg.PASSES[variant]) == loads  # one read per pass
-    assert sum(w for _, w in fg.PASSES[variant]) == stores
+    assert len(fsm.PASSES[variant]) == loads  # one read per pass
+    assert sum(w for _, w in fsm.PASSES[variant]) == stores
     length, block = 40, 16  # 3 chunks, the last one ragged
-    n = fg.softmax_steps(length, block)
+    n = fsm.softmax_steps(length, block)
     assert n == 9
-    first = fg.pass_states(variant, length, block, 0)
+    first = fsm.pass_states(variant, length, block, 0)
     assert (first[0, :16] == "current").all() or variant == "single_pass"
-    last = fg.pass_states(variant, length, block, n - 1)
+    last = fsm.pass_states(variant, length, block, n - 1)
     if variant == "safe":  # the slowest: still on its last chunk
         assert (last[2, 32:] == "current").all() and not np.isin(last[:2], ["current", "pending", "pending_alt"]).any()
     else:  # done: every cell read (and the last pass written)
         assert not np.isin(last, ["current", "pending", "pending_alt"]).any()
-    fig = fg.softmax_passes_figure(variant, length, block, 4)
+    fig = fsm.softmax_passes_figure(variant, length, block, 4)
     assert np.array(fig.data[0].z).shape == (loads, length)
     assert f"= {loads + stores} accesses per element" in fig.layout.title.text
 
@@ -232,15 +232,15 @@ def test_softmax_passes_match_traffic_model(variant):
 def test_online_rescales_from_the_kernel():
     x = np.sort(np.random.default_rng(0).standard_normal(64)).astype(np.float32)  # every chunk a new max
     m, d = ksm.online_trajectory(x, 16)
-    res = fg.online_rescales(m)
+    res = fsm.online_rescales(m)
     assert [c for c, _ in res] == [1, 2, 3]
     for c, factor in res:
         assert factor == pytest.approx(math.exp(float(m[c - 1]) - float(m[c])))
-    fig = fg.online_state_figure(x, m, d, 16, 2)
+    fig = fsm.online_state_figure(x, m, d, 16, 2)
     bars = next(t for t in fig.data if t.name == "d (kernel)")
     assert np.array_equal(np.array(bars.y, dtype=float), d)
     x2 = x[::-1].copy()  # decreasing: the max is in chunk 0, no rescale after it
-    assert fg.online_rescales(ksm.online_trajectory(x2, 16)[0]) == []
+    assert fsm.online_rescales(ksm.online_trajectory(x2, 16)[0]) == []
 
 
 def test_softmax_access_rows_equal_counts():
@@ -249,7 +249,7 @@ def test_softmax_access_rows_equal_counts():
 
     counts = {v: ksm.softmax(torch.from_numpy(x), v, block=None if v == "single_pass" else 16, return_counts=True)[1]
               for v in ksm.VARIANTS}
-    rows = fg.softmax_access_rows(50, counts)
+    rows = fsm.softmax_access_rows(50, counts)
     assert [r["per element (model)"] for r in rows] == [3, 4, 3, 2]
     assert all(r["equal?"] == "✓" for r in rows), rows
 
@@ -264,7 +264,7 @@ def bwd():
 
 @pytest.mark.parametrize("kv_block, step", [(0, 0), (0, 3), (3, 1), (6, 0)])
 def test_bwd_tile_grid_colors(bwd, kv_block, step):
-    fig = fg.bwd_tile_grid_figure(bwd, kv_block, step)
+    fig = grid.bwd_tile_grid_figure(bwd, kv_block, step)
     steps = bwd.steps(kv_block)
     tk, tq = bwd.visit_order.shape
     for i in range(tq):
@@ -276,7 +276,7 @@ def test_bwd_tile_grid_colors(bwd, kv_block, step):
             else:
                 k = int(np.flatnonzero(steps == i)[0])
                 want = "done" if k < step else "current" if k == step else "pending"
-            assert _color_at(fig, i, j) == fg.TILE_COLORS[want], f"tile (q {i}, kv {j}) at step {step}: want {want}"
+            assert _color_at(fig, i, j) == grid.TILE_COLORS[want], f"tile (q {i}, kv {j}) at step {step}: want {want}"
 
 
 def test_bwd_heatmaps_show_the_kernel_tiles_with_fixed_ranges(bwd):
@@ -284,11 +284,11 @@ def test_bwd_heatmaps_show_the_kernel_tiles_with_fixed_ranges(bwd):
     kv_block = 1
     for name in ("p", "dp", "ds"):
         ranges = {(f.data[0].zmin, f.data[0].zmax) for f in
-                  (fg.bwd_tile_heatmap_figure(bwd, kv_block, k, name) for k in range(fg.bwd_step_count(bwd, kv_block)))}
+                  (fb.bwd_tile_heatmap_figure(bwd, kv_block, k, name) for k in range(grid.bwd_step_count(bwd, kv_block)))}
         assert len(ranges) == 1, f"{name}: color range changes across steps: {ranges}"
         k = 1
-        i = fg.bwd_q_block(bwd, kv_block, k)
-        z = np.asarray(fg.bwd_tile_heatmap_figure(bwd, kv_block, k, name).data[0].z, dtype=float)
+        i = grid.bwd_q_block(bwd, kv_block, k)
+        z = np.asarray(fb.bwd_tile_heatmap_figure(bwd, kv_block, k, name).data[0].z, dtype=float)
         want = getattr(bwd, name)[bwd.tile_slot(kv_block), i, : bwd.rows(i), : bwd.cols(kv_block)]
         rows = i * c.block_m + np.arange(want.shape[0])[:, None]
         cols = kv_block * c.block_n + np.arange(want.shape[1])[None, :]
@@ -297,17 +297,17 @@ def test_bwd_heatmaps_show_the_kernel_tiles_with_fixed_ranges(bwd):
 
 
 def test_bwd_row_parts_and_memory_rows(bwd):
-    parts = fg.backward_row_parts(bwd, 50)
+    parts = fb.backward_row_parts(bwd, 50)
     assert parts["source"] == "kernel" and parts["max_diff"] < 1e-6
     assert list(parts["keys"]) == list(range(51))  # causal: row 50 sees keys 0..50
-    table = fg.backward_row_table(parts)
+    table = fb.backward_row_table(parts)
     assert [r["key j"] for r in table] == [0, 1, 2, 3, 4, 5]
-    assert fg.elements_text(256 * 256) == "65,536 elements (256 KiB in float32)"
-    rows = fg.bwd_memory_rows(bwd)
+    assert memory.elements_text(256 * 256) == "65,536 elements (256 KiB in float32)"
+    rows = memory.bwd_memory_rows(bwd)
     assert [r["equal"] for r in rows] == [None, True, True, True, True]
     assert rows[1]["model_total"] == sum(r["model_total"] for r in rows[2:])
     assert rows[0]["model"] == {k: v for k, v in traffic.standard_backward(100, 16).items()}
-    assert "fewer elements" in fg.bwd_headline(rows, 100) or "more elements" in fg.bwd_headline(rows, 100)
-    fg.backward_row_figure(parts, 50)
-    fg.delta_figure(bwd, 1, 0)
-    fg.bwd_acc_figure(bwd, 1, 2)
+    assert "fewer elements" in memory.bwd_headline(rows, 100) or "more elements" in memory.bwd_headline(rows, 100)
+    fb.backward_row_figure(parts, 50)
+    fb.delta_figure(bwd, 1, 0)
+    fb.bwd_acc_figure(bwd, 1, 2)

@@ -1,85 +1,77 @@
-"""GPU-only checks (-m gpu): the compiled kernels at larger sizes, bfloat16, every autotune config."""
-import math
+"""GPU-only checks (-m gpu): the compiled kernels at larger sizes, bfloat16, every config the tuners
+can pick, the traces compiled, and the Benchmarks page's live run. Skipped without CUDA."""
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from kernels import attention, backend
+from kernels import attention, backend, flash_fwd, tuning
 from kernels.trace import TraceConfig, capture_trace
-from tests import test_trace
+from kernels.trace_backward import capture_backward_trace
+from tests import test_backward, test_trace
+from tests.helpers import check_forward, check_grads, rand
 
 pytestmark = pytest.mark.gpu
-FLOOR = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [(1000, 64, torch.float16), (2048, 128, torch.float16), (4099, 64, torch.bfloat16), (77, 32, torch.float16),
+         (1, 16, torch.float16), (1000, 128, torch.bfloat16), (333, 64, torch.float32)]
 
 
-def ref64(q, k, v, causal, scale):
-    s = (q.double() @ k.double().transpose(-1, -2)) * scale
-    if causal:
-        n = s.shape[-1]
-        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
-    return torch.softmax(s, dim=-1) @ v.double()
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("n,d,dtype", SIZES, ids=str)
+def test_tuned_forward(n, d, dtype, causal):
+    q, k, v = rand(2, 3, n, d, dtype, seed=n, device="cuda")
+    check_forward(attention.flash_attention(q, k, v, causal=causal), q, k, v, causal, d ** -0.5, f"N={n} d={d}")
 
 
-def check(out, q, k, v, causal, what):
-    scale = 1 / math.sqrt(q.shape[-1])
-    ref = ref64(q, k, v, causal, scale)
-    assert not torch.isnan(out).any(), f"{what}: NaN in output"
-    err = float((out.double() - ref).abs().max())
-    # PyTorch's own attention in this dtype on this GPU (SDPA, MATH backend) is the yardstick
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.MATH]):
-        theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    torch_err = float((theirs.double() - ref).abs().max())
-    bound = 2 * torch_err + FLOOR[q.dtype]
-    assert err <= bound, f"{what}: max error {err:.3g} against float64, bound {bound:.3g}"
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("n,d,dtype", SIZES, ids=str)
+def test_autograd(n, d, dtype, causal):
+    q, k, v, do = rand(2, 3, n, d, dtype, seed=n, count=4, device="cuda")
+    qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+    attention.flash_attention(qg, kg, vg, causal=causal).backward(do)
+    check_grads((qg.grad, kg.grad, vg.grad), q, k, v, do, causal, d ** -0.5, f"GPU N={n} d={d} {dtype}")
 
 
-def rand(b, h, n, d, dtype):
-    return [torch.randn(b, h, n, d, device="cuda", dtype=dtype) for _ in range(3)]
-
-
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n,d,dtype", [
-    (1000, 64, torch.float16), (2048, 128, torch.float16), (4099, 64, torch.float16), (77, 32, torch.float16),
-    (1, 16, torch.float16), (1000, 128, torch.bfloat16), (333, 64, torch.float32),
-])
-def test_autotuned_forward(n, d, dtype, causal):
-    q, k, v = rand(2, 3, n, d, dtype)
-    check(attention.flash_attention(q, k, v, causal=causal), q, k, v, causal, f"autotuned N={n} d={d}")
-
-
-@pytest.mark.parametrize("config", attention.TUNED_CONFIGS, ids=str)
-@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("config", tuning.FORWARD_CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("d", [64, 128])
-def test_every_autotune_config(config, causal, d):
-    if config not in attention._keep(attention.TUNED_CONFIGS, {"HEAD_DIM": d, "USE_TMA": True, "DOT_PRECISION": "tf32"}):
-        pytest.skip("pruned for this head_dim")
+def test_every_forward_config(config, causal, d):
+    if not config.fits(d):
+        pytest.skip("not kept for this head_dim")
+    for n in (1000, 1024):  # 1024: no masked loop unless causal
+        for use_tma in (True, False):
+            q, k, v = rand(1, 4, n, d, torch.float16, seed=n, device="cuda")
+            out, _ = attention.launch_config(q, k, v, causal, d ** -0.5, config, use_tma=use_tma)
+            check_forward(out, q, k, v, causal, d ** -0.5, f"{config.name} N={n} tma={use_tma}")
+
+
+@pytest.mark.parametrize("kernel", ["dkdv", "dq"])
+@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("d", [64, 128])
+def test_every_backward_config(kernel, index, causal, d):
+    config = tuning.BACKWARD_CONFIGS[kernel][index]
+    if not config.fits(d):
+        pytest.skip("not kept for this head_dim")
+    other = tuning.BACKWARD_CONFIGS["dq" if kernel == "dkdv" else "dkdv"][2]  # the other kernel at 64 x 64
+    dkdv, dq = (config, other) if kernel == "dkdv" else (other, config)
     for n in (1000, 1024):
-        q, k, v = rand(1, 4, n, d, torch.float16)
-        out, _ = attention.launch_config(q, k, v, causal, d ** -0.5, config, use_tma=True)
-        check(out, q, k, v, causal, f"config {config} N={n}")  # 1024: no masked loop unless causal
-
-
-@pytest.mark.parametrize("causal", [False, True])
-def test_split_configs_on_pointer_loads(causal):
-    # below seq_len 4096 the tuner launches with pointer loads, the split configs included
-    split = [c for c in attention.TUNED_CONFIGS if c.kwargs["SPLIT"] == 2]
-    assert split
-    for config in split:
-        d = config.kwargs["HEAD_DIMS"][-1]
-        for n in (1000, 2048):
-            q, k, v = rand(1, 4, n, d, torch.float16)
-            out, _ = attention.launch_config(q, k, v, causal, d ** -0.5, config, use_tma=False)
-            check(out, q, k, v, causal, f"config {config} pointer loads N={n}")
+        q, k, v, do = rand(1, 4, n, d, torch.float16, seed=n + index, count=4, device="cuda")
+        out, lse = attention.flash_attention_fwd(q, k, v, causal=causal)
+        got = attention.launch_backward_configs(q, k, v, out, lse, do, causal, d ** -0.5, dkdv, dq)
+        check_grads(got, q, k, v, do, causal, d ** -0.5, f"{kernel} {config.name} N={n}")
 
 
 def test_pointer_path_on_gpu():
     # strides the copy engine cannot take (a non-dense last dimension) fall back to pointer loads
-    q, k, v = (t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in rand(1, 2, 300, 64, torch.float16))
-    assert q.stride(-1) != 1 and not attention.tma_supported(q, k, v)
-    check(attention.flash_attention(q, k, v, causal=True), q, k, v, True, "pointer path")
+    q, k, v = (t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in rand(1, 2, 300, 64, torch.float16, 1, device="cuda"))
+    assert q.stride(-1) != 1 and not flash_fwd.tma_supported(q, k, v)
+    check_forward(attention.flash_attention(q, k, v, causal=True), q, k, v, True, 0.125, "pointer path")
 
 
 @pytest.mark.parametrize("kw", [
@@ -88,7 +80,7 @@ def test_pointer_path_on_gpu():
     dict(seq_len=2048, head_dim=64, block_m=32, block_n=128, causal=True, dtype="float32", scenario="large"),
     dict(seq_len=4096, head_dim=64, block_m=128, block_n=128, causal=True, dtype="float16"),
 ], ids=lambda k: f"N{k['seq_len']}-{k['block_m']}x{k['block_n']}-{k['dtype']}")
-def test_trace_on_gpu(kw):
+def test_forward_trace(kw):
     tr = capture_trace(TraceConfig(**kw))
     assert "compiled" in tr.device
     test_trace.test_visited_tiles(tr)
@@ -97,10 +89,36 @@ def test_trace_on_gpu(kw):
     test_trace.test_counters_equal_model(tr)
 
 
-def test_trace_extreme_blocks_compile():
+def test_forward_trace_extreme_blocks_and_one_slot():
     for bm, bn, d in [(256, 64, 128), (16, 256, 64), (128, 128, 128), (16, 16, 16)]:
         tr = capture_trace(TraceConfig(seq_len=300, head_dim=d, block_m=bm, block_n=bn, dtype="float32"))
         assert tr.max_abs_err < 2e-6, f"{bm}x{bn} d={d}: error {tr.max_abs_err}"
+    # one q-block asked for: n_slots == 1 must not be specialized into a constant
+    tr = capture_trace(TraceConfig(seq_len=4096, head_dim=64, block_m=64, block_n=64, dtype="float16"), q_blocks=[5])
+    assert list(tr.tile_q_blocks) == [5] and np.isfinite(tr.s[0]).all()
+    test_trace.test_tiles_match_float64(tr)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(seq_len=1000, head_dim=64, block_m=64, block_n=64, causal=True, dtype="float16", scenario="increasing"),
+    dict(seq_len=777, head_dim=128, block_m=128, block_n=64, causal=False, dtype="bfloat16"),
+    dict(seq_len=515, head_dim=64, block_m=32, block_n=128, causal=True, dtype="float32", scenario="large"),
+], ids=lambda k: f"N{k['seq_len']}-{k['block_m']}x{k['block_n']}-{k['dtype']}")
+def test_backward_trace(kw):
+    tr = capture_backward_trace(TraceConfig(**kw))
+    assert "compiled" in tr.device
+    test_backward.check_trace(tr)
+    test_backward.test_trace_counters_equal_model(tr)
+
+
+def test_backward_trace_with_one_slot_and_large_n():
+    tr = capture_backward_trace(TraceConfig(seq_len=4096, head_dim=64, block_m=64, block_n=64, dtype="float16",
+                                            causal=True), kv_blocks=[5])
+    assert list(tr.tile_kv_blocks) == [5] and np.isfinite(tr.p[0, tr.steps(5)]).all()
+    test_backward.test_trace_counters_equal_model(tr)
+    for name, err in tr.max_abs_errs().items():  # float16 gradients: a few ulps of the largest one
+        bound = 4e-3 * max(1.0, float(np.abs(getattr(tr, "ref_" + name)).max()))
+        assert err < bound, f"{name}: error {err:.3g} against float64, bound {bound:.3g}"
 
 
 def test_backend_describes_gpu():
@@ -108,23 +126,27 @@ def test_backend_describes_gpu():
     assert torch.cuda.get_device_name() in backend.describe()
 
 
-def test_trace_with_one_tile_slot():
-    # one q-block asked for: n_slots == 1 must not be specialized into a constant
-    tr = capture_trace(TraceConfig(seq_len=4096, head_dim=64, block_m=64, block_n=64, dtype="float16"), q_blocks=[5])
-    assert list(tr.tile_q_blocks) == [5] and np.isfinite(tr.s[0]).all()
-    test_trace.test_tiles_match_float64(tr)
-
-
-def test_small_run_of_the_benchmarks_page(capsys):
-    """What the page's Run button calls (viz.state.live_benchmark holds the lock around it)."""
-    from kernels import bench
-
-    seen = []
-    result = bench.small_run(lambda f, m: seen.append(f))
-    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+def test_live_benchmark_of_the_page(tmp_path):
+    """What the page's Run button starts: `python -m bench --small` in a child process."""
+    path = tmp_path / "small.json"
+    out = subprocess.run([sys.executable, "-m", "bench", "--small", "--json", str(path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    progress = [float(line.split()[1]) for line in out.stderr.splitlines() if line.startswith("progress ")]
+    assert progress[0] == 0.0 and progress[-1] == 1.0 and progress == sorted(progress)
+    result = json.loads(path.read_text())
     ours = [r for r in result["attention"] if r["impl"] == "ours"]
     assert len(ours) == 4 and all(r["max_err_vs_sdpa_efficient"] < 1e-2 and r["tflops"] > 0 for r in ours)
     assert {r["impl"] for r in result["softmax"]} >= {"copy", "torch", "single_pass", "online"}
-    assert bench.table(result)
-    with capsys.disabled():
-        print(f"\nsmall_run took {result['seconds']:.1f} s")
+    print(f"\nbench --small took {result['seconds']:.1f} s")
+
+
+def test_backward_benchmark_runs():
+    from bench.backward import bench_backward
+
+    rows = bench_backward([256, 1000], [64], batch=1, heads=2)
+    ours = [r for r in rows if r["impl"] == "ours"]
+    assert len(ours) == 4 and all(r["tflops"] and r["tflops"] > 0 for r in ours), ours
+    assert all(r["max_grad_err_vs_sdpa_efficient"] < 0.1 for r in ours), ours
+    # replayed from a CUDA graph: the GPU's time alone, never much longer than the eager call
+    assert all(0 < r["graph_ms"] < 1.5 * r["ms"] for r in rows if r.get("tflops")), rows

@@ -5,7 +5,7 @@ Not for: anything that launches a kernel (viz/state.py) or draws a figure (viz/f
 """
 import streamlit as st
 
-from kernels import attention, backend
+from kernels import backend, inputs, limits
 from kernels import trace as ktrace
 
 CONFIG_FIELDS = ("seq_len", "head_dim", "block_m", "block_n", "causal", "dtype", "seed", "scenario")
@@ -31,20 +31,20 @@ def config_sidebar(prefix: str, on_change, disabled: bool = False,
     ss = st.session_state
     persist = dict(persist_state="session", on_change=on_change, disabled=disabled)
     st.subheader("Kernel config")
-    st.slider("sequence length", 1, ktrace.max_seq_len(), key=f"{prefix}.seq_len", **persist,
-              help=f"1 to {ktrace.max_seq_len()} on this backend" + (
-                  f"; the interpreter runs at most {ktrace.MAX_TILES_CPU} tiles" if backend.INTERPRET else ""))
-    st.select_slider("head dim", attention.HEAD_DIMS, key=f"{prefix}.head_dim", **persist)
+    st.slider("sequence length", 1, limits.max_seq_len(), key=f"{prefix}.seq_len", **persist,
+              help=f"1 to {limits.max_seq_len()} on this backend" + (
+                  f"; the interpreter runs at most {limits.MAX_TILES_CPU} tiles" if backend.INTERPRET else ""))
+    st.select_slider("head dim", limits.HEAD_DIMS, key=f"{prefix}.head_dim", **persist)
     c1, c2 = st.columns(2)
-    c1.select_slider("block_m", attention.BLOCK_SIZES, key=f"{prefix}.block_m", **persist, help=block_help[0])
-    c2.select_slider("block_n", attention.BLOCK_SIZES, key=f"{prefix}.block_n", **persist, help=block_help[1])
+    c1.select_slider("block_m", limits.BLOCK_SIZES, key=f"{prefix}.block_m", **persist, help=block_help[0])
+    c2.select_slider("block_n", limits.BLOCK_SIZES, key=f"{prefix}.block_n", **persist, help=block_help[1])
     st.toggle("causal mask", key=f"{prefix}.causal", **persist)
-    if ss[f"{prefix}.dtype"] not in attention.dtypes():
+    if ss[f"{prefix}.dtype"] not in limits.dtypes():
         ss[f"{prefix}.dtype"] = "float32"
-    st.segmented_control("dtype", attention.dtypes(), key=f"{prefix}.dtype", required=True, **persist,
+    st.segmented_control("dtype", limits.dtypes(), key=f"{prefix}.dtype", required=True, **persist,
                          help="the dtypes this backend runs (the interpreter has no bfloat16)")
-    st.selectbox("input scenario", ktrace.SCENARIOS, key=f"{prefix}.scenario", **persist,
-                 format_func=lambda s: f"{s}: {ktrace.SCENARIO_HELP[s]}")
+    st.selectbox("input scenario", limits.SCENARIOS, key=f"{prefix}.scenario", **persist,
+                 format_func=lambda s: f"{s}: {inputs.SCENARIO_HELP[s]}")
     st.number_input("seed", 0, 2**31 - 1, step=1, key=f"{prefix}.seed", **persist, help=seed_help)
 
 

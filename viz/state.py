@@ -1,45 +1,36 @@
-"""Cached calls into kernels/ for the pages, and the little session-state helpers they share.
+"""Every call the pages make into kernels/: cached, and launches serialized.
 
-Every kernel launch of the app goes through here: cached with st.cache_data keyed by the config
-(bounded max_entries), serialized by one lock (st.cache_resource). Pages call these and draw.
+Kernel launches go through here: cached with st.cache_data keyed by the config (bounded
+max_entries), serialized by one lock (st.cache_resource). Pages call these and draw.
 
-Not for: drawing (viz/figures.py) or computing anything the kernels compute.
+Not for: drawing (viz/figures/) or computing anything the kernels compute.
 """
-import dataclasses
-import hashlib
-import io
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from kernels import backend
+from kernels import backend, inputs, results, trace_io
 from kernels import trace as ktrace
 
 # scores_softmax_counts runs 4 softmax kernels over the N x N scores. In the interpreter that
-# took 0.45 us per score (2 cores, measured 2026-11-22: N = 2048 in 1.9 s, 4096 in 7.1 s); above
-# AUTO_COUNT_SECONDS the page asks before running it, so a large config never blocks on it.
+# takes about 0.45 us per score; above AUTO_COUNT_SECONDS the page asks before running it.
 COUNT_SECONDS_PER_SCORE_CPU = 4.5e-7
 AUTO_COUNT_SECONDS = 5.0
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @st.cache_resource
 def kernel_lock() -> threading.Lock:
     """One lock for every kernel launch in this server: the GPU (or the interpreter) runs one at a time."""
     return threading.Lock()
-
-
-def config_fields(cfg: ktrace.TraceConfig) -> tuple:
-    """Hashable, plain-Python cache key for a TraceConfig."""
-    return tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
-
-
-def capture_seconds(cfg: ktrace.TraceConfig) -> float:
-    """Rough time of one traced launch on this backend (the interpreter: per tile)."""
-    return cfg.n_q_blocks * cfg.n_kv_blocks * ktrace.CPU_SECONDS_PER_TILE if backend.INTERPRET else 1.0
 
 
 @st.cache_data(max_entries=6, show_spinner=False)
@@ -50,30 +41,12 @@ def capture(fields: tuple, q_blocks: tuple | None = None) -> ktrace.AttentionTra
         return ktrace.capture_trace(cfg, q_blocks=q_blocks)
 
 
-def tile_blocks_for(cfg: ktrace.TraceConfig, q_block: int) -> tuple:
-    """q-blocks to keep tiles for when the default capture lacks q_block: it and a neighbour.
-
-    The neighbour is a workaround: compiled (not interpreted), the traced kernel fails to build
-    with exactly one tile slot (Triton specializes the integer n_slots == 1 into a constant, and
-    the kernel calls n_slots.to(...) on it). Asked of kernels/ to fix; one slot where two won't fit.
-    """
-    if cfg.n_q_blocks < 2 or 2 * ktrace.tile_bytes(cfg) > ktrace.TILE_BUDGET_BYTES:
-        return (q_block,)
-    return (q_block, q_block + 1 if q_block + 1 < cfg.n_q_blocks else q_block - 1)
-
-
-def trace_for(fields: tuple, q_block: int) -> ktrace.AttentionTrace:
+def trace_for(cfg: ktrace.TraceConfig, q_block: int) -> ktrace.AttentionTrace:
     """The cached trace, or (large configs) one that kept the tiles of q_block."""
-    trace = capture(fields)
+    trace = capture(cfg.fields())
     if trace.tile_slot(q_block) is None:
-        trace = capture(fields, tuple(sorted(tile_blocks_for(trace.config, q_block))))
+        trace = capture(cfg.fields(), (q_block,))
     return trace
-
-
-def trace_key(trace: ktrace.AttentionTrace) -> tuple:
-    """Cache key of a trace's content: its config and a digest of q and k."""
-    digest = hashlib.sha1(trace.q.tobytes() + trace.k.tobytes()).hexdigest()
-    return config_fields(trace.config) + (("qk", digest),)
 
 
 def count_seconds(seq_len: int) -> float:
@@ -81,55 +54,20 @@ def count_seconds(seq_len: int) -> float:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def softmax_counts(key: tuple, _trace: ktrace.AttentionTrace) -> dict:
-    """scores_softmax_counts(trace), once per trace content (key = trace_key(trace))."""
+def softmax_counts(fields: tuple, _trace: ktrace.AttentionTrace) -> dict:
+    """scores_softmax_counts(trace), once per trace config."""
     with kernel_lock():
         return ktrace.scores_softmax_counts(_trace)
 
 
-class NamedBytes(io.BytesIO):
-    """An uploaded file for AttentionTrace.load: its messages then name the file, not a buffer."""
+def load_trace(data: bytes, name: str):
+    """A forward or backward trace from uploaded bytes (trace_io.load checks everything)."""
+    import io
 
-    def __init__(self, data: bytes, name: str):
-        super().__init__(data)
-        self.name = name
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def load_trace(data: bytes, name: str) -> ktrace.AttentionTrace:
-    return ktrace.AttentionTrace.load(NamedBytes(data, name))
-
-
-def trace_bytes(trace: ktrace.AttentionTrace) -> bytes:
-    buf = io.BytesIO()
-    trace.save(buf)
-    return buf.getvalue()
+    return trace_io.load(io.BytesIO(data), name)
 
 
 # ---------------------------------------------------------------- softmax page
-SOFTMAX_SCENARIOS = ("randn", "large", "increasing", "decreasing")
-SOFTMAX_SCENARIO_HELP = {
-    "randn": "x ~ N(0, 1)",
-    "large": "x ~ N(0, 1) × 100: e^x overflows without the max subtracted",
-    "increasing": "sorted ascending: every chunk holds a new max, so d is rescaled every chunk",
-    "decreasing": "sorted descending: the max is in the first chunk, no rescale after it",
-}
-
-
-def softmax_input(length: int, scenario: str, seed: int) -> np.ndarray:
-    """The row the softmax page feeds the kernels, float32 (length,)."""
-    x = np.random.default_rng(seed).standard_normal(length)
-    if scenario == "large":
-        x = x * 100.0
-    elif scenario == "increasing":
-        x = np.sort(x)
-    elif scenario == "decreasing":
-        x = np.sort(x)[::-1]
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def softmax_run(length: int, block: int, scenario: str, seed: int) -> dict:
     """The online kernel's (m, d) per chunk and every variant's counted loads/stores on one row."""
@@ -138,16 +76,12 @@ def softmax_run(length: int, block: int, scenario: str, seed: int) -> dict:
     from kernels import reference
     from kernels import softmax as ksm
 
-    x = softmax_input(length, scenario, seed)
+    x = inputs.softmax_row(length, scenario, seed)
     xt = torch.from_numpy(x)[None, :]  # (1, length)
     with kernel_lock():
         m, d = ksm.online_trajectory(x, block)
-        counts = {}
-        for variant in ksm.VARIANTS:
-            if variant == "single_pass" and length > ksm.SINGLE_PASS_MAX_COLS:
-                continue
-            _, counts[variant] = ksm.softmax(xt, variant, block=None if variant == "single_pass" else block,
-                                             return_counts=True)
+        counts = {v: ksm.softmax(xt, v, block=None if v == "single_pass" else block, return_counts=True)[1]
+                  for v in ksm.variants_for(length)}
     ref = reference.softmax_online(x[None, :].astype(np.float64), block)
     return {"x": x, "m": m, "d": d, "counts": counts, "ref_m": ref["m_traj"][0], "ref_d": ref["d_traj"][0]}
 
@@ -160,11 +94,9 @@ def overflow_run(length: int, block: int, seed: int) -> dict:
     from kernels import reference
     from kernels import softmax as ksm
 
-    x16 = torch.from_numpy(softmax_input(length, "large", seed)).to(torch.float16)[None, :]  # (1, length)
-    outputs = {}
+    x16 = torch.from_numpy(inputs.softmax_row(length, "large", seed)).to(torch.float16)[None, :]  # (1, length)
     with kernel_lock():
-        for variant in ("naive", "safe", "online"):
-            outputs[variant] = ksm.softmax(x16, variant, block=block).float().cpu().numpy()[0]
+        outputs = {v: ksm.softmax(x16, v, block=block).float().cpu().numpy()[0] for v in ("naive", "safe", "online")}
     return {"x": x16.float().numpy()[0], "outputs": outputs, "ref": reference.softmax_safe(x16)["y"][0]}
 
 
@@ -173,28 +105,27 @@ def n_chunks(length: int, block: int) -> int:
 
 
 # ---------------------------------------------------------------- benchmarks page
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "kernels" / "results"
-
-
 def recorded_results() -> dict[str, dict]:
-    """{file name: result} of every `python -m kernels.bench` JSON committed under kernels/results."""
-    out = {}
-    for path in sorted(RESULTS_DIR.glob("*.json"), reverse=True):
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(result, dict) and "env" in result and any(k in result for k in ("attention", "softmax", "backward")):
-            out[path.name] = result
-    return out
+    return results.recorded()
 
 
 def live_benchmark(progress) -> dict:
-    """kernels.bench.small_run on this GPU, holding the kernel lock: the same functions as the CLI."""
-    from kernels import bench
-
-    with kernel_lock():
-        return bench.small_run(progress)
+    """`python -m bench --small` in a child process (the benchmark CLI stays out of the app's
+    imports), holding the kernel lock; progress(fraction, message) from its stderr."""
+    with kernel_lock(), tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "small.json")
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "--small", "--json", path], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tail = []
+        for line in proc.stderr:
+            if line.startswith("progress "):
+                _, frac, msg = line.rstrip("\n").split(" ", 2)
+                progress(float(frac), msg)
+            tail = (tail + [line])[-5:]
+        if proc.wait() != 0:
+            raise RuntimeError("the benchmark failed: " + "".join(tail)[-400:])
+        with open(path) as f:
+            return json.load(f)
 
 
 # ---------------------------------------------------------------- backward page
@@ -208,15 +139,20 @@ def capture_backward(fields: tuple, kv_blocks: tuple | None = None):
         return trace_backward.capture_backward_trace(cfg, kv_blocks=kv_blocks)
 
 
-def backward_trace_for(fields: tuple, kv_block: int):
+def backward_trace_for(cfg: ktrace.TraceConfig, kv_block: int):
     """The cached backward trace, or (large configs) one that kept the tiles of kv_block."""
-    trace = capture_backward(fields)
+    trace = capture_backward(cfg.fields())
     if trace.tile_slot(kv_block) is None:
-        trace = capture_backward(fields, (kv_block,))
+        trace = capture_backward(cfg.fields(), (kv_block,))
     return trace
+
+
+def capture_seconds(cfg: ktrace.TraceConfig) -> float:
+    return ktrace.capture_seconds(cfg)
 
 
 def backward_capture_seconds(cfg: ktrace.TraceConfig) -> float:
     from kernels import trace_backward
 
     return trace_backward.capture_seconds(cfg)
+

@@ -1,10 +1,10 @@
 """FlashAttention tiles: step through the tiles of the real FlashAttention-2 kernel's trace."""
 import streamlit as st
 
-from kernels import backend
-from viz import controls
-from viz import figures as fg
-from viz import state
+from kernels import backend, trace_io
+from viz import controls, state
+from viz.figures import attention as fa
+from viz.figures import grid, memory
 
 ss = st.session_state
 PLAY_SECONDS = 1.0
@@ -122,12 +122,11 @@ if loaded is not None:
         q_block = min(kept, key=lambda i: abs(i - q_block))
         st.warning(f"This recording kept the tiles of q-blocks {kept}; following q-block {q_block}.")
 else:
-    fields = state.config_fields(cfg)
     secs = state.capture_seconds(cfg)
     with st.spinner(f"Running the FlashAttention-2 kernel with TRACE on ({backend.describe()})"
                     + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
         try:
-            trace = state.trace_for(fields, q_block)
+            trace = state.trace_for(cfg, q_block)
         except Exception as e:  # a kernel failure is shown, never a traceback
             controls.show_kernel_failure(e)
 
@@ -147,7 +146,7 @@ def stepper(trace, q_block: int):
     def step_view():
         if ss["attn.playing"] != playing:
             st.rerun()  # whole app: start or stop the play timer
-        n = fg.step_count(trace, q_block)
+        n = grid.step_count(trace, q_block)
         rows = trace.rows(q_block)
         ss["attn.step"] = min(max(0, ss["attn.step"]), n - 1)
         if ss["attn.row"] > rows - 1:
@@ -157,7 +156,7 @@ def stepper(trace, q_block: int):
             if ss["attn.step"] >= n - 1:
                 ss["attn.playing"] = False  # the next tick reruns the app without the timer
         k = ss["attn.step"]
-        j = fg.kv_block(trace, q_block, k)
+        j = grid.kv_block(trace, q_block, k)
 
         b1, b2, b3, s1, s2 = st.columns([1, 1, 1, 2.8, 2.2], vertical_alignment="bottom")
         b1.button("Prev", icon=":material/chevron_left:", key="attn.prev", on_click=_prev, shortcut="Left",
@@ -183,36 +182,36 @@ def stepper(trace, q_block: int):
 
         lo_r, hi_r = q_block * c.block_m, q_block * c.block_m + rows - 1
         lo_c, hi_c = j * c.block_n, min((j + 1) * c.block_n, c.seq_len) - 1
-        grew = int(fg.rescaled_rows(trace, q_block, k).sum())
+        grew = int(fa.rescaled_rows(trace, q_block, k).sum())
         st.markdown(
             f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {k + 1} of {n}</b> · "
             f"Q<sub>{q_block}</sub> (rows {lo_r}–{hi_r}) meets K<sub>{j}</sub>, V<sub>{j}</sub> "
             f"(cols {lo_c}–{hi_c}) · max grew in <b>{grew}</b> of {rows} rows · "
-            f"<b>{fg.rescale_count(trace, q_block, k)}</b> rescales so far</div>",
+            f"<b>{fa.rescale_count(trace, q_block, k)}</b> rescales so far</div>",
             unsafe_allow_html=True,
         )
 
         g1, g2, g3 = st.columns([1.15, 1, 1])
-        g1.plotly_chart(fg.tile_grid_figure(trace, q_block, k), width="stretch", key="attn.grid", theme=None)
-        g2.plotly_chart(fg.tile_heatmap_figure(trace, q_block, k, "s", row), width="stretch", key="attn.s", theme=None)
-        g3.plotly_chart(fg.tile_heatmap_figure(trace, q_block, k, "p", row), width="stretch", key="attn.p", theme=None)
+        g1.plotly_chart(grid.tile_grid_figure(trace, q_block, k), width="stretch", key="attn.grid", theme=None)
+        g2.plotly_chart(fa.tile_heatmap_figure(trace, q_block, k, "s", row), width="stretch", key="attn.s", theme=None)
+        g3.plotly_chart(fa.tile_heatmap_figure(trace, q_block, k, "p", row), width="stretch", key="attn.p", theme=None)
         st.caption("Solid outline: Q_i on chip; dotted: K_j, V_j streaming through. Tile numbers: the step at which "
                    "this q-block's program computes the tile. Heatmap colors are fixed over all of this q-block's "
                    "tiles; grey cells are masked (−∞); the white outline is the selected row.")
 
         l1, l2 = st.columns([1.7, 1])
-        l1.plotly_chart(fg.running_state_figure(trace, q_block, k, row), width="stretch", key="attn.ml", theme=None)
-        l2.plotly_chart(fg.alpha_figure(trace, q_block, k, row), width="stretch", key="attn.alpha", theme=None)
+        l1.plotly_chart(fa.running_state_figure(trace, q_block, k, row), width="stretch", key="attn.ml", theme=None)
+        l2.plotly_chart(fa.alpha_figure(trace, q_block, k, row), width="stretch", key="attn.alpha", theme=None)
 
         st.markdown(f"##### Row {lo_r + row} at this step: the update, with the kernel's numbers")
-        st.latex(fg.update_equations(trace, q_block, k, row))
-        st.plotly_chart(fg.accumulator_figure(trace, q_block, k, row), width="stretch", key="attn.acc", theme=None)
+        st.latex(fa.update_equations(trace, q_block, k, row))
+        st.plotly_chart(fa.accumulator_figure(trace, q_block, k, row), width="stretch", key="attn.acc", theme=None)
         st.caption("acc stays unnormalized (FlashAttention-2). p·V is what the kernel added at this step: "
                    "acc after − α × acc before, from the trace. Colors fixed over all steps of this row.")
         if k == n - 1:
-            out = fg.output_parts(trace, q_block, row)
+            out = fa.output_parts(trace, q_block, row)
             st.markdown(f"##### After the last step: out = acc / ℓ, written once (ℓ = {out['l']:.5g})")
-            st.plotly_chart(fg.output_figure(trace, q_block, row), width="stretch", key="attn.out", theme=None)
+            st.plotly_chart(fa.output_figure(trace, q_block, row), width="stretch", key="attn.out", theme=None)
             st.caption(f"max |out − float64 reference| for this row: {out['err']:.2e} "
                        f"({c.dtype} inputs; whole output: {trace.max_abs_err:.2e})")
         else:
@@ -225,7 +224,7 @@ stepper(trace, q_block)
 
 # ---------------------------------------------------------------- memory accesses
 st.markdown("#### Memory accesses at this size")
-key = state.trace_key(trace)
+key = c.fields()
 est = state.count_seconds(c.seq_len)
 counts, count_note = None, None
 if est <= state.AUTO_COUNT_SECONDS or ss["attn.count_ok"] == key:
@@ -238,24 +237,24 @@ else:
     st.button(f"Count the softmax accesses with the kernels (about {est:.0f} s on this backend)",
               key="attn.count", on_click=_count_now, args=(key,))
     count_note = "Softmax rows show the model until the kernels have counted them."
-rows = fg.memory_rows(trace, counts)
-st.markdown(f"<div style='font-size:1.2rem'><b>{fg.flash_headline(rows)}</b> S and P "
+rows = memory.memory_rows(trace, counts)
+st.markdown(f"<div style='font-size:1.2rem'><b>{memory.flash_headline(rows)}</b> S and P "
             f"({2 * c.seq_len * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
 t1, t2 = st.columns([1, 1.1])
 num = st.column_config.NumberColumn(format="localized")
-t1.dataframe(fg.memory_table(rows), hide_index=True, key="attn.mem_table", width="stretch", placeholder="—",
+t1.dataframe(memory.memory_table(rows), hide_index=True, key="attn.mem_table", width="stretch", placeholder="—",
              column_config={"model": num, "counted by the kernel": num, "equal?": st.column_config.TextColumn(width="small")})
 if count_note:
     t1.caption(count_note)
 t1.caption("Elements loaded + stored (not bytes). Model: kernels/traffic.py. Counted: the kernels' own loads "
            "and stores; standard attention has no kernel here, so model only. Bars split loads and stores.")
-t2.plotly_chart(fg.memory_figure(rows), width="stretch", key="attn.mem", theme=None)
+t2.plotly_chart(memory.memory_figure(rows), width="stretch", key="attn.mem", theme=None)
 
 # ---------------------------------------------------------------- where it ran
 st.caption(f"Ran on **{trace.device}** · the traced launch took {trace.seconds:.2f} s (compile included) · "
            f"max |out − float64 reference| = {trace.max_abs_err:.2e}")
 if loaded is None:
     with st.sidebar.expander("Save this trace (.npz)"):
-        st.download_button("Download trace", data=lambda: state.trace_bytes(trace),
+        st.download_button("Download trace", data=lambda: trace_io.to_bytes(trace),
                            file_name=f"trace_{c.seq_len}_{c.block_m}x{c.block_n}{'_causal' if c.causal else ''}.npz",
                            mime="application/octet-stream", key="attn.download")

@@ -2,9 +2,9 @@
 import streamlit as st
 
 from kernels import backend
-from viz import controls
-from viz import figures as fg
-from viz import state
+from viz import controls, state
+from viz.figures import backward as fb
+from viz.figures import grid, memory
 
 ss = st.session_state
 CPU = backend.INTERPRET
@@ -63,7 +63,7 @@ secs = state.backward_capture_seconds(cfg)
 with st.spinner(f"Running the FlashAttention-2 forward, then the backward with TRACE on ({backend.describe()})"
                 + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
     try:
-        trace = state.backward_trace_for(state.config_fields(cfg), kv_block)
+        trace = state.backward_trace_for(cfg, kv_block)
     except Exception as e:  # a kernel failure is shown, never a traceback
         controls.show_kernel_failure(e)
 
@@ -87,16 +87,16 @@ with r1:
     else:
         st.caption("one query row: row 0")
     row = min(int(ss["bwd.row"]), n - 1)
-    parts = fg.backward_row_parts(trace, row)
+    parts = fb.backward_row_parts(trace, row)
     st.latex(r"dS = \underbrace{(\mathrm{diag}(P) - P P^\top)}_{N \times N}\, dP")
-    st.markdown(f"needs **{fg.elements_text(n * n)}** per row", help="the Jacobian of one row's softmax")
+    st.markdown(f"needs **{memory.elements_text(n * n)}** per row", help="the Jacobian of one row's softmax")
     st.latex(r"dS = P \circ (dP - \underbrace{D}_{1})")
-    st.markdown(f"needs **{fg.elements_text(n)}** per row, plus one number D",
+    st.markdown(f"needs **{memory.elements_text(n)}** per row, plus one number D",
                 help="D = rowsum(dO ∘ O) comes from the preprocess kernel: N numbers for the whole matrix")
 with r2:
-    st.plotly_chart(fg.backward_row_figure(parts, row), width="stretch", key="bwd.rowfig", theme=None)
+    st.plotly_chart(fb.backward_row_figure(parts, row), width="stretch", key="bwd.rowfig", theme=None)
 num = st.column_config.NumberColumn(format="%.6g")
-st.dataframe(fg.backward_row_table(parts), hide_index=True, key="bwd.row_table", width="stretch",
+st.dataframe(fb.backward_row_table(parts), hide_index=True, key="bwd.row_table", width="stretch",
              column_config={k: num for k in ("P", "dP", "(diag(P) − P Pᵀ) dP", "P ∘ (dP − D)", "difference")})
 where = ("P, dP and P ∘ (dP − D) are the kernel's own tiles; the Jacobian form is computed here from them "
          "(float64)." if parts["source"] == "kernel" else
@@ -104,16 +104,16 @@ where = ("P, dP and P ∘ (dP − D) are the kernel's own tiles; the Jacobian fo
          "D is the kernel's.")
 st.caption(f"Row {row}: max |difference| over all {n} entries = **{parts['max_diff']:.2e}**. D from the "
            f"preprocess kernel = {parts['d']:.6g}; P · dP = {parts['d_pdp']:.6g}. {where} For all {n} rows the "
-           f"Jacobians would take {fg.elements_text(n ** 3)}.")
+           f"Jacobians would take {memory.elements_text(n ** 3)}.")
 
 
 # ---------------------------------------------------------------- the dK/dV loop, step by step
 @st.fragment
 def step_view():
-    steps = fg.bwd_step_count(trace, kv_block)
+    steps = grid.bwd_step_count(trace, kv_block)
     ss["bwd.step"] = min(max(0, ss["bwd.step"]), steps - 1)
     k = ss["bwd.step"]
-    i = fg.bwd_q_block(trace, kv_block, k)
+    i = grid.bwd_q_block(trace, kv_block, k)
     st.markdown("##### The dK/dV kernel, tile by tile")
     b1, b2, s1 = st.columns([1, 1, 5], vertical_alignment="bottom")
     b1.button("Prev", icon=":material/chevron_left:", key="bwd.prev", on_click=_prev, shortcut="Left",
@@ -136,16 +136,16 @@ def step_view():
         unsafe_allow_html=True,
     )
     g1, g2, g3, g4 = st.columns([1.15, 1, 1, 1])
-    g1.plotly_chart(fg.bwd_tile_grid_figure(trace, kv_block, k), width="stretch", key="bwd.grid", theme=None)
+    g1.plotly_chart(grid.bwd_tile_grid_figure(trace, kv_block, k), width="stretch", key="bwd.grid", theme=None)
     for col, name in ((g2, "p"), (g3, "dp"), (g4, "ds")):
-        col.plotly_chart(fg.bwd_tile_heatmap_figure(trace, kv_block, k, name, row), width="stretch",
+        col.plotly_chart(fb.bwd_tile_heatmap_figure(trace, kv_block, k, name, row), width="stretch",
                          key=f"bwd.{name}", theme=None)
     st.caption("Solid outline: K_j, V_j on chip (one program per kv-block); dotted: the q-block streaming through. "
                "Tile numbers: the step at which this program computes the tile. Heatmap colors are fixed over all of "
                "this program's steps; grey cells are masked; the outlined row is the query row above.")
     a1, a2 = st.columns([1, 1.6])
-    a1.plotly_chart(fg.delta_figure(trace, kv_block, k), width="stretch", key="bwd.delta", theme=None)
-    a2.plotly_chart(fg.bwd_acc_figure(trace, kv_block, k), width="stretch", key="bwd.acc", theme=None)
+    a1.plotly_chart(fb.delta_figure(trace, kv_block, k), width="stretch", key="bwd.delta", theme=None)
+    a2.plotly_chart(fb.bwd_acc_figure(trace, kv_block, k), width="stretch", key="bwd.acc", theme=None)
     st.caption("D comes from the preprocess kernel, one number per row. The accumulators stay on chip across the "
                "steps and are written once, after the last one, as this kv-block's rows of dK and dV.")
 
@@ -154,16 +154,16 @@ step_view()
 
 # ---------------------------------------------------------------- memory traffic
 st.markdown("##### Memory traffic of the backward")
-rows = fg.bwd_memory_rows(trace)
-st.markdown(f"<div style='font-size:1.2rem'><b>{fg.bwd_headline(rows, n)}</b></div>", unsafe_allow_html=True)
+rows = memory.bwd_memory_rows(trace)
+st.markdown(f"<div style='font-size:1.2rem'><b>{memory.bwd_headline(rows, n)}</b></div>", unsafe_allow_html=True)
 t1, t2 = st.columns([1.1, 1])
 count = st.column_config.NumberColumn(format="localized")
-t1.dataframe(fg.memory_table(rows), hide_index=True, key="bwd.mem_table", width="stretch", placeholder="—",
+t1.dataframe(memory.memory_table(rows), hide_index=True, key="bwd.mem_table", width="stretch", placeholder="—",
              column_config={"model": count, "counted by the kernel": count,
                             "equal?": st.column_config.TextColumn(width="small")})
 t1.caption("Elements loaded + stored (not bytes). Model: kernels/traffic.py. Counted: the three backward kernels' "
            "own loads and stores (COUNT on); the standard backward has no kernel here, so model only.")
-t2.plotly_chart(fg.memory_figure(rows), width="stretch", key="bwd.mem", theme=None)
+t2.plotly_chart(memory.memory_figure(rows), width="stretch", key="bwd.mem", theme=None)
 
 errs = trace.max_abs_errs()
 st.caption(f"Ran on **{trace.device}** · the traced backward took {trace.seconds:.2f} s (compile included) · "

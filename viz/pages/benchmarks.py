@@ -6,8 +6,8 @@ small live run with a progress bar.
 import streamlit as st
 
 from kernels import backend
-from viz import figures as fg
 from viz import state
+from viz.figures import benchmarks as fbench
 
 ss = st.session_state
 ss.setdefault("bench.live", None)
@@ -38,10 +38,10 @@ ceil = result.get("ceilings", {})
 
 if backend.INTERPRET:
     st.info(f"No GPU here ({backend.describe()}): these are recorded results, measured on "
-            f"{fg.bench_measured_on(result)}.", icon=":material/history:")
+            f"{fbench.bench_measured_on(result)}.", icon=":material/history:")
 else:
     took = f", in {result['seconds']:.0f} s including compiles" if "seconds" in result else ""
-    st.caption(f"Measured on {fg.bench_measured_on(result)}{took}")
+    st.caption(f"Measured on {fbench.bench_measured_on(result)}{took}")
 st.markdown(
     f"Ceilings measured in the same run: device-to-device copy **{ceil.get('copy_TBps', 0):.2f} TB/s** "
     f"(bytes read + written), fp16 matmul **{ceil.get('matmul_fp16_TFLOPs', 0):.0f} TFLOP/s**. "
@@ -56,8 +56,8 @@ if result.get("attention"):
     a = result["attention"][0]
     st.caption(f"{a['dtype']}, batch {a['batch']}, {a['heads']} heads; FLOPs = 4·B·H·N²·D, halved when causal. "
                "SDPA backends pinned with torch.nn.attention.sdpa_kernel; MATH only up to N = 4096.")
-    st.plotly_chart(fg.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
-    st.dataframe(fg.bench_ratio_table(result), hide_index=True, width="stretch", key="bench.attn_table")
+    st.plotly_chart(fbench.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
+    st.dataframe(fbench.bench_ratio_table(result), hide_index=True, width="stretch", key="bench.attn_table")
     if any(r.get("config") for r in result["attention"]):
         st.caption("config picked: the tuner's choice for that case, timed on the first call. BM x BN = "
                    "q-block x kv-block rows, w = warps, s = pipeline stages, ws = warp-specialized, "
@@ -70,11 +70,11 @@ if result.get("backward"):
     b = result["backward"][0]
     st.caption(f"{b['dtype']}, batch {b['batch']}, {b['heads']} heads; FLOPs = 3.5 x the forward's "
                "(the backward does 2.5x). Ours is flash_attention through torch.autograd.")
-    st.plotly_chart(fg.bench_attention_figure(result, "backward"), width="stretch", key="bench.bwd_fig")
-    note = fg.host_bound_note(result, "backward")
+    st.plotly_chart(fbench.bench_attention_figure(result, "backward"), width="stretch", key="bench.bwd_fig")
+    note = fbench.host_bound_note(result, "backward")
     if note:
         st.caption(note)
-    st.dataframe(fg.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", key="bench.bwd_table")
+    st.dataframe(fbench.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", key="bench.bwd_table")
 
 if result.get("softmax"):
     st.subheader("Softmax, GB/s")
@@ -82,5 +82,5 @@ if result.get("softmax"):
                "cannot pass two thirds of the copy line. Dotted: the run's 1 GiB device copy; dashed (where "
                "recorded): a copy of the same bytes as each shape, timed next to it, the ceiling at that size. "
                "'best' is single-pass where a row fits on chip, else online.")
-    st.plotly_chart(fg.bench_softmax_figure(result), width="stretch", key="bench.sm_fig")
-    st.dataframe(fg.bench_softmax_ratio_table(result), hide_index=True, width="stretch", key="bench.sm_table")
+    st.plotly_chart(fbench.bench_softmax_figure(result), width="stretch", key="bench.sm_fig")
+    st.dataframe(fbench.bench_softmax_ratio_table(result), hide_index=True, width="stretch", key="bench.sm_table")

@@ -1,0 +1,88 @@
+"""Recorded benchmark results (bench/results/*.json) and the ratios read off them.
+
+`python -m bench` writes the files; the Benchmarks page and the CLI's table both read them
+through here, so a ratio is computed in one place. Plain JSON and arithmetic: no GPU needed.
+
+Not for: timing anything (bench/).
+"""
+import json
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "bench" / "results"
+PARTS = ("attention", "backward", "softmax")
+
+
+def recorded(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
+    """{file name: result} of every benchmark JSON under results_dir, newest name first."""
+    out = {}
+    for path in sorted(results_dir.glob("*.json"), reverse=True):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict) and "env" in result and any(k in result for k in PARTS):
+            out[path.name] = result
+    return out
+
+
+def _ratio(a, b):
+    return a / b if (a and b) else None
+
+
+def vs_ours(rows: list[dict], kind: str = "attention") -> list[dict]:
+    """ours / each other implementation in TFLOP/s, per (head_dim, causal, seq_len); where the run
+    also replayed each call from a CUDA graph (graph_tflops: GPU time alone), gpu_vs_NAME too."""
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["head_dim"], r["causal"], r["seq_len"]), {})[r["impl"]] = r
+    out = []
+    for (d, causal, n), impls in sorted(by_key.items()):
+        ours = impls.get("ours", {})
+        row = {"kind": kind, "head_dim": d, "causal": causal, "seq_len": n, "ours_tflops": ours.get("tflops"),
+               "config": ours.get("config")}
+        for name, r in impls.items():
+            if name != "ours":
+                row[f"vs_{name}"] = _ratio(ours.get("tflops"), r.get("tflops"))
+        if any(r.get("graph_tflops") for r in impls.values()):
+            for name, r in impls.items():
+                if name != "ours":
+                    row[f"gpu_vs_{name}"] = _ratio(ours.get("graph_tflops"), r.get("graph_tflops"))
+        out.append(row)
+    return out
+
+
+def softmax_ratios(rows: list[dict], copy_tbps: float | None) -> list[dict]:
+    """Per (rows, cols, dtype): the best variant (single-pass where a row fits, else split-row or
+    online) against torch.softmax and the copies, and the variants against each other."""
+    sm = {}
+    for r in rows:
+        sm.setdefault((r["rows"], r["cols"], r["dtype"]), {})[r["impl"]] = r["GBps"]
+    out = []
+    for (r, c, dtype), impls in sorted(sm.items()):
+        best_name = next(v for v in ("single_pass", "split_row", "online") if impls.get(v))
+        best = impls[best_name]
+        out.append({
+            "kind": "softmax", "rows": r, "cols": c, "dtype": dtype, "best": best_name,
+            "best_vs_torch": _ratio(best, impls.get("torch")),
+            "best_vs_copy": _ratio(best, copy_tbps * 1000 if copy_tbps else None),
+            "best_vs_copy_same_size": _ratio(best, impls.get("copy")),
+            "online_vs_safe": _ratio(impls.get("online"), impls.get("safe")),
+            "naive_vs_online": _ratio(impls.get("naive"), impls.get("online")),
+        })
+    return out
+
+
+def ratios(result: dict) -> list[dict]:
+    """ours / each SDPA backend (forward; forward + backward); softmax variant ratios."""
+    return (vs_ours(result.get("attention", []), "attention") + vs_ours(result.get("backward", []), "backward")
+            + softmax_ratios(result.get("softmax", []), result.get("ceilings", {}).get("copy_TBps")))
+
+
+def host_bound(result: dict, kind: str = "backward") -> dict | None:
+    """The case where ours' eager call stands furthest above its CUDA-graph replay (the GPU's time
+    alone): {"seq_len", "head_dim", "causal", "ms", "graph_ms"}; None when the run has no replays."""
+    ours = [r for r in result.get(kind, []) if r.get("impl") == "ours" and r.get("ms") and r.get("graph_ms")]
+    if not ours:
+        return None
+    r = max(ours, key=lambda r: r["ms"] / r["graph_ms"])
+    return {k: r[k] for k in ("seq_len", "head_dim", "causal", "ms", "graph_ms")}

@@ -1,0 +1,321 @@
+"""The trace file format: one owner for saving and loading every kind of trace as `.npz`.
+
+A trace file is a zip of `.npy` members (numpy's savez_compressed), no pickle: `format_version`,
+`kind` ("forward" or "backward"), the config as `config_<field>` scalars, the counters as
+`counter_<key>` scalars, metadata (`device`, `seconds`, `sm_scale`, `do_seed`) and the arrays of the
+trace dataclass. A file can come from anyone, so `load` trusts nothing in it:
+1. the zip's directory: only known member names, no duplicates, no encryption, and declared sizes
+   that add up to at most MAX_FILE_BYTES before anything is inflated;
+2. the small scalars (version, kind, config), each checked for type and range;
+3. every array member's `.npy` header (read from the stream, a few hundred bytes): exactly the
+   dtype and the shape the contract gives for this config, and a declared size that matches them;
+4. the data, read member by member with a byte limit (a deflate bomb stops at the declared size
+   and fails its CRC), then the values: finite where the contract allows nothing else, NaN
+   exactly where a tile was not computed, visit orders that are the kernel's.
+Every refusal is a ValueError that names the file and says what is wrong. Works without triton.
+
+Not for: capturing traces (trace.py, trace_backward.py) or drawing them (viz/).
+"""
+import dataclasses
+import io
+import zipfile
+
+import numpy as np
+
+from kernels import limits, traffic
+from kernels.trace import AttentionTrace, TraceConfig
+from kernels.trace_backward import BackwardTrace
+
+FORMAT_VERSION = 2
+MAX_FILE_BYTES = 256 << 20  # inflated size of every member together, whatever the config says
+MAX_TEXT = 200  # characters of the device string
+KINDS = ("forward", "backward")
+_CONFIG_TYPES = {"seq_len": "i", "head_dim": "i", "block_m": "i", "block_n": "i", "causal": "b", "dtype": "U",
+                 "seed": "i", "scenario": "U"}
+
+
+# ---------------------------------------------------------------- save
+def save(trace, path) -> None:
+    """Write a forward or backward trace to `path` (a path or a binary file object)."""
+    kind = {AttentionTrace: "forward", BackwardTrace: "backward"}.get(type(trace))
+    if kind is None:
+        raise ValueError(f"trace must be an AttentionTrace or a BackwardTrace, got {type(trace).__name__}")
+    members = {"format_version": np.asarray(FORMAT_VERSION, dtype=np.int64), "kind": np.asarray(kind),
+               "device": np.asarray(trace.device), "seconds": np.asarray(trace.seconds, dtype=np.float64),
+               "sm_scale": np.asarray(trace.sm_scale, dtype=np.float64)}
+    for f in dataclasses.fields(TraceConfig):
+        value = getattr(trace.config, f.name)
+        members[f"config_{f.name}"] = np.asarray(value, dtype=np.int64 if _CONFIG_TYPES[f.name] == "i" else None)
+    for key, value in trace.counters.items():
+        members[f"counter_{key}"] = np.asarray(value, dtype=np.int64)
+    if kind == "backward":
+        members["do_seed"] = np.asarray(trace.do_seed, dtype=np.int64)
+    for name, (_, dtype) in _schema(kind, trace.config, _n_tiles(trace, kind)).items():
+        members[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
+    np.savez_compressed(path, **members)
+
+
+def to_bytes(trace) -> bytes:
+    buf = io.BytesIO()
+    save(trace, buf)
+    return buf.getvalue()
+
+
+def _n_tiles(trace, kind: str) -> int:
+    return len(trace.tile_q_blocks if kind == "forward" else trace.tile_kv_blocks)
+
+
+# ---------------------------------------------------------------- the contract
+def _schema(kind: str, c: TraceConfig, n: int) -> dict:
+    """{array member: (shape, dtype)} of a trace of this kind and config with n blocks' tiles."""
+    N, d, tq, tk, bm, bn = c.seq_len, c.head_dim, c.n_q_blocks, c.n_kv_blocks, c.block_m, c.block_n
+    f4, f8, i4, i8 = np.float32, np.float64, np.int32, np.int64
+    if kind == "forward":
+        return {"q": ((N, d), f4), "k": ((N, d), f4), "v": ((N, d), f4), "out": ((N, d), f4), "lse": ((N,), f4),
+                "m": ((tq, tk, bm), f4), "l": ((tq, tk, bm), f4), "alpha": ((tq, tk, bm), f4),
+                "visit_order": ((tq, tk), i4), "tile_q_blocks": ((n,), i8),
+                "s": ((n, tk, bm, bn), f4), "p": ((n, tk, bm, bn), f4),
+                "acc_before": ((n, tk, bm, d), f4), "acc_after": ((n, tk, bm, d), f4),
+                "ref_out": ((N, d), f8), "ref_lse": ((N,), f8)}
+    return {"q": ((N, d), f4), "k": ((N, d), f4), "v": ((N, d), f4), "do": ((N, d), f4), "out": ((N, d), f4),
+            "lse": ((N,), f4), "delta": ((N,), f4), "dq": ((N, d), f4), "dk": ((N, d), f4), "dv": ((N, d), f4),
+            "visit_order": ((tk, tq), i4), "tile_kv_blocks": ((n,), i8),
+            "p": ((n, tq, bm, bn), f4), "dp": ((n, tq, bm, bn), f4), "ds": ((n, tq, bm, bn), f4),
+            "dk_acc": ((n, tq, bn, d), f4), "dv_acc": ((n, tq, bn, d), f4),
+            "ref_delta": ((N,), f8), "ref_dq": ((N, d), f8), "ref_dk": ((N, d), f8), "ref_dv": ((N, d), f8)}
+
+
+def _counter_keys(kind: str) -> tuple:
+    return traffic.FA2_COUNTERS if kind == "forward" else traffic.BACKWARD_COUNTERS
+
+
+def _scalar_members(kind: str) -> dict:
+    """{scalar member: numpy dtype kind} besides the config."""
+    out = {"format_version": "i", "kind": "U", "device": "U", "seconds": "f", "sm_scale": "f"}
+    out.update({f"counter_{k}": "i" for k in _counter_keys(kind)})
+    if kind == "backward":
+        out["do_seed"] = "i"
+    return out
+
+
+# ---------------------------------------------------------------- load
+class _Reader:
+    """The zip behind a trace file, read member by member within declared sizes."""
+
+    def __init__(self, zf: zipfile.ZipFile, name: str):
+        self.zf, self.name = zf, name
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{name}: the zip lists a member twice; not a trace file this app wrote")
+        self.info = {}
+        for i in infos:
+            if not i.filename.endswith(".npy") or "/" in i.filename:
+                raise ValueError(f"{name}: unexpected member {i.filename!r}; a trace holds only .npy arrays")
+            if i.flag_bits & 0x1:
+                raise ValueError(f"{name}: member {i.filename!r} is encrypted")
+            self.info[i.filename[:-4]] = i
+        declared = sum(i.file_size for i in infos)
+        if declared > MAX_FILE_BYTES:
+            raise ValueError(f"{name}: its members would inflate to {declared >> 20} MiB "
+                             f"(limit {MAX_FILE_BYTES >> 20} MiB)")
+
+    def header(self, member: str) -> tuple[np.dtype, tuple, int]:
+        """(dtype, shape, header bytes) from the member's .npy header alone."""
+        with self.zf.open(self.info[member]) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=1024)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=1024)
+                else:
+                    raise ValueError(f"npy format {version}")
+                offset = f.tell()
+            except ValueError as e:
+                raise ValueError(f"{self.name}: member {member!r} is not a plain .npy array ({e})") from None
+        if fortran or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+            raise ValueError(f"{self.name}: member {member!r} has dtype {dtype}; a trace holds plain numbers")
+        return dtype, tuple(shape), offset
+
+    def array(self, member: str, dtype, shape) -> np.ndarray:
+        """The member's data, checked against the dtype and shape the contract gives."""
+        got_dtype, got_shape, offset = self.header(member)
+        if got_dtype != np.dtype(dtype).newbyteorder("<") or got_shape != tuple(shape):
+            raise ValueError(f"{self.name}: {member} is {got_dtype.str} {got_shape}, the config needs "
+                             f"{np.dtype(dtype).str} {tuple(shape)}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * got_dtype.itemsize
+        if self.info[member].file_size != offset + nbytes:
+            raise ValueError(f"{self.name}: {member} declares {self.info[member].file_size} bytes, its header "
+                             f"{offset + nbytes}")
+        data = bytearray(nbytes + 1)  # + 1: a member longer than declared shows
+        with self.zf.open(self.info[member]) as f:
+            f.read(offset)
+            got = f.readinto(data)
+        if got != nbytes:
+            raise ValueError(f"{self.name}: {member} holds {got} bytes, its header says {nbytes}")
+        return np.frombuffer(memoryview(data)[:nbytes], dtype=got_dtype).reshape(shape)
+
+    def scalar(self, member: str, kind: str):
+        """A 0-d member of numpy dtype kind "i", "f", "b" or "U", as a Python value."""
+        if member not in self.info:
+            raise ValueError(f"{self.name} is not a complete trace file: it has no {member}")
+        dtype, shape, _ = self.header(member)
+        if shape != () or dtype.kind != kind or (kind == "U" and dtype.itemsize > 4 * MAX_TEXT):
+            want = {"i": "an integer", "f": "a number", "b": "True or False", "U": f"text of at most {MAX_TEXT} characters"}
+            raise ValueError(f"{self.name}: {member} must be {want[kind]}, got {dtype.str} {shape}")
+        value = self.array(member, dtype, ()).item()
+        return str(value) if kind == "U" else value
+
+
+def load(source, name: str | None = None):
+    """An AttentionTrace or BackwardTrace from a path or a binary file object, checked as the module
+    docstring says. ValueError, naming `name` (default: the path), for anything else."""
+    name = name or str(getattr(source, "name", source))
+    try:
+        with zipfile.ZipFile(source) as zf:
+            return _load(_Reader(zf, name))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
+        raise ValueError(f"{name} is corrupt or not a trace file: {e}") from None
+    except (NotImplementedError, RuntimeError) as e:  # an unsupported compression method, a bad CRC
+        raise ValueError(f"{name} cannot be read: {e}") from None
+
+
+def _load(r: _Reader):
+    if "format_version" not in r.info:
+        raise ValueError(f"{r.name} is not a trace file: it has no format_version")
+    version = r.scalar("format_version", "i")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{r.name} has trace format version {version}; this app reads version {FORMAT_VERSION} "
+                         f"(record it again with this version of the app)")
+    kind = r.scalar("kind", "U")
+    if kind not in KINDS:
+        raise ValueError(f"{r.name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    values = {f: r.scalar(f"config_{f}", t) for f, t in _CONFIG_TYPES.items()}
+    try:
+        cfg = TraceConfig.recorded(**values)
+    except ValueError as e:
+        raise ValueError(f"{r.name}: its config is not one the kernels run: {e}") from None
+    blocks = "tile_q_blocks" if kind == "forward" else "tile_kv_blocks"
+    n_max = cfg.n_q_blocks if kind == "forward" else cfg.n_kv_blocks
+    if blocks not in r.info:
+        raise ValueError(f"{r.name} is not a complete trace file: it has no {blocks}")
+    _, shape, _ = r.header(blocks)
+    if len(shape) != 1 or not 1 <= shape[0] <= n_max:
+        raise ValueError(f"{r.name}: {blocks} must list 1 to {n_max} blocks, got shape {shape}")
+    schema = _schema(kind, cfg, shape[0])
+    scalars = _scalar_members(kind)
+    expected = set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES}
+    missing, unknown = expected - set(r.info), set(r.info) - expected
+    if missing or unknown:
+        raise ValueError(f"{r.name} does not match the {kind} trace contract"
+                         + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
+                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    need = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(t).itemsize for s, t in schema.values())
+    if need > MAX_FILE_BYTES:
+        raise ValueError(f"{r.name}: a {kind} trace of this config takes {need >> 20} MiB "
+                         f"(limit {MAX_FILE_BYTES >> 20} MiB)")
+    meta = {m: r.scalar(m, t) for m, t in scalars.items()}
+    arrays = {m: r.array(m, t, s) for m, (s, t) in schema.items()}
+    _check_meta(r.name, cfg, meta)
+    counters = {k: meta[f"counter_{k}"] for k in _counter_keys(kind)}
+    common = dict(config=cfg, counters=counters, sm_scale=meta["sm_scale"], device=meta["device"],
+                  seconds=meta["seconds"], **arrays)
+    if kind == "forward":
+        _check_forward(r.name, cfg, arrays)
+        return AttentionTrace(**common)
+    _check_backward(r.name, cfg, arrays)
+    return BackwardTrace(do_seed=meta["do_seed"], **common)
+
+
+# ---------------------------------------------------------------- values
+def _check_meta(name: str, cfg: TraceConfig, meta: dict) -> None:
+    if not meta["device"].isprintable():
+        raise ValueError(f"{name}: device must be printable text")
+    if not (np.isfinite(meta["seconds"]) and 0 <= meta["seconds"] < 1e6):
+        raise ValueError(f"{name}: seconds must be a finite number of seconds, got {meta['seconds']!r}")
+    if not np.isclose(meta["sm_scale"], cfg.sm_scale, rtol=1e-6):
+        raise ValueError(f"{name}: sm_scale must be 1/sqrt(head_dim) = {cfg.sm_scale:.6g}, got {meta['sm_scale']!r}")
+    for key, value in meta.items():
+        if key.startswith("counter_") and not 0 <= value < 2**62:
+            raise ValueError(f"{name}: {key[8:]} must be a count >= 0, got {value}")
+    if "do_seed" in meta:
+        limits.check_int("do_seed", meta["do_seed"], 0, 2**31 - 1)
+
+
+def _finite(name: str, arrays: dict, members) -> None:
+    for m in members:
+        if not np.isfinite(arrays[m]).all():
+            raise ValueError(f"{name}: {m} holds NaN or inf; the kernel's {m} is finite")
+
+
+def _check_blocks_list(name: str, member: str, blocks: np.ndarray, n_max: int) -> None:
+    if not (np.all(np.diff(blocks) > 0) and blocks[0] >= 0 and blocks[-1] < n_max):
+        raise ValueError(f"{name}: {member} must be increasing block indices in [0, {n_max - 1}], got "
+                         f"{blocks[:8].tolist()}{'...' if blocks.size > 8 else ''}")
+
+
+def _check_visits(name: str, order: np.ndarray, expected: np.ndarray, what: str) -> None:
+    """order (programs, tiles): -1 exactly where the kernel skips a tile, each program's visited
+    tiles numbered 0, 1, ... in ascending tile order (how its loop walks them)."""
+    if not np.array_equal(order >= 0, expected) or (order < -1).any():
+        raise ValueError(f"{name}: visit_order marks other tiles than the kernel computes for this config")
+    ranks = np.cumsum(expected, axis=1) - 1
+    if not np.array_equal(np.where(expected, order, -1), np.where(expected, ranks, -1)):
+        raise ValueError(f"{name}: visit_order is not the order in which {what} walks its tiles")
+
+
+def _check_tiles(name: str, member: str, a: np.ndarray, computed: np.ndarray, allow_neg_inf: bool,
+                 lo: float | None = None, hi: float | None = None) -> None:
+    """a: NaN exactly outside `computed` (same shape); inside, finite (or -inf where masked) in [lo, hi]."""
+    inside = a[computed]
+    if np.isnan(a[~computed]).sum() != (~computed).sum():
+        raise ValueError(f"{name}: {member} holds numbers where the kernel computed nothing")
+    bad = np.isnan(inside) | (inside == np.inf) | ((inside == -np.inf) if not allow_neg_inf else False)
+    if bad.any():
+        raise ValueError(f"{name}: {member} holds NaN or inf where the kernel computed finite values")
+    finite = inside[np.isfinite(inside)]
+    if finite.size and ((lo is not None and finite.min() < lo) or (hi is not None and finite.max() > hi)):
+        raise ValueError(f"{name}: {member} lies outside [{lo}, {hi}], which the kernel's {member} never leaves")
+
+
+def _row_col_valid(c: TraceConfig, n_rows_blocks: int, rows_per: int, n_cols_blocks: int, cols_per: int):
+    rows = (np.arange(n_rows_blocks)[:, None] * rows_per + np.arange(rows_per)[None, :]) < c.seq_len
+    cols = (np.arange(n_cols_blocks)[:, None] * cols_per + np.arange(cols_per)[None, :]) < c.seq_len
+    return rows, cols  # (blocks, per) each
+
+
+def _check_forward(name: str, c: TraceConfig, a: dict) -> None:
+    _finite(name, a, ("q", "k", "v", "out", "lse", "ref_out", "ref_lse"))
+    visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal)  # (Tq, Tk)
+    _check_visits(name, a["visit_order"], visited, "a q-block's program")
+    rows, cols = _row_col_valid(c, c.n_q_blocks, c.block_m, c.n_kv_blocks, c.block_n)
+    state_ok = visited[:, :, None] & rows[:, None, :]  # (Tq, Tk, block_m)
+    _check_tiles(name, "m", a["m"], state_ok, False)
+    _check_tiles(name, "l", a["l"], state_ok, False, lo=1.0 - 1e-6)
+    _check_tiles(name, "alpha", a["alpha"], state_ok, False, lo=0.0, hi=1.0)
+    kept = a["tile_q_blocks"]
+    _check_blocks_list(name, "tile_q_blocks", kept, c.n_q_blocks)
+    tile_ok = visited[kept][:, :, None, None] & rows[kept][:, None, :, None] & cols[None, :, None, :]
+    _check_tiles(name, "s", a["s"], tile_ok, allow_neg_inf=c.causal)
+    _check_tiles(name, "p", a["p"], tile_ok, False, lo=0.0, hi=1.0)
+    acc_ok = np.broadcast_to((visited[kept][:, :, None] & rows[kept][:, None, :])[..., None], a["acc_before"].shape)
+    for m in ("acc_before", "acc_after"):
+        _check_tiles(name, m, a[m], acc_ok, False)
+
+
+def _check_backward(name: str, c: TraceConfig, a: dict) -> None:
+    _finite(name, a, ("q", "k", "v", "do", "out", "lse", "delta", "dq", "dk", "dv",
+                      "ref_delta", "ref_dq", "ref_dk", "ref_dv"))
+    visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal).T  # (Tk, Tq)
+    _check_visits(name, a["visit_order"], visited, "a kv-block's program")
+    rows, cols = _row_col_valid(c, c.n_q_blocks, c.block_m, c.n_kv_blocks, c.block_n)
+    kept = a["tile_kv_blocks"]
+    _check_blocks_list(name, "tile_kv_blocks", kept, c.n_kv_blocks)
+    tile_ok = visited[kept][:, :, None, None] & rows[None, :, :, None] & cols[kept][:, None, None, :]
+    _check_tiles(name, "p", a["p"], tile_ok, False, lo=0.0, hi=1.0)
+    for m in ("dp", "ds"):
+        _check_tiles(name, m, a[m], tile_ok, False)
+    acc_ok = np.broadcast_to((visited[kept][:, :, None] & cols[kept][:, None, :])[..., None], a["dk_acc"].shape)
+    for m in ("dk_acc", "dv_acc"):
+        _check_tiles(name, m, a[m], acc_ok, False)

@@ -1,0 +1,137 @@
+"""Which config each kernel runs with on a GPU, and the timer that picks it.
+
+Every config a kernel may run with is listed here. On the first call for a shape the tuner times
+every candidate in interleaved rounds (a, b, c, a, b, c, ...) and keeps the one with the lowest
+median: a GPU that clocks down as it heats costs every candidate alike, where timing them one
+after the other (triton.autotune) favours whichever ran first. The benchmarks time PyTorch and us
+with the same `interleaved_medians`.
+
+Not for: launching (flash_fwd.py, flash_bwd.py) or validating (attention.py).
+"""
+import statistics
+from dataclasses import dataclass
+
+from kernels import backend
+from kernels.limits import HEAD_DIMS, MAX_BLOCK_HEAD_ELEMENTS
+
+TUNE_ROUNDS = 5
+TMA_MIN_SEQ_LEN = 4096  # below this, encoding four tensor descriptors costs more than it saves
+
+
+@dataclass(frozen=True)
+class Config:
+    block_m: int
+    block_n: int
+    num_warps: int = 4
+    num_stages: int = 2
+    warp_spec: bool = False  # triton's warp-specialized loop (tensor descriptors only)
+    split: int = 1  # 2: the q-block as two halves of rows with their own softmax state
+    late_v: bool = False  # V_j loaded after the softmax instead of with K_j
+    head_dims: tuple = HEAD_DIMS  # the head dims it is kept for
+
+    @property
+    def name(self) -> str:
+        """'BM128 BN128 w8 s3', plus ' ws', ' split2', ' late-V' where they apply."""
+        return (f"BM{self.block_m} BN{self.block_n} w{self.num_warps} s{self.num_stages}"
+                + " ws" * self.warp_spec + " split2" * (self.split == 2) + " late-V" * self.late_v)
+
+    def fits(self, head_dim: int) -> bool:
+        return (head_dim in self.head_dims
+                and max(self.block_m, self.block_n) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS)
+
+
+INTERPRETER_CONFIG = Config(64, 64)
+# The forward's list (experiments/README.md, "forward configs"): 128-row q-blocks with 8 warps
+# lead at head_dim 128, 4 warps with 2 stages leave shared memory for two programs per SM, the
+# split configs are kept for the head dim each won at (at the other they spill registers), and
+# 64-row blocks give short causal sequences more programs than SMs.
+FORWARD_CONFIGS = (
+    Config(128, 128, 8, 3), Config(128, 128, 8, 3, warp_spec=True), Config(128, 64, 8, 3),
+    Config(128, 64, 4, 3), Config(128, 64, 4, 2), Config(64, 128, 4, 2), Config(64, 64, 4, 3), Config(64, 64, 4, 2),
+    Config(256, 64, 8, 3, split=2, head_dims=(128,)),
+    Config(128, 128, 4, 2, split=2, late_v=True, head_dims=(16, 32, 64)),
+)
+# dK/dV keeps (block_n, d) twice on chip and streams thin q-blocks; dQ the other way round (the
+# shapes of Triton's tutorial 06, 32 x 128 and 128 x 32), plus square 64 x 64 tiles
+BACKWARD_CONFIGS = {
+    "dkdv": (Config(32, 128, 4, 3), Config(64, 128, 8, 3), Config(64, 64, 4, 3), Config(32, 64, 4, 4)),
+    "dq": (Config(128, 32, 4, 3), Config(128, 64, 8, 3), Config(64, 64, 4, 3), Config(64, 32, 4, 4)),
+}
+
+
+def candidates(configs, head_dim: int, precision: str, use_tma: bool = True) -> list[Config]:
+    """The configs worth timing. float32 inputs run `tl.dot` at ieee precision on the FMA units:
+    no config is fast and each compile takes ~15 s, so one config, the smallest tile (least shared
+    memory for float32 tiles). Warp specialization needs tensor descriptors."""
+    if backend.INTERPRET:
+        return [INTERPRETER_CONFIG]
+    kept = [c for c in configs if c.fits(head_dim) and (use_tma or not c.warp_spec)]
+    kept = kept or [min(configs, key=lambda c: c.block_m * c.block_n)]
+    if precision == "ieee":
+        return [min(kept, key=lambda c: c.block_m * c.block_n)]
+    return kept
+
+
+def interleaved_medians(fns: dict, rounds: int, bench) -> tuple[dict, dict]:
+    """({name: median}, {name: error}) for callables timed by `bench(fn)` in interleaved rounds,
+    the median over the rounds for each. One that raises RuntimeError (out of memory, say) is
+    dropped from later rounds; its error's first line comes back instead."""
+    times = {name: [] for name in fns}
+    failed = {}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if name in failed:
+                continue
+            try:
+                times[name].append(bench(fn))
+            except RuntimeError as e:
+                failed[name] = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+    return {name: statistics.median(t) for name, t in times.items() if name not in failed}, failed
+
+
+def _do_bench(fn) -> float:
+    import triton
+
+    return triton.testing.do_bench(fn, warmup=10, rep=100, return_mode="median")
+
+
+class Tuner:
+    """A config per key, picked once by timing the candidates in interleaved rounds."""
+
+    def __init__(self):
+        self.cache: dict[tuple, Config] = {}
+        self.last: Config | None = None
+
+    def pick(self, key: tuple, todo, run, bench=None) -> Config:
+        """The config for `key`; on its first call, `todo()` lists the candidates and `run(config)`
+        launches one. A config this GPU cannot compile or run is dropped, as triton.autotune does."""
+        config = self.cache.get(key)
+        if config is None:
+            configs = todo()
+            config = self.cache[key] = configs[0] if len(configs) == 1 else self._time(configs, run, bench)
+        self.last = config
+        return config
+
+    @staticmethod
+    def _time(configs, run, bench=None) -> Config:
+        from triton.compiler.errors import CompilationError
+        from triton.runtime.errors import OutOfResources
+
+        ok, error = [], None
+        for c in configs:  # compile each first
+            try:
+                run(c)
+                ok.append(c)
+            except (OutOfResources, CompilationError) as e:
+                error = e
+        if not ok:
+            raise error
+        times, failed = interleaved_medians({i: (lambda c=c: run(c)) for i, c in enumerate(ok)}, TUNE_ROUNDS,
+                                            bench or _do_bench)
+        if not times:
+            raise RuntimeError(f"every config failed while being timed: {failed}")
+        return ok[min(times, key=times.get)]
+
+
+forward_tuner = Tuner()
+backward_tuner = Tuner()

@@ -1,0 +1,124 @@
+"""Memory accesses: model (kernels/traffic.py) next to what the kernels counted, forward and backward."""
+import plotly.graph_objects as go
+
+from kernels import traffic
+from viz.figures.style import BLUE, ORANGE, layout
+
+
+# ---------------------------------------------------------------- memory accesses
+def memory_rows(trace, softmax_counts: dict | None) -> list[dict]:
+    """Model next to counted, in elements. softmax_counts: scores_softmax_counts(trace) or None."""
+    c = trace.config
+    n = c.seq_len
+    rows = []
+    names = {"naive": "naive softmax", "safe": "safe softmax", "online": "online softmax",
+             "single_pass": "single-pass softmax"}
+    for variant in traffic.SOFTMAX_VARIANTS:
+        counted = (softmax_counts or {}).get(variant)
+        if variant == "single_pass" and counted is None and softmax_counts is not None:
+            continue  # the row does not fit on chip: the kernel refuses, so no row
+        rows.append({"id": variant, "what": names[variant], "group": "softmax",
+                     "model": traffic.softmax(variant, n, n), "counted": counted})
+    rows.append({"id": "standard", "what": "standard attention", "group": "attention",
+                 "model": traffic.standard_attention(n, c.head_dim), "counted": None})
+    rows.append({"id": "flash", "what": "FlashAttention-2", "group": "attention",
+                 "model": trace.model_counters(), "counted": traffic.summed(trace.counters, traffic.FA2_COUNTERS)})
+    for r in rows:
+        r["model_total"] = traffic.total(r["model"])
+        r["counted_total"] = traffic.total(r["counted"]) if r["counted"] else None
+        r["equal"] = None if r["counted"] is None else (
+            r["counted"]["loads"] == r["model"]["loads"] and r["counted"]["stores"] == r["model"]["stores"])
+    return rows
+
+
+def memory_table(rows: list[dict]) -> list[dict]:
+    """Rows for st.dataframe."""
+    return [{
+        "": r["what"],
+        "model": r["model_total"],
+        "counted by the kernel": r["counted_total"],
+        "equal?": "—" if r["equal"] is None else ("✓" if r["equal"] else "✗ differs"),
+    } for r in rows]
+
+
+def flash_ratio(rows: list[dict]) -> float:
+    """Elements standard attention moves per element FlashAttention moved (counted when known)."""
+    std = next(r for r in rows if r["id"] == "standard")
+    fa = next(r for r in rows if r["id"] == "flash")
+    return std["model_total"] / (fa["counted_total"] or fa["model_total"])
+
+
+def flash_headline(rows: list[dict]) -> str:
+    ratio = flash_ratio(rows)
+    if ratio >= 1:
+        return f"FlashAttention moves {ratio:.1f}× fewer elements than standard attention here."
+    return (f"FlashAttention moves {1 / ratio:.1f}× more elements than standard attention here: "
+            f"K and V are re-read once per q-block, so a larger block_m helps at this size.")
+
+
+def memory_figure(rows: list[dict]) -> go.Figure:
+    """Horizontal bars: loads and stores per method (model), counted totals as diamonds."""
+    names = [r["what"] for r in rows][::-1]
+    rows_r = rows[::-1]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=names, x=[r["model"]["loads"] for r in rows_r], orientation="h", name="loads (model)",
+                         marker_color=BLUE, hovertemplate="%{y}: %{x:,} loads<extra></extra>"))
+    fig.add_trace(go.Bar(y=names, x=[r["model"]["stores"] for r in rows_r], orientation="h", name="stores (model)",
+                         marker_color="#8DB6E3", hovertemplate="%{y}: %{x:,} stores<extra></extra>"))
+    counted = [(r["what"], r["counted_total"]) for r in rows_r if r["counted_total"] is not None]
+    if counted:
+        fig.add_trace(go.Scatter(y=[c[0] for c in counted], x=[c[1] for c in counted], mode="markers",
+                                 name="counted by the kernel (total)",
+                                 marker=dict(symbol="diamond", size=13, color=ORANGE, line=dict(color="white", width=1)),
+                                 hovertemplate="%{y}: %{x:,} counted<extra></extra>"))
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=-0.12, yanchor="top", x=0, font=dict(size=13)))
+    fig.update_xaxes(tickformat="~s", side="top")
+    return layout(fig, 330, t=30)
+
+
+def elements_text(n_elements: int, bytes_per: int = 4) -> str:
+    """'65,536 elements (256 KiB in float32)'."""
+    size = n_elements * bytes_per
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= div:
+            return f"{n_elements:,} elements ({size / div:.3g} {unit} in float32)"
+    return f"{n_elements:,} elements ({size} B in float32)"
+
+
+# -- memory traffic of the backward
+BWD_PARTS = (("pre", "· preprocess (D)"), ("dkdv", "· dK/dV pass"), ("dq", "· dQ pass"))
+
+
+def bwd_memory_rows(trace) -> list[dict]:
+    """Standard backward (model) against the FlashAttention-2 backward, whole and per kernel
+    (model, and the kernels' own counts), in elements. Same keys as memory_rows."""
+    c = trace.config
+    model = trace.model_counters()
+    counted = trace.counters
+
+    def part(prefix: str, source: dict) -> dict:
+        return traffic.summed(source, tuple(k for k in traffic.BACKWARD_COUNTERS if k.startswith(prefix)))
+
+    rows = [{"id": "standard", "what": "standard backward",
+             "model": traffic.standard_backward(c.seq_len, c.head_dim), "counted": None}]
+    rows.append({"id": "flash", "what": "FlashAttention-2 backward", "model": part("", model),
+                 "counted": part("", counted)})
+    for prefix, what in BWD_PARTS:
+        rows.append({"id": prefix, "what": what, "model": part(prefix + "_", model),
+                     "counted": part(prefix + "_", counted)})
+    for r in rows:
+        r["model_total"] = traffic.total(r["model"])
+        r["counted_total"] = traffic.total(r["counted"]) if r["counted"] else None
+        r["equal"] = None if r["counted"] is None else r["counted"] == {k: r["model"][k] for k in ("loads", "stores")}
+    return rows
+
+
+def bwd_headline(rows: list[dict], seq_len: int) -> str:
+    std = next(r for r in rows if r["id"] == "standard")
+    fa = next(r for r in rows if r["id"] == "flash")
+    ratio = std["model_total"] / (fa["counted_total"] or fa["model_total"])
+    mats = f"P, dP and dS ({3 * seq_len * seq_len:,} elements) never leave the chip."
+    if ratio >= 1:
+        return f"The FlashAttention-2 backward moves {ratio:.1f}× fewer elements than the standard backward here: {mats}"
+    return (f"The FlashAttention-2 backward moves {1 / ratio:.1f}× more elements than the standard backward at "
+            f"this small size (Q, dO re-read per kv-block, K, V per q-block), yet {mats}")
