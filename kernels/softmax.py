@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-VARIANTS = traffic.SOFTMAX_VARIANTS  # ("naive", "safe", "online", "single_pass")
+VARIANTS = ("naive", "safe", "online", "single_pass")  # split_row: kernels/softmax_split.py
 MIN_BLOCK, MAX_BLOCK = 16, 65536
 # single_pass keeps a row in registers: 32768 fp32 is 128 KiB per program, half an H100 SM's file
 SINGLE_PASS_MAX_COLS = 32768
@@ -209,7 +209,7 @@ def variants_for(cols: int) -> tuple[str, ...]:
     return tuple(v for v in VARIANTS if v != "single_pass" or cols <= SINGLE_PASS_MAX_COLS)
 
 
-def _next_pow2(n: int) -> int:
+def next_pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
@@ -224,10 +224,10 @@ def default_block(cols: int, dtype=torch.float32, variant: str = "online") -> in
     is short, else GPU_CHUNK_BYTES of input per chunk on a GPU (8192 fp32, 16384 fp16) and 1024
     elements in the interpreter (small, so a trace has several chunks and tests stay fast)."""
     if variant == "single_pass":
-        return max(MIN_BLOCK, _next_pow2(cols))
+        return max(MIN_BLOCK, next_pow2(cols))
     itemsize = torch.empty((), dtype=dtype).element_size()
     cap = 1024 if backend.INTERPRET else GPU_CHUNK_BYTES // itemsize
-    return max(MIN_BLOCK, min(_next_pow2(cols), cap))
+    return max(MIN_BLOCK, min(next_pow2(cols), cap))
 
 
 def default_rows_per_program(rows: int, block: int) -> int:
@@ -240,7 +240,7 @@ def default_rows_per_program(rows: int, block: int) -> int:
         tile = GPU_TILE_ELEMS
     else:
         return 1
-    return max(1, min(tile // block, _next_pow2(rows), MAX_ROWS_PER_PROGRAM))
+    return max(1, min(tile // block, next_pow2(rows), MAX_ROWS_PER_PROGRAM))
 
 
 def _num_warps(block: int) -> int:
@@ -256,7 +256,7 @@ def _check_block(block) -> int:
     return limits.check_pow2("block", block, MIN_BLOCK, MAX_BLOCK)
 
 
-def _check_x(x) -> torch.Tensor:
+def check_x(x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor (rows, cols), got {type(x).__name__}")
     if x.dim() != 2:
@@ -331,7 +331,7 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
     default_rows_per_program."""
     _check_variant(variant)
     return_counts = limits.check_bool("return_counts", return_counts)
-    x = _check_x(x)
+    x = check_x(x)
     rows, cols = x.shape
     block = _resolve_block(variant, block, cols, x.dtype)
     if rows_per_program is None:
@@ -364,7 +364,7 @@ def online_trajectory(x_row, block: int, rows_per_program: int | None = None) ->
     if not isinstance(x_row, torch.Tensor) or x_row.dim() not in (1, 2):
         raise ValueError(f"x_row must be 1-D (cols,) or 2-D (rows, cols), got shape {tuple(getattr(x_row, 'shape', ()))}")
     one_row = x_row.dim() == 1
-    x = _check_x(x_row[None, :] if one_row else x_row)  # (rows, cols)
+    x = check_x(x_row[None, :] if one_row else x_row)  # (rows, cols)
     _check_block(block)
     rows, cols = x.shape
     if rows_per_program is None:

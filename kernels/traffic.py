@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-SOFTMAX_VARIANTS = ("naive", "safe", "online", "single_pass")
+SOFTMAX_VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 # What the kernels count (kernels/flash_fwd.py, kernels/flash_bwd.py), named as the models below
 FA2_COUNTERS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
 BACKWARD_COUNTERS = (
@@ -23,6 +23,7 @@ SOFTMAX_ACCESSES = {
     "safe": (3, 1),  # max ; sum e^(x-m) ; write
     "online": (2, 1),  # running (m, d) ; write
     "single_pass": (1, 1),  # whole row on chip: one read, one write
+    "split_row": (1, 1),  # a row's slices on chip in cooperating programs, their (m, l) merged
 }
 
 
@@ -33,16 +34,18 @@ SOFTMAX_PASSES = {
     "safe": (("m = max x", False), ("d = Σ eˣ⁻ᵐ", False), ("y = eˣ⁻ᵐ / d", True)),
     "online": (("m, d running (rescale d when m grows)", False), ("y = eˣ⁻ᵐ / d", True)),
     "single_pass": (("whole row on chip: m, d, y", True),),
+    "split_row": (("slices on chip: partial (m, d), merged across programs, y", True),),
 }
 assert all(len(p) == SOFTMAX_ACCESSES[v][0] for v, p in SOFTMAX_PASSES.items())
 
 
-def softmax(variant: str, rows: int, cols: int) -> dict:
-    """Elements a row-wise softmax over a (rows, cols) matrix loads and stores."""
+def softmax(variant: str, rows: int, cols: int, launches: int = 1) -> dict:
+    """Elements a row-wise softmax over a (rows, cols) matrix loads and stores. launches: split_row
+    in two launches (the interpreter, which cannot run a row's programs at once) reads twice."""
     if variant not in SOFTMAX_ACCESSES:
         raise ValueError(f"variant must be one of {SOFTMAX_VARIANTS}, got {variant!r}")
     ld, st = SOFTMAX_ACCESSES[variant]
-    return {"loads": ld * rows * cols, "stores": st * rows * cols}
+    return {"loads": ld * launches * rows * cols, "stores": st * rows * cols}
 
 
 def visited_tiles(seq_len: int, block_m: int, block_n: int, causal: bool) -> np.ndarray:
