@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import backend, traffic  # backend first: it picks the GPU or the interpreter
+from kernels import backend, traffic
 from kernels.flash_fwd import LOG2E
 
 COUNTER_KEYS = traffic.BACKWARD_COUNTERS  # Counters, in this order

@@ -7,7 +7,7 @@ the chip. The kernel works in base 2 (exp2, scores pre-multiplied by log2 e); th
 back in natural units.
 
 TRACE (constexpr) off compiles no trace code: that is the kernel the benchmarks time. On, every
-tile writes the state of its rows, its s and p, and acc before and after (one `_trace_tile` call),
+tile writes the state of its rows, its s and p, and acc before and after (one `trace_tile` call),
 and the program counts what it loads and stores.
 
 Not for: validating arguments or picking a config (attention.py, tuning.py), trace objects (trace.py).
@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import backend, traffic  # backend first: it picks the GPU or the interpreter
+from kernels import backend, flash_merge, traffic
 
 LOG2E = tl.constexpr(1.4426950408889634)  # constexpr: compiled kernels may not read plain globals
 LN2 = tl.constexpr(0.6931471805599453)
@@ -26,16 +26,23 @@ COUNTER_KEYS = traffic.FA2_COUNTERS  # Counters, in this order
 
 
 @triton.jit
-def _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.constexpr, CAUSAL: tl.constexpr):
+def softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
+                  EMPTY_ROWS: tl.constexpr = False):
     """One tile's online-softmax update: the new row max m_ij, p = exp2(s - m_ij), the factor alpha
     that shrinks everything summed under the old max, and the running sum l_i. qk comes back
-    scaled (log2 units; only the trace reads it)."""
+    scaled (log2 units; only the trace reads it). EMPTY_ROWS: a row may have seen no key yet
+    (split-KV starting inside the causal band): its m stays -inf, p and l 0."""
     if MASKED:  # ragged last kv-block, and the causal diagonal band
         keep = offs_n[None, :] < N_CTX
         if CAUSAL:
             keep = keep & (offs_m[:, None] >= offs_n[None, :])
         qk = tl.where(keep, qk * qk_scale, float("-inf"))
         m_ij = tl.maximum(m_i, tl.max(qk, 1))
+        if EMPTY_ROWS:
+            m_use = tl.where(m_ij == float("-inf"), 0.0, m_ij)
+            p = tl.math.exp2(qk - m_use[:, None])
+            alpha = tl.math.exp2(m_i - m_use)
+            return p, m_ij, alpha, l_i * alpha + tl.sum(p, 1), qk
         p = tl.math.exp2(qk - m_ij[:, None])
     else:
         # -- update m_i: the scale folds into one FMA with the subtraction below --
@@ -77,17 +84,15 @@ def _load_v(V_src, off_z, off_h, start_n, offs_n, offs_d, stride_vn, stride_vk, 
 
 
 @triton.jit
-def _trace_tile(Trace, TraceIdx, Counters, start_m, j, step, slot, n_slots, m_i, l_i, alpha, qk, p,
+def trace_tile(Trace, TraceIdx, start_m, j, step, slot, n_slots, m_i, l_i, alpha, qk, p,
                 acc_before, acc, offs_m, offs_n, offs_d, N_CTX,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """Record tile (start_m, j): the step it was computed at, the state of its rows after it,
-    and, for q-blocks with a tile slot, s, p and acc before / after. Layout: TraceBuffers."""
+    """Record tile (q-block start_m, kv-block j): the step it was computed at, the state of its
+    rows after it (m_i in log2 units, converted back), and, for q-blocks with a tile slot, s, p
+    and acc before / after. Layout: TraceBuffers. The FA1-order kernel records the same way."""
     Tq = tl.cdiv(N_CTX, BLOCK_M).to(tl.int64)
     Tk = tl.cdiv(N_CTX, BLOCK_N).to(tl.int64)
     row_ok = offs_m < N_CTX
-    kv_rows = tl.sum((offs_n < N_CTX).to(tl.int64))
-    tl.atomic_add(Counters + 1, kv_rows * HEAD_DIM)  # K_j loaded
-    tl.atomic_add(Counters + 2, kv_rows * HEAD_DIM)  # V_j loaded
     tl.store(TraceIdx + Tq + start_m * Tk + j, step)  # visit order
     plane = Tq * Tk * BLOCK_M
     rows = tl.arange(0, BLOCK_M)
@@ -119,6 +124,7 @@ def _attn_fwd_inner(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr, SPLIT: tl.constexpr, LATE_V: tl.constexpr,
+    KV_SPLITS: tl.constexpr,
 ):
     # SPLIT == 2: the program's q-block is two halves of rows (q, acc, l_i, m_i) and (q1, acc1, l1,
     # m1), each with its own softmax state, sharing every K_j and V_j tile. SPLIT == 1: q1, acc1,
@@ -138,7 +144,8 @@ def _attn_fwd_inner(
         qk = tl.dot(q, kT, input_precision=DOT_PRECISION)
         if SPLIT == 2:  # both halves' scores first, then each half's softmax and P V
             qk1 = tl.dot(q1, kT, input_precision=DOT_PRECISION)
-        p, m_ij, alpha, l_i, qk = _softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED, CAUSAL)
+        p, m_ij, alpha, l_i, qk = softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED, CAUSAL,
+                                                KV_SPLITS > 1)
         # -- rescale acc, then add p V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
         acc = acc * alpha[:, None]
@@ -147,13 +154,16 @@ def _attn_fwd_inner(
                         HEAD_DIM, BLOCK_N, MASKED, USE_TMA)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         if SPLIT == 2:
-            p1, m1_new, alpha1, l1, _ = _softmax_tile(qk1, m1, l1, qk_scale, offs_m + BLOCK_M // 2, offs_n, N_CTX,
+            p1, m1_new, alpha1, l1, _ = softmax_tile(qk1, m1, l1, qk_scale, offs_m + BLOCK_M // 2, offs_n, N_CTX,
                                                       MASKED, CAUSAL)
             acc1 = tl.dot(p1.to(v.dtype), v, acc1 * alpha1[:, None], input_precision=DOT_PRECISION)
             m1 = m1_new
         m_i = m_ij
         if TRACE:
-            step = _trace_tile(Trace, TraceIdx, Counters, start_m, start_n // BLOCK_N, step, slot, n_slots,
+            kv_rows = tl.sum((offs_n < N_CTX).to(tl.int64))
+            tl.atomic_add(Counters + 1, kv_rows * HEAD_DIM)  # K_j loaded
+            tl.atomic_add(Counters + 2, kv_rows * HEAD_DIM)  # V_j loaded
+            step = trace_tile(Trace, TraceIdx, start_m, start_n // BLOCK_N, step, slot, n_slots,
                                m_i, l_i, alpha, qk, p, acc_before, acc, offs_m, offs_n, offs_d, N_CTX,
                                BLOCK_M, BLOCK_N, HEAD_DIM)
     return acc, l_i, m_i, acc1, l1, m1, step
@@ -196,12 +206,17 @@ def _attn_fwd(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     USE_TMA: tl.constexpr = False, WARP_SPEC: tl.constexpr = False, SPLIT: tl.constexpr = 1,
-    MASKED_TILES: tl.constexpr = True, LATE_V: tl.constexpr = False,
+    MASKED_TILES: tl.constexpr = True, LATE_V: tl.constexpr = False, KV_SPLITS: tl.constexpr = 1,
 ):
     # MASKED_TILES: some kv-block needs a mask (causal, or seq_len not a multiple of BLOCK_N). The
     # host sets it; False leaves the masked loop out of the compiled kernel: even empty, its
-    # pipelined prologue and epilogue cost registers
+    # pipelined prologue and epilogue cost registers.
+    # KV_SPLITS > 1 (split-KV, as flash-decoding does): program (i, bh, split) folds in only its
+    # split's contiguous share of the kv-blocks and writes its partial (m, l, O = acc / l) into
+    # Out viewed as (batch, heads * KV_SPLITS, N, d) and Lse as (2, batch * heads * KV_SPLITS, N);
+    # kernels/flash_merge.py merges them.
     tl.static_assert(SPLIT == 1 or SPLIT == 2, "SPLIT is 1 or 2")
+    tl.static_assert(KV_SPLITS == 1 or (SPLIT == 1 and not USE_TMA), "split-KV runs whole q-blocks, pointer loads")
     tl.static_assert(MASKED_TILES or not CAUSAL, "causal attention masks the diagonal band")
     tl.static_assert(SPLIT == 1 or not TRACE, "the trace records whole q-blocks: SPLIT == 1")
     ROWS: tl.constexpr = BLOCK_M // SPLIT  # rows per half (SPLIT == 2) or the whole q-block
@@ -250,6 +265,14 @@ def _attn_fwd(
     else:
         hi = N_CTX
         lo_masked = (N_CTX // BLOCK_N) * BLOCK_N
+    lo = 0
+    if KV_SPLITS > 1:  # this program's share of the kv-blocks: [lo, split_hi)
+        split = tl.program_id(2)
+        n_kv = tl.cdiv(N_CTX, BLOCK_N)
+        lo = (split * n_kv // KV_SPLITS) * BLOCK_N
+        split_hi = tl.minimum(((split + 1) * n_kv // KV_SPLITS) * BLOCK_N, N_CTX)
+        hi = tl.minimum(hi, split_hi)
+        lo_masked = tl.maximum(tl.minimum(lo_masked, split_hi), lo)
 
     slot = -1
     step = 0
@@ -258,23 +281,34 @@ def _attn_fwd(
         tl.atomic_add(Counters + 0, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # Q_i loaded
     acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
         acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_qm, stride_qk,
-        start_m, 0, lo_masked, qk_scale, N_CTX, offs_m, offs_d, Trace, TraceIdx, Counters, slot, step, n_slots,
+        start_m, lo, lo_masked, qk_scale, N_CTX, offs_m, offs_d, Trace, TraceIdx, Counters, slot, step, n_slots,
         HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT, LATE_V,
+        KV_SPLITS,
     )
     if MASKED_TILES:
         acc, l_i, m_i, acc1, l1, m1, step = _attn_fwd_inner(
             acc, l_i, m_i, q, acc1, l1, m1, q1, K_src, V_src, off_z, off_h, stride_qm, stride_qk,
             start_m, lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d, Trace, TraceIdx, Counters, slot, step, n_slots,
             HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, TRACE, DOT_PRECISION, USE_TMA, WARP_SPEC, SPLIT, LATE_V,
+            KV_SPLITS,
         )
-    _store_out(acc, l_i, m_i, Out, Lse, off_z, off_h, off_hz, row0, offs_m, offs_d,
-               stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
+    if KV_SPLITS > 1:  # the partial (m, l, O): a split with no kv-block of this q-block has l = 0, O = 0
+        part = off_hz.to(tl.int64) * KV_SPLITS + split
+        o = tl.where(l_i[:, None] > 0, acc / tl.where(l_i > 0, l_i, 1.0)[:, None], 0.0)
+        tl.store(Out + off_z.to(tl.int64) * stride_oz + (off_h.to(tl.int64) * KV_SPLITS + split) * stride_oh
+                 + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok, o, mask=row_ok[:, None])
+        ml_plane = tl.num_programs(1).to(tl.int64) * KV_SPLITS * N_CTX
+        tl.store(Lse + part * N_CTX + offs_m, m_i * LN2, mask=row_ok)
+        tl.store(Lse + ml_plane + part * N_CTX + offs_m, l_i, mask=row_ok)
+    else:
+        _store_out(acc, l_i, m_i, Out, Lse, off_z, off_h, off_hz, row0, offs_m, offs_d,
+                   stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
     if SPLIT == 2:
         _store_out(acc1, l1, m1, Out, Lse, off_z, off_h, off_hz, row0 + ROWS, offs_m + ROWS, offs_d,
                    stride_oz, stride_oh, stride_om, stride_ok, N_CTX, ROWS, HEAD_DIM, USE_TMA)
     if TRACE:
-        tl.atomic_add(Counters + 3, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # O_i stored
-        tl.atomic_add(Counters + 4, tl.sum(row_ok.to(tl.int64)))  # lse_i stored
+        tl.atomic_add(Counters + 3, tl.sum(row_ok.to(tl.int64)) * HEAD_DIM)  # O_i (a partial O_i) stored
+        tl.atomic_add(Counters + 4, tl.sum(row_ok.to(tl.int64)) * (2 if KV_SPLITS > 1 else 1))  # lse_i (m_i, l_i)
 
 
 # ------------------------------------------------------------------------------ host side
@@ -285,7 +319,7 @@ class TraceBuffers:
     (n, Tk, block_m, head_dim). One int32 buffer: the slot of each q-block (Tq), then the
     visit order (Tq, Tk)."""
 
-    def __init__(self, seq_len, head_dim, block_m, block_n, tile_q_blocks, device):
+    def __init__(self, seq_len, head_dim, block_m, block_n, tile_q_blocks, device, counter_keys=COUNTER_KEYS):
         tq, tk = math.ceil(seq_len / block_m), math.ceil(seq_len / block_n)
         n = len(tile_q_blocks)
         sizes = [3 * tq * tk * block_m] + [n * tk * block_m * block_n] * 2 + [n * tk * block_m * head_dim] * 2
@@ -298,8 +332,10 @@ class TraceBuffers:
         for slot, i in enumerate(tile_q_blocks):
             self.idx[i] = slot
         self.visit = self.idx[tq:].view(tq, tk)
-        self.counters = torch.zeros(len(COUNTER_KEYS), dtype=torch.int64, device=device)
+        self.counters = torch.zeros(len(counter_keys), dtype=torch.int64, device=device)
+        self.counter_keys = counter_keys
         self.n_slots = n
+        self.split_o = self.split_ml = None  # a split-KV launch's partials, when it keeps them
 
     def args(self):
         return self.trace, self.idx, self.counters, self.n_slots
@@ -322,34 +358,47 @@ def _descriptors(tensors, rows):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     return [TensorDescriptor(t, shape=list(t.shape), strides=list(t.stride()), block_shape=[1, 1, r, t.shape[-1]])
-            for t, r in zip(tensors, rows, strict=False)]
+            for t, r in zip(tensors, rows, strict=True)]
 
 
 def launch(q, k, v, causal: bool, sm_scale: float, block_m: int, block_n: int, *, trace: TraceBuffers | None = None,
            num_warps=None, num_stages=None, out=None, use_tma=None, warp_spec=False, maxnreg=None, split=1,
-           late_v=False):
+           late_v=False, kv_splits=1):
     """(out, lse) of one launch with this config. Arguments already checked (attention.py does):
-    q, k, v (batch, heads, seq_len, head_dim) with one set of strides, sm_scale a float."""
+    q, k, v (batch, heads, seq_len, head_dim) with one set of strides, sm_scale a float.
+    kv_splits > 1: split-KV, each q-block's kv range in kv_splits programs, then flash_merge."""
     batch, heads, seq_len, head_dim = q.shape
     if out is None:
         out = torch.empty_like(q)
     lse = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=q.device)
-    grid = (triton.cdiv(seq_len, block_m), batch * heads)
+    grid = (triton.cdiv(seq_len, block_m), batch * heads) + ((kv_splits,) if kv_splits > 1 else ())
     extra = {}
     if not backend.INTERPRET:
         extra["num_warps"] = num_warps or (4 if block_m * block_n <= 64 * 64 else 8)
         extra["num_stages"] = num_stages or 2
         if maxnreg:  # a register cap per thread: more programs fit on one SM
             extra["maxnreg"] = maxnreg
+    if kv_splits > 1:  # the kernel writes partials; the merge writes out and lse
+        use_tma = False
+        part_o = torch.empty((batch, heads * kv_splits, seq_len, head_dim), dtype=torch.float32, device=q.device)
+        part_ml = torch.empty((2, batch * heads * kv_splits, seq_len), dtype=torch.float32, device=q.device)
+        dest = (part_o, part_ml)
+    else:
+        dest = (out, lse)
     if use_tma is None:
         use_tma = tma_supported(q, k, v, out)
     tensors = (_descriptors((q, k, v, out), (block_m // split, block_n, block_n, block_m // split))
-               if use_tma else (q, k, v, out))
+               if use_tma else (q, k, v, dest[0]))
     _attn_fwd[grid](
-        *tensors[:3], sm_scale, lse, tensors[3], *q.stride(), *out.stride(), heads, seq_len,
+        *tensors[:3], sm_scale, dest[1], tensors[3], *q.stride(), *dest[0].stride(), heads, seq_len,
         *(trace.args() if trace is not None else (None, None, None, 0)),
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=bool(causal), TRACE=trace is not None,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", USE_TMA=use_tma, WARP_SPEC=warp_spec,
-        SPLIT=split, MASKED_TILES=bool(causal) or seq_len % block_n != 0, LATE_V=late_v, **extra,
+        SPLIT=split, MASKED_TILES=bool(causal) or seq_len % block_n != 0 or kv_splits > 1, LATE_V=late_v,
+        KV_SPLITS=kv_splits, **extra,
     )
+    if kv_splits > 1:
+        flash_merge.merge(part_o, part_ml, out, lse, kv_splits, trace.counters if trace is not None else None)
+        if trace is not None:
+            trace.split_o, trace.split_ml = part_o, part_ml
     return out, lse

@@ -19,6 +19,8 @@ MAX_TILE_ELEMENTS = 128 * 128  # block_m * block_n: the score tile lives in regi
 MAX_BLOCK_HEAD_ELEMENTS = 256 * 128  # max(block_m, block_n) * head_dim: a Q or K/V tile on chip
 DTYPES = ("float32", "float16", "bfloat16")
 SCENARIOS = ("randn", "large", "increasing", "decreasing")
+LOOP_ORDERS = ("fa2", "fa1")  # FlashAttention-2's loop order (q-blocks outside), or FlashAttention-1's
+MAX_KV_SPLITS = 8
 
 # Live traces. The interpreter runs every tile in NumPy: 6-7 ms a tile with tracing on, whatever the
 # block size (experiments/README.md, "interpreter speed"). 2048 tiles keep a capture near 15 s.

@@ -11,7 +11,7 @@ Not for: float64 references (kernels/reference.py) or traffic formulas (kernels/
 """
 import math
 
-from kernels import backend, limits, traffic  # backend first: it picks the GPU or the interpreter
+from kernels import backend, limits
 
 backend.require_triton()
 

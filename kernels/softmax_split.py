@@ -24,11 +24,11 @@ from kernels import backend, limits
 
 backend.require_triton()
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+import torch
+import triton
+import triton.language as tl
 
-from kernels.softmax import LOG2E, check_x, next_pow2  # noqa: E402
+from kernels.softmax import LOG2E, check_x, next_pow2
 
 MAX_SPLITS = 64  # programs per row
 GPU_SLICE_BYTES = 65536  # of a row, per program: 16384 fp32, 32768 fp16 (32 or 64 registers a thread)

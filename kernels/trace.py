@@ -31,6 +31,8 @@ class TraceConfig:
     dtype: str = "float32"
     seed: int = 0
     scenario: str = "randn"
+    loop_order: str = "fa2"  # "fa1": FlashAttention-1's order, kv loop outside (kernels/flash_fa1.py)
+    kv_splits: int = 1  # > 1: each q-block's kv range in that many programs, merged (split-KV)
 
     def __post_init__(self):
         self.check_shape()
@@ -51,7 +53,7 @@ class TraceConfig:
     def check_shape(self) -> None:
         """Types and ranges that hold wherever a trace was recorded (a recorded trace is checked
         with this alone: it may be longer than this backend runs live)."""
-        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed"):
+        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits"):
             limits.check_int(name, getattr(self, name))
         limits.check_int("seq_len", self.seq_len, 1, limits.MAX_SEQ_LEN_GPU)
         limits.check_blocks(self.block_m, self.block_n, self.head_dim)
@@ -59,6 +61,14 @@ class TraceConfig:
         limits.check_choice("dtype", self.dtype, limits.DTYPES)
         limits.check_int("seed", self.seed, 0, 2**31 - 1)
         limits.check_choice("scenario", self.scenario, limits.SCENARIOS)
+        limits.check_choice("loop_order", self.loop_order, limits.LOOP_ORDERS)
+        limits.check_int("kv_splits", self.kv_splits, 1, limits.MAX_KV_SPLITS)
+        if self.kv_splits > self.n_kv_blocks:
+            raise ValueError(f"kv_splits must be at most the number of kv-blocks ({self.n_kv_blocks} at seq_len "
+                             f"{self.seq_len}, block_n {self.block_n}), got {self.kv_splits}")
+        if self.loop_order == "fa1" and self.kv_splits != 1:
+            raise ValueError(f"kv_splits splits FlashAttention-2's kv loop: with loop_order 'fa1' it must be 1, "
+                             f"got {self.kv_splits}")
         state = 3 * 4 * self.n_q_blocks * self.n_kv_blocks * self.block_m
         if state > limits.STATE_BUDGET_BYTES:
             raise ValueError(
@@ -75,7 +85,7 @@ class TraceConfig:
                 raise ValueError(f"the trace's config has no {f.name}")
             object.__setattr__(cfg, f.name, values[f.name])
         cfg.check_shape()
-        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed"):  # plain ints from here on
+        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits"):  # plain ints from here on
             object.__setattr__(cfg, name, int(getattr(cfg, name)))
         object.__setattr__(cfg, "causal", bool(cfg.causal))
         return cfg
@@ -95,6 +105,32 @@ class TraceConfig:
     @property
     def sm_scale(self) -> float:
         return 1.0 / math.sqrt(self.head_dim)
+
+    def split_range(self, split: int) -> tuple[int, int]:
+        """The kv-blocks [lo, hi) of split `split` (the forward kernel's KV_SPLITS arithmetic)."""
+        tk = self.n_kv_blocks
+        return split * tk // self.kv_splits, (split + 1) * tk // self.kv_splits
+
+    def counter_keys(self) -> tuple:
+        if self.loop_order == "fa1":
+            return traffic.FA1_COUNTERS
+        return traffic.SPLIT_KV_COUNTERS if self.kv_splits > 1 else traffic.FA2_COUNTERS
+
+
+def expected_visits(cfg: TraceConfig) -> np.ndarray:
+    """(Tq, Tk) int: the step at which the kernel computes each tile, -1 where it skips it. FA2:
+    each q-block's program counts its own steps (each split's program its own); FA1: the one
+    program per head counts over kv-blocks outside, q-blocks inside."""
+    visited = traffic.visited_tiles(cfg.seq_len, cfg.block_m, cfg.block_n, cfg.causal)
+    order = np.full(visited.shape, -1, dtype=np.int64)
+    if cfg.loop_order == "fa1":
+        order.T[visited.T] = np.arange(int(visited.sum()))  # column-major walk: j outside, i inside
+        return order
+    for s in range(cfg.kv_splits):
+        lo, hi = cfg.split_range(s)
+        part = visited[:, lo:hi]
+        order[:, lo:hi] = np.where(part, np.cumsum(part, axis=1) - 1, -1)
+    return order
 
 
 def capture_seconds(cfg: TraceConfig) -> float:
@@ -153,6 +189,10 @@ class AttentionTrace:
     sm_scale: float
     device: str  # backend.describe() where it ran
     seconds: float  # wall time of the traced launch, compile included
+    # split-KV (config.kv_splits > 1), else None: each split's partial state, natural units
+    split_m: np.ndarray | None = None  # (S, N) the split's running max after its last kv-block (-inf: no key seen)
+    split_l: np.ndarray | None = None  # (S, N) its running sum
+    split_out: np.ndarray | None = None  # (S, N, d) its normalized output acc / l (0 where l = 0)
 
     @property
     def visited(self) -> np.ndarray:
@@ -182,6 +222,10 @@ class AttentionTrace:
 
     def model_counters(self) -> dict:
         c = self.config
+        if c.loop_order == "fa1":
+            return traffic.flash_fa1(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal)
+        if c.kv_splits > 1:
+            return traffic.flash_split_kv(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal, c.kv_splits)
         return traffic.flash_fa2(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal)
 
 
@@ -191,16 +235,21 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
     backend.require_triton()
     import torch
 
-    from kernels import attention, flash_fwd
+    from kernels import attention, flash_fa1, flash_fwd
 
     if not isinstance(cfg, TraceConfig):
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
     q_blocks = tile_blocks(cfg, q_blocks, cfg.n_q_blocks, tile_bytes(cfg), "q_blocks")
     host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in make_inputs(cfg)]
     q, k, v = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)
-    buf = flash_fwd.TraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE)
+    buf = flash_fwd.TraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE,
+                                 counter_keys=cfg.counter_keys())
     t0 = time.perf_counter()
-    out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n, trace=buf)
+    if cfg.loop_order == "fa1":
+        out, lse = flash_fa1.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n, trace=buf)
+    else:
+        out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n, trace=buf,
+                                    kv_splits=cfg.kv_splits)
     if backend.DEVICE == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -218,10 +267,18 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
         visit_order=buf.visit.cpu().numpy(),
         tile_q_blocks=np.asarray(q_blocks, dtype=np.int64),
         s=np32(buf.s), p=np32(buf.p), acc_before=np32(buf.acc_before), acc_after=np32(buf.acc_after),
-        counters=dict(zip(flash_fwd.COUNTER_KEYS, (int(c) for c in buf.counters.cpu()), strict=False)),
+        counters=dict(zip(buf.counter_keys, (int(c) for c in buf.counters.cpu()), strict=True)),
         ref_out=ref["out"], ref_lse=ref["lse"],
         sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
+        **(_split_partials(buf, cfg) if cfg.kv_splits > 1 else {}),
     )
+
+
+def _split_partials(buf, cfg: TraceConfig) -> dict:
+    """The split-KV launch's partials of the traced (batch 0, head 0): (S, N) m, l and (S, N, d) O."""
+    s = cfg.kv_splits
+    return {"split_m": buf.split_ml[0, :s].float().cpu().numpy(), "split_l": buf.split_ml[1, :s].float().cpu().numpy(),
+            "split_out": buf.split_o[0, :s].float().cpu().numpy()}
 
 
 def scores_softmax_counts(trace: AttentionTrace) -> dict:

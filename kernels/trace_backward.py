@@ -158,7 +158,7 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
         visit_order=buf.visit.cpu().numpy(),
         tile_kv_blocks=np.asarray(kv_blocks, dtype=np.int64),
         p=np32(buf.p), dp=np32(buf.dp), ds=np32(buf.ds), dk_acc=np32(buf.dk), dv_acc=np32(buf.dv),
-        counters=dict(zip(flash_bwd.COUNTER_KEYS, (int(c) for c in buf.counters.cpu()), strict=False)),
+        counters=dict(zip(flash_bwd.COUNTER_KEYS, (int(c) for c in buf.counters.cpu()), strict=True)),
         ref_delta=ref["d"], ref_dq=ref["dq"], ref_dk=ref["dk"], ref_dv=ref["dv"],
         sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
     )

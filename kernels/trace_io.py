@@ -23,7 +23,7 @@ import zipfile
 import numpy as np
 
 from kernels import limits, traffic
-from kernels.trace import AttentionTrace, TraceConfig
+from kernels.trace import AttentionTrace, TraceConfig, expected_visits
 from kernels.trace_backward import BackwardTrace
 
 FORMAT_VERSION = 2
@@ -31,7 +31,7 @@ MAX_FILE_BYTES = 256 << 20  # inflated size of every member together, whatever t
 MAX_TEXT = 200  # characters of the device string
 KINDS = ("forward", "backward")
 _CONFIG_TYPES = {"seq_len": "i", "head_dim": "i", "block_m": "i", "block_n": "i", "causal": "b", "dtype": "U",
-                 "seed": "i", "scenario": "U"}
+                 "seed": "i", "scenario": "U", "loop_order": "U", "kv_splits": "i"}
 
 
 # ---------------------------------------------------------------- save
@@ -50,7 +50,7 @@ def save(trace, path) -> None:
         members[f"counter_{key}"] = np.asarray(value, dtype=np.int64)
     if kind == "backward":
         members["do_seed"] = np.asarray(trace.do_seed, dtype=np.int64)
-    for name, (_, dtype) in _schema(kind, trace.config, _n_tiles(trace, kind)).items():
+    for name, (_, dtype) in _schema(kind, trace.config, _n_tiles(trace, kind)).items():  # split_* only when split
         members[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
     np.savez_compressed(path, **members)
 
@@ -71,12 +71,14 @@ def _schema(kind: str, c: TraceConfig, n: int) -> dict:
     N, d, tq, tk, bm, bn = c.seq_len, c.head_dim, c.n_q_blocks, c.n_kv_blocks, c.block_m, c.block_n
     f4, f8, i4, i8 = np.float32, np.float64, np.int32, np.int64
     if kind == "forward":
+        split = {"split_m": ((c.kv_splits, N), f4), "split_l": ((c.kv_splits, N), f4),
+                 "split_out": ((c.kv_splits, N, d), f4)} if c.kv_splits > 1 else {}
         return {"q": ((N, d), f4), "k": ((N, d), f4), "v": ((N, d), f4), "out": ((N, d), f4), "lse": ((N,), f4),
                 "m": ((tq, tk, bm), f4), "l": ((tq, tk, bm), f4), "alpha": ((tq, tk, bm), f4),
                 "visit_order": ((tq, tk), i4), "tile_q_blocks": ((n,), i8),
                 "s": ((n, tk, bm, bn), f4), "p": ((n, tk, bm, bn), f4),
                 "acc_before": ((n, tk, bm, d), f4), "acc_after": ((n, tk, bm, d), f4),
-                "ref_out": ((N, d), f8), "ref_lse": ((N,), f8)}
+                "ref_out": ((N, d), f8), "ref_lse": ((N,), f8), **split}
     return {"q": ((N, d), f4), "k": ((N, d), f4), "v": ((N, d), f4), "do": ((N, d), f4), "out": ((N, d), f4),
             "lse": ((N,), f4), "delta": ((N,), f4), "dq": ((N, d), f4), "dk": ((N, d), f4), "dv": ((N, d), f4),
             "visit_order": ((tk, tq), i4), "tile_kv_blocks": ((n,), i8),
@@ -85,14 +87,14 @@ def _schema(kind: str, c: TraceConfig, n: int) -> dict:
             "ref_delta": ((N,), f8), "ref_dq": ((N, d), f8), "ref_dk": ((N, d), f8), "ref_dv": ((N, d), f8)}
 
 
-def _counter_keys(kind: str) -> tuple:
-    return traffic.FA2_COUNTERS if kind == "forward" else traffic.BACKWARD_COUNTERS
+def _counter_keys(kind: str, cfg: TraceConfig) -> tuple:
+    return cfg.counter_keys() if kind == "forward" else traffic.BACKWARD_COUNTERS
 
 
-def _scalar_members(kind: str) -> dict:
+def _scalar_members(kind: str, cfg: TraceConfig) -> dict:
     """{scalar member: numpy dtype kind} besides the config."""
     out = {"format_version": "i", "kind": "U", "device": "U", "seconds": "f", "sm_scale": "f"}
-    out.update({f"counter_{k}": "i" for k in _counter_keys(kind)})
+    out.update({f"counter_{k}": "i" for k in _counter_keys(kind, cfg)})
     if kind == "backward":
         out["do_seed"] = "i"
     return out
@@ -203,8 +205,11 @@ def _load(r: _Reader):
     _, shape, _ = r.header(blocks)
     if len(shape) != 1 or not 1 <= shape[0] <= n_max:
         raise ValueError(f"{r.name}: {blocks} must list 1 to {n_max} blocks, got shape {shape}")
+    if kind == "backward" and (cfg.loop_order != "fa2" or cfg.kv_splits != 1):
+        raise ValueError(f"{r.name}: a backward trace has loop_order 'fa2' and kv_splits 1, got "
+                         f"{cfg.loop_order!r} and {cfg.kv_splits}")
     schema = _schema(kind, cfg, shape[0])
-    scalars = _scalar_members(kind)
+    scalars = _scalar_members(kind, cfg)
     expected = set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES}
     missing, unknown = expected - set(r.info), set(r.info) - expected
     if missing or unknown:
@@ -218,7 +223,7 @@ def _load(r: _Reader):
     meta = {m: r.scalar(m, t) for m, t in scalars.items()}
     arrays = {m: r.array(m, t, s) for m, (s, t) in schema.items()}
     _check_meta(r.name, cfg, meta)
-    counters = {k: meta[f"counter_{k}"] for k in _counter_keys(kind)}
+    counters = {k: meta[f"counter_{k}"] for k in _counter_keys(kind, cfg)}
     common = dict(config=cfg, counters=counters, sm_scale=meta["sm_scale"], device=meta["device"],
                   seconds=meta["seconds"], **arrays)
     if kind == "forward":
@@ -256,12 +261,11 @@ def _check_blocks_list(name: str, member: str, blocks: np.ndarray, n_max: int) -
 
 
 def _check_visits(name: str, order: np.ndarray, expected: np.ndarray, what: str) -> None:
-    """order (programs, tiles): -1 exactly where the kernel skips a tile, each program's visited
-    tiles numbered 0, 1, ... in ascending tile order (how its loop walks them)."""
-    if not np.array_equal(order >= 0, expected) or (order < -1).any():
+    """order and expected (programs, tiles): -1 exactly where the kernel skips a tile, and the step
+    numbers of the kernel's walk everywhere else."""
+    if not np.array_equal(order >= 0, expected >= 0) or (order < -1).any():
         raise ValueError(f"{name}: visit_order marks other tiles than the kernel computes for this config")
-    ranks = np.cumsum(expected, axis=1) - 1
-    if not np.array_equal(np.where(expected, order, -1), np.where(expected, ranks, -1)):
+    if not np.array_equal(order, expected):
         raise ValueError(f"{name}: visit_order is not the order in which {what} walks its tiles")
 
 
@@ -288,11 +292,12 @@ def _row_col_valid(c: TraceConfig, n_rows_blocks: int, rows_per: int, n_cols_blo
 def _check_forward(name: str, c: TraceConfig, a: dict) -> None:
     _finite(name, a, ("q", "k", "v", "out", "lse", "ref_out", "ref_lse"))
     visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal)  # (Tq, Tk)
-    _check_visits(name, a["visit_order"], visited, "a q-block's program")
+    _check_visits(name, a["visit_order"], expected_visits(c), "the kernel")
     rows, cols = _row_col_valid(c, c.n_q_blocks, c.block_m, c.n_kv_blocks, c.block_n)
     state_ok = visited[:, :, None] & rows[:, None, :]  # (Tq, Tk, block_m)
-    _check_tiles(name, "m", a["m"], state_ok, False)
-    _check_tiles(name, "l", a["l"], state_ok, False, lo=1.0 - 1e-6)
+    split = c.kv_splits > 1  # a split's program may start inside the causal band: m -inf, l 0 there
+    _check_tiles(name, "m", a["m"], state_ok, split)
+    _check_tiles(name, "l", a["l"], state_ok, False, lo=0.0 if split else 1.0 - 1e-6)
     _check_tiles(name, "alpha", a["alpha"], state_ok, False, lo=0.0, hi=1.0)
     kept = a["tile_q_blocks"]
     _check_blocks_list(name, "tile_q_blocks", kept, c.n_q_blocks)
@@ -302,13 +307,18 @@ def _check_forward(name: str, c: TraceConfig, a: dict) -> None:
     acc_ok = np.broadcast_to((visited[kept][:, :, None] & rows[kept][:, None, :])[..., None], a["acc_before"].shape)
     for m in ("acc_before", "acc_after"):
         _check_tiles(name, m, a[m], acc_ok, False)
+    if split:
+        _finite(name, a, ("split_l", "split_out"))
+        if np.isnan(a["split_m"]).any() or (a["split_m"] == np.inf).any() or (a["split_l"] < 0).any():
+            raise ValueError(f"{name}: split_m must be a max (finite, or -inf where a split saw no key) and split_l >= 0")
 
 
 def _check_backward(name: str, c: TraceConfig, a: dict) -> None:
     _finite(name, a, ("q", "k", "v", "do", "out", "lse", "delta", "dq", "dk", "dv",
                       "ref_delta", "ref_dq", "ref_dk", "ref_dv"))
     visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal).T  # (Tk, Tq)
-    _check_visits(name, a["visit_order"], visited, "a kv-block's program")
+    _check_visits(name, a["visit_order"], np.where(visited, np.cumsum(visited, axis=1) - 1, -1),
+                  "a kv-block's program")
     rows, cols = _row_col_valid(c, c.n_q_blocks, c.block_m, c.n_kv_blocks, c.block_n)
     kept = a["tile_kv_blocks"]
     _check_blocks_list(name, "tile_kv_blocks", kept, c.n_kv_blocks)

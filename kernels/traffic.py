@@ -10,6 +10,9 @@ import numpy as np
 SOFTMAX_VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 # What the kernels count (kernels/flash_fwd.py, kernels/flash_bwd.py), named as the models below
 FA2_COUNTERS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
+FA1_COUNTERS = ("q_loads", "k_loads", "v_loads", "o_loads", "ml_loads", "o_stores", "ml_stores")
+SPLIT_KV_COUNTERS = ("q_loads", "k_loads", "v_loads", "partial_o_stores", "partial_ml_stores",
+                     "merge_o_loads", "merge_ml_loads", "o_stores", "lse_stores")
 BACKWARD_COUNTERS = (
     "pre_o_loads", "pre_do_loads", "pre_d_stores",
     "dkdv_k_loads", "dkdv_v_loads", "dkdv_q_loads", "dkdv_do_loads", "dkdv_lse_loads", "dkdv_d_loads",
@@ -103,6 +106,20 @@ def flash_fa1(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: b
     }
     out["loads"] = sum(v for k, v in out.items() if k.endswith("_loads"))
     out["stores"] = out["o_stores"] + out["ml_stores"]
+    return out
+
+
+def flash_split_kv(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool, splits: int) -> dict:
+    """FA2 with each q-block's kv range cut into `splits` programs (split-KV) and a merge: Q_i is
+    read by every split's program, K and V once per q-block as in FA2; each program writes its
+    partial O_i, m_i, l_i, which the merge reads back before writing O and the log-sum-exp."""
+    fa2 = flash_fa2(seq_len, head_dim, block_m, block_n, causal)
+    n, d = seq_len, head_dim
+    out = {"q_loads": splits * n * d, "k_loads": fa2["k_loads"], "v_loads": fa2["v_loads"],
+           "partial_o_stores": splits * n * d, "partial_ml_stores": 2 * splits * n,
+           "merge_o_loads": splits * n * d, "merge_ml_loads": 2 * splits * n, "o_stores": n * d, "lse_stores": n}
+    out["loads"] = sum(v for k, v in out.items() if k.endswith("_loads"))
+    out["stores"] = sum(v for k, v in out.items() if k.endswith("_stores"))
     return out
 
 

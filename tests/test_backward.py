@@ -86,7 +86,7 @@ def test_reference_jacobian_equals_d_form():
     for name in ("dq", "dk", "dv", "d"):
         np.testing.assert_allclose(rows[name], ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
     autograd = grads_float64(q, k, v, do, True, 0.25)
-    for name, g in zip(("dq", "dk", "dv"), autograd, strict=False):
+    for name, g in zip(("dq", "dk", "dv"), autograd, strict=True):
         np.testing.assert_allclose(ref[name], g.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
 
 

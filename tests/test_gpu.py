@@ -12,7 +12,7 @@ import torch
 from kernels import attention, backend, flash_fwd, tuning
 from kernels.trace import TraceConfig, capture_trace
 from kernels.trace_backward import capture_backward_trace
-from tests import test_backward, test_trace
+from tests import test_backward, test_loop_orders, test_trace
 from tests.helpers import check_forward, check_grads, rand
 
 pytestmark = pytest.mark.gpu
@@ -119,6 +119,21 @@ def test_backward_trace_with_one_slot_and_large_n():
     for name, err in tr.max_abs_errs().items():  # float16 gradients: a few ulps of the largest one
         bound = 4e-3 * max(1.0, float(np.abs(getattr(tr, "ref_" + name)).max()))
         assert err < bound, f"{name}: error {err:.3g} against float64, bound {bound:.3g}"
+
+
+@pytest.mark.parametrize("kw", [
+    dict(seq_len=1000, head_dim=64, block_m=64, block_n=64, causal=True, dtype="float16", loop_order="fa1"),
+    dict(seq_len=777, head_dim=128, block_m=128, block_n=64, causal=False, dtype="bfloat16", loop_order="fa1"),
+    dict(seq_len=1000, head_dim=64, block_m=64, block_n=64, causal=True, dtype="float16", kv_splits=5),
+    dict(seq_len=2048, head_dim=128, block_m=128, block_n=64, causal=False, dtype="bfloat16", kv_splits=8,
+         scenario="large"),
+], ids=lambda k: f"N{k['seq_len']}-{k['dtype']}-{k.get('loop_order', 'fa2')}-S{k.get('kv_splits', 1)}")
+def test_loop_orders_and_split_kv(kw):
+    cfg = TraceConfig(**kw)
+    if cfg.loop_order == "fa1":
+        test_loop_orders.test_fa1_order_steps_match_float64(cfg)
+    else:
+        test_loop_orders.test_split_kv_partials_and_merge_match_float64(cfg)
 
 
 def test_backend_describes_gpu():

@@ -46,7 +46,7 @@ def test_readme_architecture_names_every_module():
 
 
 def test_no_module_is_two_ideas():
-    for name, path in _modules().items():
+    for _name, path in _modules().items():
         n = len(path.read_text().splitlines())
         assert n <= 520, f"{path.relative_to(ROOT)} has {n} lines: it probably holds two ideas"
 

@@ -20,12 +20,15 @@ CFG = TraceConfig(seq_len=40, head_dim=16, block_m=16, block_n=16, causal=True) 
 
 @pytest.fixture(scope="module")
 def good():
-    return {"forward": capture_trace(CFG), "backward": capture_backward_trace(CFG, do_seed=3)}
+    return {"forward": capture_trace(CFG), "backward": capture_backward_trace(CFG, do_seed=3),
+            "fa1": capture_trace(TraceConfig(**{**dict(CFG.fields()), "loop_order": "fa1"})),
+            "split": capture_trace(TraceConfig(**{**dict(CFG.fields()), "kv_splits": 3}))}
 
 
 @pytest.fixture(scope="module")
 def files(good):
-    return corpus(trace_io.to_bytes(good["forward"]), trace_io.to_bytes(good["backward"]))
+    return corpus(trace_io.to_bytes(good["forward"]), trace_io.to_bytes(good["backward"]),
+                  trace_io.to_bytes(good["split"]))
 
 
 def _same(a, b) -> None:
@@ -38,13 +41,13 @@ def _same(a, b) -> None:
             assert x == y, name
 
 
-@pytest.mark.parametrize("kind", ["forward", "backward"])
+@pytest.mark.parametrize("kind", ["forward", "backward", "fa1", "split"])
 def test_round_trip(good, kind, tmp_path):
     path = tmp_path / f"{kind}.npz"
     trace_io.save(good[kind], path)
     back = trace_io.load(path)
     _same(good[kind], back)
-    assert isinstance(back, AttentionTrace if kind == "forward" else BackwardTrace)
+    assert isinstance(back, BackwardTrace if kind == "backward" else AttentionTrace)
     _same(good[kind], trace_io.load(io.BytesIO(trace_io.to_bytes(good[kind])), "x.npz"))
 
 

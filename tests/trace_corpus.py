@@ -87,7 +87,7 @@ def declared_huge(good: bytes, member: str, size: int) -> bytes:
         start = pos + 4
 
 
-def corpus(forward: bytes, backward: bytes) -> list[tuple[str, bytes, str]]:
+def corpus(forward: bytes, backward: bytes, split: bytes | None = None) -> list[tuple[str, bytes, str]]:
     f, b = members(forward), members(backward)
     tq, tk, bm = f["m"].shape
     n, _, _, bn = f["s"].shape
@@ -197,7 +197,20 @@ def corpus(forward: bytes, backward: bytes) -> list[tuple[str, bytes, str]]:
         ("bwd-tiles-none", with_(b, tile_kv_blocks=np.zeros(0, np.int64)), "tile_kv_blocks must list 1 to"),
         ("bwd-gradient-nan", with_(b, dq=np.full_like(b["dq"], np.nan)), "dq holds NaN or inf"),
         ("bwd-kind-forward", with_(b, kind=np.asarray("forward")), "has no tile_q_blocks"),
+        ("loop-order-unknown", with_(f, config_loop_order=np.asarray("fa3")), "loop_order must be one of"),
+        ("kv-splits-9", with_(f, config_kv_splits=np.asarray(9)), "kv_splits must be between 1 and 8"),
+        ("kv-splits-without-partials", with_(f, config_kv_splits=np.asarray(2)), "missing: .*split_l, split_m, split_out"),
+        ("fa1-with-fa2-counters", with_(f, config_loop_order=np.asarray("fa1")), "missing: counter_ml_loads"),
+        ("bwd-fa1", with_(b, config_loop_order=np.asarray("fa1")), "a backward trace has loop_order 'fa2'"),
     ]
+    if split is not None:
+        s = members(split)
+        out += [
+            ("split-m-nan", with_(s, split_m=np.full_like(s["split_m"], np.nan)), "split_m must be a max"),
+            ("split-l-negative", with_(s, split_l=-np.abs(s["split_l"]) - 1), "split_l >= 0"),
+            ("split-out-inf", with_(s, split_out=np.full_like(s["split_out"], np.inf)), "split_out holds NaN or inf"),
+            ("split-out-shape", with_(s, split_out=np.zeros((1, 1, 1), np.float32)), "split_out is <f4"),
+        ]
     return out
 
 

@@ -1,0 +1,110 @@
+"""FlashAttention-1's loop order and split-KV, against float64: the FA1-order kernel's m, l and its
+normalized O at every step, its visit order and its counters (the O, m, l round trips included);
+the split-KV programs' partial (m, l, O) and their merge. Ragged sizes, both masks."""
+import numpy as np
+import pytest
+
+from kernels import reference
+from kernels.trace import TraceConfig, capture_trace, expected_visits
+from tests.helpers import NP_FLOOR
+
+FA1 = [
+    TraceConfig(seq_len=113, head_dim=16, block_m=32, block_n=16, causal=False, loop_order="fa1"),
+    TraceConfig(seq_len=200, head_dim=32, block_m=16, block_n=32, causal=True, loop_order="fa1", scenario="increasing"),
+    TraceConfig(seq_len=90, head_dim=16, block_m=64, block_n=16, causal=True, loop_order="fa1", dtype="float16"),
+    TraceConfig(seq_len=1, head_dim=16, block_m=16, block_n=16, causal=True, loop_order="fa1"),
+]
+SPLITS = [
+    TraceConfig(seq_len=200, head_dim=32, block_m=32, block_n=16, causal=True, kv_splits=3),
+    TraceConfig(seq_len=113, head_dim=16, block_m=16, block_n=16, causal=False, kv_splits=8, scenario="large"),
+    TraceConfig(seq_len=100, head_dim=16, block_m=64, block_n=16, causal=True, kv_splits=7, dtype="float16"),
+    TraceConfig(seq_len=33, head_dim=16, block_m=16, block_n=16, causal=False, kv_splits=2),
+]
+
+
+def _ids(c):
+    return f"N{c.seq_len}-{c.block_m}x{c.block_n}-{'causal' if c.causal else 'full'}-{c.dtype}-{c.loop_order}-S{c.kv_splits}"
+
+
+def _prefix_state(tr, cols_hi: int, r0: int, rows: int, cols_lo: int = 0):
+    """float64 max, sum and normalized output of rows r0.. over keys [cols_lo, cols_hi)."""
+    s = reference.scores(tr.q, tr.k, tr.sm_scale, tr.config.causal)[r0:r0 + rows, cols_lo:cols_hi]
+    m = s.max(axis=1)
+    with np.errstate(invalid="ignore"):
+        e = np.where(np.isfinite(m)[:, None], np.exp(s - np.where(np.isfinite(m), m, 0)[:, None]), 0.0)
+    l = e.sum(axis=1)
+    o = np.where(l[:, None] > 0, e @ tr.v[cols_lo:cols_hi].astype(np.float64) / np.where(l > 0, l, 1)[:, None], 0.0)
+    return m, l, o
+
+
+@pytest.mark.parametrize("cfg", FA1, ids=_ids)
+def test_fa1_order_steps_match_float64(cfg):
+    tr = capture_trace(cfg)
+    c = tr.config
+    assert np.array_equal(tr.visit_order, expected_visits(c))
+    # one program, kv-blocks outside: the tiles in the order computed walk down a column, then the next
+    i, j = np.nonzero(tr.visited)
+    walk = np.argsort(tr.visit_order[i, j])
+    assert list(zip(j[walk], i[walk], strict=True)) == sorted(zip(j, i, strict=True))
+    model = tr.model_counters()
+    assert tr.counters == {k: model[k] for k in tr.counters}, f"counted {tr.counters}, model {model}"
+    floor = NP_FLOOR[c.dtype]
+    for slot, i in enumerate(tr.tile_q_blocks):
+        r0, rows = i * c.block_m, tr.rows(i)
+        for j in tr.steps(i):
+            hi = j * c.block_n + tr.cols(j)
+            m, l, o = _prefix_state(tr, hi, r0, rows)
+            scale = max(1.0, float(np.abs(m).max()))
+            np.testing.assert_allclose(tr.m[i, j, :rows], m, rtol=0, atol=4e-6 * scale, err_msg=f"m ({i}, {j})")
+            np.testing.assert_allclose(tr.l[i, j, :rows], l, rtol=1e-5 * scale, err_msg=f"l ({i}, {j})")
+            # O is normalized after every tile and goes through memory in the input dtype
+            np.testing.assert_allclose(tr.acc_after[slot, j, :rows], o, rtol=0, atol=4 * floor * len(tr.steps(i)),
+                                       err_msg=f"normalized O after tile ({i}, {j})")
+    assert tr.max_abs_err < 4 * floor * c.n_kv_blocks + 1e-6, f"out differs from float64 by {tr.max_abs_err:.3g}"
+
+
+@pytest.mark.parametrize("cfg", SPLITS, ids=_ids)
+def test_split_kv_partials_and_merge_match_float64(cfg):
+    tr = capture_trace(cfg)
+    c = tr.config
+    assert np.array_equal(tr.visit_order, expected_visits(c))
+    model = tr.model_counters()
+    assert tr.counters == {k: model[k] for k in tr.counters}, f"counted {tr.counters}, model {model}"
+    assert tr.split_m.shape == (c.kv_splits, c.seq_len) and tr.split_out.shape == (c.kv_splits, c.seq_len, c.head_dim)
+    floor = NP_FLOOR[c.dtype]
+    for s in range(c.kv_splits):
+        lo, hi = c.split_range(s)
+        m, l, o = _prefix_state(tr, min(hi * c.block_n, c.seq_len), 0, c.seq_len, lo * c.block_n)
+        big = max(1.0, float(np.abs(m[np.isfinite(m)]).max()))
+        assert np.array_equal(np.isinf(tr.split_m[s]), np.isinf(m)), f"split {s}: rows that saw no key differ"
+        fin = np.isfinite(m)
+        np.testing.assert_allclose(tr.split_m[s][fin], m[fin], rtol=0, atol=4e-6 * big, err_msg=f"split {s} m")
+        np.testing.assert_allclose(tr.split_l[s], l, rtol=8 * 2**-23 * big + 1e-5, atol=1e-7, err_msg=f"split {s} l")
+        # an exponent s - m carries the float32 rounding of |s| (2**-23 |s|) into every weight
+        np.testing.assert_allclose(tr.split_out[s], o, rtol=0, atol=2 * floor + 1e-6 + 8 * 2**-23 * big,
+                                   err_msg=f"split {s} O")
+    # the merge, with the documents' formula, on the kernel's own partials
+    M = tr.split_m.astype(np.float64).max(axis=0)
+    w = tr.split_l * np.exp(tr.split_m - M)
+    L = w.sum(axis=0)
+    merged = (w[:, :, None] * tr.split_out).sum(axis=0) / L[:, None]
+    np.testing.assert_allclose(M + np.log(L), tr.ref_lse, rtol=0, atol=1e-5 * max(1.0, np.abs(tr.ref_lse).max()))
+    np.testing.assert_allclose(tr.out, merged, rtol=0, atol=2 * floor + 1e-6, err_msg="kernel merge != formula")
+    big = max(1.0, float(np.abs(M).max()))
+    assert tr.max_abs_err < 2 * floor + 1e-6 + 8 * 2**-23 * big, tr.max_abs_err
+    unsplit = capture_trace(TraceConfig(**{**dict(c.fields()), "kv_splits": 1}))
+    diff = np.abs(tr.out - unsplit.out).max()
+    assert diff < 2 * floor + 1e-6 + 8 * 2**-23 * big, f"split and unsplit kernels differ by {diff:.3g}"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(loop_order="fa3"), "loop_order must be one of 'fa2', 'fa1', got 'fa3'"),
+    (dict(kv_splits=0), "kv_splits must be between 1 and 8, got 0"),
+    (dict(kv_splits=9), "kv_splits must be between 1 and 8, got 9"),
+    (dict(kv_splits=2.0), r"kv_splits must be an integer, got 2.0 \(float\)"),
+    (dict(seq_len=40, block_n=32, kv_splits=3), r"kv_splits must be at most the number of kv-blocks \(2"),
+    (dict(loop_order="fa1", kv_splits=2), "with loop_order 'fa1' it must be 1"),
+])
+def test_config_checks(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TraceConfig(**{"seq_len": 64, "head_dim": 16, "block_m": 16, "block_n": 16, **kwargs})
