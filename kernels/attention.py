@@ -140,7 +140,8 @@ def launch_backward_configs(q, k, v, out, lse, do, causal, sm_scale, dkdv: tunin
 
 
 def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
-    """The three kernels, the dK/dV and dQ kernels each at the config tuned for it alone."""
+    """The dK/dV and dQ kernels each at the config tuned for it alone; then that pair against
+    FlashAttention-2's fused schedule (dQ added atomically), the faster kept per shape."""
     seq_len, head_dim = q.shape[2], q.shape[3]
     prec = precision(q.dtype)
     delta = flash_bwd.preprocess(out, do)
@@ -152,10 +153,28 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
     def run_dq(c):
         return flash_bwd.launch_dq(q, k, v, do, lse, delta, causal, sm_scale, _kernel_config(c), dq=dq)
 
+    picked = {}
     for kernel, run in (("dkdv", run_dkdv), ("dq", run_dq)):
         key = ("bwd", kernel, seq_len, head_dim, causal, prec, q.device)
-        run(tuning.backward_tuner.pick(
-            key, lambda kernel=kernel: tuning.candidates(tuning.BACKWARD_CONFIGS[kernel], head_dim, prec), run))
+        picked[kernel] = tuning.backward_tuner.pick(
+            key, lambda kernel=kernel: tuning.candidates(tuning.BACKWARD_CONFIGS[kernel], head_dim, prec), run)
+    dq_acc = None
+
+    def run_schedule(c):
+        nonlocal dq_acc
+        if not c.fused_dq:
+            run_dkdv(picked["dkdv"])
+            return run_dq(picked["dq"])
+        dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if dq_acc is None else dq_acc.zero_()
+        flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, _kernel_config(c), dk=dk, dv=dv,
+                              dq_acc=dq_acc)
+        return dq.copy_(dq_acc)
+
+    def schedules():
+        return [picked["dkdv"]] + tuning.candidates(tuning.BACKWARD_CONFIGS["fused"], head_dim, prec, fused=True)
+
+    key = ("bwd", "schedule", seq_len, head_dim, causal, prec, q.device)
+    run_schedule(tuning.backward_tuner.pick(key, schedules, run_schedule))
     return dq, dk, dv
 
 
@@ -183,3 +202,54 @@ def flash_attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor:
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
         return FlashAttentionFunction.apply(q, k, v, causal, sm_scale)
     return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]
+
+
+# ------------------------------------------------------------------------------ torch.library
+# The same forward and backward as PyTorch operators, so torch.compile and CUDA graphs take them
+# as they are (an autograd.Function with Python inside breaks a compiled graph).
+@torch.library.custom_op("fa_viz::flash_attention_fwd", mutates_args=())
+def _op_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+            sm_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    out, lse = flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)
+    return out, lse
+
+
+@_op_fwd.register_fake
+def _(q, k, v, causal, sm_scale):
+    return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+
+@torch.library.custom_op("fa_viz::flash_attention_bwd", mutates_args=())
+def _op_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+            do: torch.Tensor, causal: bool, sm_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dq, dk, dv = flash_attention_bwd(q, k, v, out, lse, do, causal=causal, sm_scale=sm_scale)
+    return dq, dk, dv
+
+
+@_op_bwd.register_fake
+def _(q, k, v, out, lse, do, causal, sm_scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, sm_scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.causal, ctx.sm_scale = causal, sm_scale
+
+
+def _op_backward(ctx, dout, dlse):
+    q, k, v, out, lse = ctx.saved_tensors
+    dq, dk, dv = torch.ops.fa_viz.flash_attention_bwd(q, k, v, out, lse, dout, ctx.causal, ctx.sm_scale)
+    return dq, dk, dv, None, None
+
+
+_op_fwd.register_autograd(_op_backward, setup_context=_setup_context)
+
+
+def flash_attention_op(q, k, v, causal: bool = False, sm_scale=None) -> torch.Tensor:
+    """flash_attention through torch.ops.fa_viz: for torch.compile and CUDA-graph capture."""
+    if not isinstance(q, torch.Tensor) or q.dim() != 4:
+        check_inputs(q, k, v, causal)  # the same message as the eager call gives
+    return torch.ops.fa_viz.flash_attention_fwd(q, k, v, check_bool("causal", causal),
+                                                sm_scale_of(sm_scale, q.shape[-1]))[0]

@@ -88,12 +88,12 @@ def _trace_bwd_tile(Trace, TraceIdx, start_n, i, step, slot, n_slots, pT, dpT, d
 @triton.jit
 def _attn_bwd_dkdv_inner(
     dk, dv, k, v,
-    Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
+    Q_src, DO_src, Lse_src, Delta_src, DQ_src, stride_qm, stride_qk, stride_dom, stride_dok,
     start_n, lo, hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d,
     Trace, TraceIdx, Counters, slot, step, n_slots,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr,
 ):
     offs_mb = tl.arange(0, BLOCK_M)
     for start_m in tl.range(lo, hi, BLOCK_M):
@@ -126,6 +126,10 @@ def _attn_bwd_dkdv_inner(
         dsT = pT * (dpT - Di[None, :])
         # -- dK_j += dS^T Q_i; sm_scale is applied once at the end --
         dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=DOT_PRECISION)
+        if FUSED_DQ:  # FA2's schedule: dQ_i += scale dS K_j, added atomically into a float32 dQ
+            dq = tl.dot(tl.trans(dsT).to(k.dtype), k, input_precision=DOT_PRECISION)  # (BLOCK_M, HEAD_DIM)
+            tl.atomic_add(DQ_src + offs_m[:, None] * HEAD_DIM + offs_d[None, :], dq * sm_scale,
+                          mask=(offs_m < N_CTX)[:, None], sem="relaxed")
         if COUNT:
             rows = tl.sum((offs_m < N_CTX).to(tl.int64))
             tl.atomic_add(Counters + 5, rows * HEAD_DIM)  # Q_i
@@ -145,10 +149,14 @@ def _attn_bwd_dkdv(
     stride_qz, stride_qh, stride_qm, stride_qk,  # Q, K and V share these (the host makes sure)
     stride_doz, stride_doh, stride_dom, stride_dok,
     H, N_CTX,
-    Trace, TraceIdx, Counters, n_slots,
+    Trace, TraceIdx, Counters, n_slots, DQ_ACC,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    RAGGED: tl.constexpr = True, FUSED_DQ: tl.constexpr = False,
 ):
+    # RAGGED: seq_len is not a multiple of BLOCK_M, so a last q-block has rows to mask (the host
+    # sets it; False compiles that loop out). FUSED_DQ: also add this program's dQ terms into the
+    # float32 DQ_ACC (batch * heads, N, d) atomically, so no dQ kernel has to recompute P and dP.
     # causal: the first kv-blocks meet the most q-blocks, and program 0 launches first
     start_n = tl.program_id(0) * BLOCK_N
     off_hz = tl.program_id(1)
@@ -167,6 +175,7 @@ def _attn_bwd_dkdv(
     DO_src = DO + off_z.to(tl.int64) * stride_doz + off_h.to(tl.int64) * stride_doh
     Lse_src = Lse + off_hz.to(tl.int64) * N_CTX
     Delta_src = Delta + off_hz.to(tl.int64) * N_CTX
+    DQ_src = DQ_ACC + off_hz.to(tl.int64) * N_CTX * HEAD_DIM if FUSED_DQ else DQ_ACC
     qk_scale = sm_scale * LOG2E
 
     # q-blocks [lo, band_hi) cross the causal diagonal of kv-block j (masked); [band_hi, mid_hi)
@@ -190,21 +199,23 @@ def _attn_bwd_dkdv(
         cols = tl.sum(col_ok.to(tl.int64))
         tl.atomic_add(Counters + 3, cols * HEAD_DIM)  # K_j
         tl.atomic_add(Counters + 4, cols * HEAD_DIM)  # V_j
+    if CAUSAL:  # the diagonal band
+        dk, dv, step = _attn_bwd_dkdv_inner(
+            dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, DQ_src, stride_qm, stride_qk, stride_dom, stride_dok,
+            start_n, lo, band_hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d, Trace, TraceIdx, Counters, slot, step,
+            n_slots, HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, TRACE, DOT_PRECISION, FUSED_DQ,
+        )
     dk, dv, step = _attn_bwd_dkdv_inner(
-        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
-        start_n, lo, band_hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d, Trace, TraceIdx, Counters, slot, step,
-        n_slots, HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, TRACE, DOT_PRECISION,
-    )
-    dk, dv, step = _attn_bwd_dkdv_inner(
-        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
+        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, DQ_src, stride_qm, stride_qk, stride_dom, stride_dok,
         start_n, band_hi, mid_hi, qk_scale, sm_scale, N_CTX, offs_n, offs_d, Trace, TraceIdx, Counters, slot, step,
-        n_slots, HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, COUNT, TRACE, DOT_PRECISION,
+        n_slots, HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, COUNT, TRACE, DOT_PRECISION, FUSED_DQ,
     )
-    dk, dv, step = _attn_bwd_dkdv_inner(
-        dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, stride_qm, stride_qk, stride_dom, stride_dok,
-        start_n, mid_hi, N_CTX, qk_scale, sm_scale, N_CTX, offs_n, offs_d, Trace, TraceIdx, Counters, slot, step,
-        n_slots, HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, TRACE, DOT_PRECISION,
-    )
+    if RAGGED:  # the last q-block's rows past seq_len
+        dk, dv, step = _attn_bwd_dkdv_inner(
+            dk, dv, k, v, Q_src, DO_src, Lse_src, Delta_src, DQ_src, stride_qm, stride_qk, stride_dom, stride_dok,
+            start_n, mid_hi, N_CTX, qk_scale, sm_scale, N_CTX, offs_n, offs_d, Trace, TraceIdx, Counters, slot, step,
+            n_slots, HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, TRACE, DOT_PRECISION, FUSED_DQ,
+        )
     # -- epilogue: dK_j, dV_j written once (contiguous gradients) --
     dk = dk * sm_scale
     g = off_hz.to(tl.int64) * N_CTX * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
@@ -261,8 +272,9 @@ def _attn_bwd_dq(
     stride_doz, stride_doh, stride_dom, stride_dok,
     H, N_CTX, Counters,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    CAUSAL: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr, MASKED_TILES: tl.constexpr = True,
 ):
+    # MASKED_TILES: as in the forward, the host leaves the masked loop out when no kv-block needs a mask
     if CAUSAL:  # the last q-blocks meet the most kv-blocks: launch them first
         start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
     else:
@@ -293,9 +305,10 @@ def _attn_bwd_dq(
     dq = _attn_bwd_dq_inner(dq, q, do, lse, Di, K + head, V + head, stride_qm, stride_qk,
                             0, lo_masked, qk_scale, N_CTX, offs_m, offs_d, Counters,
                             HEAD_DIM, BLOCK_M, BLOCK_N, False, CAUSAL, COUNT, DOT_PRECISION)
-    dq = _attn_bwd_dq_inner(dq, q, do, lse, Di, K + head, V + head, stride_qm, stride_qk,
-                            lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d, Counters,
-                            HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, DOT_PRECISION)
+    if MASKED_TILES:
+        dq = _attn_bwd_dq_inner(dq, q, do, lse, Di, K + head, V + head, stride_qm, stride_qk,
+                                lo_masked, hi, qk_scale, N_CTX, offs_m, offs_d, Counters,
+                                HEAD_DIM, BLOCK_M, BLOCK_N, True, CAUSAL, COUNT, DOT_PRECISION)
     # -- epilogue: dQ_i written once --
     dq = dq * sm_scale
     g = off_hz.to(tl.int64) * N_CTX * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
@@ -352,18 +365,20 @@ def preprocess(out, do, counters=None):
 
 
 def launch_dkdv(q, k, v, do, lse, delta, causal: bool, sm_scale: float, config: dict, *, dk=None, dv=None,
-                trace: BackwardTraceBuffers | None = None, counters=None):
+                trace: BackwardTraceBuffers | None = None, counters=None, dq_acc=None):
     """(dk, dv) from the dK/dV kernel. config: {"BLOCK_M", "BLOCK_N"} and on a GPU "num_warps",
-    "num_stages". Arguments already checked (attention.py does): q, k, v with one set of strides."""
+    "num_stages". Arguments already checked (attention.py does): q, k, v with one set of strides.
+    dq_acc: a zeroed float32 (batch, heads, N, d): the kernel adds the scaled dQ into it (FUSED_DQ)."""
     batch, heads, seq_len, head_dim = q.shape
     dk = torch.empty(q.shape, dtype=q.dtype, device=q.device) if dk is None else dk
     dv = torch.empty(q.shape, dtype=q.dtype, device=q.device) if dv is None else dv
     count = counters is not None
     _attn_bwd_dkdv[(triton.cdiv(seq_len, config["BLOCK_N"]), batch * heads)](
         q, k, v, do, lse, delta, dk, dv, sm_scale, *q.stride(), *do.stride(), heads, seq_len,
-        *(trace.args() if trace is not None else (None, None, counters, 0)),
+        *(trace.args() if trace is not None else (None, None, counters, 0)), dq_acc,
         HEAD_DIM=head_dim, CAUSAL=bool(causal), COUNT=count, TRACE=trace is not None,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **_meta(config),
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", RAGGED=seq_len % config["BLOCK_M"] != 0,
+        FUSED_DQ=dq_acc is not None, **_meta(config),
     )
     return dk, dv
 
@@ -375,7 +390,8 @@ def launch_dq(q, k, v, do, lse, delta, causal: bool, sm_scale: float, config: di
     _attn_bwd_dq[(triton.cdiv(seq_len, config["BLOCK_M"]), batch * heads)](
         q, k, v, do, lse, delta, dq, sm_scale, *q.stride(), *do.stride(), heads, seq_len, counters,
         HEAD_DIM=head_dim, CAUSAL=bool(causal), COUNT=counters is not None,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **_meta(config),
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        MASKED_TILES=bool(causal) or seq_len % config["BLOCK_N"] != 0, **_meta(config),
     )
     return dq
 

@@ -28,12 +28,14 @@ class Config:
     split: int = 1  # 2: the q-block as two halves of rows with their own softmax state
     late_v: bool = False  # V_j loaded after the softmax instead of with K_j
     head_dims: tuple = HEAD_DIMS  # the head dims it is kept for
+    fused_dq: bool = False  # backward: the dK/dV kernel also adds dQ atomically (no dQ kernel)
 
     @property
     def name(self) -> str:
         """'BM128 BN128 w8 s3', plus ' ws', ' split2', ' late-V' where they apply."""
         return (f"BM{self.block_m} BN{self.block_n} w{self.num_warps} s{self.num_stages}"
-                + " ws" * self.warp_spec + " split2" * (self.split == 2) + " late-V" * self.late_v)
+                + " ws" * self.warp_spec + " split2" * (self.split == 2) + " late-V" * self.late_v
+                + " fused-dQ" * self.fused_dq)
 
     def fits(self, head_dim: int) -> bool:
         return (head_dim in self.head_dims
@@ -52,17 +54,27 @@ FORWARD_CONFIGS = (
     Config(128, 128, 4, 2, split=2, late_v=True, head_dims=(16, 32, 64)),
 )
 # dK/dV keeps (block_n, d) twice on chip and streams thin q-blocks; dQ the other way round (the
-# shapes of Triton's tutorial 06, 32 x 128 and 128 x 32), plus square 64 x 64 tiles
+# shapes of Triton's tutorial 06, 32 x 128 and 128 x 32), plus square tiles. The last ones of each
+# list are the shapes that do not spill registers at head_dim 128 under triton's sm_90 build
+# (every dK/dV shape of the first four does: experiments/README.md, "backward registers").
 BACKWARD_CONFIGS = {
-    "dkdv": (Config(32, 128, 4, 3), Config(64, 128, 8, 3), Config(64, 64, 4, 3), Config(32, 64, 4, 4)),
-    "dq": (Config(128, 32, 4, 3), Config(128, 64, 8, 3), Config(64, 64, 4, 3), Config(64, 32, 4, 4)),
+    "dkdv": (Config(32, 128, 4, 3), Config(64, 128, 8, 3), Config(64, 64, 4, 3), Config(32, 64, 4, 4),
+             Config(32, 128, 8, 3), Config(32, 64, 8, 3), Config(16, 64, 4, 3), Config(32, 32, 4, 3)),
+    "dq": (Config(128, 32, 4, 3), Config(128, 64, 8, 3), Config(64, 64, 4, 3), Config(64, 32, 4, 4),
+           Config(64, 64, 8, 3), Config(128, 32, 8, 3)),
+    # FlashAttention-2's schedule: one kernel, dQ added atomically in float32
+    "fused": (Config(64, 64, 4, 3, fused_dq=True), Config(32, 64, 4, 3, fused_dq=True),
+              Config(64, 128, 8, 3, fused_dq=True, head_dims=(16, 32, 64)), Config(32, 32, 4, 3, fused_dq=True)),
 }
 
 
-def candidates(configs, head_dim: int, precision: str, use_tma: bool = True) -> list[Config]:
+def candidates(configs, head_dim: int, precision: str, use_tma: bool = True, fused: bool = False) -> list[Config]:
     """The configs worth timing. float32 inputs run `tl.dot` at ieee precision on the FMA units:
     no config is fast and each compile takes ~15 s, so one config, the smallest tile (least shared
-    memory for float32 tiles). Warp specialization needs tensor descriptors."""
+    memory for float32 tiles). Warp specialization needs tensor descriptors. fused: the backward's
+    fused-dQ alternatives, none in the interpreter or for float32 (the split kernels stay)."""
+    if fused:
+        return [] if backend.INTERPRET or precision == "ieee" else [c for c in configs if c.fits(head_dim)]
     if backend.INTERPRET:
         return [INTERPRETER_CONFIG]
     kept = [c for c in configs if c.fits(head_dim) and (use_tma or not c.warp_spec)]

@@ -252,3 +252,30 @@ def test_bad_inputs_raise():
         capture_backward_trace(cfg, kv_blocks=[1.5])
     with pytest.raises(ValueError, match="do_seed must be between 0 and"):
         capture_backward_trace(cfg, do_seed=-1)
+
+
+def test_torch_library_op_matches_the_eager_call():
+    q, k, v, do = rand(1, 2, 50, 16, torch.float32, seed=1, count=4)
+    eager = [t.clone().requires_grad_() for t in (q, k, v)]
+    op = [t.clone().requires_grad_() for t in (q, k, v)]
+    out_e = attention.flash_attention(*eager, causal=True)
+    out_o = attention.flash_attention_op(*op, causal=True)
+    assert torch.equal(out_e, out_o)
+    out_e.backward(do)
+    out_o.backward(do)
+    for name, a, b in zip("qkv", eager, op, strict=True):
+        assert torch.equal(a.grad, b.grad), f"d{name} differs between the op and the eager call"
+    with pytest.raises(ValueError, match="causal must be True or False"):
+        attention.flash_attention_op(q, k, v, causal="yes")
+
+
+@pytest.mark.parametrize("n,bm,bn,causal", [(113, 32, 16, True), (200, 16, 64, False)])
+def test_fused_dq_schedule_matches_float64(n, bm, bn, causal):
+    """FlashAttention-2's schedule: the dK/dV kernel adds dQ atomically (a GPU tuner candidate)."""
+    q, k, v, do = rand(1, 2, n, 32, torch.float32, seed=n, count=4)
+    out, lse = attention.flash_attention_fwd(q, k, v, causal=causal)
+    delta = flash_bwd.preprocess(out, do)
+    dq = torch.zeros(q.shape, dtype=torch.float32)
+    dk, dv = flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, 32 ** -0.5, {"BLOCK_M": bm, "BLOCK_N": bn},
+                                   dq_acc=dq)
+    check_grads((dq, dk, dv), q, k, v, do, causal, 32 ** -0.5, f"fused dQ N={n} {bm}x{bn}")

@@ -50,21 +50,60 @@ def test_every_forward_config(config, causal, d):
             check_forward(out, q, k, v, causal, d ** -0.5, f"{config.name} N={n} tma={use_tma}")
 
 
-@pytest.mark.parametrize("kernel", ["dkdv", "dq"])
-@pytest.mark.parametrize("index", range(4))
+BWD = [(kernel, c) for kernel, cs in tuning.BACKWARD_CONFIGS.items() for c in cs]
+
+
+@pytest.mark.parametrize("kernel,config", BWD, ids=[f"{k}-{c.name}" for k, c in BWD])
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("d", [64, 128])
-def test_every_backward_config(kernel, index, causal, d):
-    config = tuning.BACKWARD_CONFIGS[kernel][index]
+def test_every_backward_config(kernel, config, causal, d):
     if not config.fits(d):
         pytest.skip("not kept for this head_dim")
+    from kernels import flash_bwd
+
     other = tuning.BACKWARD_CONFIGS["dq" if kernel == "dkdv" else "dkdv"][2]  # the other kernel at 64 x 64
     dkdv, dq = (config, other) if kernel == "dkdv" else (other, config)
     for n in (1000, 1024):
-        q, k, v, do = rand(1, 4, n, d, torch.float16, seed=n + index, count=4, device="cuda")
+        q, k, v, do = rand(1, 4, n, d, torch.float16, seed=n, count=4, device="cuda")
         out, lse = attention.flash_attention_fwd(q, k, v, causal=causal)
-        got = attention.launch_backward_configs(q, k, v, out, lse, do, causal, d ** -0.5, dkdv, dq)
+        if kernel == "fused":
+            delta = flash_bwd.preprocess(out, do)
+            acc = torch.zeros(q.shape, dtype=torch.float32, device="cuda")
+            dk, dv = flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, d ** -0.5,
+                                           {"BLOCK_M": config.block_m, "BLOCK_N": config.block_n,
+                                            "num_warps": config.num_warps, "num_stages": config.num_stages}, dq_acc=acc)
+            got = (acc.to(q.dtype), dk, dv)
+        else:
+            got = attention.launch_backward_configs(q, k, v, out, lse, do, causal, d ** -0.5, dkdv, dq)
         check_grads(got, q, k, v, do, causal, d ** -0.5, f"{kernel} {config.name} N={n}")
+
+
+def test_torch_compile_and_cuda_graph_take_the_op():
+    """A small model with the torch.library op compiles with torch.compile and replays from a CUDA graph."""
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(64, 3 * 64, device="cuda", dtype=torch.float16)
+
+        def forward(self, x):  # (batch, seq, 64) -> one head of 64
+            q, k, v = self.proj(x).unsqueeze(1).chunk(3, dim=-1)
+            return attention.flash_attention_op(q.contiguous(), k.contiguous(), v.contiguous(), causal=True).sum()
+
+    model = Block()
+    x = torch.randn(2, 256, 64, device="cuda", dtype=torch.float16)
+    eager = model(x)
+    compiled = torch.compile(model, fullgraph=True)
+    got = compiled(x)
+    got.backward()
+    assert torch.allclose(got.float(), eager.float(), rtol=1e-2, atol=1e-1), (float(got), float(eager))
+    q, k, v = (torch.randn(2, 4, 512, 64, device="cuda", dtype=torch.float16) for _ in range(3))
+    attention.flash_attention_op(q, k, v)  # tune and compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = attention.flash_attention_op(q, k, v)
+    q.copy_(torch.randn_like(q))
+    graph.replay()
+    check_forward(out, q, k, v, False, 0.125, "replayed from a CUDA graph")
 
 
 def test_pointer_path_on_gpu():
