@@ -42,6 +42,9 @@ GPU_CHUNK_BYTES = 32768
 
 
 # ---------------------------------------------------------------- kernels
+# MATH (naive, safe, online): the dtype the kernel computes in, float32 unless a demonstration asks
+# for float16 arithmetic, where e^x overflows 65504 once x > 11.09 (float32: x > 88.72). exp2
+# itself takes float32 (the hardware instruction); its result is rounded to MATH like every value.
 # Every kernel takes a (ROWS, BLOCK) tile: ROWS consecutive rows, BLOCK columns at a time, and
 # keeps its running state (m_i, l_i) as (ROWS,) vectors, reducing along axis=1. The rows of the
 # last, ragged group past n_rows are clamped to row n_rows - 1 so their loads stay in bounds and
@@ -57,7 +60,7 @@ def _row_tile(pid, n_rows, ROWS: tl.constexpr):
 @triton.jit
 def softmax_naive_kernel(
     Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
-    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, MATH: tl.constexpr = tl.float32,
 ):
     rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
@@ -68,18 +71,18 @@ def softmax_naive_kernel(
         n_loads = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
         n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: d = sum e^x, no max subtracted: overflows to inf once x > ~88 --
-    l_i = tl.zeros((ROWS,), dtype=tl.float32)
+    l_i = tl.zeros((ROWS,), dtype=MATH)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols  # (1, BLOCK)
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        l_i += tl.sum(tl.exp2(x * LOG2E), axis=1)  # masked lanes: e^-inf = 0
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
+        l_i += tl.sum(tl.exp2((x * LOG2E).to(tl.float32)).to(MATH), axis=1)  # masked lanes: e^-inf = 0
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: y = e^x / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        p = tl.exp2(x * LOG2E) / l_i[:, None]
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
+        p = tl.exp2((x * LOG2E).to(tl.float32)).to(MATH) / l_i[:, None]
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
         tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
@@ -93,7 +96,7 @@ def softmax_naive_kernel(
 @triton.jit
 def softmax_safe_kernel(
     Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
-    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, MATH: tl.constexpr = tl.float32,
 ):
     rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
@@ -105,28 +108,28 @@ def softmax_safe_kernel(
         n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: m = max x, per lane in the loop and across lanes once after it (reducing
     # inside the loop here crashes triton 3.6's thread-locality pass) --
-    m_lane = tl.full((ROWS, BLOCK), -float("inf"), dtype=tl.float32)
+    m_lane = tl.full((ROWS, BLOCK), -float("inf"), dtype=MATH)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         m_lane = tl.maximum(m_lane, x)
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     m_i = tl.max(m_lane, axis=1)
     # -- pass 2: d = sum e^(x - m), every term <= 1 so nothing overflows --
-    l_lane = tl.zeros((ROWS, BLOCK), dtype=tl.float32)
+    l_lane = tl.zeros((ROWS, BLOCK), dtype=MATH)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        l_lane += tl.exp2((x - m_i[:, None]) * LOG2E)
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
+        l_lane += tl.exp2(((x - m_i[:, None]) * LOG2E).to(tl.float32)).to(MATH)
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     l_i = tl.sum(l_lane, axis=1)
     # -- pass 3: y = e^(x - m) / d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        p = tl.exp2((x - m_i[:, None]) * LOG2E) / l_i[:, None]
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
+        p = tl.exp2(((x - m_i[:, None]) * LOG2E).to(tl.float32)).to(MATH) / l_i[:, None]
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
         tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
@@ -141,6 +144,7 @@ def softmax_safe_kernel(
 def softmax_online_kernel(
     Y_ptr, X_ptr, Counts_ptr, M_trace_ptr, L_trace_ptr, stride_ym, stride_xm, stride_tm, n_rows, n_cols,
     BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
+    MATH: tl.constexpr = tl.float32,
 ):
     rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
@@ -151,15 +155,15 @@ def softmax_online_kernel(
         n_loads = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
         n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: running max m_i and running sum l_i (d in the reference) in one sweep, per row --
-    m_i = tl.full((ROWS,), -float("inf"), dtype=tl.float32)
-    l_i = tl.zeros((ROWS,), dtype=tl.float32)
+    m_i = tl.full((ROWS,), -float("inf"), dtype=MATH)
+    l_i = tl.zeros((ROWS,), dtype=MATH)
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         m_new = tl.maximum(m_i, tl.max(x, axis=1))
         # -- rescale l_i: its terms were e^(x - m_old); 0 on the first chunk (m_old = -inf) --
-        alpha = tl.exp2((m_i - m_new) * LOG2E)
-        l_i = l_i * alpha + tl.sum(tl.exp2((x - m_new[:, None]) * LOG2E), axis=1)
+        alpha = tl.exp2(((m_i - m_new) * LOG2E).to(tl.float32)).to(MATH)
+        l_i = l_i * alpha + tl.sum(tl.exp2(((x - m_new[:, None]) * LOG2E).to(tl.float32)).to(MATH), axis=1)
         m_i = m_new
         if TRACE:
             tl.store(M_trace_ptr + rows * stride_tm + start_n // BLOCK, m_i, mask=row_ok)
@@ -169,8 +173,8 @@ def softmax_online_kernel(
     # -- pass 2: y = e^(x - m) / d with the final m, d --
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
-        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(tl.float32)  # read cols elements
-        p = tl.exp2((x - m_i[:, None]) * LOG2E) / l_i[:, None]
+        x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
+        p = tl.exp2(((x - m_i[:, None]) * LOG2E).to(tl.float32)).to(MATH) / l_i[:, None]
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
         tl.store(y_row_ptr + start_n + offs_n, p.to(Y_ptr.dtype.element_ty), mask=mask_st)  # write cols elements
         if COUNT:
@@ -301,12 +305,17 @@ def _resolve_block(variant: str, block, cols: int, dtype) -> int:
     return default_block(cols, dtype, variant) if block is None else _check_block(block)
 
 
-def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l_trace=None) -> None:
+MATH_DTYPES = {"float32": tl.float32, "float16": tl.float16}
+
+
+def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l_trace=None, math="float32") -> None:
     rows, cols = x.shape
     count, trace = counts is not None, m_trace is not None
     counts = counts if count else y  # placeholder pointer, never touched when COUNT is off
     grid = (triton.cdiv(rows, rows_per_program),)
     meta = dict(BLOCK=block, ROWS=rows_per_program, COUNT=count, num_warps=_num_warps(rows_per_program * block))
+    if math != "float32":
+        meta["MATH"] = MATH_DTYPES[math]
     if variant == "online":
         m_trace = m_trace if trace else y
         l_trace = l_trace if trace else y
@@ -324,12 +333,16 @@ def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l
 
 
 def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, return_counts: bool = False,
-            out: torch.Tensor | None = None, rows_per_program: int | None = None):
+            out: torch.Tensor | None = None, rows_per_program: int | None = None, math: str = "float32"):
     """Row-wise softmax of a 2-D tensor with one of VARIANTS. Returns y, or (y, {"loads", "stores"})
     counted by the kernel itself when return_counts. `out` (same shape and dtype) is written in place.
     rows_per_program (a power of two, 1..256) forces how many rows one program handles; None picks
-    default_rows_per_program."""
+    default_rows_per_program. math: the dtype the kernel computes in ("float16" for naive, safe and
+    online only: the overflow demonstration)."""
     _check_variant(variant)
+    limits.check_choice("math", math, tuple(MATH_DTYPES))
+    if math != "float32" and variant == "single_pass":
+        raise ValueError("math must be 'float32' for single_pass (float16 arithmetic is for naive, safe, online)")
     return_counts = limits.check_bool("return_counts", return_counts)
     x = check_x(x)
     rows, cols = x.shape
@@ -348,7 +361,7 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
             )
         y = out
     counts = torch.zeros(2, dtype=torch.int64, device=x.device) if return_counts else None  # (loads, stores)
-    _launch(variant, x, y, block, rows_per_program, counts)
+    _launch(variant, x, y, block, rows_per_program, counts, math=math)
     if not return_counts:
         return y
     loads, stores = counts.tolist()

@@ -49,9 +49,10 @@ def _merge(Part_ptr, base, plane, SPLITS: tl.constexpr):
 
 @triton.jit
 def softmax_split_row_kernel(
-    Y_ptr, X_ptr, Part_ptr, Sync_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols, n_groups,
-    SLICE: tl.constexpr, SPLITS: tl.constexpr, MODE: tl.constexpr, COUNT: tl.constexpr,
+    Y_ptr, X_ptr, Part_ptr, Sync_ptr, Counts_ptr, Keep_ptr, stride_ym, stride_xm, n_rows, n_cols, n_groups,
+    SLICE: tl.constexpr, SPLITS: tl.constexpr, MODE: tl.constexpr, COUNT: tl.constexpr, KEEP: tl.constexpr = False,
 ):
+    # KEEP (cooperative): also write every row's partials to Keep_ptr (2, n_rows, SPLITS), for the page
     g = tl.program_id(0) // SPLITS
     s = tl.program_id(0) % SPLITS
     offs = s * SLICE + tl.arange(0, SLICE)
@@ -69,6 +70,9 @@ def softmax_split_row_kernel(
             base = ((g * 2 + it % 2) * SPLITS) if MODE == 0 else row * SPLITS  # two slots: rows it, it + 1
             tl.store(Part_ptr + base + s, m_s)
             tl.store(Part_ptr + plane + base + s, l_s)
+            if KEEP:
+                tl.store(Keep_ptr + row * SPLITS + s, m_s)
+                tl.store(Keep_ptr + n_rows * SPLITS + row * SPLITS + s, l_s)
         if MODE == COOPERATIVE:
             # -- barrier: every program of the group has published its partial of this row --
             tl.debug_barrier()
@@ -107,7 +111,9 @@ def default_slice(cols: int, dtype) -> int:
 
 
 def _num_warps(slice_cols: int) -> int:
-    return 16 if slice_cols >= 8192 else 8 if slice_cols >= 2048 else 4
+    # no spills under triton's sm_90 build: 16384 columns with 32 warps is 62 registers a thread,
+    # with 16 warps 128 and a spill (experiments/README.md, "split-row registers")
+    return 32 if slice_cols >= 16384 else 16 if slice_cols >= 4096 else 8 if slice_cols >= 2048 else 4
 
 
 def resident_groups(kernel_args, splits: int, rows: int, meta: dict) -> int:
@@ -127,9 +133,8 @@ def softmax_split_row(x: torch.Tensor, slice_cols: int | None = None, return_cou
                       return_partials: bool = False):
     """Row-wise softmax, each row split across cooperating programs (module docstring). Returns y,
     plus {"loads", "stores"} when return_counts, plus {"m", "l"} (rows, S) partials of every slice
-    when return_partials (the interpreter's two-launch path keeps every row's; a cooperative launch
-    keeps none). `path` in the counts says what ran: "cooperative", "two launches" or "online
-    (grid too large to be co-resident)"."""
+    when return_partials (None when the online kernel ran instead). `path` in the counts says what
+    ran: "cooperative", "two launches" (the interpreter) or "online (cooperative launch refused ...)"."""
     x = check_x(x)
     rows, cols = x.shape
     return_counts = limits.check_bool("return_counts", return_counts)
@@ -146,23 +151,23 @@ def softmax_split_row(x: torch.Tensor, slice_cols: int | None = None, return_cou
     if not backend.INTERPRET:
         meta["num_warps"] = _num_warps(slice_cols)
     path = "two launches"
-    partials = None
-    if backend.INTERPRET or return_partials:
+    keep = torch.full((2, rows, splits), float("nan"), dtype=torch.float32, device=x.device) if return_partials else None
+    if backend.INTERPRET:
         part = torch.full((2, rows, splits), float("nan"), dtype=torch.float32, device=x.device)
-        args = (y, x, part, sync, counts, y.stride(0), x.stride(0), rows, cols, rows)
+        args = (y, x, part, sync, counts, None, y.stride(0), x.stride(0), rows, cols, rows)
         softmax_split_row_kernel[(rows * splits,)](*args, MODE=PARTIALS, **meta)
         softmax_split_row_kernel[(rows * splits,)](*args, MODE=MERGE, **meta)
-        partials = {"m": part[0].cpu().numpy(), "l": part[1].cpu().numpy()}
+        keep = part
     else:
-        probe = (y, x, x, sync, counts, y.stride(0), x.stride(0), rows, cols, 1)
+        probe = (y, x, x, sync, counts, None, y.stride(0), x.stride(0), rows, cols, 1)
         groups = resident_groups(probe, splits, rows, {**meta, "MODE": COOPERATIVE})
         try:
             if groups < 1:
                 raise RuntimeError("not one group of programs fits")
             part = torch.empty((2, groups, 2, splits), dtype=torch.float32, device=x.device)
             softmax_split_row_kernel[(groups * splits,)](
-                y, x, part, sync, counts, y.stride(0), x.stride(0), rows, cols, groups, MODE=COOPERATIVE,
-                launch_cooperative_grid=True, **meta)
+                y, x, part, sync, counts, keep, y.stride(0), x.stride(0), rows, cols, groups, MODE=COOPERATIVE,
+                KEEP=keep is not None, launch_cooperative_grid=True, **meta)
             path = "cooperative"
         except RuntimeError as e:  # CUDA refused a grid that cannot be co-resident: never wait for it
             from kernels import softmax
@@ -174,5 +179,6 @@ def softmax_split_row(x: torch.Tensor, slice_cols: int | None = None, return_cou
         loads, stores = counts.tolist()
         out.append({"loads": loads, "stores": stores, "path": path, "splits": splits})
     if return_partials:
-        out.append(partials)
+        out.append(None if keep is None or path.startswith("online") else
+                   {"m": keep[0].cpu().numpy(), "l": keep[1].cpu().numpy()})
     return out[0] if len(out) == 1 else tuple(out)

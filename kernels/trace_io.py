@@ -1,7 +1,7 @@
 """The trace file format: one owner for saving and loading every kind of trace as `.npz`.
 
 A trace file is a zip of `.npy` members (numpy's savez_compressed), no pickle: `format_version`,
-`kind` ("forward" or "backward"), the config as `config_<field>` scalars, the counters as
+`kind` ("forward", "backward" or "softmax"), the config as `config_<field>` scalars, the counters as
 `counter_<key>` scalars, metadata (`device`, `seconds`, `sm_scale`, `do_seed`) and the arrays of the
 trace dataclass. A file can come from anyone, so `load` trusts nothing in it:
 1. the zip's directory: only known member names, no duplicates, no encryption, and declared sizes
@@ -23,26 +23,33 @@ import zipfile
 import numpy as np
 
 from kernels import limits, traffic
+from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace
 from kernels.trace import AttentionTrace, TraceConfig, expected_visits
 from kernels.trace_backward import BackwardTrace
 
 FORMAT_VERSION = 2
 MAX_FILE_BYTES = 256 << 20  # inflated size of every member together, whatever the config says
 MAX_TEXT = 200  # characters of the device string
-KINDS = ("forward", "backward")
+KINDS = ("forward", "backward", "softmax")
+SPLIT_PATHS = ("cooperative", "two launches")
 _CONFIG_TYPES = {"seq_len": "i", "head_dim": "i", "block_m": "i", "block_n": "i", "causal": "b", "dtype": "U",
                  "seed": "i", "scenario": "U", "loop_order": "U", "kv_splits": "i"}
+_SOFTMAX_CONFIG_TYPES = {"length": "i", "block": "i", "scenario": "U", "seed": "i"}
 
 
 # ---------------------------------------------------------------- save
 def save(trace, path) -> None:
-    """Write a forward or backward trace to `path` (a path or a binary file object)."""
-    kind = {AttentionTrace: "forward", BackwardTrace: "backward"}.get(type(trace))
+    """Write a forward, backward or softmax trace to `path` (a path or a binary file object)."""
+    kind = {AttentionTrace: "forward", BackwardTrace: "backward", SoftmaxTrace: "softmax"}.get(type(trace))
     if kind is None:
-        raise ValueError(f"trace must be an AttentionTrace or a BackwardTrace, got {type(trace).__name__}")
+        raise ValueError(f"trace must be an AttentionTrace, a BackwardTrace or a SoftmaxTrace, got "
+                         f"{type(trace).__name__}")
     members = {"format_version": np.asarray(FORMAT_VERSION, dtype=np.int64), "kind": np.asarray(kind),
-               "device": np.asarray(trace.device), "seconds": np.asarray(trace.seconds, dtype=np.float64),
-               "sm_scale": np.asarray(trace.sm_scale, dtype=np.float64)}
+               "device": np.asarray(trace.device), "seconds": np.asarray(trace.seconds, dtype=np.float64)}
+    if kind == "softmax":
+        np.savez_compressed(path, **members, **_softmax_members(trace))
+        return
+    members["sm_scale"] = np.asarray(trace.sm_scale, dtype=np.float64)
     for f in dataclasses.fields(TraceConfig):
         value = getattr(trace.config, f.name)
         members[f"config_{f.name}"] = np.asarray(value, dtype=np.int64 if _CONFIG_TYPES[f.name] == "i" else None)
@@ -53,6 +60,25 @@ def save(trace, path) -> None:
     for name, (_, dtype) in _schema(kind, trace.config, _n_tiles(trace, kind)).items():  # split_* only when split
         members[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
     np.savez_compressed(path, **members)
+
+
+def _softmax_members(trace: SoftmaxTrace) -> dict:
+    out = {f"config_{name}": np.asarray(value, dtype=np.int64 if _SOFTMAX_CONFIG_TYPES[name] == "i" else None)
+           for name, value in trace.config.fields()}
+    out.update({f"counter_{k}": np.asarray(v, dtype=np.int64) for k, v in trace.counts.items()})
+    out["split_path"] = np.asarray(trace.split_path)
+    for name, (_, dtype) in _softmax_schema(trace.config).items():
+        out[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
+    return out
+
+
+def _softmax_schema(c: SoftmaxConfig) -> dict:
+    L, C, S = c.length, c.n_chunks, c.n_slices
+    f4, f8 = np.float32, np.float64
+    return {"x": ((L,), f4), "m": ((C,), f4), "d": ((C,), f4), "ref_m": ((C,), f8), "ref_d": ((C,), f8),
+            "y": ((L,), f4), "ref_y": ((L,), f8), "split_m": ((S,), f4), "split_l": ((S,), f4),
+            "x100": ((L,), f4), "out100": ((3, L), f4), "ref100": ((L,), f8),
+            "x16": ((L,), f4), "out16": ((3, L), f4), "out16_fp32": ((L,), f4), "ref16": ((L,), f8)}
 
 
 def to_bytes(trace) -> bytes:
@@ -193,6 +219,8 @@ def _load(r: _Reader):
     kind = r.scalar("kind", "U")
     if kind not in KINDS:
         raise ValueError(f"{r.name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "softmax":
+        return _load_softmax(r)
     values = {f: r.scalar(f"config_{f}", t) for f, t in _CONFIG_TYPES.items()}
     try:
         cfg = TraceConfig.recorded(**values)
@@ -233,13 +261,44 @@ def _load(r: _Reader):
     return BackwardTrace(do_seed=meta["do_seed"], **common)
 
 
+def _load_softmax(r: _Reader) -> SoftmaxTrace:
+    values = {f: r.scalar(f"config_{f}", t) for f, t in _SOFTMAX_CONFIG_TYPES.items()}
+    try:
+        cfg = SoftmaxConfig(**values)
+    except ValueError as e:
+        raise ValueError(f"{r.name}: its config is not one the page runs: {e}") from None
+    schema = _softmax_schema(cfg)
+    counters = tuple(f"{v}_{w}" for v in ("naive", "safe", "online", "single_pass", "split_row")
+                     for w in ("loads", "stores"))
+    scalars = {"format_version": "i", "kind": "U", "device": "U", "seconds": "f", "split_path": "U",
+               **{f"counter_{k}": "i" for k in counters}}
+    expected = set(schema) | set(scalars) | {f"config_{f}" for f in _SOFTMAX_CONFIG_TYPES}
+    missing, unknown = expected - set(r.info), set(r.info) - expected
+    if missing or unknown:
+        raise ValueError(f"{r.name} does not match the softmax trace contract"
+                         + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
+                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    meta = {m: r.scalar(m, t) for m, t in scalars.items()}
+    a = {m: r.array(m, t, s) for m, (s, t) in schema.items()}
+    _check_meta(r.name, None, meta)
+    if meta["split_path"] not in SPLIT_PATHS:
+        raise ValueError(f"{r.name}: split_path must be one of {', '.join(SPLIT_PATHS)}, got {meta['split_path']!r}")
+    _finite(r.name, a, ("x", "m", "d", "ref_m", "ref_d", "y", "ref_y", "split_l", "x100", "x16", "out16_fp32"))
+    if np.any(np.diff(a["m"]) < 0) or np.any(a["d"] <= 0) or np.any((a["y"] < 0) | (a["y"] > 1)):
+        raise ValueError(f"{r.name}: the online kernel's m never decreases, its d is > 0 and y lies in [0, 1]")
+    if np.isnan(a["split_m"]).any() or (a["split_m"] == np.inf).any() or (a["split_l"] < 0).any():
+        raise ValueError(f"{r.name}: split_m must be a max (finite, or -inf for a slice past the row) and split_l >= 0")
+    return SoftmaxTrace(config=cfg, counts={k: meta[f"counter_{k}"] for k in counters}, split_path=meta["split_path"],
+                        device=meta["device"], seconds=meta["seconds"], **a)
+
+
 # ---------------------------------------------------------------- values
 def _check_meta(name: str, cfg: TraceConfig, meta: dict) -> None:
     if not meta["device"].isprintable():
         raise ValueError(f"{name}: device must be printable text")
     if not (np.isfinite(meta["seconds"]) and 0 <= meta["seconds"] < 1e6):
         raise ValueError(f"{name}: seconds must be a finite number of seconds, got {meta['seconds']!r}")
-    if not np.isclose(meta["sm_scale"], cfg.sm_scale, rtol=1e-6):
+    if cfg is not None and not np.isclose(meta["sm_scale"], cfg.sm_scale, rtol=1e-6):
         raise ValueError(f"{name}: sm_scale must be 1/sqrt(head_dim) = {cfg.sm_scale:.6g}, got {meta['sm_scale']!r}")
     for key, value in meta.items():
         if key.startswith("counter_") and not 0 <= value < 2**62:

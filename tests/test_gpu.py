@@ -65,7 +65,7 @@ def test_every_backward_config(kernel, config, causal, d):
     dkdv, dq = (config, other) if kernel == "dkdv" else (other, config)
     for n in (1000, 1024):
         q, k, v, do = rand(1, 4, n, d, torch.float16, seed=n, count=4, device="cuda")
-        out, lse = attention.flash_attention_fwd(q, k, v, causal=causal)
+        out, lse = attention.flash_attention_fwd(q, k, v, causal=causal, block_m=64, block_n=64)
         if kernel == "fused":
             delta = flash_bwd.preprocess(out, do)
             acc = torch.zeros(q.shape, dtype=torch.float32, device="cuda")

@@ -1,0 +1,135 @@
+"""`python -m kernels.record scenes/`: record the shipped scenes on a GPU, check them, write the manifest.
+
+Each scene is captured by the kernels (compiled on the GPU), checked against its float64
+reference (a scene whose kernel output strays beyond its dtype's bound is not written), saved in
+the trace format, and listed in scenes/manifest.json with what it teaches and what recorded it.
+Runs in the interpreter too (`--allow-cpu`, for tests), but the scenes that ship come from a GPU.
+
+Not for: loading scenes (kernels/scenes.py).
+"""
+import argparse
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kernels import backend, trace_io
+from kernels.scenes import Scene
+from kernels.softmax_trace import SoftmaxConfig
+from kernels.trace import TraceConfig
+
+F = dict(head_dim=64, block_m=64, block_n=64, dtype="float16")
+# name, title, narration, page, step, follow, row, config (TraceConfig, or SoftmaxConfig on the softmax
+# page; built when recorded: bfloat16 exists only on a GPU), q_blocks or kv_blocks kept (None: all that fit)
+SCENES = [
+    ("first-look", "One q-block, tile by tile",
+     "Q_3 stays on chip while K_j, V_j stream through: each tile updates the running max m and sum l, and acc "
+     "is rescaled by alpha before p V is added.", "attention", 3, 3, 5, dict(seq_len=512, **F), (2, 3, 4)),
+    ("every-step-rescales", "Every kv-block holds a new max",
+     "The scores grow block by block, so at every step the max grows, alpha < 1 and acc is rescaled.",
+     "attention", 4, 2, 0, dict(seq_len=512, scenario="increasing", **F), (1, 2, 3)),
+    ("max-in-first-block", "The max comes first",
+     "The largest scores sit in the first kv-block: after it alpha stays 1 and nothing is rescaled.",
+     "attention", 4, 2, 0, dict(seq_len=512, scenario="decreasing", **F), (1, 2, 3)),
+    ("scores-x100", "Scores 100 times larger",
+     "Scores near +-100 would overflow e^x in float32 without the running max; the kernel subtracts it first.",
+     "attention", 2, 1, 3, dict(seq_len=384, scenario="large", **F), (0, 1, 2)),
+    ("causal", "Causal: skipped and masked tiles",
+     "Tiles wholly above the diagonal are never loaded; the diagonal band is masked inside the tile.",
+     "attention", 5, 4, 20, dict(seq_len=500, causal=True, **F), (3, 4, 7)),
+    ("ragged", "A ragged last block",
+     "1000 is not a multiple of the blocks: the last q-block and kv-block hold padding rows and columns, masked.",
+     "attention", 8, 7, 40, dict(seq_len=1000, head_dim=64, block_m=128, block_n=64, dtype="float16"), (7,)),
+    ("bf16-long", "bfloat16 at 4096",
+     "A longer sequence in bfloat16: q-block 20's 32 steps, each one tile of the 4096 x 4096 scores.",
+     "attention", 16, 20, 64, dict(seq_len=4096, head_dim=64, block_m=128, block_n=128, dtype="bfloat16"),
+     (20,)),
+    ("fa1-order", "FlashAttention-1's loop order",
+     "The kv loop outside, the q loop inside: every tile reads O, m, l from memory and writes them back.",
+     "attention", 6, 2, 0, dict(seq_len=256, causal=True, loop_order="fa1", **F), None),
+    ("split-kv", "Split-KV: four partial states, merged",
+     "Each q-block's keys are cut into 4 programs; their (m, l, O) are merged: M = max M_s, L = sum L_s e^(M_s - M).",
+     "attention", 2, 5, 0, dict(seq_len=512, kv_splits=4, **F), (4, 5, 6)),
+    ("backward", "The backward, one kv-block's program",
+     "K_j, V_j stay on chip while the q-blocks stream through; P is recomputed from the stored log-sum-exp.",
+     "backward", 3, 2, 200, dict(seq_len=384, causal=True, **F), None),
+    ("softmax-rescales", "Online softmax: a new max in every chunk",
+     "Sorted ascending, every chunk holds a new max, so d is rescaled at every chunk.",
+     "softmax", 5, 0, 0, dict(length=128, block=16, scenario="increasing"), None),
+    ("softmax-overflow", "Naive softmax overflows",
+     "x times 100 overflows e^x in float32, and float16 arithmetic overflows above x = 11.09: naive breaks, "
+     "safe and online do not.", "softmax", 1, 0, 0, dict(length=64, block=16, scenario="large"), None),
+]
+
+
+def check(name: str, trace) -> float:
+    """The kernel's max error against float64; ValueError past the dtype's bound."""
+    from kernels.softmax_trace import SoftmaxTrace
+    from kernels.trace_backward import BackwardTrace
+
+    if isinstance(trace, SoftmaxTrace):
+        err, bound = float(np.max(np.abs(trace.y - trace.ref_y))), 1e-5
+    elif isinstance(trace, BackwardTrace):
+        errs = trace.max_abs_errs()
+        scale = max(1.0, max(float(np.abs(getattr(trace, "ref_" + k)).max()) for k in ("dq", "dk", "dv")))
+        err, bound = max(errs.values()), {"float32": 1e-4, "float16": 4e-3, "bfloat16": 3e-2}[trace.config.dtype] * scale
+    else:
+        err = trace.max_abs_err
+        bound = {"float32": 1e-5, "float16": 4e-3, "bfloat16": 3e-2}[trace.config.dtype] * (
+            trace.config.n_kv_blocks if trace.config.loop_order == "fa1" else 1)
+    if not err <= bound:
+        raise ValueError(f"scene {name}: the kernel's output differs from float64 by {err:.3g} (bound {bound:.3g})")
+    return err
+
+
+def record(directory: Path, names=None) -> dict:
+    import torch
+    import triton
+
+    from kernels.softmax_trace import capture_softmax
+    from kernels.trace import capture_trace
+    from kernels.trace_backward import capture_backward_trace
+
+    directory.mkdir(parents=True, exist_ok=True)
+    entries, errors = [], {}
+    for name, title, narration, page, step, follow, row, kwargs, blocks in SCENES:
+        if names and name not in names:
+            continue
+        config = SoftmaxConfig(**kwargs) if page == "softmax" else TraceConfig(**kwargs)
+        if isinstance(config, SoftmaxConfig):
+            trace = capture_softmax(config)
+        elif page == "backward":
+            trace = capture_backward_trace(config, kv_blocks=blocks)
+        else:
+            trace = capture_trace(config, q_blocks=blocks)
+        errors[name] = check(name, trace)
+        trace_io.save(trace, directory / f"{name}.npz")
+        entries.append(Scene(name, title, narration, page, step, follow, row, f"{name}.npz").__dict__)
+        print(f"{name:22s} {errors[name]:.2e}  {(directory / f'{name}.npz').stat().st_size / 1e6:6.2f} MB", flush=True)
+    recorded = {"gpu": backend.device_name(), "torch": torch.__version__, "triton": triton.__version__,
+                "cuda": str(torch.version.cuda), "python": platform.python_version(), "mode": backend.describe(),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    manifest = {"recorded": recorded, "scenes": entries}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return {"manifest": manifest, "max_errors": errors}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kernels.record", description=__doc__.split("\n\n")[0])
+    ap.add_argument("directory", type=Path, help="where the scenes and manifest.json go (the app reads scenes/)")
+    ap.add_argument("--only", nargs="+", help="record only these scenes")
+    ap.add_argument("--allow-cpu", action="store_true", help="record in the interpreter (for tests; not shipped)")
+    args = ap.parse_args(argv)
+    if backend.INTERPRET and not args.allow_cpu:
+        print("kernels.record records the shipped scenes on a GPU; this machine runs the interpreter "
+              "(--allow-cpu records anyway, for tests).", file=sys.stderr)
+        return 2
+    record(args.directory, args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

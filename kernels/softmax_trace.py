@@ -1,0 +1,120 @@
+"""One row through every softmax kernel, recorded: what the Softmax page shows, and what its scenes replay.
+
+capture_softmax(SoftmaxConfig) feeds a row to the kernels of softmax.py and softmax_split.py and
+keeps what they computed: the online kernel's running (m, d) after every chunk (its TRACE), each
+variant's counted loads and stores, the split-row kernel's partial (m, l) of every slice and how
+it ran, and the two overflow demonstrations, labelled with the dtype the kernels compute in:
+  * float32 arithmetic on the row x 100 (the source document's example): e^x overflows float32 once
+    x > 88.72, so naive gives NaN and 0 where safe and online stay right;
+  * float16 arithmetic on a float16 row around 8 +- 4: e^x overflows 65504 once x > 11.09, so naive
+    breaks there, while the same row through the float32 kernels stays finite.
+float64 references are attached. Not for: drawing (viz/) or the file format (trace_io.py).
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import backend, inputs, limits, reference
+
+VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
+OVERFLOW_VARIANTS = ("naive", "safe", "online")
+MAX_LENGTH = 4096  # one row on the page: its cells stay visible
+BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class SoftmaxConfig:
+    length: int = 64
+    block: int = 16  # columns a streamed kernel reads at a time; the split-row kernel's slice
+    scenario: str = "randn"
+    seed: int = 0
+
+    def __post_init__(self):
+        limits.check_int("length", self.length, 1, MAX_LENGTH)
+        limits.check_choice("block", self.block, BLOCKS)
+        limits.check_choice("scenario", self.scenario, limits.SCENARIOS)
+        limits.check_int("seed", self.seed, 0, 2**31 - 1)
+        if self.n_slices > 64:
+            raise ValueError(f"length / block must be at most 64 slices for the split-row kernel, got "
+                             f"{self.length} / {self.block}: use a larger block")
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.length / self.block)
+
+    @property
+    def n_slices(self) -> int:
+        return 1 << max(0, self.n_chunks - 1).bit_length()  # the split-row kernel's slices: a power of two
+
+    def fields(self) -> tuple:
+        return (("length", self.length), ("block", self.block), ("scenario", self.scenario), ("seed", self.seed))
+
+
+@dataclass(frozen=True, eq=False)
+class SoftmaxTrace:
+    config: SoftmaxConfig
+    x: np.ndarray  # (L,) the row, float32
+    m: np.ndarray  # (chunks,) the online kernel's running max after each chunk
+    d: np.ndarray  # (chunks,) its running sum
+    ref_m: np.ndarray  # (chunks,) float64
+    ref_d: np.ndarray
+    y: np.ndarray  # (L,) the online kernel's output
+    ref_y: np.ndarray  # (L,) float64
+    counts: dict  # {variant_loads, variant_stores}: what each kernel counted on this row
+    split_m: np.ndarray  # (slices,) the split-row kernel's partial max of each slice
+    split_l: np.ndarray  # (slices,) and partial sum e^(x - m_s)
+    split_path: str  # "cooperative" (one launch, GPU) or "two launches" (the interpreter)
+    x100: np.ndarray  # (L,) float32: the row x 100
+    out100: np.ndarray  # (3, L) naive, safe, online computing in float32
+    ref100: np.ndarray  # (L,) float64
+    x16: np.ndarray  # (L,) float16 values (stored as float32): 8 + 4 x
+    out16: np.ndarray  # (3, L) naive, safe, online computing in float16
+    out16_fp32: np.ndarray  # (L,) naive computing in float32 on the same float16 row
+    ref16: np.ndarray  # (L,) float64
+    device: str
+    seconds: float
+
+    def variant_counts(self, variant: str) -> dict | None:
+        if f"{variant}_loads" not in self.counts:
+            return None
+        return {"loads": self.counts[f"{variant}_loads"], "stores": self.counts[f"{variant}_stores"]}
+
+
+def capture_softmax(cfg: SoftmaxConfig) -> SoftmaxTrace:
+    backend.require_triton()
+    import torch
+
+    from kernels import softmax, softmax_split
+
+    if not isinstance(cfg, SoftmaxConfig):
+        raise ValueError(f"cfg must be a SoftmaxConfig, got {type(cfg).__name__}")
+    t0 = time.perf_counter()
+    x = inputs.softmax_row(cfg.length, cfg.scenario, cfg.seed)
+    xt = torch.from_numpy(x)[None, :]  # (1, L)
+    m, d = softmax.online_trajectory(x, cfg.block)
+    counts = {}
+    for v in softmax.variants_for(cfg.length):
+        y_v, c = softmax.softmax(xt, v, block=None if v == "single_pass" else cfg.block, return_counts=True)
+        counts[f"{v}_loads"], counts[f"{v}_stores"] = c["loads"], c["stores"]
+        if v == "online":
+            y = y_v.float().cpu().numpy()[0]
+    _, c, part = softmax_split.softmax_split_row(xt, slice_cols=cfg.block, return_counts=True, return_partials=True)
+    counts["split_row_loads"], counts["split_row_stores"] = c["loads"], c["stores"]
+    base = inputs.softmax_row(cfg.length, "randn", cfg.seed)
+    x100 = torch.from_numpy(base * 100)[None, :]
+    out100 = np.stack([softmax.softmax(x100, v, block=cfg.block).cpu().numpy()[0] for v in OVERFLOW_VARIANTS])
+    x16 = torch.from_numpy(8 + 4 * base)[None, :].to(torch.float16)
+    out16 = np.stack([softmax.softmax(x16, v, block=cfg.block, math="float16").float().cpu().numpy()[0]
+                      for v in OVERFLOW_VARIANTS])
+    out16_fp32 = softmax.softmax(x16, "naive", block=cfg.block).float().cpu().numpy()[0]
+    ref = reference.softmax_online(x[None, :].astype(np.float64), cfg.block)
+    return SoftmaxTrace(
+        config=cfg, x=x, m=m, d=d, ref_m=ref["m_traj"][0], ref_d=ref["d_traj"][0], y=y, ref_y=ref["y"][0],
+        counts=counts, split_m=part["m"][0].astype(np.float32), split_l=part["l"][0].astype(np.float32),
+        split_path=c["path"], x100=x100.numpy()[0].astype(np.float32), out100=out100.astype(np.float32),
+        ref100=reference.softmax_safe(x100)["y"][0], x16=x16.float().numpy()[0], out16=out16.astype(np.float32),
+        out16_fp32=out16_fp32.astype(np.float32), ref16=reference.softmax_safe(x16.float())["y"][0],
+        device=backend.describe(), seconds=time.perf_counter() - t0,
+    )
