@@ -100,3 +100,15 @@ def _case(implementations, batch, heads, n, d, causal, dtype) -> list[dict]:
             + (f"{row['tflops']:7.1f} TFLOP/s fwd+bwd, {row['bwd_tflops'] or 0:7.1f} bwd" if row.get("tflops")
                else row["note"]))
     return list(case_rows.values())
+
+
+def forward_rows(rows: list[dict]) -> list[dict]:
+    """The forward alone of each implementation, timed in the backward's interleaved rounds, as
+    rows of the forward benchmark (bench/attention.py) for runs that time only the backward."""
+    out = []
+    for r in rows:
+        if r.get("fwd_ms"):
+            fwd = attention_flops(r["batch"], r["heads"], r["seq_len"], r["head_dim"], r["causal"])
+            out.append({k: r[k] for k in ("impl", "head_dim", "causal", "seq_len", "batch", "heads", "dtype")}
+                       | {"ms": r["fwd_ms"], "tflops": fwd / r["fwd_ms"] / 1e9, "note": "timed with the backward"})
+    return out

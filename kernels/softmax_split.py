@@ -120,6 +120,7 @@ def resident_groups(kernel_args, splits: int, rows: int, meta: dict) -> int:
     """How many groups of `splits` programs fit on the GPU at once: SMs x programs per SM (from the
     compiled kernel's registers and shared memory), never more groups than rows."""
     compiled = softmax_split_row_kernel.warmup(*kernel_args, grid=(1,), **meta)
+    compiled._init_handles()  # loads it onto the device: n_regs is known from here on
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     threads = meta["num_warps"] * 32
     shared = compiled.metadata.shared
