@@ -75,7 +75,7 @@ def softmax_naive_kernel(
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols  # (1, BLOCK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
-        l_i += tl.sum(tl.exp2((x * LOG2E).to(tl.float32)).to(MATH), axis=1)  # masked lanes: e^-inf = 0
+        l_i += tl.sum(tl.exp2((x * LOG2E).to(tl.float32)).to(MATH), axis=1).to(MATH)  # masked lanes: e^-inf = 0
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: y = e^x / d --
@@ -160,10 +160,10 @@ def softmax_online_kernel(
     for start_n in range(0, n_cols, BLOCK):
         mask = start_n + offs_n < n_cols
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
-        m_new = tl.maximum(m_i, tl.max(x, axis=1))
+        m_new = tl.maximum(m_i, tl.max(x, axis=1).to(MATH))
         # -- rescale l_i: its terms were e^(x - m_old); 0 on the first chunk (m_old = -inf) --
         alpha = tl.exp2(((m_i - m_new) * LOG2E).to(tl.float32)).to(MATH)
-        l_i = l_i * alpha + tl.sum(tl.exp2(((x - m_new[:, None]) * LOG2E).to(tl.float32)).to(MATH), axis=1)
+        l_i = (l_i * alpha + tl.sum(tl.exp2(((x - m_new[:, None]) * LOG2E).to(tl.float32)).to(MATH), axis=1)).to(MATH)
         m_i = m_new
         if TRACE:
             tl.store(M_trace_ptr + rows * stride_tm + start_n // BLOCK, m_i, mask=row_ok)
