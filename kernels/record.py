@@ -107,6 +107,7 @@ def record(directory: Path, names=None) -> dict:
             trace = capture_trace(config, q_blocks=blocks)
         errors[name] = check(name, trace)
         trace_io.save(trace, directory / f"{name}.npz")
+        trace_io.load(directory / f"{name}.npz")  # what the app will read: refused here, not on stage
         entries.append(Scene(name, title, narration, page, step, follow, row, f"{name}.npz").__dict__)
         print(f"{name:22s} {errors[name]:.2e}  {(directory / f'{name}.npz').stat().st_size / 1e6:6.2f} MB", flush=True)
     recorded = {"gpu": backend.device_name(), "torch": torch.__version__, "triton": triton.__version__,

@@ -52,14 +52,14 @@ def vs_ours(rows: list[dict], kind: str = "attention") -> list[dict]:
 
 
 def softmax_ratios(rows: list[dict], copy_tbps: float | None) -> list[dict]:
-    """Per (rows, cols, dtype): the best variant (single-pass where a row fits, else split-row or
-    online) against torch.softmax and the copies, and the variants against each other."""
+    """Per (rows, cols, dtype): the fastest of single-pass (where a row fits), split-row and online
+    against torch.softmax and the copies, and the variants against each other."""
     sm = {}
     for r in rows:
         sm.setdefault((r["rows"], r["cols"], r["dtype"]), {})[r["impl"]] = r["GBps"]
     out = []
     for (r, c, dtype), impls in sorted(sm.items()):
-        best_name = next(v for v in ("single_pass", "split_row", "online") if impls.get(v))
+        best_name = max((v for v in ("single_pass", "split_row", "online") if impls.get(v)), key=impls.get)
         best = impls[best_name]
         out.append({
             "kind": "softmax", "rows": r, "cols": c, "dtype": dtype, "best": best_name,
@@ -76,6 +76,19 @@ def ratios(result: dict) -> list[dict]:
     """ours / each SDPA backend (forward; forward + backward); softmax variant ratios."""
     return (vs_ours(result.get("attention", []), "attention") + vs_ours(result.get("backward", []), "backward")
             + softmax_ratios(result.get("softmax", []), result.get("ceilings", {}).get("copy_TBps")))
+
+
+def dram_bytes(results_dir: Path = RESULTS_DIR) -> dict | None:
+    """The newest DRAM-bytes measurement (experiments/jobs/dram_bytes.py under ncu), or None."""
+    paths = sorted(results_dir.glob("*-dram-bytes.json"), reverse=True)
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("cases"), list) and "env" in data:
+            return data
+    return None
 
 
 def host_bound(result: dict, kind: str = "backward") -> dict | None:
