@@ -96,6 +96,10 @@ def _case(implementations, batch, heads, n, d, causal, dtype) -> list[dict]:
                 row.update(graph_ms=g, graph_tflops=FWD_BWD_FLOPS * fwd_flops / g / 1e9)
             except RuntimeError as e:  # a call that cannot be captured: the eager figures stand
                 row["graph_note"] = f"not captured: {str(e).splitlines()[0][:120]}"
+        if name == "ours" and row.get("tflops"):  # what the tuners picked for this case
+            from kernels import attention
+
+            row["config"] = f"forward {attention.tuned_config_name()}; backward {attention.tuned_backward_name()}"
         log(f"  {name:24s} d={d:3d} causal={causal!s:5s} N={n:6d}  "
             + (f"{row['tflops']:7.1f} TFLOP/s fwd+bwd, {row['bwd_tflops'] or 0:7.1f} bwd" if row.get("tflops")
                else row["note"]))

@@ -105,6 +105,14 @@ def tuned_config_name() -> str | None:
     return tuning.forward_tuner.last.name if tuning.forward_tuner.last else None
 
 
+_last_backward: dict = {}
+
+
+def tuned_backward_name() -> str | None:
+    """What the backward's tuner ran for its latest call: 'dK/dV BM.. + dQ BM..' or 'fused-dQ BM..'."""
+    return _last_backward.get("name")
+
+
 # ------------------------------------------------------------------------------ backward
 def _check_backward_inputs(q, out, lse, do) -> None:
     for name, t in (("out", out), ("do", do)):
@@ -174,7 +182,10 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
         return [picked["dkdv"]] + tuning.candidates(tuning.BACKWARD_CONFIGS["fused"], head_dim, prec, fused=True)
 
     key = ("bwd", "schedule", seq_len, head_dim, causal, prec, q.device)
-    run_schedule(tuning.backward_tuner.pick(key, schedules, run_schedule))
+    schedule = tuning.backward_tuner.pick(key, schedules, run_schedule)
+    run_schedule(schedule)
+    _last_backward["name"] = (schedule.name if schedule.fused_dq
+                              else f"dK/dV {picked['dkdv'].name} + dQ {picked['dq'].name}")
     return dq, dk, dv
 
 
