@@ -50,6 +50,9 @@ SCENES = [
     ("fa1-order", "FlashAttention-1's loop order",
      "The kv loop outside, the q loop inside: every tile reads O, m, l from memory and writes them back.",
      "attention", 6, 2, 0, dict(seq_len=256, causal=True, loop_order="fa1", **F), None),
+    ("fa2-order", "FlashAttention-2's loop order, the same tiles",
+     "The q loop outside, one program per q-block: Q_i, acc, m and l stay on chip; O is written once.",
+     "attention", 6, 2, 0, dict(seq_len=256, causal=True, **F), None),
     ("split-kv", "Split-KV: four partial states, merged",
      "Each q-block's keys are cut into 4 programs; their (m, l, O) are merged: M = max M_s, L = sum L_s e^(M_s - M).",
      "attention", 2, 5, 0, dict(seq_len=512, kv_splits=4, **F), (4, 5, 6)),
@@ -113,9 +116,30 @@ def record(directory: Path, names=None) -> dict:
     recorded = {"gpu": backend.device_name(), "torch": torch.__version__, "triton": triton.__version__,
                 "cuda": str(torch.version.cuda), "python": platform.python_version(), "mode": backend.describe(),
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    if names:  # some scenes again: the others stay, if the same GPU and versions recorded them
+        recorded, entries = _merged(directory, recorded, entries)
     manifest = {"recorded": recorded, "scenes": entries}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return {"manifest": manifest, "max_errors": errors}
+
+
+def _merged(directory: Path, recorded: dict, entries: list) -> tuple[dict, list]:
+    """The manifest's other scenes kept beside the ones just recorded, in SCENES order. ValueError
+    when they came from another GPU or other versions: one manifest names one setup."""
+    path = directory / "manifest.json"
+    if not path.exists():
+        return recorded, entries
+    old = json.loads(path.read_text())
+    same = ("gpu", "torch", "triton", "cuda")
+    if any(old["recorded"].get(k) != recorded[k] for k in same):
+        raise ValueError(f"{path} was recorded with {[old['recorded'].get(k) for k in same]}, this run with "
+                         f"{[recorded[k] for k in same]}: record every scene again (no --only)")
+    new = {e["name"]: e for e in entries}
+    kept = {e["name"]: e for e in old["scenes"] if e["name"] not in new}
+    order = [name for name, *_ in SCENES]
+    merged = sorted([*kept.values(), *new.values()], key=lambda e: order.index(e["name"]) if e["name"] in order else 99)
+    date = f"{old['recorded']['date']} ({', '.join(new)}: {recorded['date']})"
+    return {**old["recorded"], "date": date[:120]}, merged
 
 
 def main(argv=None) -> int:

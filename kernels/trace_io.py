@@ -38,12 +38,18 @@ _SOFTMAX_CONFIG_TYPES = {"length": "i", "block": "i", "scenario": "U", "seed": "
 
 
 # ---------------------------------------------------------------- save
-def save(trace, path) -> None:
-    """Write a forward, backward or softmax trace to `path` (a path or a binary file object)."""
+def kind_of(trace) -> str:
+    """"forward", "backward" or "softmax": the kind a trace object is saved as."""
     kind = {AttentionTrace: "forward", BackwardTrace: "backward", SoftmaxTrace: "softmax"}.get(type(trace))
     if kind is None:
         raise ValueError(f"trace must be an AttentionTrace, a BackwardTrace or a SoftmaxTrace, got "
                          f"{type(trace).__name__}")
+    return kind
+
+
+def save(trace, path) -> None:
+    """Write a forward, backward or softmax trace to `path` (a path or a binary file object)."""
+    kind = kind_of(trace)
     members = {"format_version": np.asarray(FORMAT_VERSION, dtype=np.int64), "kind": np.asarray(kind),
                "device": np.asarray(trace.device), "seconds": np.asarray(trace.seconds, dtype=np.float64)}
     if kind == "softmax":

@@ -1,36 +1,72 @@
-"""The kernel-config sidebar that the FlashAttention and Backward pages share.
+"""The sidebar the stepping pages share: where the trace comes from (a scene, the live kernel, a
+file), the kernel config, and the block and row to follow; each page keeps its own keys
+(`attn.*`, `bwd.*`) so the configs stay apart. Canonical values live in session_state under plain
+keys; widgets whose range changes with the config are keyed by that range and copy back, so a
+followed block never jumps when the sequence length or the blocks change.
 
-Widgets only: each page keeps its own keys (`attn.*`, `bwd.*`) so the two configs stay apart.
-Not for: anything that launches a kernel (viz/state.py) or draws a figure (viz/figures.py).
+Not for: anything that launches a kernel (viz/state.py) or draws a figure (viz/figures/).
 """
 import streamlit as st
 
-from kernels import backend, inputs, limits
+from kernels import backend, inputs, limits, scenes
 from kernels import trace as ktrace
 
-CONFIG_FIELDS = ("seq_len", "head_dim", "block_m", "block_n", "causal", "dtype", "seed", "scenario")
+CONFIG_FIELDS = ("seq_len", "head_dim", "block_m", "block_n", "causal", "dtype", "scenario", "seed")
+LIVE = "Run the kernel live"
+NO_TRITON = ("Triton is not installed here (it ships for Linux only), so the kernels cannot run: "
+             "replay a scene recorded on a GPU, or load a trace file.")
 
 
 def config_defaults(prefix: str) -> dict:
-    """Session-state defaults of the config widgets: small on the CPU interpreter, larger on a GPU."""
+    """Session-state defaults of the config widgets: small on the CPU interpreter, larger on a GPU
+    (float16 there: float32 compiles at ieee precision, which takes the first page ~10 s)."""
     return {
         f"{prefix}.seq_len": 256 if backend.INTERPRET else 1024,
         f"{prefix}.head_dim": 64,
         f"{prefix}.block_m": 64,
         f"{prefix}.block_n": 64,
         f"{prefix}.causal": False,
-        f"{prefix}.dtype": "float32",
+        f"{prefix}.dtype": "float32" if backend.INTERPRET else "float16",
         f"{prefix}.scenario": "randn",
         f"{prefix}.seed": 0,
+        f"{prefix}.loop_order": "fa2",
+        f"{prefix}.kv_splits": 1,
     }
 
 
-def config_sidebar(prefix: str, on_change, disabled: bool = False,
-                   block_help=("rows of Q per tile", "rows of K, V per tile"), seed_help=None) -> None:
-    """Sequence length, head dim, blocks, causal, dtype, scenario and seed, under stable keys."""
+def live_possible() -> bool:
+    return backend.HAVE_TRITON
+
+
+def source_picker(prefix: str, page: str, on_change) -> scenes.Scene | None:
+    """The Scenes control: a scene recorded on a GPU, or the live kernel. Returns the scene chosen."""
     ss = st.session_state
-    persist = dict(persist_state="session", on_change=on_change, disabled=disabled)
-    st.subheader("Kernel config")
+    try:
+        shipped, recorded = scenes.read_manifest()
+    except ValueError as e:
+        st.error(f"The shipped scenes cannot be read: {e}")
+        shipped, recorded = [], {}
+    mine = [s for s in shipped if s.page == page]
+    names = ([LIVE] if live_possible() else []) + [s.name for s in mine]
+    titles = {s.name: s.title for s in mine} | {LIVE: LIVE}
+    key = f"{prefix}.source"
+    if ss.get(key) not in names:
+        ss[key] = names[0] if names else LIVE
+    st.selectbox("Scenes", names, key=key, format_func=titles.get, on_change=on_change,
+                 help=(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "
+                       f"triton {recorded.get('triton', '?')} ({recorded.get('date', '?')[:10]}), replayed here"
+                       if recorded else "No scenes ship with this copy of the app."))
+    if not live_possible():
+        st.caption(NO_TRITON)
+    return next((s for s in mine if s.name == ss[key]), None)
+
+
+def config_sidebar(prefix: str, on_change, orders: bool = False, seed_help=None,
+                   block_help=("rows of Q per tile", "rows of K, V per tile")) -> None:
+    """Sequence length, head dim, blocks, causal, dtype, scenario and seed (and the loop order and
+    split-KV for the forward), under stable keys."""
+    ss = st.session_state
+    persist = dict(on_change=on_change, disabled=not live_possible())
     st.slider("sequence length", 1, limits.max_seq_len(), key=f"{prefix}.seq_len", **persist,
               help=f"1 to {limits.max_seq_len()} on this backend" + (
                   f"; the interpreter runs at most {limits.MAX_TILES_CPU} tiles" if backend.INTERPRET else ""))
@@ -38,32 +74,65 @@ def config_sidebar(prefix: str, on_change, disabled: bool = False,
     c1, c2 = st.columns(2)
     c1.select_slider("block_m", limits.BLOCK_SIZES, key=f"{prefix}.block_m", **persist, help=block_help[0])
     c2.select_slider("block_n", limits.BLOCK_SIZES, key=f"{prefix}.block_n", **persist, help=block_help[1])
-    st.toggle("causal mask", key=f"{prefix}.causal", **persist)
+    c3, c4 = st.columns(2)
+    c3.toggle("causal", key=f"{prefix}.causal", **persist)
     if ss[f"{prefix}.dtype"] not in limits.dtypes():
-        ss[f"{prefix}.dtype"] = "float32"
-    st.segmented_control("dtype", limits.dtypes(), key=f"{prefix}.dtype", required=True, **persist,
-                         help="the dtypes this backend runs (the interpreter has no bfloat16)")
-    st.selectbox("input scenario", limits.SCENARIOS, key=f"{prefix}.scenario", **persist,
-                 format_func=lambda s: f"{s}: {inputs.SCENARIO_HELP[s]}")
+        ss[f"{prefix}.dtype"] = limits.dtypes()[0]
+    c4.selectbox("dtype", limits.dtypes(), key=f"{prefix}.dtype", **persist,
+                 help="the dtypes this backend runs (the interpreter has no bfloat16)")
+    st.selectbox("input", limits.SCENARIOS, key=f"{prefix}.scenario", **persist,
+                 help="; ".join(f"{k}: {v}" for k, v in inputs.SCENARIO_HELP.items()))
     st.number_input("seed", 0, 2**31 - 1, step=1, key=f"{prefix}.seed", **persist, help=seed_help)
+    if orders:
+        c5, c6 = st.columns(2)
+        c5.selectbox("loop order", limits.LOOP_ORDERS, key=f"{prefix}.loop_order", **persist,
+                     format_func={"fa2": "FlashAttention-2", "fa1": "FlashAttention-1"}.get,
+                     help="FA2: q-blocks outside, one program each; FA1: one program, kv-blocks outside, O, m, l "
+                          "through memory")
+        c6.number_input("kv splits", 1, limits.MAX_KV_SPLITS, step=1, key=f"{prefix}.kv_splits", **persist,
+                        help="split-KV: each q-block's keys in this many programs, their (m, l, O) merged (FA2 only)")
 
 
-def config_from_state(prefix: str) -> tuple:
+def config_from_state(prefix: str, orders: bool = False) -> tuple:
     """(TraceConfig, None), or (None, the ValueError's message naming the allowed values)."""
     ss = st.session_state
+    extra = {"loop_order": ss[f"{prefix}.loop_order"], "kv_splits": int(ss[f"{prefix}.kv_splits"])} if orders else {}
     try:
         return ktrace.TraceConfig(
             seq_len=int(ss[f"{prefix}.seq_len"]), head_dim=int(ss[f"{prefix}.head_dim"]),
             block_m=int(ss[f"{prefix}.block_m"]), block_n=int(ss[f"{prefix}.block_n"]),
             causal=bool(ss[f"{prefix}.causal"]), dtype=ss[f"{prefix}.dtype"],
-            seed=int(ss[f"{prefix}.seed"]), scenario=ss[f"{prefix}.scenario"],
+            seed=int(ss[f"{prefix}.seed"]), scenario=ss[f"{prefix}.scenario"], **extra,
         ), None
     except ValueError as e:
         return None, str(e)
 
 
+def follow_slider(label: str, key: str, n: int, help: str, first: int = 0, on_change=None) -> int:
+    """A slider over first .. first + n - 1 for the canonical session_state[key] (clamped, never reset)."""
+    ss = st.session_state
+    value = min(max(first, int(ss.get(key, first))), first + n - 1)
+    ss[key] = value
+    if n <= 1:
+        return value
+    wkey = f"{key}.w{first}.{n}"  # a new range is a new widget, started at the canonical value
+
+    def copy_back():
+        ss[key] = ss[wkey]
+        if on_change:
+            on_change()
+
+    if ss.get(wkey) != value:
+        ss[wkey] = value
+    st.slider(label, first, first + n - 1, key=wkey, on_change=copy_back, help=help)
+    return value
+
+
 def show_kernel_failure(e: Exception) -> None:
     """A kernel that failed on a config: its root cause as an error, never a traceback; stops the page."""
+    if isinstance(e, MemoryError):
+        st.error("The float64 reference ran out of memory for this config: choose a shorter sequence.")
+        st.stop()
     root = e
     while root.__cause__ is not None:  # a Triton CompilationError wraps the real reason
         root = root.__cause__

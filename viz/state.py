@@ -6,7 +6,6 @@ max_entries), serialized by one lock (st.cache_resource). Pages call these and d
 Not for: drawing (viz/figures/) or computing anything the kernels compute.
 """
 import json
-import math
 import os
 import subprocess
 import sys
@@ -14,10 +13,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
-from kernels import backend, inputs, results, trace_io
+from kernels import backend, results, trace_io
 from kernels import trace as ktrace
 
 # scores_softmax_counts runs 4 softmax kernels over the N x N scores. In the interpreter that
@@ -60,48 +58,15 @@ def softmax_counts(fields: tuple, _trace: ktrace.AttentionTrace) -> dict:
         return ktrace.scores_softmax_counts(_trace)
 
 
-def load_trace(data: bytes, name: str):
-    """A forward or backward trace from uploaded bytes (trace_io.load checks everything)."""
-    import io
-
-    return trace_io.load(io.BytesIO(data), name)
-
-
 # ---------------------------------------------------------------- softmax page
 @st.cache_data(max_entries=16, show_spinner=False)
-def softmax_run(length: int, block: int, scenario: str, seed: int) -> dict:
-    """The online kernel's (m, d) per chunk and every variant's counted loads/stores on one row."""
-    import torch
+def softmax_capture(fields: tuple):
+    """capture_softmax(SoftmaxConfig(**fields)): one row through every softmax kernel, once per config."""
+    from kernels.softmax_trace import SoftmaxConfig, capture_softmax
 
-    from kernels import reference
-    from kernels import softmax as ksm
-
-    x = inputs.softmax_row(length, scenario, seed)
-    xt = torch.from_numpy(x)[None, :]  # (1, length)
+    cfg = SoftmaxConfig(**dict(fields))
     with kernel_lock():
-        m, d = ksm.online_trajectory(x, block)
-        counts = {v: ksm.softmax(xt, v, block=None if v == "single_pass" else block, return_counts=True)[1]
-                  for v in ksm.variants_for(length)}
-    ref = reference.softmax_online(x[None, :].astype(np.float64), block)
-    return {"x": x, "m": m, "d": d, "counts": counts, "ref_m": ref["m_traj"][0], "ref_d": ref["d_traj"][0]}
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def overflow_run(length: int, block: int, seed: int) -> dict:
-    """naive, safe and online kernels on a float16 row of N(0, 1) x 100, and the float64 reference."""
-    import torch
-
-    from kernels import reference
-    from kernels import softmax as ksm
-
-    x16 = torch.from_numpy(inputs.softmax_row(length, "large", seed)).to(torch.float16)[None, :]  # (1, length)
-    with kernel_lock():
-        outputs = {v: ksm.softmax(x16, v, block=block).float().cpu().numpy()[0] for v in ("naive", "safe", "online")}
-    return {"x": x16.float().numpy()[0], "outputs": outputs, "ref": reference.softmax_safe(x16)["y"][0]}
-
-
-def n_chunks(length: int, block: int) -> int:
-    return math.ceil(length / block)
+        return capture_softmax(cfg)
 
 
 # ---------------------------------------------------------------- benchmarks page
@@ -156,3 +121,101 @@ def backward_capture_seconds(cfg: ktrace.TraceConfig) -> float:
 
     return trace_backward.capture_seconds(cfg)
 
+
+
+# ---------------------------------------------------------------- scenes and trace files
+def scene_by_name(name: str):
+    """The shipped scene called `name`, or None (the live kernel, or a manifest that cannot be read)."""
+    from kernels import scenes
+
+    try:
+        shipped, _ = scenes.read_manifest()
+    except ValueError:
+        return None
+    return next((s for s in shipped if s.name == name), None)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def scene_trace(name: str):
+    """A shipped scene's trace, read and checked once per server (every visitor replays the same
+    file, so it is shared, never copied per session). ValueError if it cannot be read."""
+    from kernels import scenes
+
+    scene = scene_by_name(name)
+    if scene is None:
+        raise ValueError(f"there is no scene called {name!r}")
+    return scenes.load_scene(scene)
+
+
+def load_trace(data: bytes, name: str, kind: str | None = None):
+    """A trace from uploaded bytes (trace_io.load checks everything); kind: the kind this page
+    replays ("forward", "backward", "softmax"), refused with a message naming the right page."""
+    import io
+
+    trace = trace_io.load(io.BytesIO(data), name)
+    got = trace_io.kind_of(trace)
+    if kind is not None and got != kind:
+        page = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax"}[got]
+        raise ValueError(f"{name} is a {got} trace: open it on the {page} page (this page replays {kind} traces)")
+    return trace
+
+
+# The softmax counts run four kernels over the whole N x N score matrix, held in float32: at most
+# MAX_COUNT_SEQ_LEN rows (256 MiB on a GPU), and on the interpreter at most what takes about a minute.
+MAX_COUNT_SEQ_LEN_GPU = 8192
+MAX_COUNT_SECONDS_CPU = 60.0
+
+
+def count_allowed(seq_len: int) -> bool:
+    if not backend.HAVE_TRITON:
+        return False
+    if backend.INTERPRET:
+        return count_seconds(seq_len) <= MAX_COUNT_SECONDS_CPU
+    return seq_len <= MAX_COUNT_SEQ_LEN_GPU
+
+
+def count_refusal(seq_len: int) -> str:
+    """Why the softmax kernels do not count at this size (the table shows the model)."""
+    if not backend.HAVE_TRITON:
+        return "Triton is not installed here: the softmax rows show the model; the FlashAttention row the recording's counts."
+    if backend.INTERPRET:
+        return (f"Counting the softmax kernels over {seq_len} × {seq_len} scores would take the interpreter about "
+                f"{count_seconds(seq_len) / 60:.0f} min (limit {MAX_COUNT_SECONDS_CPU:.0f} s): the softmax rows show the model.")
+    return (f"The {seq_len} × {seq_len} scores would take {seq_len * seq_len * 4 >> 20} MiB in float32 "
+            f"(limit {MAX_COUNT_SEQ_LEN_GPU} rows): the softmax rows show the model.")
+
+
+def measured_bytes(cfg) -> dict | None:
+    """{method id: DRAM bytes read + written} that Nsight Compute measured on a GPU for exactly this
+    config's shape (kernels/results.dram_bytes), with the GPU's name; None when none matches."""
+    data = results.dram_bytes()
+    if data is None:
+        return None
+    found = {}
+    for case in data["cases"]:
+        if case.get("seq_len") != cfg.seq_len:
+            continue
+        what = case.get("what", "")
+        if what.startswith("softmax_"):
+            found[what.removeprefix("softmax_")] = case
+        elif (case.get("head_dim"), case.get("block_m"), case.get("block_n"), case.get("causal"), case.get("dtype")) == (
+                cfg.head_dim, cfg.block_m, cfg.block_n, cfg.causal, cfg.dtype):
+            if what == "standard" or (what == "fa2" and cfg.loop_order == "fa2" and cfg.kv_splits == 1) or (
+                    what == "fa1" and cfg.loop_order == "fa1"):
+                found["flash" if what in ("fa1", "fa2") else "standard"] = case
+    if "flash" not in found:
+        return None  # the numbers belong to a shape the audience is looking at, or not at all
+    return {"gpu": data["env"].get("gpu", "a GPU"), "date": str(data["env"].get("date", ""))[:10],
+            "bytes": {k: int(c["dram_read_bytes"] + c["dram_write_bytes"]) for k, c in found.items()},
+            "dtype": {k: c.get("dtype") for k, c in found.items()}}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def softmax_backward_example(p: tuple, dp: tuple) -> tuple | None:
+    """(dS, D) of one row from kernels/softmax_bwd.py, or None where triton is not installed."""
+    if not backend.HAVE_TRITON:
+        return None
+    from kernels import softmax_bwd
+
+    with kernel_lock():
+        return softmax_bwd.softmax_backward(p, dp)

@@ -12,7 +12,7 @@ from viz.figures.grid import bwd_q_block
 from viz.figures.style import BLUE, ORANGE, colorscale, layout
 
 BWD_TILES = {  # name -> (title, colorscale, diverging)
-    "p": ("P = exp(s − lse), recomputed", "Inferno", False),
+    "p": ("P = exp(s − lse), recomputed", "Viridis", False),
     "dp": ("dP = dO Vᵀ", "RdBu_r", True),
     "ds": ("dS = P ∘ (dP − D)", "RdBu_r", True),
 }
@@ -26,13 +26,15 @@ def bwd_tile_ranges(trace, kv_block: int) -> dict:
     for name, (_, _, diverging) in BWD_TILES.items():
         a = getattr(trace, name)[slot, iq]  # (steps, block_m, block_n)
         a = a[np.isfinite(a)]
+        # the 99th percentile, not the max: one large entry would leave every other cell white (dS) or
+        # black (P); cells beyond it take the end colour, the hover shows their value
         if not a.size:
             out[name] = (-1.0, 1.0) if diverging else (0.0, 1.0)
         elif diverging:
-            lim = float(np.abs(a).max()) or 1.0
+            lim = float(np.percentile(np.abs(a), 99)) or float(np.abs(a).max()) or 1.0
             out[name] = (-lim, lim)
         else:
-            lo, hi = float(a.min()), float(a.max())
+            lo, hi = float(a.min()), float(np.percentile(a, 99))
             out[name] = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
     return out
 
@@ -49,7 +51,8 @@ def bwd_tile_values(trace, kv_block: int, step: int, name: str) -> np.ndarray:
     return vals
 
 
-def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int | None = None) -> go.Figure:
+def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int | None = None,
+                            height: int = 360) -> go.Figure:
     """Heatmap of the kernel's P, dP or dS tile; row: a global query row to outline."""
     c = trace.config
     i = bwd_q_block(trace, kv_block, step)
@@ -60,7 +63,7 @@ def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int
     ys = i * c.block_m + np.arange(vals.shape[0])
     fig = go.Figure(go.Heatmap(
         z=vals, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale=colorscale(scale) if not diverging else scale,
-        colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12)),
+        colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12), exponentformat="power"),
         hovertemplate="row %{y}, col %{x}<br>" + name + " = %{z:.4g}<extra></extra>", name=name,
     ))
     if row is not None and ys[0] <= row <= ys[-1]:
@@ -70,7 +73,7 @@ def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int
     fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
                      tickfont=dict(size=12))
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=15)), plot_bgcolor="#BFC5CC")
-    return layout(fig, 360, t=58)
+    return layout(fig, height, t=58)
 
 
 def delta_figure(trace, kv_block: int, step: int) -> go.Figure:
@@ -91,28 +94,30 @@ def delta_figure(trace, kv_block: int, step: int) -> go.Figure:
     return layout(fig, 330, t=40)
 
 
-def bwd_acc_figure(trace, kv_block: int, step: int) -> go.Figure:
+def bwd_acc_figure(trace, kv_block: int, step: int, height: int = 300) -> go.Figure:
     """dK_j and dV_j after this step (block_n rows x head_dim), colors fixed over the program's steps."""
     c = trace.config
     slot = trace.tile_slot(kv_block)
     i = bwd_q_block(trace, kv_block, step)
     iq = trace.steps(kv_block)
     cols = trace.cols(kv_block)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("dK_j so far = scale · Σ dSᵀ Q_i", "dV_j so far = Σ Pᵀ dO_i"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
+                        subplot_titles=("dK<sub>j</sub> so far = scale·Σ dSᵀQ<sub>i</sub>",
+                                        "dV<sub>j</sub> so far = Σ PᵀdO<sub>i</sub>"))
     ys = kv_block * c.block_n + np.arange(cols)
     for col, name in ((1, "dk_acc"), (2, "dv_acc")):
         every = getattr(trace, name)[slot, iq, :cols]  # (steps, cols, d)
         lim = float(np.nanmax(np.abs(every))) or 1.0
         fig.add_trace(go.Heatmap(
             z=getattr(trace, name)[slot, i, :cols], x=np.arange(c.head_dim), y=ys, zmin=-lim, zmax=lim, zmid=0,
-            colorscale="RdBu_r", colorbar=dict(thickness=10, len=0.9, x=0.44 if col == 1 else 1.0,
-                                               tickfont=dict(size=11)),
+            colorscale="RdBu_r", colorbar=dict(thickness=10, len=0.9, x=0.41 if col == 1 else 1.01,
+                                               tickfont=dict(size=11), exponentformat="power"),
             hovertemplate="key row %{y}, dim %{x}<br>%{z:.4g}<extra></extra>", name=name), row=1, col=col)
-        fig.update_yaxes(autorange="reversed", showgrid=False, row=1, col=col, title_text="key row" if col == 1 else None)
+        fig.update_yaxes(autorange="reversed", showgrid=False, row=1, col=col, title_text="key row" if col == 1 else None,
+                         showticklabels=col == 1)  # the same rows as dK's, labelled once
         fig.update_xaxes(title_text="head dim", showgrid=False, row=1, col=col)
     fig.update_annotations(font=dict(size=15))
-    return layout(fig, 300, t=40)
+    return layout(fig, height, t=40)
 
 
 # -- one row, two ways
@@ -154,21 +159,28 @@ def backward_row_figure(parts: dict, row: int) -> go.Figure:
     """Left: log10 |J| of the row's N x N Jacobian diag(P) − P Pᵀ (every k-th entry when N is
     large); right: dS of the row by both forms."""
     n = parts["p"].size
-    stride = max(1, math.ceil(n / MAX_JACOBIAN_CELLS))
-    idx = np.arange(0, n, stride)
+    seen = parts["keys"].size  # causal: the keys this query may see; J is 0 elsewhere
+    stride = max(1, math.ceil(seen / MAX_JACOBIAN_CELLS))
+    idx = np.arange(0, seen, stride)
     jac = reference.jacobian(parts["p"], idx, idx)  # the sampled entries only: never N x N
     with np.errstate(divide="ignore"):
         z = np.where(jac != 0, np.log10(np.abs(jac)), np.nan)  # exact zeros (masked keys): blank
     fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], horizontal_spacing=0.17, subplot_titles=(
-        f"log₁₀|J|, J = diag(P) − P Pᵀ: {n} × {n}" + (f" (every {stride}th)" if stride > 1 else ""),
+        f"log₁₀|J|: {seen} × {seen}" + (f", every {stride}th" if stride > 1 else "")
+        + (" (keys ≤ row)" if seen < n else ""),
         "dS of this row, both ways"))
     domain_end = 0.4 * (1 - 0.17)
     fig.add_trace(go.Heatmap(z=z, x=idx, y=idx, customdata=jac, colorscale=colorscale("Viridis"),
                              colorbar=dict(thickness=10, len=0.9, x=domain_end + 0.01, tickfont=dict(size=11)),
                              hovertemplate="J[%{y}, %{x}] = %{customdata:.3g}<extra></extra>", name="Jacobian"),
                   row=1, col=1)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False, row=1, col=1)
-    fig.update_xaxes(showgrid=False, constrain="domain", row=1, col=1)
+    if seen == 1:  # one key: P = 1, so J = P(1 − P) = 0 and dS = 0
+        fig.add_annotation(text="one key: P = 1, J = P(1 − P) = 0", x=0, y=0, xref="x", yref="y", showarrow=False,
+                           font=dict(size=13), bgcolor="rgba(255,255,255,0.85)")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False, row=1, col=1,
+                     range=[idx[-1] + 0.5, -0.5] if seen == 1 else None)
+    fig.update_xaxes(showgrid=False, constrain="domain", row=1, col=1, range=[-0.5, 0.5] if seen == 1 else None)
+    fig.update_yaxes(exponentformat="power", row=1, col=2)
     cols = np.arange(n)
     fig.add_trace(go.Scatter(x=cols, y=parts["ds_jacobian"], mode="lines", line=dict(color=BLUE, width=5),
                              opacity=0.45, name="(diag(P) − P Pᵀ) dP",
@@ -181,3 +193,75 @@ def backward_row_figure(parts: dict, row: int) -> go.Figure:
     fig.update_annotations(font=dict(size=14))
     fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0.45, font=dict(size=13)))
     return layout(fig, 330, t=40)
+
+
+def row_forms_tex(parts: dict, row: int, n_show: int = 3) -> str:
+    """The row's two forms with its numbers: the first keys' dS both ways, and D."""
+    from viz.figures.attention import tex_num
+
+    keys = parts["keys"][:n_show]
+    jac = ", ".join(tex_num(parts["ds_jacobian"][j]) for j in keys)
+    d_form = ", ".join(tex_num(parts["ds_d"][j]) for j in keys)
+    more = r", \dots" if parts["keys"].size > n_show else ""
+    return (r"\begin{aligned}"
+            rf"(\mathrm{{diag}}(P) - PP^\top)\,dP &= [{jac}{more}]\\"
+            rf"P \circ (dP - D) &= [{d_form}{more}],\quad D = {tex_num(parts['d'])}\\"
+            rf"\max|\text{{difference}}| &= {tex_num(parts['max_diff'], 2)}"
+            r"\end{aligned}")
+
+
+def row_forms_figure(parts: dict, height: int = 260) -> go.Figure:
+    """dS of one row both ways, over the keys it sees (the presenter view's half of backward_row_figure)."""
+    keys = parts["keys"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=keys, y=parts["ds_jacobian"][keys], mode="lines", line=dict(color=BLUE, width=6),
+                             opacity=0.45, name="(diag(P) − P Pᵀ) dP"))
+    fig.add_trace(go.Scatter(x=keys, y=parts["ds_d"][keys], mode="markers" if keys.size <= 256 else "lines",
+                             marker=dict(size=6, color=ORANGE), line=dict(color=ORANGE, width=1.5),
+                             name="P ∘ (dP − D)" + (" (kernel)" if parts["source"] == "kernel" else "")))
+    fig.update_xaxes(title_text="key j")
+    fig.update_yaxes(exponentformat="power")
+    fig.update_layout(legend=dict(orientation="h", y=1.12, x=0, font=dict(size=13)))
+    return layout(fig, height, t=40)
+
+
+# -- the post's worked example: P = [0.1, 0.5, 0.4]
+EXAMPLE_P = (0.1, 0.5, 0.4)
+EXAMPLE_DP = (1.0, 2.0, 3.0)
+
+
+def example_parts(p, dp, kernel: tuple | None) -> dict:
+    """The Jacobian J = diag(P) − P Pᵀ, J dP and P ∘ (dP − D) in float64, and the kernel's (dS, D)
+    (kernels/softmax_bwd.py) when it ran. ValueError for a P that is not a probability vector."""
+    p = np.asarray(p, dtype=np.float64)
+    dp = np.asarray(dp, dtype=np.float64)
+    if np.any(p < 0) or abs(p.sum() - 1) > 1e-6:
+        raise ValueError(f"P must be non-negative and sum to 1 (a softmax output), got {list(p)} (sum {p.sum():.6g})")
+    both = reference.softmax_backward_row(p, dp)
+    jac = np.diag(p) - np.outer(p, p)
+    out = {"p": p, "dp": dp, "jac": jac, "ds_jacobian": both["ds_jacobian"], "d": both["d"],
+           "ds_d": p * (dp - both["d"])}
+    if kernel is not None:
+        out["ds_kernel"], out["d_kernel"] = np.asarray(kernel[0], dtype=np.float64), float(kernel[1])
+    return out
+
+
+def example_tex(ex: dict) -> tuple[str, str]:
+    """J; and each entry of J dP in a, b, c, then with the numbers (two LaTeX blocks)."""
+    from viz.figures.attention import tex_num
+
+    jac = ex["jac"]
+    rows = r" \\ ".join(" & ".join(tex_num(v, 3) for v in r) for r in jac)
+    names = "abc"
+
+    def entry(k: int) -> str:
+        terms = []
+        for j in range(3):
+            v = jac[k, j]
+            terms.append(("- " if v < 0 else ("+ " if terms else "")) + f"{tex_num(abs(v), 3)}{names[j]}")
+        return " ".join(terms)
+
+    values = r" \\ ".join(tex_num(v) for v in ex["ds_jacobian"])
+    return (rf"J = \mathrm{{diag}}(P) - PP^\top = \begin{{bmatrix}} {rows} \end{{bmatrix}}",
+            r"J\,dP = \begin{bmatrix} " + r" \\ ".join(entry(k) for k in range(3)) + r" \end{bmatrix}"
+            + rf" = \begin{{bmatrix}} {values} \end{{bmatrix}}")

@@ -6,14 +6,23 @@ from viz.figures.style import BLUE, ORANGE, layout
 
 
 # ---------------------------------------------------------------- memory accesses
-def memory_rows(trace, softmax_counts: dict | None) -> list[dict]:
-    """Model next to counted, in elements. softmax_counts: scores_softmax_counts(trace) or None."""
+def flash_name(c) -> str:
+    if c.loop_order == "fa1":
+        return "FlashAttention-1 order"
+    return f"FlashAttention-2, split-KV × {c.kv_splits}" if c.kv_splits > 1 else "FlashAttention-2"
+
+
+def memory_rows(trace, softmax_counts: dict | None, measured: dict | None = None) -> list[dict]:
+    """Model next to counted, in elements, and the DRAM bytes a GPU measured where it measured this
+    shape. softmax_counts: scores_softmax_counts(trace) or None; measured: state.measured_bytes."""
     c = trace.config
     n = c.seq_len
     rows = []
     names = {"naive": "naive softmax", "safe": "safe softmax", "online": "online softmax",
              "single_pass": "single-pass softmax"}
     for variant in traffic.SOFTMAX_VARIANTS:
+        if variant not in names:
+            continue  # split-row is the softmax page's (one long row), not an N x N matrix's
         counted = (softmax_counts or {}).get(variant)
         if variant == "single_pass" and counted is None and softmax_counts is not None:
             continue  # the row does not fit on chip: the kernel refuses, so no row
@@ -21,24 +30,42 @@ def memory_rows(trace, softmax_counts: dict | None) -> list[dict]:
                      "model": traffic.softmax(variant, n, n), "counted": counted})
     rows.append({"id": "standard", "what": "standard attention", "group": "attention",
                  "model": traffic.standard_attention(n, c.head_dim), "counted": None})
-    rows.append({"id": "flash", "what": "FlashAttention-2", "group": "attention",
-                 "model": trace.model_counters(), "counted": traffic.summed(trace.counters, traffic.FA2_COUNTERS)})
+    rows.append({"id": "flash", "what": flash_name(c), "group": "attention",
+                 "model": traffic.summed(trace.model_counters(), c.counter_keys()),
+                 "counted": traffic.summed(trace.counters, c.counter_keys())})
+    got = (measured or {}).get("bytes", {})
     for r in rows:
         r["model_total"] = traffic.total(r["model"])
         r["counted_total"] = traffic.total(r["counted"]) if r["counted"] else None
         r["equal"] = None if r["counted"] is None else (
             r["counted"]["loads"] == r["model"]["loads"] and r["counted"]["stores"] == r["model"]["stores"])
+        r["measured_bytes"] = got.get(r["id"])
     return rows
 
 
-def memory_table(rows: list[dict]) -> list[dict]:
-    """Rows for st.dataframe."""
-    return [{
-        "": r["what"],
-        "model": r["model_total"],
-        "counted by the kernel": r["counted_total"],
-        "equal?": "—" if r["equal"] is None else ("✓" if r["equal"] else "✗ differs"),
-    } for r in rows]
+def memory_table(rows: list[dict], measured: dict | None = None) -> list[dict]:
+    """Rows for st.dataframe; a measured-bytes column when a GPU measured this shape."""
+    out = []
+    for r in rows:
+        row = {"": r["what"], "model": r["model_total"], "counted by the kernel": r["counted_total"],
+               "equal?": "—" if r["equal"] is None else ("✓" if r["equal"] else "✗ differs")}
+        if measured:
+            row[f"DRAM MB, {measured['gpu']} (ncu)"] = None if r["measured_bytes"] is None else r["measured_bytes"] / 1e6
+        out.append(row)
+    return out
+
+
+def memory_note(c, rows: list[dict], measured: dict | None = None) -> str:
+    """What the numbers are, and the rule that predicts the FlashAttention row."""
+    note = (f"Counts are elements (multiply by the dtype's size for bytes), every load and store to global memory. "
+            f"Standard attention writes and reads S and P (N² each); FlashAttention re-reads K and V once per q-block, "
+            f"so for long sequences it moves about 2·block_m/d = {2 * c.block_m / c.head_dim:.1f}× fewer elements "
+            f"(derived) — Θ(N²d²/M) accesses for an on-chip memory of M elements, against Θ(N² + Nd).")
+    if measured:
+        note += (f" The DRAM column is Nsight Compute's dram bytes read + written on the {measured['gpu']} "
+                 f"({measured['date']}, softmax rows in float32): its L2 cache absorbs most of FlashAttention's "
+                 f"K, V re-reads, and O can still sit in L2 when the kernel ends.")
+    return note
 
 
 def flash_ratio(rows: list[dict]) -> float:
@@ -76,13 +103,14 @@ def memory_figure(rows: list[dict]) -> go.Figure:
     return layout(fig, 330, t=30)
 
 
-def elements_text(n_elements: int, bytes_per: int = 4) -> str:
-    """'65,536 elements (256 KiB in float32)'."""
+def elements_text(n_elements: int, bytes_per: int = 4, dtype: str = "float32") -> str:
+    """'65,536 elements (256 KiB in float32)'; '1 element (4 B in float32)'."""
     size = n_elements * bytes_per
+    what = f"{n_elements:,} element{'s' if n_elements != 1 else ''}"
     for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= div:
-            return f"{n_elements:,} elements ({size / div:.3g} {unit} in float32)"
-    return f"{n_elements:,} elements ({size} B in float32)"
+            return f"{what} ({size / div:.3g} {unit} in {dtype})"
+    return f"{what} ({size} B in {dtype})"
 
 
 # -- memory traffic of the backward

@@ -11,7 +11,13 @@ from viz.figures.style import BLUE, GREY, ORANGE, RED, discrete_colorscale, layo
 
 # ---------------------------------------------------------------- softmax page
 PASSES = traffic.SOFTMAX_PASSES
-VARIANT_TITLES = {"naive": "naive", "safe": "safe", "online": "online", "single_pass": "single pass (row on chip)"}
+VARIANT_TITLES = {"naive": "naive", "safe": "safe", "online": "online", "single_pass": "single pass (row on chip)",
+                  "split_row": "split-row (slices in parallel programs)"}
+SHORT_TITLES = {"naive": "naive", "safe": "safe", "online": "online", "single_pass": "single pass",
+                "split_row": "split-row"}
+SHORT_PASS_NAMES = {"m, d running (rescale d when m grows)": "running m, d",
+                    "whole row on chip: m, d, y": "row on chip: m, d, y",
+                    "slices on chip: partial (m, d), merged across programs, y": "slices: (m, d) merged, y"}
 PASS_STATES = ("read", "read_alt", "write", "write_alt", "current", "pending", "pending_alt")
 PASS_COLORS = {"read": "#2E6DB4", "read_alt": "#5B8FCB", "write": "#2E9D5B", "write_alt": "#5DBB82",
                "current": "#E8710A", "pending": "#E4E7EB", "pending_alt": "#D2D7DD"}
@@ -31,9 +37,16 @@ def pass_position(length: int, block: int, step: int) -> tuple[int, int]:
 def pass_states(variant: str, length: int, block: int, step: int) -> np.ndarray:
     """(passes, length) of PASS_STATES names: which element each pass has read/written so far."""
     passes = PASSES[variant]
-    if variant == "single_pass":
-        block = max(length, 1)  # the whole row is one chunk
+    if variant in ("single_pass", "split_row"):  # the whole row on chip at once (split-row: in slices)
         p, c = (0, 0) if step == 0 else (1, 0)
+        if variant == "single_pass":
+            block = max(length, 1)
+        else:
+            chunk = np.arange(length) // block
+            alt = chunk % 2 == 1
+            out = np.empty((1, length), dtype=object)
+            out[0] = np.where(alt, "write_alt", "write") if p else "current"
+            return out
     else:
         p, c = pass_position(length, block, step)
     chunk = np.arange(length) // block  # (length,)
@@ -70,6 +83,38 @@ def softmax_passes_figure(variant: str, length: int, block: int, step: int) -> g
     return layout(fig, 70 + 34 * len(PASSES[variant]), t=36)
 
 
+def passes_figure(length: int, block: int, step: int, variants=traffic.SOFTMAX_VARIANTS, height: int | None = None,
+                  counts: dict | None = None) -> go.Figure:
+    """Every variant's passes over the row as one aligned grid, a row of cells per pass: blue read,
+    green read and y written, orange the chunk on chip now. counts: {variant: {"loads", "stores"}}
+    the kernels counted, shown per element beside each variant."""
+    code = {s: k for k, s in enumerate(PASS_STATES)}
+    rows, labels = [], []
+    for v in variants:
+        states = pass_states(v, length, block, step)
+        for k, (name, _) in enumerate(PASSES[v]):
+            rows.append(np.vectorize(code.get)(states[k]).astype(int) if length else np.zeros(0, int))
+            got = (counts or {}).get(v)
+            per = f" · {traffic.total(got) / length:g}/elem" if (got and k == 0) else ""
+            name = SHORT_PASS_NAMES.get(name, name)
+            labels.append(f"<b>{SHORT_TITLES[v]}</b>{per} · {k + 1}: {name}" if k == 0 else f"{k + 1}: {name}")
+    z = np.stack(rows)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=np.arange(length), y=list(range(len(labels))), zmin=-0.5, zmax=len(PASS_STATES) - 0.5,
+        colorscale=discrete_colorscale([PASS_COLORS[s] for s in PASS_STATES]), showscale=False,
+        xgap=1 if length <= 128 else 0, ygap=3, hoverinfo="x", name="passes"))
+    fig.update_yaxes(autorange="reversed", showgrid=False, tickvals=list(range(len(labels))), ticktext=labels,
+                     tickfont=dict(size=13))
+    bounds, k = [], 0
+    for v in variants[:-1]:
+        k += len(PASSES[v])
+        bounds.append(k - 0.5)
+    for b in bounds:  # a line between variants
+        fig.add_hline(y=b, line=dict(color="#1f2430", width=1.5))
+    fig.update_xaxes(showgrid=False, range=[-0.5, length - 0.5], title_text="element of the row", nticks=10)
+    return layout(fig, height or 60 + 26 * len(labels), t=10)
+
+
 def online_rescales(m: np.ndarray) -> list[tuple[int, float]]:
     """(chunk, e^(m_old - m_new)) for each chunk after the first where the kernel's running max grew."""
     return [(c, float(np.exp(np.float64(m[c - 1]) - np.float64(m[c])))) for c in range(1, len(m)) if m[c] > m[c - 1]]
@@ -89,7 +134,8 @@ def online_table(m: np.ndarray, d: np.ndarray, ref_m: np.ndarray, ref_d: np.ndar
 
 
 def online_state_figure(x: np.ndarray, m: np.ndarray, d: np.ndarray, block: int, chunk: int | None,
-                        ref_m: np.ndarray | None = None, ref_d: np.ndarray | None = None) -> go.Figure:
+                        ref_m: np.ndarray | None = None, ref_d: np.ndarray | None = None,
+                        height: int = 460) -> go.Figure:
     """Top: the row and the kernel's running max after each chunk; bottom: its running sum d."""
     n_chunks = len(m)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.2, row_heights=[0.6, 0.4],
@@ -122,11 +168,12 @@ def online_state_figure(x: np.ndarray, m: np.ndarray, d: np.ndarray, block: int,
     fig.update_xaxes(title_text="chunk (orange: m grew, d rescaled)", tickvals=chunks if n_chunks <= 32 else None, row=2, col=1)
     fig.update_annotations(font=dict(size=14), selector=dict(showarrow=False))
     fig.update_layout(legend=dict(orientation="h", y=1.12, yanchor="bottom", x=1, xanchor="right"), bargap=0.3)
-    return layout(fig, 460, t=70)
+    fig.update_yaxes(exponentformat="power")
+    return layout(fig, height, t=70)
 
 
-def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray) -> go.Figure:
-    """Kernel outputs on float16 input x100, one panel per variant, float64 reference as a line."""
+def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray, height: int = 300) -> go.Figure:
+    """Kernel outputs on an overflowing row, one panel per variant, float64 reference as a line."""
     variants = list(outputs)
     fig = make_subplots(rows=1, cols=len(variants), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[f"{v}: {overflow_summary(outputs[v], ref)}" for v in variants])
@@ -145,7 +192,7 @@ def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray) -> go.Figur
         fig.update_xaxes(title_text="element", row=1, col=k + 1)
     fig.update_annotations(font=dict(size=14))
     fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0))
-    return layout(fig, 300, t=40)
+    return layout(fig, height, t=40)
 
 
 def overflow_summary(y: np.ndarray, ref: np.ndarray) -> str:
@@ -156,14 +203,18 @@ def overflow_summary(y: np.ndarray, ref: np.ndarray) -> str:
     return f"finite, max err {np.max(np.abs(y - ref)):.1e}"
 
 
-def softmax_access_rows(length: int, counts: dict) -> list[dict]:
-    """Accesses per element: the model (kernels/traffic.py) next to the kernels' own counts."""
+def softmax_access_rows(length: int, counts: dict, split_path: str = "cooperative") -> list[dict]:
+    """Accesses per element: the model (kernels/traffic.py) next to the kernels' own counts.
+    split_path: how the split-row kernel ran ("two launches" in the interpreter reads the row twice)."""
     rows = []
     for variant in traffic.SOFTMAX_VARIANTS:
-        model = traffic.softmax(variant, 1, length)
+        launches = 2 if variant == "split_row" and split_path == "two launches" else 1
+        model = traffic.softmax(variant, 1, length, launches=launches)
         got = counts.get(variant)
+        if variant == "split_row" and got is None:
+            continue
         rows.append({
-            "variant": VARIANT_TITLES[variant],
+            "variant": VARIANT_TITLES[variant] + (" — two launches here" if launches == 2 else ""),
             "passes": len(PASSES[variant]),
             "model: loads + stores": f"{model['loads']:,} + {model['stores']:,}",
             "per element (model)": traffic.total(model) / length,
@@ -173,3 +224,32 @@ def softmax_access_rows(length: int, counts: dict) -> list[dict]:
                 "✓" if got == {"loads": model["loads"], "stores": model["stores"]} else "✗ differs"),
         })
     return rows
+
+
+def split_row_parts(trace) -> dict:
+    """The split-row kernel's partial (m_s, l_s) of each slice, merged in float64 (derived):
+    M = max m_s, L = sum l_s e^(m_s - M), against the float64 row's max and sum."""
+    m_s, l_s = trace.split_m.astype(np.float64), trace.split_l.astype(np.float64)
+    live = np.isfinite(m_s) & (l_s > 0)  # a slice past the row's end holds nothing
+    big_m = float(np.max(m_s[live]))
+    weights = np.where(live, l_s * np.exp(np.where(live, m_s, big_m) - big_m), 0.0)
+    return {"m_s": m_s, "l_s": l_s, "live": live, "M": big_m, "L": float(weights.sum()), "terms": weights,
+            "ref_M": float(trace.ref_m[-1]), "ref_L": float(trace.ref_d[-1]), "path": trace.split_path}
+
+
+def split_row_figure(trace, height: int = 280) -> go.Figure:
+    parts = split_row_parts(trace)
+    idx = np.arange(parts["m_s"].size)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+        "m<sub>s</sub>: each slice's max (kernel)", "ℓ<sub>s</sub>e<sup>m<sub>s</sub>−M</sup>: its share of L (derived)"))
+    fig.add_trace(go.Bar(x=idx, y=np.where(parts["live"], parts["m_s"], np.nan), marker_color=BLUE, showlegend=False,
+                         hovertemplate="slice %{x}: m_s = %{y:.5g}<extra></extra>"), row=1, col=1)
+    fig.add_hline(y=parts["M"], line=dict(color=ORANGE, width=3, dash="dash"), row=1, col=1,
+                  annotation_text=f"M = {parts['M']:.4g}", annotation_position="top left")
+    fig.add_trace(go.Bar(x=idx, y=parts["terms"], marker_color=ORANGE, showlegend=False,
+                         hovertemplate="slice %{x}: %{y:.5g}<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(title_text="slice", row=1, col=1)
+    fig.update_xaxes(title_text="slice", row=1, col=2)
+    fig.update_yaxes(exponentformat="power")
+    fig.update_annotations(font_size=14)
+    return layout(fig, height, t=40)

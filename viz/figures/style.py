@@ -32,3 +32,16 @@ def discrete_colorscale(colors: list[str]) -> list:
     for k, c in enumerate(colors):
         scale += [[k / n, c], [(k + 1) / n, c]]
     return scale
+
+
+def themed(fig: go.Figure, dark: bool) -> go.Figure:
+    """The figure for a dark projector theme (light is the default): dark paper, light text and
+    grid; the data colours and colorscales stay as they are."""
+    if not dark:
+        return fig
+    fig.update_layout(template="plotly_dark", paper_bgcolor="#0e1117", font=dict(color="#e6e8eb"),
+                      legend=dict(font=dict(color="#e6e8eb")))
+    if fig.layout.plot_bgcolor in (None, "white", "#fff", "#FFFFFF"):
+        fig.update_layout(plot_bgcolor="#0e1117")
+    fig.update_annotations(font_color="#e6e8eb")
+    return fig

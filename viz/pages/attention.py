@@ -1,57 +1,59 @@
-"""FlashAttention tiles: step through the tiles of the real FlashAttention-2 kernel's trace."""
+"""FlashAttention tiles: step through the tiles of the real FlashAttention kernel's trace."""
 import streamlit as st
 
 from kernels import backend, trace_io
-from viz import controls, state
+from viz import controls, export, state, stepping, urlstate
 from viz.figures import attention as fa
-from viz.figures import grid, memory
+from viz.figures import grid, memory, split
+from viz.figures.style import themed
+from viz.stepper import stepper
 
 ss = st.session_state
-PLAY_SECONDS = 1.0
 CPU = backend.INTERPRET
 DEFAULTS = {
     **controls.config_defaults("attn"),
-    "attn.q_block": 3 if CPU else 8,
-    "attn.row": 0,
-    "attn.step": 0,  # 0-based step of the followed q-block; the step slider mirrors it
-    "attn.playing": False,
-    "attn.upload_n": 0,  # bumped to clear the file uploader
-    "attn.loaded": None,  # {"name", "trace"} of a recorded trace being replayed
-    "attn.load_error": None,
-    "attn.count_ok": None,  # trace key for which the user asked for the (slow) softmax counts
+    "attn.follow": 3 if CPU else 8, "attn.row": 0, "attn.upload_n": 0, "attn.loaded": None, "attn.load_error": None,
+    "attn.count_ok": None,
 }
 for key, value in DEFAULTS.items():
     ss.setdefault(key, value)
+stepping.defaults("attn")
+
+
+# ---------------------------------------------------------------- the URL, on arrival
+if urlstate.arrived("attention"):
+    values, problems = urlstate.read({**urlstate.CONFIG, **urlstate.POSITION})
+    ss["attn.url_problems"] = problems
+    if "scene" in values:
+        ss["attn.source"] = values["scene"]
+        opening = state.scene_by_name(values["scene"])
+        if opening is not None:  # where the scene's narration starts, unless the URL says otherwise
+            ss["attn.follow"], ss["attn.row_rel"], ss["attn.step"] = opening.follow, opening.row, opening.step - 1
+    elif any(f in values for f in urlstate.CONFIG):
+        ss["attn.source"] = controls.LIVE
+        for f in urlstate.CONFIG:
+            if f in values:
+                ss[f"attn.{f}"] = values[f]
+    for f, key in (("q_block", "attn.follow"), ("row", "attn.row_abs")):
+        if f in values:
+            ss[key] = values[f]
+    if "step" in values:
+        ss["attn.step"] = values["step"] - 1
+    if "present" in values:
+        ss["app.present"] = values["present"]
 
 
 # ---------------------------------------------------------------- callbacks
 def _restart():
-    ss["attn.step"] = 0
-    ss["attn.playing"] = False
+    stepping.restart("attn")
 
 
-def _prev():
-    ss["attn.step"] = max(0, ss["attn.step"] - 1)
-    ss["attn.playing"] = False
-
-
-def _next(n_steps: int):
-    ss["attn.step"] = min(n_steps - 1, ss["attn.step"] + 1)
-    ss["attn.playing"] = False
-
-
-def _slider_moved():
-    ss["attn.step"] = ss["attn.step_slider"] - 1
-    ss["attn.playing"] = False
-
-
-def _toggle_play(n_steps: int):
-    if ss["attn.playing"]:
-        ss["attn.playing"] = False
-        return
-    if ss["attn.step"] >= n_steps - 1:
-        ss["attn.step"] = 0  # play again from the start
-    ss["attn.playing"] = True
+def _new_source():
+    ss["attn.loaded"], ss["attn.load_error"] = None, None
+    _restart()
+    scene = state.scene_by_name(ss["attn.source"])
+    if scene is not None:  # a scene opens where its narration starts
+        ss["attn.follow"], ss["attn.row_rel"], ss["attn.step"] = scene.follow, scene.row, scene.step - 1
 
 
 def _uploaded():
@@ -59,202 +61,251 @@ def _uploaded():
     if f is None:
         return
     try:
-        ss["attn.loaded"] = {"name": f.name, "trace": state.load_trace(f.getvalue(), f.name)}
-        ss["attn.load_error"] = None
+        trace = state.load_trace(f.getvalue(), f.name, kind="forward")
+        ss["attn.loaded"], ss["attn.load_error"] = {"name": f.name, "trace": trace}, None
         _restart()
     except ValueError as e:
-        ss["attn.load_error"] = str(e)
+        ss["attn.loaded"], ss["attn.load_error"] = None, str(e)
 
 
-def _count_now(trace_key: tuple):
-    ss["attn.count_ok"] = trace_key
-
-
-def _back_to_live():
-    ss["attn.loaded"] = None
-    ss["attn.load_error"] = None
+def _back_to_source():
+    ss["attn.loaded"], ss["attn.load_error"] = None, None
     ss["attn.upload_n"] += 1  # a fresh uploader: the old file is gone
     _restart()
 
 
-# ---------------------------------------------------------------- sidebar: the config
-loaded = ss["attn.loaded"]
+# ---------------------------------------------------------------- where the trace comes from
+stepping.page_style()
 with st.sidebar:
-    controls.config_sidebar("attn", _restart, disabled=loaded is not None)
+    scene = controls.source_picker("attn", "attention", _new_source)
+    live = scene is None and ss["attn.loaded"] is None
+    if scene is not None:
+        st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
+    if live:
+        with st.expander("Kernel config", expanded=True):
+            controls.config_sidebar("attn", _restart, orders=True)
 
-cfg_error = None
-if loaded is None:
-    cfg, cfg_error = controls.config_from_state("attn")
+for problem in ss.pop("attn.url_problems", []):
+    st.warning(problem)
+trace, cfg_error, note = None, None, None
+if ss["attn.loaded"] is not None:
+    trace = ss["attn.loaded"]["trace"]
+    note = f"Replaying the file {ss['attn.loaded']['name']}, recorded on: {trace.device}"
+elif scene is not None:
+    try:
+        trace = state.scene_trace(scene.name)
+        note = f"Scene recorded on {trace.device}"
+    except ValueError as e:
+        cfg_error = f"The scene {scene.name} cannot be read: {e}"
 else:
-    cfg = loaded["trace"].config
+    cfg, cfg_error = controls.config_from_state("attn", orders=True)
 
+# ---------------------------------------------------------------- follow: q-block and row
 with st.sidebar:
-    if cfg is not None:
-        tq = cfg.n_q_blocks
-        if ss["attn.q_block"] > tq - 1:
-            ss["attn.q_block"] = tq - 1
-        if tq > 1:
-            st.slider("follow q-block", 0, tq - 1, key="attn.q_block", persist_state="session",
-                      help="the program (one per q-block) whose tiles you step through")
-        else:
-            st.caption("one q-block: following q-block 0")
-    with st.expander("Load a recorded trace (.npz)"):
+    c = trace.config if trace is not None else (cfg if cfg_error is None else None)
+    if c is not None:
+        follow = controls.follow_slider("follow q-block", "attn.follow", c.n_q_blocks, first=0, on_change=_restart,
+                                        help="the program (one per q-block) whose tiles you step through")
+        rows_here = min(c.block_m, c.seq_len - follow * c.block_m)
+        if "attn.row_abs" in ss:  # a row number from the URL: the row of the sequence
+            ss["attn.row"] = min(max(0, ss.pop("attn.row_abs") - follow * c.block_m), rows_here - 1)
+        if "attn.row_rel" in ss:  # a scene's row: the row within its q-block
+            ss["attn.row"] = min(ss.pop("attn.row_rel"), rows_here - 1)
+        first_row = follow * c.block_m
+        ss["attn.row"] = min(max(0, int(ss["attn.row"])), rows_here - 1)  # within the q-block, kept across q-blocks
+        ss["attn.row_in"] = first_row + ss["attn.row"]
+        if rows_here > 1:
+            controls.follow_slider("row", "attn.row_in", rows_here, first=first_row,
+                                   on_change=lambda: ss.update({"attn.row": ss["attn.row_in"] - first_row}),
+                                   help="the row whose numbers the equations and the accumulator show")
+    stepping.play_controls("attn")
+    with st.expander("Load a trace file (.npz)"):
         st.file_uploader("trace file", type=["npz"], key=f"attn.upload.{ss['attn.upload_n']}",
                          on_change=_uploaded, label_visibility="collapsed")
         if ss["attn.load_error"]:
             st.error(ss["attn.load_error"])
-        if loaded is not None:
-            st.button("Back to the live kernel", key="attn.back", on_click=_back_to_live)
+        if ss["attn.loaded"] is not None:
+            st.button("Back to the scenes and the live kernel", key="attn.back", on_click=_back_to_source)
 
-# ---------------------------------------------------------------- header
-st.markdown("#### FlashAttention-2, tile by tile")
 if cfg_error:
+    st.markdown("#### FlashAttention, tile by tile")
     st.error(cfg_error)
     st.stop()
-q_block = min(int(ss["attn.q_block"]), cfg.n_q_blocks - 1)
-
-if loaded is not None:
-    trace = loaded["trace"]
-    st.info(f"Replaying **{loaded['name']}**, recorded on {trace.device}. The sidebar config is off until "
-            f"you go back to the live kernel.", icon=":material/replay:")
-    if trace.tile_slot(q_block) is None:
-        kept = [int(i) for i in trace.tile_q_blocks]
-        q_block = min(kept, key=lambda i: abs(i - q_block))
-        st.warning(f"This recording kept the tiles of q-blocks {kept}; following q-block {q_block}.")
-else:
+if trace is None:  # the live kernel
+    follow = min(int(ss["attn.follow"]), cfg.n_q_blocks - 1)
     secs = state.capture_seconds(cfg)
-    with st.spinner(f"Running the FlashAttention-2 kernel with TRACE on ({backend.describe()})"
+    with st.spinner(f"Running the kernel with TRACE on ({backend.describe()})"
                     + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
         try:
-            trace = state.trace_for(cfg, q_block)
+            trace = state.trace_for(cfg, follow)
         except Exception as e:  # a kernel failure is shown, never a traceback
             controls.show_kernel_failure(e)
-
 c = trace.config
-st.caption(
-    f"{c.seq_len} × {c.seq_len} scores in {c.block_m} × {c.block_n} tiles "
-    f"({c.n_q_blocks} × {c.n_kv_blocks}) · head_dim {c.head_dim} · {c.dtype} · "
-    f"{'causal' if c.causal else 'no mask'} · input: {c.scenario} · one program per q-block streams K, V through"
-)
+follow = min(int(ss["attn.follow"]), c.n_q_blocks - 1)
+if trace.tile_slot(follow) is None:  # a recording keeps the tiles of some q-blocks only
+    kept = [int(i) for i in trace.tile_q_blocks]
+    follow = min(kept, key=lambda i: abs(i - follow))
+    st.caption(f"This recording kept the tiles of q-blocks {kept}: following q-block {follow}.")
 
 
-# ---------------------------------------------------------------- stepping (a fragment: no full rerun)
-def stepper(trace, q_block: int):
-    playing = ss["attn.playing"]
-
-    @st.fragment(run_every=PLAY_SECONDS if playing else None)
-    def step_view():
-        if ss["attn.playing"] != playing:
-            st.rerun()  # whole app: start or stop the play timer
-        n = grid.step_count(trace, q_block)
-        rows = trace.rows(q_block)
-        ss["attn.step"] = min(max(0, ss["attn.step"]), n - 1)
-        if ss["attn.row"] > rows - 1:
-            ss["attn.row"] = rows - 1
-        if playing and ss["attn.playing"]:  # a tick of the play timer: one step forward
-            ss["attn.step"] = min(n - 1, ss["attn.step"] + 1)
-            if ss["attn.step"] >= n - 1:
-                ss["attn.playing"] = False  # the next tick reruns the app without the timer
-        k = ss["attn.step"]
-        j = grid.kv_block(trace, q_block, k)
-
-        b1, b2, b3, s1, s2 = st.columns([1, 1, 1, 2.8, 2.2], vertical_alignment="bottom")
-        b1.button("Prev", icon=":material/chevron_left:", key="attn.prev", on_click=_prev, shortcut="Left",
-                  disabled=k == 0, width="stretch")
-        b2.button("Pause" if ss["attn.playing"] else "Play", key="attn.play", on_click=_toggle_play, args=(n,),
-                  icon=":material/pause:" if ss["attn.playing"] else ":material/play_arrow:", type="primary",
-                  shortcut="P", width="stretch")
-        b3.button("Next", icon=":material/chevron_right:", icon_position="right", key="attn.next", on_click=_next,
-                  args=(n,), shortcut="Right", disabled=k == n - 1, width="stretch")
-        with s1:
-            if n > 1:
-                ss["attn.step_slider"] = k + 1
-                st.slider("step", 1, n, key="attn.step_slider", on_change=_slider_moved)
-            else:
-                st.caption("this q-block computes a single tile")
-        with s2:
-            if rows > 1:
-                st.slider("row of the q-block", 0, rows - 1, key="attn.row", persist_state="session",
-                          help="the row whose numbers the equations and the accumulator show")
-            else:
-                st.caption("one row in this q-block")
-        row = min(int(ss["attn.row"]), rows - 1)
-
-        lo_r, hi_r = q_block * c.block_m, q_block * c.block_m + rows - 1
-        lo_c, hi_c = j * c.block_n, min((j + 1) * c.block_n, c.seq_len) - 1
-        grew = int(fa.rescaled_rows(trace, q_block, k).sum())
-        st.markdown(
-            f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {k + 1} of {n}</b> · "
-            f"Q<sub>{q_block}</sub> (rows {lo_r}–{hi_r}) meets K<sub>{j}</sub>, V<sub>{j}</sub> "
-            f"(cols {lo_c}–{hi_c}) · max grew in <b>{grew}</b> of {rows} rows · "
-            f"<b>{fa.rescale_count(trace, q_block, k)}</b> rescales so far</div>",
-            unsafe_allow_html=True,
-        )
-
-        g1, g2, g3 = st.columns([1.15, 1, 1])
-        g1.plotly_chart(grid.tile_grid_figure(trace, q_block, k), width="stretch", key="attn.grid", theme=None)
-        g2.plotly_chart(fa.tile_heatmap_figure(trace, q_block, k, "s", row), width="stretch", key="attn.s", theme=None)
-        g3.plotly_chart(fa.tile_heatmap_figure(trace, q_block, k, "p", row), width="stretch", key="attn.p", theme=None)
-        st.caption("Solid outline: Q_i on chip; dotted: K_j, V_j streaming through. Tile numbers: the step at which "
-                   "this q-block's program computes the tile. Heatmap colors are fixed over all of this q-block's "
-                   "tiles; grey cells are masked (−∞); the white outline is the selected row.")
-
-        l1, l2 = st.columns([1.7, 1])
-        l1.plotly_chart(fa.running_state_figure(trace, q_block, k, row), width="stretch", key="attn.ml", theme=None)
-        l2.plotly_chart(fa.alpha_figure(trace, q_block, k, row), width="stretch", key="attn.alpha", theme=None)
-
-        st.markdown(f"##### Row {lo_r + row} at this step: the update, with the kernel's numbers")
-        st.latex(fa.update_equations(trace, q_block, k, row))
-        st.plotly_chart(fa.accumulator_figure(trace, q_block, k, row), width="stretch", key="attn.acc", theme=None)
-        st.caption("acc stays unnormalized (FlashAttention-2). p·V is what the kernel added at this step: "
-                   "acc after − α × acc before, from the trace. Colors fixed over all steps of this row.")
-        if k == n - 1:
-            out = fa.output_parts(trace, q_block, row)
-            st.markdown(f"##### After the last step: out = acc / ℓ, written once (ℓ = {out['l']:.5g})")
-            st.plotly_chart(fa.output_figure(trace, q_block, row), width="stretch", key="attn.out", theme=None)
-            st.caption(f"max |out − float64 reference| for this row: {out['err']:.2e} "
-                       f"({c.dtype} inputs; whole output: {trace.max_abs_err:.2e})")
-        else:
-            st.caption("After the last step the kernel divides acc by ℓ once and writes out: step to the end to see it.")
-
-    step_view()
+# ---------------------------------------------------------------- one step
+def step_label(n: int, k: int, i: int, j: int) -> str:
+    facts = fa.step_facts(trace, follow, k)
+    rows = trace.rows(i)
+    lo_r, lo_c = i * c.block_m, j * c.block_n
+    what = (f"first tile of Q<sub>{i}</sub>: m starts at −∞, every row takes its first max (α = 0)" if facts["first"]
+            else f"max grew in <b>{facts['grew']}</b> of {rows} rows · acc rescaled by α at every step "
+                 f"({facts['multiplies_so_far']} row rescales so far, {facts['grew_so_far']} with α < 1)")
+    order = "one program walks every tile" if c.loop_order == "fa1" else f"program of Q<sub>{i}</sub>"
+    return (f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {k + 1} of {n}</b> · {order} · "
+            f"Q<sub>{i}</sub> (rows {lo_r}–{lo_r + rows - 1}) meets K<sub>{j}</sub>, V<sub>{j}</sub> "
+            f"(keys {lo_c}–{lo_c + trace.cols(j) - 1}) · {what}</div>")
 
 
-stepper(trace, q_block)
+def draw_step(k: int) -> None:
+    n = grid.step_count(trace, follow)
+    i, j, _ = fa.where(trace, follow, k)
+    row = min(int(ss["attn.row"]), trace.rows(i) - 1)
+    dark = ss["app.dark"]
+    urlstate.write(url_values(k, i, row))
+    if ss["app.present"]:
+        presenter_screen(n, k, i, j, row, dark)
+    else:
+        normal_screen(n, k, i, j, row, dark)
+
+
+def url_values(k: int, i: int, row: int) -> dict:
+    pos = {"q_block": follow, "row": i * c.block_m + row, "step": k + 1, "present": ss["app.present"] or None}
+    if scene is not None and ss["attn.loaded"] is None:
+        return {"scene": scene.name, **pos}
+    if ss["attn.loaded"] is not None:
+        return pos
+    return {f: getattr(c, f) for f in urlstate.CONFIG} | pos
+
+
+def chart(fig, key: str, dark: bool) -> None:
+    st.plotly_chart(themed(fig, dark), width="stretch", key=key, theme=None,
+                    config={"displaylogo": False, "toImageButtonOptions": {"scale": 3}})
+
+
+def presenter_screen(n, k, i, j, row, dark):
+    top = st.columns([2.2, 3.4], vertical_alignment="center")
+    with top[0]:
+        stepper("attn", n)
+        stepping.exit_presenter("attn")
+    top[1].markdown(step_label(n, k, i, j), unsafe_allow_html=True)
+    a1, a2, a3 = st.columns([1.05, 1.9, 1.35])
+    with a1:
+        chart(grid.tile_grid_figure(trace, follow, k, height=300, title="tiles of S"), "attn.grid", dark)
+    with a2:
+        chart(fa.running_state_figure(trace, follow, k, row, height=280), "attn.ml", dark)
+    with a3:
+        chart(fa.alpha_figure(trace, follow, k, row, height=280), "attn.alpha", dark)
+    b1, b2 = st.columns([1.15, 1])
+    with b1, st.container(key="attn.eq"):
+        st.markdown(f"**Row {i * c.block_m + row}**, this step, with the kernel's numbers")
+        st.latex(fa.update_equations(trace, follow, k, row))
+    with b2:
+        chart(fa.accumulator_figure(trace, follow, k, row, height=250), "attn.acc", dark)
+
+
+def normal_screen(n, k, i, j, row, dark):
+    s1, s2 = st.columns([2.4, 3.6], vertical_alignment="center")
+    with s1:
+        stepper("attn", n)
+    with s2:
+        if n > 1:
+            ss["attn.step_w"] = k + 1
+            st.slider("step", 1, n, key="attn.step_w", label_visibility="collapsed",
+                      on_change=lambda: ss.update({"attn.step": ss["attn.step_w"] - 1, "attn.playing": False}))
+    st.markdown(step_label(n, k, i, j), unsafe_allow_html=True)
+    g1, g2, g3 = st.columns([1.15, 1, 1])
+    with g1:
+        chart(grid.tile_grid_figure(trace, follow, k), "attn.grid", dark)
+    with g2:
+        chart(fa.tile_heatmap_figure(trace, follow, k, "s", row), "attn.s", dark)
+    with g3:
+        chart(fa.tile_heatmap_figure(trace, follow, k, "p", row), "attn.p", dark)
+    st.caption("Solid outline: Q_i on chip; dotted: K_j, V_j streaming through. Tile numbers: the step at which "
+               "the program computes the tile. Heatmap colours are fixed over all of this q-block's tiles; masked "
+               "cells (s = −∞, p = 0) are grey; the white outline is the row you follow.")
+    l1, l2 = st.columns([1.7, 1])
+    with l1:
+        chart(fa.running_state_figure(trace, follow, k, row), "attn.ml", dark)
+    with l2:
+        chart(fa.alpha_figure(trace, follow, k, row), "attn.alpha", dark)
+    e1, e2 = st.columns([1.1, 1])
+    with e1, st.container(key="attn.eq"):
+        st.markdown(f"##### Row {i * c.block_m + row}: the update, with the kernel's numbers")
+        st.latex(fa.update_equations(trace, follow, k, row))
+    with e2:
+        chart(fa.accumulator_figure(trace, follow, k, row), "attn.acc", dark)
+        st.caption("FlashAttention-1 keeps O normalized in memory; its middle rows are derived from the trace."
+                   if c.loop_order == "fa1" else
+                   "acc stays unnormalized (FlashAttention-2). The middle rows are derived from the trace: α × acc "
+                   "before, and what the kernel added, acc after − α × acc before. Colours fixed over all steps.")
+    last = trace.steps(i)[-1] == j
+    if last:
+        out = fa.output_parts(trace, i, row)
+        st.markdown(f"##### After Q<sub>{i}</sub>'s last tile: out = acc / ℓ, written once (ℓ = {out['l']:.5g})",
+                    unsafe_allow_html=True)
+        chart(fa.output_figure(trace, i, row), "attn.out", dark)
+        st.caption(f"max |out − float64 reference| for this row: {out['err']:.2e} ({c.dtype} inputs; whole output: "
+                   f"{trace.max_abs_err:.2e})")
+    else:
+        st.caption("After the q-block's last tile the kernel divides acc by ℓ once and writes out: step to the end.")
+
+
+stepping.step_fragment("attn", grid.step_count(trace, follow), draw_step)
+
+# ---------------------------------------------------------------- split-KV: the partial states and the merge
+if c.kv_splits > 1 and not ss["app.present"]:
+    st.markdown("#### Split-KV: each program's partial state, and the merge")
+    split_row = follow * c.block_m + min(int(ss["attn.row"]), trace.rows(follow) - 1)
+    parts = split.merge_parts(trace, split_row)
+    st.plotly_chart(themed(split.partials_figure(trace, split_row), ss["app.dark"]), width="stretch",
+                    key="attn.split", theme=None)
+    st.latex(split.merge_equations(parts))
+    st.caption(f"Row {split_row}: the merged row against the unsplit float64 reference: max |difference| "
+               f"{parts['err_ref']:.2e}; the kernel's merged out against the formula on its own partials: "
+               f"{parts['err_formula']:.2e}. The same merge combines the partial results of flash-decoding and of "
+               "attention across several GPUs.")
 
 # ---------------------------------------------------------------- memory accesses
-st.markdown("#### Memory accesses at this size")
-key = c.fields()
-est = state.count_seconds(c.seq_len)
-counts, count_note = None, None
-if est <= state.AUTO_COUNT_SECONDS or ss["attn.count_ok"] == key:
-    with st.spinner(f"Running the softmax kernels over the {c.seq_len} × {c.seq_len} scores with counting on…"):
-        try:
-            counts = state.softmax_counts(key, trace)
-        except Exception as e:
-            count_note = f"The softmax kernels could not run here ({type(e).__name__}: {e}); model only."
-else:
-    st.button(f"Count the softmax accesses with the kernels (about {est:.0f} s on this backend)",
-              key="attn.count", on_click=_count_now, args=(key,))
-    count_note = "Softmax rows show the model until the kernels have counted them."
-rows = memory.memory_rows(trace, counts)
-st.markdown(f"<div style='font-size:1.2rem'><b>{memory.flash_headline(rows)}</b> S and P "
-            f"({2 * c.seq_len * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
-t1, t2 = st.columns([1, 1.1])
-num = st.column_config.NumberColumn(format="localized")
-t1.dataframe(memory.memory_table(rows), hide_index=True, key="attn.mem_table", width="stretch", placeholder="—",
-             column_config={"model": num, "counted by the kernel": num, "equal?": st.column_config.TextColumn(width="small")})
-if count_note:
-    t1.caption(count_note)
-t1.caption("Elements loaded + stored (not bytes). Model: kernels/traffic.py. Counted: the kernels' own loads "
-           "and stores; standard attention has no kernel here, so model only. Bars split loads and stores.")
-t2.plotly_chart(memory.memory_figure(rows), width="stretch", key="attn.mem", theme=None)
+if not ss["app.present"]:
+    st.markdown("#### Memory accesses at this size")
+    counts, count_note = None, None
+    est = state.count_seconds(c.seq_len)
+    if not state.count_allowed(c.seq_len):
+        count_note = state.count_refusal(c.seq_len)
+    elif est <= state.AUTO_COUNT_SECONDS or ss["attn.count_ok"] == c.fields():
+        with st.spinner(f"Running the softmax kernels over the {c.seq_len} × {c.seq_len} scores with counting on…"):
+            try:
+                counts = state.softmax_counts(c.fields(), trace)
+            except Exception as e:  # model only, and why
+                count_note = f"The softmax kernels could not count here ({type(e).__name__}: {e}); model only."
+    else:
+        st.button(f"Count the softmax accesses with the kernels (about {est:.0f} s on this backend)",
+                  key="attn.count", on_click=lambda: ss.update({"attn.count_ok": c.fields()}))
+        count_note = "Softmax rows show the model until the kernels have counted them."
+    rows = memory.memory_rows(trace, counts, state.measured_bytes(c))
+    st.markdown(f"<div style='font-size:1.2rem'><b>{memory.flash_headline(rows)}</b> S and P "
+                f"({2 * c.seq_len * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
+    t1, t2 = st.columns([1.15, 1])
+    t1.dataframe(memory.memory_table(rows), hide_index=True, key="attn.mem_table", width="stretch", placeholder="—",
+                 column_config={"equal?": st.column_config.TextColumn(width="small")})
+    if count_note:
+        t1.caption(count_note)
+    t1.caption(memory.memory_note(c, rows))
+    with t2:
+        st.plotly_chart(themed(memory.memory_figure(rows), ss["app.dark"]), width="stretch", key="attn.mem", theme=None)
 
-# ---------------------------------------------------------------- where it ran
-st.caption(f"Ran on **{trace.device}** · the traced launch took {trace.seconds:.2f} s (compile included) · "
-           f"max |out − float64 reference| = {trace.max_abs_err:.2e}")
-if loaded is None:
-    with st.sidebar.expander("Save this trace (.npz)"):
-        st.download_button("Download trace", data=lambda: trace_io.to_bytes(trace),
-                           file_name=f"trace_{c.seq_len}_{c.block_m}x{c.block_n}{'_causal' if c.causal else ''}.npz",
-                           mime="application/octet-stream", key="attn.download")
+    st.caption(f"Ran on {trace.device} · the traced launch took {trace.seconds:.2f} s (compile included) · "
+               f"max |out − float64 reference| = {trace.max_abs_err:.2e}" + (f" · {note}" if note else ""))
+    with st.sidebar.expander("Export for slides"):
+        export.download_buttons("attn", trace, follow, min(int(ss["attn.row"]), trace.rows(follow) - 1),
+                                int(ss["attn.step"]))
+        if scene is None and ss["attn.loaded"] is None:
+            st.download_button("Trace file (.npz)", data=lambda: trace_io.to_bytes(trace),
+                               file_name=f"trace_{c.seq_len}_{c.block_m}x{c.block_n}{'_causal' if c.causal else ''}.npz",
+                               mime="application/octet-stream", key="attn.download")

@@ -1,0 +1,123 @@
+"""Export for slides: the followed q-block as one self-contained animated HTML file (plotly.js
+embedded, so it plays from a USB stick on a machine with no network), and the current step as a
+1920 x 1080 PNG.
+
+Both draw the kernel's numbers with the same figure code as the page: the tile grid next to the
+running max and running sum of the followed row, one animation frame per step.
+
+Not for: the page's own layout (viz/pages/) or the trace file (kernels/trace_io.py).
+"""
+import os
+import shutil
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from viz.figures import attention as fa
+from viz.figures import grid
+from viz.figures.style import layout
+
+PNG_SIZE = (1920, 1080)
+MAX_FRAMES = 400  # an HTML animation of more steps would be tens of MB
+
+
+def _axis(axis) -> dict:
+    """An axis's settings without its place: the combined figure's subplot decides that."""
+    out = axis.to_plotly_json()
+    for key in ("domain", "anchor", "matches"):
+        out.pop(key, None)
+    return out
+
+
+def step_figure(trace, q_block: int, row: int, step: int) -> go.Figure:
+    """The tile grid (left) and the followed row's running max and sum (right) at one step."""
+    g = grid.tile_grid_figure(trace, q_block, step)
+    s = fa.running_state_figure(trace, q_block, step, row)
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.32, 0.32], horizontal_spacing=0.07,
+                        subplot_titles=("tiles of S: keys →, queries ↓", "running max m", "running sum ℓ"))
+    for t in g.data:
+        fig.add_trace(t, row=1, col=1)
+    for t in s.data:
+        col = 2 if (t.xaxis or "x") == "x" else 3
+        fig.add_trace(t, row=1, col=col)
+    for shape in g.layout.shapes:
+        fig.add_shape(shape, row=1, col=1)
+    fig.update_xaxes(_axis(g.layout.xaxis), row=1, col=1)
+    fig.update_yaxes(_axis(g.layout.yaxis), row=1, col=1)
+    fig.update_xaxes(_axis(s.layout.xaxis), row=1, col=2)
+    fig.update_xaxes(_axis(s.layout.xaxis2), row=1, col=3)
+    i, j, k = fa.where(trace, q_block, step)
+    c = trace.config
+    fig.update_layout(title=dict(text=f"Step {k + 1}: Q<sub>{i}</sub> meets K<sub>{j}</sub>, V<sub>{j}</sub> · "
+                                      f"row {i * c.block_m + row} · N={c.seq_len}, d={c.head_dim}, "
+                                      f"{c.block_m}×{c.block_n} blocks, {c.dtype} · {trace.device}",
+                                 x=0, xref="paper", font=dict(size=18)),
+                      showlegend=False)
+    return layout(fig, 560, t=90)
+
+
+def animation_html(trace, q_block: int, row: int) -> str:
+    """Every step of q_block as plotly frames, with play and a step slider; plotly.js inline."""
+    n = min(grid.step_count(trace, q_block), MAX_FRAMES)
+    figs = [step_figure(trace, q_block, row, k) for k in range(n)]
+    base = go.Figure(figs[0])
+    base.frames = [go.Frame(data=f.data, layout=dict(shapes=f.layout.shapes, title=f.layout.title), name=str(k))
+                   for k, f in enumerate(figs)]
+    anim = dict(frame=dict(duration=900, redraw=True), transition=dict(duration=0), mode="immediate")
+    base.update_layout(
+        updatemenus=[dict(type="buttons", x=0, y=-0.08, xanchor="left", yanchor="top", direction="left", buttons=[
+            dict(label="Play", method="animate", args=[None, dict(anim, fromcurrent=True)]),
+            dict(label="Pause", method="animate", args=[[None], dict(anim, frame=dict(duration=0, redraw=False))])])],
+        sliders=[dict(active=0, x=0.12, len=0.88, y=-0.05, currentvalue=dict(prefix="step "), steps=[
+            dict(label=str(k + 1), method="animate", args=[[str(k)], anim]) for k in range(n)])],
+        height=640, margin=dict(b=110))
+    return base.to_html(include_plotlyjs=True, full_html=True, auto_play=False,
+                        config={"displaylogo": False, "responsive": True})
+
+
+def chromium() -> str | None:
+    """A Chrome or Chromium for kaleido to draw with, or None."""
+    for name in (os.environ.get("BROWSER_PATH"), "chromium", "chromium-browser", "google-chrome", "chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def step_png(trace, q_block: int, row: int, step: int) -> bytes:
+    """The step as a 1920 x 1080 PNG (kaleido with the local Chromium; no network)."""
+    import plotly.io as pio
+
+    browser = chromium()
+    if browser is None:
+        raise RuntimeError("no Chrome or Chromium here for kaleido to draw the PNG with; the HTML export works "
+                           "without one")
+    os.environ.setdefault("BROWSER_PATH", browser)
+    fig = step_figure(trace, q_block, row, step)
+    fig.update_layout(font=dict(size=22), title=dict(font=dict(size=28)), margin=dict(l=50, r=40, t=120, b=50))
+    fig.update_annotations(font_size=24)
+    fig.update_xaxes(tickfont_size=18)
+    fig.update_yaxes(tickfont_size=18)
+    return pio.to_image(fig, format="png", width=PNG_SIZE[0], height=PNG_SIZE[1], scale=1)
+
+
+def download_buttons(prefix: str, trace, q_block: int, row: int, step: int) -> None:
+    """Two download buttons; each file is made only when its button is pressed."""
+    c = trace.config
+    stem = f"flashattention_{c.seq_len}_{c.block_m}x{c.block_n}_q{q_block}"
+    st.download_button("Animated HTML (this q-block, plays offline)", key=f"{prefix}.export_html",
+                       data=lambda: animation_html(trace, q_block, row).encode(), file_name=f"{stem}.html",
+                       mime="text/html", on_click="ignore")
+    if chromium() is None:
+        st.caption("PNG export needs Chrome or Chromium installed; the HTML export does not.")
+        return
+
+    def png() -> bytes:
+        try:
+            return step_png(trace, q_block, row, step)
+        except Exception as e:  # kaleido could not start its browser: say so, never a traceback
+            st.toast(f"The PNG could not be drawn: {type(e).__name__}: {e}")
+            return b""
+
+    st.download_button(f"This step as a {PNG_SIZE[0]}×{PNG_SIZE[1]} PNG", key=f"{prefix}.export_png", data=png,
+                       file_name=f"{stem}_step{step + 1}.png", mime="image/png", on_click="ignore")

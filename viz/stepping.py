@@ -1,0 +1,71 @@
+"""What every stepping page shares: the play timer, the presenter and theme toggles, and the step
+fragment that redraws one step without rerunning the page.
+
+A page calls `play_controls(prefix)` in its sidebar and `step_fragment(prefix, n_steps, draw)`
+where the step goes; `draw(step)` draws step `step` (0-based). Steps, play and the presenter view
+live in session_state under `{prefix}.step`, `{prefix}.playing` and `app.present`.
+
+Not for: the buttons and keys themselves (viz/stepper.py) or the URL (viz/urlstate.py).
+"""
+import streamlit as st
+
+from viz import present
+
+SPEEDS = (0.25, 0.5, 1.0, 2.0)
+
+
+def defaults(prefix: str) -> None:
+    ss = st.session_state
+    for key, value in {f"{prefix}.step": 0, f"{prefix}.playing": False, f"{prefix}.speed": 1.0,
+                       f"{prefix}.loop": False, "app.present": False, "app.dark": False}.items():
+        ss.setdefault(key, value)
+
+
+def restart(prefix: str) -> None:
+    st.session_state[f"{prefix}.step"], st.session_state[f"{prefix}.playing"] = 0, False
+
+
+def page_style() -> None:
+    """The presenter and dark CSS for this run (call before drawing anything)."""
+    present.apply(st.session_state["app.present"], st.session_state["app.dark"])
+
+
+def play_controls(prefix: str) -> None:
+    """Presenter view, dark theme, play speed and loop (in the sidebar)."""
+    st.toggle("presenter view", key="app.present", help="one projector screen per step (key P); the URL's present=1")
+    st.toggle("dark projector theme", key="app.dark")
+    c1, c2 = st.columns([1.6, 1], vertical_alignment="bottom")
+    c1.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed")
+    c2.toggle("loop", key=f"{prefix}.loop", help="play again from the first step after the last")
+    st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view.")
+
+
+def exit_presenter(prefix: str) -> None:
+    """A small button in presenter view (the sidebar is hidden there)."""
+    st.button("exit presenter view (P)", key=f"{prefix}.exit_present", type="tertiary",
+              on_click=lambda: st.session_state.update({"app.present": False}))
+
+
+def step_fragment(prefix: str, n_steps: int, draw) -> None:
+    """Run draw(step) in a fragment that the play timer reruns every `{prefix}.speed` seconds
+    while playing; a press that starts or stops play, or toggles presenter view, reruns the page."""
+    ss = st.session_state
+    playing, presenting = bool(ss[f"{prefix}.playing"]), bool(ss["app.present"])
+    tick_key = f"{prefix}.tick_seen"
+
+    @st.fragment(run_every=ss[f"{prefix}.speed"] if playing else None)
+    def view():
+        if bool(ss[f"{prefix}.playing"]) != playing or bool(ss["app.present"]) != presenting:
+            st.rerun()  # the whole page: start or stop the timer, or change the layout
+        step = min(max(0, int(ss[f"{prefix}.step"])), n_steps - 1)
+        if playing and ss.get(tick_key) is not None:  # a tick of the play timer: one step forward
+            if step >= n_steps - 1:
+                step = 0 if ss[f"{prefix}.loop"] else n_steps - 1
+                ss[f"{prefix}.playing"] = bool(ss[f"{prefix}.loop"])
+            else:
+                step += 1
+        ss[tick_key] = True if playing else None
+        ss[f"{prefix}.step"] = step
+        draw(step)
+
+    view()
