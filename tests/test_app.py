@@ -1,7 +1,9 @@
-"""The app through streamlit.testing.v1.AppTest: no exception at the defaults and at edge settings,
-stepping (Next, Prev, slider, Play) moves the step and never re-runs the kernel, the equations show
-the trace's numbers, state survives switching pages, bad input is a message and not a traceback."""
-import json
+"""The app through streamlit.testing.v1.AppTest: every page at its defaults, edge settings, stepping
+and play without re-running the kernel, deep links and invalid URL parameters, the followed q-block
+staying put, scenes and trace files replayed, bad input as a message and never a traceback.
+
+Stepping here sets `{prefix}.step` as the stepper component does (its presses are counted in the
+browser: tests/test_browser.py; the arithmetic of the counts: test_apply_presses)."""
 import re
 from pathlib import Path
 
@@ -9,28 +11,33 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kernels import backend, limits, trace_io
+from kernels import backend, limits, scenes, trace_io
 from kernels import trace as ktrace
 from kernels.trace import TraceConfig, capture_trace
+from viz.stepper import apply_presses
 
-# naive softmax overflowing in the interpreter (the "large" input and the float16 x 100 demo) is the point
+# naive softmax overflowing in the interpreter (the "large" input and the overflow demos) is the point
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
                                         "ignore:invalid value encountered:RuntimeWarning")
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-SOFTMAX = "viz/pages/softmax.py"
-TIMEOUT = 120
-
-
+PAGES = {"attention": "viz/pages/attention.py", "orders": "viz/pages/orders.py", "softmax": "viz/pages/softmax.py",
+         "backward": "viz/pages/backward.py", "benchmarks": "viz/pages/benchmarks.py", "start": "viz/pages/start.py"}
+TIMEOUT = 180
 # the CPU defaults, pinned so that the tests read the same on a GPU machine (whose defaults are larger)
-SMALL = {"attn.seq_len": 256, "attn.head_dim": 64, "attn.block_m": 64, "attn.block_n": 64, "attn.q_block": 3}
+SMALL = {"attn.seq_len": 256, "attn.head_dim": 64, "attn.block_m": 64, "attn.block_n": 64, "attn.follow": 3,
+         "attn.dtype": "float32"}
+BWD_SMALL = {"bwd.seq_len": 256, "bwd.head_dim": 64, "bwd.block_m": 64, "bwd.block_n": 64, "bwd.dtype": "float32"}
+SHIPPED, _ = scenes.read_manifest()
 
 
-def _app(defaults: bool = False, **state) -> AppTest:
+def _app(page: str = "attention", query: dict | None = None, small: bool = True, **state) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for k, v in ({} if defaults else SMALL).items():
-        at.session_state[k] = v
-    for k, v in state.items():
+    at.switch_page(PAGES[page])
+    for k, v in (query or {}).items():
+        at.query_params[k] = str(v)
+    base = {"attention": SMALL, "backward": BWD_SMALL}.get(page, {}) if small and not query else {}
+    for k, v in {**base, **state}.items():
         at.session_state[k] = v
     return at.run()
 
@@ -51,96 +58,118 @@ def _step(at: AppTest) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def _config(at: AppTest) -> TraceConfig:
-    s = at.session_state
-    return TraceConfig(seq_len=s["attn.seq_len"], head_dim=s["attn.head_dim"], block_m=s["attn.block_m"],
-                       block_n=s["attn.block_n"], causal=s["attn.causal"], dtype=s["attn.dtype"],
-                       seed=s["attn.seed"], scenario=s["attn.scenario"])
+def _goto(at: AppTest, prefix: str, step: int) -> AppTest:
+    """Step to `step` (1-based) as the stepper's on_change does."""
+    at.session_state[f"{prefix}.step"] = step - 1
+    return at.run()
 
 
-def test_defaults_render():
-    at = _app(defaults=True)
+def _latex(at: AppTest) -> str:
+    return " ".join(x.value for x in at.latex)
+
+
+# ---------------------------------------------------------------- the stepper's arithmetic
+def test_apply_presses():
+    """Running totals from the browser: every press counts once, however they are batched."""
+    seen = None
+    step, playing, seen, present = apply_presses(0, 10, False, {"nonce": "a", "next": 5}, seen)
+    assert (step, playing, present) == (5, False, 0)
+    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 5}, seen)
+    assert step == 5, "the same totals again are no new press"
+    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 7, "prev": 1}, seen)
+    assert step == 6
+    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 27, "prev": 1}, seen)
+    assert step == 9, "clamped at the last step"
+    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 27, "prev": 1, "toggle": 1}, seen)
+    assert playing and step == 0, "play at the end starts again from the first step"
+    step, playing, seen, _ = apply_presses(4, 10, True, {"nonce": "a", "next": 28, "prev": 1, "toggle": 1}, seen)
+    assert (step, playing) == (5, False), "a step press stops play"
+    step, playing, seen, present = apply_presses(5, 10, False, {"nonce": "b", "last": 1, "present": 1}, seen)
+    assert (step, present) == (9, 1), "a remounted component (new nonce) counts from zero"
+    assert apply_presses(3, 10, False, None, seen)[:2] == (3, False)
+    assert apply_presses(3, 10, False, "junk", seen)[:2] == (3, False)
+
+
+# ---------------------------------------------------------------- every page
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders(page):
+    at = _app(page)
     _ok(at)
-    cfg = _config(at)
-    assert _step(at) == (1, cfg.n_kv_blocks)
-    if backend.INTERPRET:  # small enough for the interpreter: 16 tiles
-        assert cfg.n_q_blocks * cfg.n_kv_blocks == 16
-    assert any("CPU" in m.value or "GPU" in m.value or "·" in m.value for m in at.sidebar.markdown)
-    assert len(at.get("plotly_chart")) >= 7
-    table = at.dataframe[0].value  # memory accesses: the kernels counted what the model says
-    assert list(table["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"], table
+    if page in ("attention", "orders", "softmax", "backward"):
+        k, n = _step(at)
+        assert k == 1 and n >= 2
+        assert at.get("bidi_component"), "no stepper"
+        assert at.get("plotly_chart")
 
 
-def test_next_prev_slider_change_the_step_and_equations():
+def test_start_page_links_every_scene():
+    at = _app("start")
+    _ok(at)
+    linked = {re.search(r"scene=([a-z0-9-]+)", str(p.proto)).group(1) for p in at.get("page_link")
+              if "scene=" in str(p.proto)}
+    assert linked and linked <= {s.name for s in SHIPPED}
+    assert {"first-look", "backward", "softmax-overflow", "split-kv"} <= linked
+
+
+# ---------------------------------------------------------------- attention: stepping
+def test_stepping_changes_the_label_equations_and_url():
     at = _app()
-    trace = capture_trace(_config(at))
-    q_block, row = at.session_state["attn.q_block"], at.session_state["attn.row"]
-    assert _step(at)[0] == 1
-    at.button(key="attn.next").click().run()
-    assert _step(at)[0] == 2
-    at.button(key="attn.next").click().run()
-    assert _step(at)[0] == 3
-    at.button(key="attn.prev").click().run()
-    assert _step(at)[0] == 2
-    at.slider(key="attn.step_slider").set_value(4).run()
-    assert _step(at)[0] == 4
     _ok(at)
-    # the equations carry the kernel's numbers for this step and row
-    j = int(trace.steps(q_block)[3])
-    tex = at.latex[0].value
-    for x in (trace.m[q_block, j, row], trace.alpha[q_block, j, row], trace.l[q_block, j, row],
-              trace.m[q_block, int(trace.steps(q_block)[2]), row]):
-        assert f"{float(x):.4g}" in tex, f"{float(x):.4g} not in the equations: {tex}"
-    # another row: other numbers
-    at.slider(key="attn.row").set_value(9).run()
-    assert f"{float(trace.l[q_block, j, 9]):.4g}" in at.latex[0].value
-    # the last step shows out = acc / l next to the float64 reference
-    assert any("out = acc / ℓ" in m.value for m in at.markdown)
+    assert _step(at) == (1, 4)
+    assert "first tile of Q3: m starts at −∞" in _step_label(at)
+    trace = ktrace.capture_trace(TraceConfig(seq_len=256, head_dim=64, block_m=64, block_n=64))
+    for k in (2, 4, 3):
+        _goto(at, "attn", k)
+        _ok(at)
+        assert _step(at) == (k, 4)
+        assert at.query_params["step"] == str(k) and at.query_params["q_block"] == "3"
+        m = trace.m[3, k - 1, 0]
+        assert f"{m:.4g}" in _latex(at), f"step {k}: the equations must carry the kernel's m = {m:.4g}"
+    assert "max grew in" in _step_label(at) and "row rescales so far" in _step_label(at)
 
 
 def test_stepping_does_not_rerun_the_kernel(monkeypatch):
-    at = _app()
+    at = _app(**{"attn.seq_len": 96, "attn.block_m": 32, "attn.block_n": 32, "attn.follow": 1})
     calls = []
     real = ktrace.capture_trace
     monkeypatch.setattr(ktrace, "capture_trace", lambda *a, **k: calls.append(a) or real(*a, **k))
-    for _ in range(3):
-        at.button(key="attn.next").click().run()
-    at.button(key="attn.prev").click().run()
-    at.slider(key="attn.row").set_value(5).run()
+    for k in (2, 3, 1, 2):
+        _goto(at, "attn", k)
+    at.session_state["attn.row"] = 5
+    at.run()
     assert calls == [], f"stepping launched the kernel {len(calls)} times"
     at.sidebar.slider(key="attn.seq_len").set_value(97).run()  # a new config captures once
-    assert _step(at)[0] == 1  # and starts from the first step
-    at.button(key="attn.next").click().run()
     assert len(calls) == 1
     _ok(at)
 
 
-def test_play_advances_and_stops_at_the_last_step():
-    at = _app()
-    at.button(key="attn.play").click().run()
-    assert at.session_state["attn.playing"]
-    seen = [_step(at)[0]]
-    for _ in range(5):  # each run is one tick of the play timer
-        at.run()
-        seen.append(_step(at)[0])
-    assert seen[:4] == [2, 3, 4, 4], seen
-    assert not at.session_state["attn.playing"], "play must stop at the last step"
-    at.button(key="attn.play").click().run()  # play again: from the start
-    assert _step(at)[0] == 2 and at.session_state["attn.playing"]
-    at.button(key="attn.play").click().run()  # pause
-    assert not at.session_state["attn.playing"]
-    k = _step(at)[0]
+def test_play_advances_stops_and_loops():
+    at = _app(**{"attn.seq_len": 128, "attn.follow": 1})
+    assert _step(at) == (1, 2)
+    at.session_state["attn.playing"] = True
+    at.run()  # the run that starts the timer shows the current step
+    assert _step(at)[0] == 1
+    at.run()  # a tick of the timer
+    assert _step(at)[0] == 2
     at.run()
-    assert _step(at)[0] == k
+    assert _step(at)[0] == 2 and not at.session_state["attn.playing"], "play must stop at the last step"
+    at.session_state["attn.loop"] = True
+    at.session_state["attn.playing"] = True
+    at.run()
+    at.run()
+    assert _step(at)[0] == 1 and at.session_state["attn.playing"], "loop: after the last step, the first"
 
 
 EDGES = [
     dict(seq_len=1),
     dict(seq_len=100, block_m=32, block_n=16),  # ragged: no multiple of either block
     dict(seq_len=100, block_m=16, block_n=32, causal=True),
-    dict(seq_len=70, head_dim=16, causal=True, **{"q_block": 0}),  # one step only
+    dict(seq_len=70, head_dim=16, causal=True, follow=0),  # one step only
     *[dict(seq_len=48, block_m=16, block_n=16, scenario=s) for s in limits.SCENARIOS],
     *[dict(seq_len=48, block_m=16, block_n=32, dtype=d, causal=True) for d in limits.dtypes()],
+    dict(seq_len=100, block_m=32, block_n=16, loop_order="fa1", causal=True),
+    dict(seq_len=200, block_m=32, block_n=16, kv_splits=3),
+    dict(seq_len=100, block_m=32, block_n=32, kv_splits=4, causal=True),  # a split per kv-block; causal rows see fewer
 ]
 
 
@@ -151,22 +180,43 @@ def test_edge_settings(edge):
     k, n = _step(at)
     assert k == 1 and n >= 1
     if n > 1:
-        at.button(key="attn.next").click().run()
+        _goto(at, "attn", 2)
         _ok(at)
         assert _step(at)[0] == 2
     assert at.latex, "no equations"
+    table = at.dataframe[0].value  # memory: the kernel's counts equal the model, whatever the order
+    assert table["equal?"].iloc[-1] == "✓", table
 
 
-def test_widgets_drive_the_config():
-    at = _app()
-    at.sidebar.slider(key="attn.seq_len").set_value(80).run()
-    at.sidebar.select_slider(key="attn.block_n").set_value(16).run()
-    at.sidebar.toggle(key="attn.causal").set_value(True).run()
-    at.sidebar.selectbox(key="attn.scenario").set_value("increasing").run()
+def test_split_kv_shows_the_merge():
+    at = _app(**{"attn.seq_len": 200, "attn.block_m": 32, "attn.block_n": 16, "attn.kv_splits": 3, "attn.follow": 2})
     _ok(at)
-    assert "80 × 80 scores in 64 × 16 tiles" in " ".join(c.value for c in at.caption)
-    assert at.sidebar.slider(key="attn.q_block").value == 1  # clamped: 2 q-blocks now
-    assert _step(at) == (1, 5)  # causal: q-block 1 (rows 64-79) visits kv-blocks 0..4
+    caption = next(c.value for c in at.caption if "merged row against the unsplit float64 reference" in c.value)
+    err_ref, err_formula = (float(x) for x in re.findall(r"\d\.\d+e[+-]\d+", caption)[:2])
+    assert err_ref < 1e-5 and err_formula < 1e-5
+    assert r"\max_s m_s" in _latex(at)
+
+
+def test_followed_q_block_stays_put():
+    at = _app(**{"attn.follow": 2})
+    assert "Q2" in _step_label(at)
+    at.sidebar.slider(key="attn.seq_len").set_value(260).run()
+    assert at.session_state["attn.follow"] == 2 and "Q2" in _step_label(at)
+    at.sidebar.select_slider(key="attn.block_m").set_value(32).run()
+    assert at.session_state["attn.follow"] == 2 and "Q2 (rows 64–95)" in _step_label(at)
+    at.sidebar.slider(key="attn.seq_len").set_value(40).run()  # only 2 q-blocks now: the last one
+    assert "Q1" in _step_label(at)
+    at.sidebar.slider(key="attn.seq_len").set_value(256).run()  # more blocks again: it stays where it is
+    assert at.session_state["attn.follow"] == 1 and "Q1" in _step_label(at)
+    _ok(at)
+
+
+def test_row_is_the_sequence_row():
+    at = _app(**{"attn.follow": 3, "attn.row": 10})
+    assert "Row 202" in " ".join(m.value for m in at.markdown)
+    assert at.query_params["row"] == "202"
+    row_slider = next(s for s in at.sidebar.slider if s.label == "row")
+    assert row_slider.value == 202 and row_slider.min == 192 and row_slider.max == 255
 
 
 CPU_ONLY = pytest.mark.skipif(not backend.INTERPRET, reason="a limit of the CPU interpreter")
@@ -176,6 +226,7 @@ CPU_ONLY = pytest.mark.skipif(not backend.INTERPRET, reason="a limit of the CPU 
     pytest.param(dict(seq_len=4096, block_m=16, block_n=16), "tiles", marks=CPU_ONLY),  # too many tiles
     (dict(block_m=256, block_n=128), "block_m * block_n"),
     pytest.param(dict(seq_len=1024, block_m=16, block_n=16), "limit", marks=CPU_ONLY),
+    (dict(seq_len=100, block_n=32, kv_splits=8), "kv_splits must be at most the number of kv-blocks"),
 ])
 def test_refused_sizes_show_a_message(state, words):
     at = _app(**{f"attn.{k}": v for k, v in state.items()})
@@ -187,96 +238,17 @@ def test_refused_sizes_show_a_message(state, words):
 def test_state_survives_switching_pages():
     at = _app()
     at.sidebar.slider(key="attn.seq_len").set_value(120).run()
-    at.button(key="attn.next").click().run()
-    at.switch_page(SOFTMAX).run()
+    _goto(at, "attn", 2)
+    at.switch_page(PAGES["softmax"]).run()
     _ok(at)
-    at.sidebar.slider(key="sm.length").set_value(40).run()
-    at.switch_page("viz/pages/attention.py").run()
+    at.session_state["sm.length"] = 40
+    at.run()
+    at.switch_page(PAGES["attention"]).run()
     _ok(at)
     assert at.sidebar.slider(key="attn.seq_len").value == 120
     assert _step(at)[0] == 2
-    at.switch_page(SOFTMAX).run()
+    at.switch_page(PAGES["softmax"]).run()
     assert at.sidebar.slider(key="sm.length").value == 40
-
-
-def test_load_a_recorded_trace(tmp_path):
-    cfg = TraceConfig(seq_len=48, head_dim=16, block_m=16, block_n=16, causal=True)
-    path = tmp_path / "t.npz"
-    trace_io.save(capture_trace(cfg), path)
-    at = _app()
-    at.sidebar.file_uploader[0].set_value(("t.npz", path.read_bytes(), "application/octet-stream")).run()
-    _ok(at)
-    assert any("Replaying" in i.value for i in at.info)
-    assert "48 × 48 scores in 16 × 16 tiles" in " ".join(c.value for c in at.caption)
-    at.button(key="attn.back").click().run()
-    _ok(at)
-    assert not at.info
-
-
-def test_load_a_broken_file_shows_an_error():
-    at = _app()
-    at.sidebar.file_uploader[0].set_value(("junk.npz", b"not a zip at all", "application/octet-stream")).run()
-    assert not at.exception
-    assert any("junk.npz" in e.value for e in at.error), [e.value for e in at.error]
-
-
-# ---------------------------------------------------------------- softmax page
-def _softmax(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    return at.switch_page(SOFTMAX).run()
-
-
-def test_softmax_defaults_and_stepping():
-    at = _softmax()
-    _ok(at)
-    assert _step(at) == (1, 12)
-    at.button(key="sm.next").click().run()
-    assert _step(at)[0] == 2
-    at.button(key="sm.prev").click().run()
-    assert _step(at)[0] == 1
-    at.slider(key="sm.step_slider").set_value(7).run()
-    assert "pass 2, chunk 3" in _step_label(at)
-    assert len(at.get("plotly_chart")) == 6  # 4 variants, online (m, d), overflow
-    access = at.dataframe[-1].value
-    assert list(access["per element (model)"]) == [3, 4, 3, 2]
-    assert list(access["equal?"]) == ["✓"] * 4
-
-
-@pytest.mark.parametrize("state", [
-    {"sm.length": 1}, {"sm.length": 100, "sm.block": 32},
-    *[{"sm.scenario": s} for s in ("randn", "large", "increasing", "decreasing")],
-])
-def test_softmax_edges(state):
-    _ok(_softmax(**state))
-
-
-def test_softmax_overflow_demo_uses_the_kernels():
-    at = _softmax(**{"sm.length": 64, "sm.scenario": "increasing"})
-    _ok(at)
-    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
-    titles = [a["text"] for a in spec["layout"]["annotations"]]
-    assert titles[0].startswith("naive: ") and "NaN/inf" in titles[0], f"naive must overflow on float16 x 100: {titles}"
-    assert [t.split(":")[0] for t in titles[1:]] == ["safe", "online"]
-    assert all("finite, max err" in t for t in titles[1:]), titles
-    table = at.dataframe[0].value  # the online kernel's (m, d): every chunk of a sorted row grows
-    assert np.isfinite(table["d ×"].iloc[1:].astype(float)).all()
-
-
-def test_slow_softmax_counts_wait_for_a_click(monkeypatch):
-    from viz import state
-
-    monkeypatch.setattr(state, "AUTO_COUNT_SECONDS", 0.0)  # as if this size took minutes to count
-    at = _app(**{"attn.seq_len": 128})
-    _ok(at)
-    assert list(at.dataframe[0].value["equal?"]) == ["—", "—", "—", "—", "—", "✓"]  # model only, and FA's own
-    at.button(key="attn.next").click().run()  # stepping still never runs them
-    assert at.button(key="attn.count").label.startswith("Count the softmax accesses")
-    at.button(key="attn.count").click().run()
-    _ok(at)
-    assert list(at.dataframe[0].value["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"]
 
 
 def test_a_kernel_failure_is_a_message(monkeypatch):
@@ -293,52 +265,219 @@ def test_a_kernel_failure_is_a_message(monkeypatch):
     assert not at.get("plotly_chart")
 
 
-# ---------------------------------------------------------------- backward page
-BACKWARD = "viz/pages/backward.py"
-BWD_SMALL = {"bwd.seq_len": 256, "bwd.head_dim": 64, "bwd.block_m": 64, "bwd.block_n": 64}
+def test_slow_softmax_counts_wait_for_a_click(monkeypatch):
+    from viz import state
 
-
-def _backward(defaults: bool = False, **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for k, v in {**({} if defaults else BWD_SMALL), **state}.items():
-        at.session_state[k] = v
-    at.run()
-    return at.switch_page(BACKWARD).run()
-
-
-def test_backward_defaults_and_stepping():
-    at = _backward(defaults=True)
+    monkeypatch.setattr(state, "AUTO_COUNT_SECONDS", 0.0)  # as if this size took minutes to count
+    at = _app(**{"attn.seq_len": 128})
     _ok(at)
-    cfg_tq = -(-at.session_state["bwd.seq_len"] // at.session_state["bwd.block_m"])
-    assert _step(at) == (1, cfg_tq)  # non-causal: kv-block 0's program visits every q-block
-    assert len(at.get("plotly_chart")) == 8  # row, grid, P, dP, dS, D, accumulators, memory
-    at.button(key="bwd.next").click().run()
+    assert list(at.dataframe[0].value["equal?"]) == ["—", "—", "—", "—", "—", "✓"]  # model only, and FA's own
+    _goto(at, "attn", 2)  # stepping still never runs them
+    assert at.button(key="attn.count").label.startswith("Count the softmax accesses")
+    at.button(key="attn.count").click().run()
     _ok(at)
-    assert _step(at)[0] == 2 and "Q<sub>1</sub>" in [m.value for m in at.markdown if "-step-label" in m.value][0]
-    at.button(key="bwd.prev").click().run()
+    assert list(at.dataframe[0].value["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"]
+
+
+def test_measured_bytes_show_where_the_config_matches():
+    from types import SimpleNamespace
+
+    from viz import state
+
+    cfg = SimpleNamespace(seq_len=4096, head_dim=64, block_m=64, block_n=64, causal=False, dtype="float16",
+                          loop_order="fa2", kv_splits=1)  # a replayed trace's config (the CPU refuses 4096 live)
+    got = state.measured_bytes(cfg)
+    assert got is not None and got["gpu"] == "NVIDIA H200"
+    assert set(got["bytes"]) >= {"flash", "standard", "naive", "safe", "online"}
+    assert got["bytes"]["standard"] > 50 * got["bytes"]["flash"], "L2 absorbs FlashAttention's K/V re-reads"
+    assert state.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "seq_len": 256})) is None
+    assert state.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "kv_splits": 2})) is None, "another kernel"
+    fa1 = state.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "loop_order": "fa1"}))
+    assert fa1["bytes"]["flash"] != got["bytes"]["flash"]
+
+
+# ---------------------------------------------------------------- deep links and the URL
+def test_deep_link_restores_the_attention_state():
+    query = dict(seq_len=200, head_dim=32, block_m=64, block_n=32, causal=1, dtype="float32", scenario="large",
+                 seed=3, q_block=2, row=140, step=3)
+    at = _app(query=query)
+    _ok(at)
+    assert _step(at) == (3, 6)  # causal: q-block 2 (rows 128-191) visits kv-blocks 0-5 (keys 0-191)
+    s = at.session_state
+    assert (s["attn.seq_len"], s["attn.head_dim"], s["attn.block_n"], s["attn.causal"], s["attn.scenario"],
+            s["attn.seed"]) == (200, 32, 32, True, "large", 3)
+    assert "Row 140" in " ".join(m.value for m in at.markdown)
+    url = dict(at.query_params.items())
+    for k, v in query.items():  # the URL still says exactly this state
+        assert url[k] == str(v), (k, url[k], v)
+
+
+def test_deep_link_to_a_scene_and_presenter_view():
+    at = _app(query={"scene": "causal", "step": 2, "present": 1})
+    _ok(at)
+    assert _step(at)[0] == 2 and at.session_state["app.present"]
+    keys = {e.proto.id for e in at.get("plotly_chart")}
+    assert keys, "presenter view draws charts"
+    assert len(at.get("plotly_chart")) == 4 and len(at.latex) == 1  # grid, m/l, alpha, acc; the equations
+    assert at.query_params["scene"] == "causal" and at.query_params["present"] == "1"
+
+
+@pytest.mark.parametrize("page, query, state", [
+    ("softmax", dict(length=100, block=32, scenario="increasing", seed=2, step=5), {"sm.length": 100, "sm.block": 32}),
+    ("backward", dict(seq_len=128, head_dim=32, block_m=32, block_n=32, causal=1, kv_block=1, row=70, step=2,
+                      dtype="float32"), {"bwd.kv_block": 1, "bwd.row": 70, "bwd.causal": True}),
+    ("orders", dict(seq_len=100, block_m=32, block_n=32, head_dim=32, causal=1, dtype="float32", row=40, step=4),
+     {"ord.row_abs": 40, "ord.seq_len": 100}),
+])
+def test_deep_link_restores_each_page(page, query, state):
+    at = _app(page, query=query)
+    _ok(at)
+    assert _step(at)[0] == query["step"]
+    for k, v in state.items():
+        assert at.session_state[k] == v, k
+    assert at.query_params["step"] == str(query["step"])
+
+
+@pytest.mark.parametrize("query, words", [
+    ({"block_m": "7"}, "block_m"), ({"seq_len": "abc"}, "seq_len"), ({"step": "0"}, "step"),
+    ({"scene": "no-such-scene"}, "no-such-scene"), ({"causal": "maybe"}, "causal"), ({"zzz": "1"}, "zzz"),
+])
+def test_invalid_url_parameters_are_a_message(query, words):
+    at = _app(query=query)
+    assert not at.exception
+    messages = " ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error)
+    assert words in messages, messages
+    if "scene" not in query:
+        assert _step(at)[0] == 1, "the page still opens, at the defaults"
+
+
+# ---------------------------------------------------------------- scenes and files
+@pytest.mark.parametrize("scene", SHIPPED, ids=lambda s: s.name)
+def test_every_scene_replays(scene):
+    page = {"attention": "attention", "backward": "backward", "softmax": "softmax"}[scene.page]
+    at = _app(page, query={"scene": scene.name})
+    _ok(at)
+    assert _step(at)[0] == scene.step
+    assert "NVIDIA H200" in " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.sidebar.info) \
+        or scene.page == "softmax"
+
+
+def test_load_a_recorded_trace(tmp_path):
+    cfg = TraceConfig(seq_len=48, head_dim=16, block_m=16, block_n=16, causal=True)
+    path = tmp_path / "t.npz"
+    trace_io.save(capture_trace(cfg), path)
+    at = _app()
+    at.sidebar.file_uploader[0].set_value(("t.npz", path.read_bytes(), "application/octet-stream")).run()
+    _ok(at)
+    assert any("Replaying the file t.npz" in c.value for c in at.caption)
+    assert _step(at) == (1, 3) or _step(at)[1] <= 3
+    at.button(key="attn.back").click().run()
+    _ok(at)
+    assert not any("Replaying the file" in c.value for c in at.caption)
+
+
+def test_a_trace_of_another_kind_names_its_page(tmp_path):
+    at = _app()
+    data = (ROOT / "scenes" / "backward.npz").read_bytes()
+    at.sidebar.file_uploader[0].set_value(("b.npz", data, "application/octet-stream")).run()
+    assert not at.exception
+    assert any("backward trace: open it on the Backward page" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_load_a_broken_file_shows_an_error():
+    at = _app()
+    at.sidebar.file_uploader[0].set_value(("junk.npz", b"not a zip at all", "application/octet-stream")).run()
+    assert not at.exception
+    assert any("junk.npz" in e.value for e in at.error), [e.value for e in at.error]
+
+
+# ---------------------------------------------------------------- softmax page
+def test_softmax_page_values():
+    at = _app("softmax", **{"sm.length": 64, "sm.block": 16, "sm.scenario": "increasing"})
+    _ok(at)
+    assert _step(at) == (1, 12)
+    _goto(at, "sm", 7)
+    assert "pass 2, chunk 3" in _step_label(at)
+    table = at.dataframe[0].value  # the online kernel's (m, d): every chunk of a sorted row grows
+    assert np.isfinite(table["d ×"].iloc[1:].astype(float)).all()
+    access = at.dataframe[-1].value
+    assert list(access["per element (model)"])[:4] == [3, 4, 3, 2]
+    assert list(access["equal?"]) == ["✓"] * len(access)
+    ladder = at.dataframe[1].value
+    assert list(ladder["reads of each element of the row"]) == [3, 2, 0]
+
+
+def test_softmax_overflow_is_labelled_with_the_arithmetic_dtype():
+    import json
+
+    at = _app("softmax", **{"sm.length": 64, "sm.scenario": "randn"})
+    _ok(at)
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    titles = {k: [a["text"] for a in spec["layout"].get("annotations", [])] for k, spec in charts.items()}
+    f32 = next(t for k, t in titles.items() if "overflow32" in k)
+    f16 = next(t for k, t in titles.items() if "overflow16" in k)
+    for t in (f32, f16):
+        assert t[0].startswith("naive: ") and "NaN/inf" in t[0], t
+        assert all("finite, max err" in x for x in t[1:3]), t
+    assert any("float16 row computing in float32: 0 NaN/inf" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("state", [
+    {"sm.length": 1}, {"sm.length": 100, "sm.block": 32}, {"sm.length": 1000, "sm.block": 16},
+    *[{"sm.scenario": s} for s in ("randn", "large", "increasing", "decreasing")],
+])
+def test_softmax_edges(state):
+    at = _app("softmax", **state)  # 1000 / 16: 63 chunks, the split-row kernel's 64 slices
+    _ok(at)
     assert _step(at)[0] == 1
-    at.slider(key="bwd.step_slider").set_value(3).run()
-    assert _step(at)[0] == 3
-    row_table, mem_table = at.dataframe[0].value, at.dataframe[1].value
+
+
+def test_softmax_refuses_too_many_slices():
+    at = _app("softmax", **{"sm.length": 2000, "sm.block": 16})
+    assert not at.exception
+    assert at.error and "at most 64 slices" in at.error[0].value
+
+
+# ---------------------------------------------------------------- backward page
+def test_backward_page_values():
+    at = _app("backward")
+    _ok(at)
+    assert _step(at) == (1, 4)
+    _goto(at, "bwd", 3)
+    assert _step(at)[0] == 3 and "Q2" in _step_label(at)
+    row_table = at.dataframe[0].value
     assert (row_table["difference"].abs() < 1e-6).all(), row_table
+    mem_table = at.dataframe[-1].value
     assert list(mem_table["equal?"]) == ["—", "✓", "✓", "✓", "✓"], mem_table
-    assert any("65,536 elements (256 KiB in float32)" in m.value for m in at.markdown), "N² per row, with units"
-    assert any("256 elements (1 KiB in float32)" in m.value for m in at.markdown), "N per row, with units"
+    text = " ".join(m.value for m in at.markdown)
+    assert "65,536 elements (256 KiB in float32)" in text and "256 elements (1 KiB in float32)" in text
+
+
+def test_backward_worked_example():
+    at = _app("backward")
+    tex = _latex(at)
+    assert r"- 0.04a - 0.2b + 0.24c" in tex.replace("\\,", ""), tex
+    assert "0.28" in tex and "-0.13" in tex
+    assert any("dS = [-0.13, -0.15, 0.28], D = 2.3" in m.value for m in at.markdown)
+    at.number_input(key="bwd.ex_p0").set_value(0.5).run()  # sums to 1.4: not a softmax output
+    assert any("P must be non-negative and sum to 1" in e.value for e in at.error)
 
 
 def test_backward_stepping_does_not_rerun_the_kernel(monkeypatch):
     from kernels import trace_backward
 
-    at = _backward(**{"bwd.seq_len": 200, "bwd.causal": True})
+    at = _app("backward", **{"bwd.seq_len": 200, "bwd.causal": True})
     calls = []
     real = trace_backward.capture_backward_trace
     monkeypatch.setattr(trace_backward, "capture_backward_trace", lambda *a, **k: calls.append(a) or real(*a, **k))
-    at.button(key="bwd.next").click().run()
-    at.slider(key="bwd.row").set_value(150).run()
-    at.button(key="bwd.prev").click().run()
+    _goto(at, "bwd", 2)
+    at.session_state["bwd.row"] = 150
+    at.run()
+    _goto(at, "bwd", 1)
     assert calls == [], f"stepping launched the kernel {len(calls)} times"
-    at.sidebar.slider(key="bwd.kv_block").set_value(2).run()  # another program: same trace, step 1
-    assert calls == [] and _step(at) == (1, 2)  # causal: kv-block 2 (cols 128-191) meets q-blocks 2, 3
+    at.session_state["bwd.kv_block"] = 2
+    at.run()
+    assert calls == [] and _step(at)[1] == 2  # causal: kv-block 2 (keys 128-191) meets q-blocks 2, 3
     _ok(at)
 
 
@@ -346,32 +485,21 @@ BWD_EDGES = [
     dict(seq_len=1, block_m=16, block_n=16),
     dict(seq_len=100, block_m=32, block_n=16, causal=True, kv_block=6, row=99),
     dict(seq_len=77, head_dim=16, block_m=16, block_n=64, dtype="float16", scenario="large"),
-    dict(seq_len=64, head_dim=128, block_m=128, block_n=64, causal=True, scenario="increasing"),
+    dict(seq_len=64, head_dim=128, block_m=128, block_n=64, causal=True, scenario="increasing", row=0),
 ]
 
 
 @pytest.mark.parametrize("edge", BWD_EDGES, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()))
 def test_backward_edge_settings(edge):
-    at = _backward(**{f"bwd.{k}": v for k, v in edge.items()})
+    at = _app("backward", **{f"bwd.{k}": v for k, v in edge.items()})
     _ok(at)
     k, n = _step(at)
     assert k == 1 and n >= 1
     if n > 1:
-        at.button(key="bwd.next").click().run()
+        _goto(at, "bwd", 2)
         _ok(at)
         assert _step(at)[0] == 2
-    assert list(at.dataframe[1].value["equal?"])[1:] == ["✓"] * 4
-
-
-@pytest.mark.parametrize("state, words", [
-    pytest.param(dict(seq_len=4096, block_m=16, block_n=16), "tiles", marks=CPU_ONLY),
-    (dict(block_m=256, block_n=128), "block_m * block_n"),
-])
-def test_backward_refused_sizes_show_a_message(state, words):
-    at = _backward(**{f"bwd.{k}": v for k, v in state.items()})
-    assert not at.exception
-    assert at.error and words in at.error[0].value, [e.value for e in at.error]
-    assert not at.get("plotly_chart")
+    assert list(at.dataframe[-1].value["equal?"])[1:] == ["✓"] * 4
 
 
 def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
@@ -379,7 +507,26 @@ def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
 
     cfg = TraceConfig(seq_len=96, head_dim=64, block_m=32, block_n=32, seed=4321)
     monkeypatch.setattr(limits, "TILE_BUDGET_BYTES", trace_backward.tile_bytes(cfg))  # one kv-block fits
-    at = _backward(**{"bwd.seq_len": 96, "bwd.block_m": 32, "bwd.block_n": 32, "bwd.seed": 4321})
+    at = _app("backward", **{"bwd.seq_len": 96, "bwd.block_m": 32, "bwd.block_n": 32, "bwd.seed": 4321})
     _ok(at)
     assert any("recomputed in float64" in c.value for c in at.caption)
     assert (at.dataframe[0].value["difference"].abs() < 1e-6).all()
+
+
+# ---------------------------------------------------------------- FA1 vs FA2
+def test_orders_page_walks_and_counts():
+    at = _app("orders", **{"ord.seq_len": 100, "ord.block_m": 32, "ord.block_n": 32, "ord.head_dim": 32,
+                           "ord.causal": True, "ord.dtype": "float32", "ord.row_abs": 40})
+    _ok(at)
+    k, n = _step(at)
+    assert (k, n) == (1, 10)  # 4 x 4 tiles, causal: 1 + 2 + 3 + 4
+    _goto(at, "ord", n)
+    table = at.dataframe[0].value
+    assert list(table["equal?"]) == ["✓", "✓"]
+    fa1 = table.iloc[1]
+    fa2 = table.iloc[0]
+    # FA1 writes O, m, l back at every tile; FA2 writes O and the log-sum-exp once
+    assert fa1["stores (counted by the kernel)"] > 2 * fa2["stores (counted by the kernel)"]
+    text = " ".join(m.value for m in at.markdown)
+    assert f"<b>{fa2['loads (counted by the kernel)']:,}</b> loads" in text, "so far, at the last step: the total"
+    assert r"\text{review: }" in _latex(at)

@@ -90,9 +90,14 @@ def test_tile_heatmap_values(causal, which):
         z = np.array(fig.data[0].z, dtype=float)
         want = getattr(causal, which)[slot, j, : causal.rows(i), : min(c.block_n, c.seq_len - j * c.block_n)]
         assert z.shape == want.shape == (4, want.shape[1]), f"step {step}: heatmap {z.shape}, tile {want.shape}"
-        finite = np.isfinite(want)
+        s = causal.s[slot, j, : causal.rows(i), : want.shape[1]]
+        finite = np.isfinite(s)  # masked: s = -inf, p = 0; both drawn blank (NaN) on the grey background
+        last = step == grid.step_count(causal, i) - 1  # keys 96-99: the diagonal tile, masked above it
+        assert (~finite).any() == last, f"step {step}: only the diagonal tile masks cells"
         assert np.array_equal(z[finite], want[finite]), f"{which} step {step}: heatmap differs from the trace"
         assert np.isnan(z[~finite]).all(), f"{which} step {step}: masked cells must be blank"
+        if which == "p":
+            assert (want[~finite] == 0).all()
         assert list(fig.data[0].y) == list(range(96, 100))  # absolute query rows, row 0 at the top
         assert fig.layout.yaxis.autorange == "reversed"
 
@@ -111,18 +116,23 @@ def test_heatmap_color_range_fixed_across_steps(full):
 
 
 def test_running_state_lines(full, causal):
+    """The followed row's m and l up to this step (solid), the rest faded, every value the trace's."""
     for trace, i, row in ((full, 2, 5), (causal, 3, 2)):
         steps = trace.steps(i)
         fig = fa.running_state_figure(trace, i, 1, row)
+        r = i * trace.config.block_m + row  # labelled with its row of the sequence
         for name in ("m", "l"):
-            line = next(t for t in fig.data if t.name == f"{name}: row {row}")
             want = getattr(trace, name)[i, steps, row]
-            assert np.array_equal(np.array(line.y, dtype=float), want), f"{name} of row {row} differs from the trace"
-            assert list(line.x) == list(steps)
+            line = next(t for t in fig.data if t.name == f"{name}: row {r}")
+            assert np.array_equal(np.array(line.y, dtype=float), want[:2]), f"{name} of row {r} differs from the trace"
+            assert list(line.x) == list(steps[:2])
+            future = next(t for t in fig.data if t.name == f"{name}: row {r}, to come")
+            assert np.array_equal(np.array(future.y, dtype=float), want[1:]) and future.opacity < 0.5
             marker = next(t for t in fig.data if t.name == f"{name}: this step")
             assert marker.y[0] == want[1] and marker.x[0] == steps[1]
-    # no causal mask: every kv-block, so the line is the whole trace.m[i, :, row]
-    line = next(t for t in fa.running_state_figure(full, 2, 0, 5).data if t.name == "m: row 5")
+    # no causal mask, the last step: every kv-block, so the line is the whole trace.m[i, :, row]
+    last = grid.step_count(full, 2) - 1
+    line = next(t for t in fa.running_state_figure(full, 2, last, 5).data if t.name == f"m: row {2 * FULL.block_m + 5}")
     assert np.array_equal(np.array(line.y, dtype=float), full.m[2, :, 5])
 
 
@@ -136,9 +146,12 @@ def test_alpha_and_rescales(full):
         grew = full.alpha[i, j, :rows] < 1 if step > 0 else np.zeros(rows, bool)
         assert [c == style.ORANGE for c in bar.marker.color] == list(grew)
         want = int((full.alpha[i, full.steps(i)[1 : step + 1], :rows] < 1).sum())
-        assert fa.rescale_count(full, i, step) == want
-    # "increasing": each new kv-block holds a larger max, so every row rescales at every step
-    assert fa.rescale_count(full, i, 3) == 3 * rows
+        facts = fa.step_facts(full, i, step)
+        assert facts["grew_so_far"] == want and facts["first"] == (step == 0)
+        assert facts["multiplies_so_far"] == rows * (step + 1)  # the kernel multiplies acc by alpha every step
+        assert facts["grew"] == (int(grew.sum()) if step else 0)
+    # "increasing": each new kv-block holds a larger max, so every row's max grows at every step
+    assert fa.step_facts(full, i, 3)["grew_so_far"] == 3 * rows
 
 
 def test_accumulator_and_output(causal):

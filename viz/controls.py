@@ -51,8 +51,11 @@ def source_picker(prefix: str, page: str, on_change) -> scenes.Scene | None:
     titles = {s.name: s.title for s in mine} | {LIVE: LIVE}
     key = f"{prefix}.source"
     if ss.get(key) not in names:
+        if ss.get(key) is not None and ss.get(key) != LIVE:  # a scene named by the URL that is not here
+            st.warning(f"There is no scene called {str(ss[key])[:40]!r} on this page: showing "
+                       f"{titles.get(names[0], names[0]) if names else LIVE} instead.")
         ss[key] = names[0] if names else LIVE
-    st.selectbox("Scenes", names, key=key, format_func=titles.get, on_change=on_change,
+    st.selectbox("Scenes", names, key=key, format_func=titles.get, on_change=on_change, persist_state="session",
                  help=(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "
                        f"triton {recorded.get('triton', '?')} ({recorded.get('date', '?')[:10]}), replayed here"
                        if recorded else "No scenes ship with this copy of the app."))
@@ -66,7 +69,7 @@ def config_sidebar(prefix: str, on_change, orders: bool = False, seed_help=None,
     """Sequence length, head dim, blocks, causal, dtype, scenario and seed (and the loop order and
     split-KV for the forward), under stable keys."""
     ss = st.session_state
-    persist = dict(on_change=on_change, disabled=not live_possible())
+    persist = dict(on_change=on_change, disabled=not live_possible(), persist_state="session")
     st.slider("sequence length", 1, limits.max_seq_len(), key=f"{prefix}.seq_len", **persist,
               help=f"1 to {limits.max_seq_len()} on this backend" + (
                   f"; the interpreter runs at most {limits.MAX_TILES_CPU} tiles" if backend.INTERPRET else ""))

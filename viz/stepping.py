@@ -32,11 +32,12 @@ def page_style() -> None:
 
 def play_controls(prefix: str) -> None:
     """Presenter view, dark theme, play speed and loop (in the sidebar)."""
-    st.toggle("presenter view", key="app.present", help="one projector screen per step (key P); the URL's present=1")
-    st.toggle("dark projector theme", key="app.dark")
+    st.toggle("presenter view", key="app.present", help="one projector screen per step (key P); the URL's present=1",
+              persist_state="session")
+    st.toggle("dark projector theme", key="app.dark", persist_state="session")
     c1, c2 = st.columns([1.6, 1], vertical_alignment="bottom")
-    c1.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed")
-    c2.toggle("loop", key=f"{prefix}.loop", help="play again from the first step after the last")
+    c1.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
+    c2.toggle("loop", key=f"{prefix}.loop", help="play again from the first step after the last", persist_state="session")
     st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view.")
 
 
@@ -64,7 +65,7 @@ def step_fragment(prefix: str, n_steps: int, draw) -> None:
                 ss[f"{prefix}.playing"] = bool(ss[f"{prefix}.loop"])
             else:
                 step += 1
-        ss[tick_key] = True if playing else None
+        ss[tick_key] = True if playing and ss[f"{prefix}.playing"] else None
         ss[f"{prefix}.step"] = step
         draw(step)
 

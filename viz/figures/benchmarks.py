@@ -113,13 +113,13 @@ def bench_softmax_figure(result: dict) -> go.Figure:
                 hovertemplate="cols=%{x}<br>%{y:.0f} GB/s<extra>" + IMPL_LABELS.get(impl, impl) + "</extra>",
             ), row=1, col=ci)
         if copy:
-            label = dict(annotation_text=f"copy of 1 GiB: {copy * 1000:.0f} GB/s", annotation_position="bottom right",
-                         annotation_font=dict(size=12, color=GREY)) if ci == len(dtypes) else {}
+            label = dict(annotation_text=f"copy of 1 GiB: {copy * 1000:.0f} GB/s", annotation_position="top left",
+                         annotation_font=dict(size=12, color=GREY)) if ci == 1 else {}  # above the line, clear of the data
             fig.add_hline(y=copy * 1000, line=dict(color=GREY, dash="dot"), row=1, col=ci, **label)
     cols = sorted({r["cols"] for r in rows})
     fig.update_xaxes(type="log", tickvals=cols, ticktext=[f"{c // 1024}k" for c in cols], title_text="columns per row")
     fig.update_yaxes(title_text="GB/s", row=1, col=1)
-    fig.update_yaxes(range=[0, (copy * 1000 if copy else max(r["GBps"] for r in rows)) * 1.1])
+    fig.update_yaxes(range=[0, (copy * 1000 if copy else max(r["GBps"] for r in rows)) * 1.15])
     layout(fig, 420, legend=dict(orientation="h", y=-0.28, x=0), t=40)
     return fig
 

@@ -154,10 +154,10 @@ def step_label(n: int, k: int, i: int, j: int) -> str:
     rows = trace.rows(i)
     lo_r, lo_c = i * c.block_m, j * c.block_n
     what = (f"first tile of Q<sub>{i}</sub>: m starts at −∞, every row takes its first max (α = 0)" if facts["first"]
-            else f"max grew in <b>{facts['grew']}</b> of {rows} rows · acc rescaled by α at every step "
+            else f"max grew in <b>{facts['grew']}</b> of {rows} rows · every row's acc × α "
                  f"({facts['multiplies_so_far']} row rescales so far, {facts['grew_so_far']} with α < 1)")
-    order = "one program walks every tile" if c.loop_order == "fa1" else f"program of Q<sub>{i}</sub>"
-    return (f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {k + 1} of {n}</b> · {order} · "
+    order = "one program walks every tile · " if c.loop_order == "fa1" else ""
+    return (f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {k + 1} of {n}</b> · {order}"
             f"Q<sub>{i}</sub> (rows {lo_r}–{lo_r + rows - 1}) meets K<sub>{j}</sub>, V<sub>{j}</sub> "
             f"(keys {lo_c}–{lo_c + trace.cols(j) - 1}) · {what}</div>")
 

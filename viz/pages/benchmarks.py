@@ -12,7 +12,7 @@ from viz.figures import benchmarks as fbench
 ss = st.session_state
 ss.setdefault("bench.live", None)
 
-st.header("Benchmarks: the kernel you step through, timed")
+st.markdown("#### Benchmarks: the kernel you step through, timed")
 recorded = state.recorded_results()
 
 if not backend.INTERPRET:
@@ -25,7 +25,10 @@ if not backend.INTERPRET:
             ss["bench.live"] = state.live_benchmark(lambda f, msg: bar.progress(min(f, 1.0), text=msg))
             bar.empty()
 
-choices = list(recorded)
+# the newest run first, and of one day's runs the one with the most parts (forward, backward, softmax)
+choices = sorted(recorded, key=lambda k: (str(recorded[k].get("env", {}).get("date", k[5:15]))[:10],
+                                          sum(bool(recorded[k].get(p)) for p in ("attention", "backward", "softmax"))),
+                 reverse=True)
 if ss["bench.live"] is not None:
     choices = ["live run on this GPU"] + choices
 if not choices:
@@ -52,12 +55,12 @@ st.markdown(
 )
 
 if result.get("attention"):
-    st.subheader("Attention forward, TFLOP/s")
+    st.markdown("##### Attention forward, TFLOP/s")
     a = result["attention"][0]
     st.caption(f"{a['dtype']}, batch {a['batch']}, {a['heads']} heads; FLOPs = 4·B·H·N²·D, halved when causal. "
                "SDPA backends pinned with torch.nn.attention.sdpa_kernel; MATH only up to N = 4096.")
     st.plotly_chart(fbench.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
-    st.dataframe(fbench.bench_ratio_table(result), hide_index=True, width="stretch", key="bench.attn_table")
+    st.dataframe(fbench.bench_ratio_table(result), hide_index=True, width="stretch", placeholder="—", key="bench.attn_table")
     if any(r.get("config") for r in result["attention"]):
         st.caption("config picked: the tuner's choice for that case, timed on the first call. BM x BN = "
                    "q-block x kv-block rows, w = warps, s = pipeline stages, ws = warp-specialized, "
@@ -66,7 +69,7 @@ if result.get("attention"):
                    "FlashAttention tiles page steps through the same kernel, one q-block whole.")
 
 if result.get("backward"):
-    st.subheader("Attention forward + backward, TFLOP/s")
+    st.markdown("##### Attention forward + backward, TFLOP/s")
     b = result["backward"][0]
     st.caption(f"{b['dtype']}, batch {b['batch']}, {b['heads']} heads; FLOPs = 3.5 x the forward's "
                "(the backward does 2.5x). Ours is flash_attention through torch.autograd.")
@@ -74,13 +77,15 @@ if result.get("backward"):
     note = fbench.host_bound_note(result, "backward")
     if note:
         st.caption(note)
-    st.dataframe(fbench.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", key="bench.bwd_table")
+    st.dataframe(fbench.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", placeholder="—",
+                 key="bench.bwd_table")
 
 if result.get("softmax"):
-    st.subheader("Softmax, GB/s")
+    st.markdown("##### Softmax, GB/s")
     st.caption("Bytes = one read + one write of the matrix (the minimum), so a variant that reads twice "
                "cannot pass two thirds of the copy line. Dotted: the run's 1 GiB device copy; dashed (where "
                "recorded): a copy of the same bytes as each shape, timed next to it, the ceiling at that size. "
                "'best' is single-pass where a row fits on chip, else online.")
     st.plotly_chart(fbench.bench_softmax_figure(result), width="stretch", key="bench.sm_fig")
-    st.dataframe(fbench.bench_softmax_ratio_table(result), hide_index=True, width="stretch", key="bench.sm_table")
+    st.dataframe(fbench.bench_softmax_ratio_table(result), hide_index=True, width="stretch", placeholder="—",
+                 key="bench.sm_table")

@@ -65,10 +65,14 @@ if urlstate.arrived("orders"):
 stepping.page_style()
 st.html("<style>[class*='st-key-ord-eq'] .katex {font-size: 1.08em !important}</style>")
 names = ([controls.LIVE] if controls.live_possible() else []) + list(PAIRS)
+if not names:
+    st.markdown("#### FlashAttention-1 against FlashAttention-2")
+    st.info(controls.NO_TRITON + " No scene pair (the same config recorded in both orders) ships with this copy.")
+    st.stop()
 if ss.get("ord.source") not in names:
     ss["ord.source"] = names[0] if names else controls.LIVE
 with st.sidebar:
-    st.selectbox("Scenes", names, key="ord.source", on_change=lambda: stepping.restart("ord"),
+    st.selectbox("Scenes", names, key="ord.source", on_change=lambda: stepping.restart("ord"), persist_state="session",
                  format_func=lambda n: n if n == controls.LIVE else PAIRS[n][1].title.replace("'s loop order", "")
                  + " + FA2, recorded")
     if not controls.live_possible():

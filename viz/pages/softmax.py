@@ -72,7 +72,7 @@ with st.sidebar:
         st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
     if scene is None and ss["sm.loaded"] is None:
         with st.expander("One row", expanded=True):
-            persist = dict(on_change=_restart, disabled=not controls.live_possible())
+            persist = dict(on_change=_restart, disabled=not controls.live_possible(), persist_state="session")
             st.slider("row length", 1, softmax_trace.MAX_LENGTH, key="sm.length", **persist)
             st.select_slider("chunk (BLOCK)", softmax_trace.BLOCKS, key="sm.block", **persist,
                              help="columns each streaming kernel loads at a time; the split-row kernel's slice")
