@@ -204,3 +204,19 @@ def test_backward_benchmark_runs():
     assert all(r["max_grad_err_vs_sdpa_efficient"] < 0.1 for r in ours), ours
     # replayed from a CUDA graph: the GPU's time alone, never much longer than the eager call
     assert all(0 < r["graph_ms"] < 1.5 * r["ms"] for r in rows if r.get("tflops")), rows
+
+
+def test_softmax_backward_row_kernel():
+    """The worked example's kernel, compiled: dS = P o (dP - D) against the float64 Jacobian form."""
+    from kernels import reference, softmax_bwd
+
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 100, 1000):
+        p = rng.random(n)
+        p /= p.sum()
+        dp = rng.standard_normal(n)
+        ds, d = softmax_bwd.softmax_backward(p, dp)
+        want = reference.softmax_backward_row(p.astype(np.float32).astype(np.float64),
+                                             dp.astype(np.float32).astype(np.float64))
+        assert abs(d - want["d"]) < 1e-5 * max(1, abs(want["d"]))
+        assert np.max(np.abs(ds - want["ds_jacobian"])) < 1e-5

@@ -292,3 +292,44 @@ def test_gpu_short_rows_several_per_program(variant):
     y, counted = sm.softmax(x, variant, out=out, return_counts=True)
     _assert_close(y, x, f"{variant} {rows}x{cols}")
     assert counted == traffic.softmax(variant, rows, cols)
+
+
+# ---------------------------------------------------------------- the softmax backward of one row
+@pytest.mark.parametrize("n", [1, 3, 100, 1000])
+def test_softmax_backward_kernel_matches_the_jacobian(n):
+    """dS = P o (dP - D) from the kernel against (diag(P) - P P^T) dP in float64, on ragged lengths
+    (BLOCK is the next power of two: masked lanes). float32 products of O(1) numbers: 1e-6."""
+    from kernels import softmax_bwd
+
+    rng = np.random.default_rng(n)
+    p = rng.random(n)
+    p /= p.sum()
+    dp = rng.standard_normal(n) * 3
+    ds, d = softmax_bwd.softmax_backward(p, dp)
+    p32, dp32 = (a.astype(np.float32).astype(np.float64) for a in (p, dp))
+    want = reference.softmax_backward_row(p32, dp32)
+    assert ds.shape == (n,) and abs(d - want["d"]) < 1e-6 * max(1.0, abs(want["d"]))
+    assert np.max(np.abs(ds - want["ds_jacobian"])) < 1e-6
+    if n == 1:
+        assert ds[0] == 0.0  # one key: P = 1, J = P(1 - P) = 0
+
+
+def test_softmax_backward_example_from_the_post():
+    """P = [0.1, 0.5, 0.4]: J's last row is (-0.04, -0.2, 0.24), so (J dP)_3 = -0.04a - 0.2b + 0.24c."""
+    from kernels import softmax_bwd
+
+    for a, b, c in ((1.0, 2.0, 3.0), (0.0, 0.0, 1.0), (-2.0, 0.5, 7.0)):
+        ds, d = softmax_bwd.softmax_backward([0.1, 0.5, 0.4], [a, b, c])
+        assert ds[2] == pytest.approx(-0.04 * a - 0.2 * b + 0.24 * c, abs=1e-6)
+        assert d == pytest.approx(0.1 * a + 0.5 * b + 0.4 * c, abs=1e-6)
+
+
+@pytest.mark.parametrize("p, dp, words", [
+    ([0.5, 0.5], [1.0], "same length"), ([[0.5, 0.5]], [[1.0, 2.0]], "1-D"), ([], [], "length"),
+    ([0.5, np.nan], [1.0, 2.0], "finite"), (np.full(5000, 2e-4), np.zeros(5000), "length"),
+])
+def test_softmax_backward_refuses_bad_rows(p, dp, words):
+    from kernels import softmax_bwd
+
+    with pytest.raises(ValueError, match=words):
+        softmax_bwd.softmax_backward(p, dp)

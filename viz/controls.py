@@ -133,6 +133,9 @@ def follow_slider(label: str, key: str, n: int, help: str, first: int = 0, on_ch
 
 def show_kernel_failure(e: Exception) -> None:
     """A kernel that failed on a config: its root cause as an error, never a traceback; stops the page."""
+    if isinstance(e, TimeoutError):  # other visitors' runs held the kernels: a wait, not a failure
+        st.warning(f"Not run: {e}")
+        st.stop()
     if isinstance(e, MemoryError):
         st.error("The float64 reference ran out of memory for this config: choose a shorter sequence.")
         st.stop()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -25,17 +26,39 @@ AUTO_COUNT_SECONDS = 5.0
 ROOT = Path(__file__).resolve().parents[1]
 
 
+LOCK_WAIT_SECONDS = 300.0  # a visitor waits at most this long for the others' kernel runs
+
+
 @st.cache_resource
 def kernel_lock() -> threading.Lock:
     """One lock for every kernel launch in this server: the GPU (or the interpreter) runs one at a time."""
     return threading.Lock()
 
 
+@contextmanager
+def kernel_turn():
+    """Hold the kernel lock for one launch; TimeoutError (shown as a message) after LOCK_WAIT_SECONDS
+    of other visitors' runs. Only launches take it: a cached result is read without waiting."""
+    lock = kernel_lock()
+    if not lock.acquire(timeout=LOCK_WAIT_SECONDS):
+        raise TimeoutError(f"the kernels were busy with other visitors' runs for {LOCK_WAIT_SECONDS:.0f} s: "
+                           "try again in a moment, or replay a scene")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def busy_note() -> str:
+    """Said in a spinner when another visitor's kernel run holds the lock."""
+    return " (after another visitor's kernel run, which is using the kernels now)" if kernel_lock().locked() else ""
+
+
 @st.cache_data(max_entries=6, show_spinner=False)
 def capture(fields: tuple, q_blocks: tuple | None = None) -> ktrace.AttentionTrace:
     """capture_trace(TraceConfig(**fields)), once per config (and per q_blocks choice)."""
     cfg = ktrace.TraceConfig(**dict(fields))
-    with kernel_lock():
+    with kernel_turn():
         return ktrace.capture_trace(cfg, q_blocks=q_blocks)
 
 
@@ -54,7 +77,7 @@ def count_seconds(seq_len: int) -> float:
 @st.cache_data(max_entries=8, show_spinner=False)
 def softmax_counts(fields: tuple, _trace: ktrace.AttentionTrace) -> dict:
     """scores_softmax_counts(trace), once per trace config."""
-    with kernel_lock():
+    with kernel_turn():
         return ktrace.scores_softmax_counts(_trace)
 
 
@@ -65,7 +88,7 @@ def softmax_capture(fields: tuple):
     from kernels.softmax_trace import SoftmaxConfig, capture_softmax
 
     cfg = SoftmaxConfig(**dict(fields))
-    with kernel_lock():
+    with kernel_turn():
         return capture_softmax(cfg)
 
 
@@ -77,7 +100,7 @@ def recorded_results() -> dict[str, dict]:
 def live_benchmark(progress) -> dict:
     """`python -m bench --small` in a child process (the benchmark CLI stays out of the app's
     imports), holding the kernel lock; progress(fraction, message) from its stderr."""
-    with kernel_lock(), tempfile.TemporaryDirectory() as tmp:
+    with kernel_turn(), tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "small.json")
         proc = subprocess.Popen([sys.executable, "-m", "bench", "--small", "--json", path], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -100,7 +123,7 @@ def capture_backward(fields: tuple, kv_blocks: tuple | None = None):
     from kernels import trace_backward
 
     cfg = ktrace.TraceConfig(**dict(fields))
-    with kernel_lock():
+    with kernel_turn():
         return trace_backward.capture_backward_trace(cfg, kv_blocks=kv_blocks)
 
 
@@ -217,5 +240,5 @@ def softmax_backward_example(p: tuple, dp: tuple) -> tuple | None:
         return None
     from kernels import softmax_bwd
 
-    with kernel_lock():
+    with kernel_turn():
         return softmax_bwd.softmax_backward(p, dp)

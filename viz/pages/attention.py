@@ -134,7 +134,7 @@ if cfg_error:
 if trace is None:  # the live kernel
     follow = min(int(ss["attn.follow"]), cfg.n_q_blocks - 1)
     secs = state.capture_seconds(cfg)
-    with st.spinner(f"Running the kernel with TRACE on ({backend.describe()})"
+    with st.spinner(f"Running the kernel with TRACE on ({backend.describe()})" + state.busy_note()
                     + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
         try:
             trace = state.trace_for(cfg, follow)

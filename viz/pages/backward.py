@@ -104,7 +104,7 @@ else:
     kv = min(int(ss["bwd.kv_block"]), cfg.n_kv_blocks - 1)
     secs = state.backward_capture_seconds(cfg)
     with st.spinner(f"Running the FlashAttention-2 forward, then the backward with TRACE on ({backend.describe()})"
-                    + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
+                    + state.busy_note() + (f", about {secs:.0f} s…" if secs >= 2 else "…")):
         try:
             trace = state.backward_trace_for(cfg, kv)
         except Exception as e:  # a kernel failure is shown, never a traceback

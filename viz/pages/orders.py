@@ -90,7 +90,7 @@ if live:
         st.error(err)
         st.stop()
     cfg1 = dataclasses.replace(cfg, loop_order="fa1")
-    with st.spinner(f"Running both kernels with TRACE on ({backend.describe()})…"):
+    with st.spinner(f"Running both kernels with TRACE on ({backend.describe()}){state.busy_note()}…"):
         try:
             t2, t1 = state.capture(cfg.fields()), state.capture(cfg1.fields())
         except Exception as e:  # a kernel failure is shown, never a traceback

@@ -106,7 +106,7 @@ else:
         st.markdown("#### Softmax: naive, safe, online")
         st.error(str(e))
         st.stop()
-    with st.spinner(f"Running the softmax kernels on this row ({backend.describe()})…"):
+    with st.spinner(f"Running the softmax kernels on this row ({backend.describe()}){state.busy_note()}…"):
         try:
             trace, note = state.softmax_capture(cfg.fields()), None
         except Exception as e:  # a kernel failure is shown, never a traceback
