@@ -52,7 +52,7 @@ SCENES = [
      "attention", 6, 2, 0, dict(seq_len=256, causal=True, loop_order="fa1", **F), None),
     ("fa2-order", "FlashAttention-2's loop order, the same tiles",
      "The q loop outside, one program per q-block: Q_i, acc, m and l stay on chip; O is written once.",
-     "attention", 6, 2, 0, dict(seq_len=256, causal=True, **F), None),
+     "attention", 3, 2, 0, dict(seq_len=256, causal=True, **F), None),
     ("split-kv", "Split-KV: four partial states, merged",
      "Each q-block's keys are cut into 4 programs; their (m, l, O) are merged: M = max M_s, L = sum L_s e^(M_s - M).",
      "attention", 2, 5, 0, dict(seq_len=512, kv_splits=4, **F), (4, 5, 6)),
