@@ -324,3 +324,118 @@ def test_bwd_row_parts_and_memory_rows(bwd):
     fb.backward_row_figure(parts, 50)
     fb.delta_figure(bwd, 1, 0)
     fb.bwd_acc_figure(bwd, 1, 2)
+
+
+# ---------------------------------------------------------------- FA1 vs FA2, split-KV, export
+ORDERS_CFG = dict(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True, seed=3)
+
+
+@pytest.fixture(scope="module")
+def both_orders():
+    return capture_trace(TraceConfig(**ORDERS_CFG)), capture_trace(TraceConfig(**ORDERS_CFG, loop_order="fa1"))
+
+
+def test_orders_walks_cover_the_same_tiles_and_count_like_the_kernels(both_orders):
+    from viz.figures import orders as fo
+
+    fa2, fa1 = both_orders
+    w2, w1 = fo.walk(fa2), fo.walk(fa1)
+    assert sorted(w2) == sorted(w1) and len(w2) == int(fa2.visited.sum())
+    assert w2 == sorted(w2), "FA2: q-block by q-block"
+    assert w1 == sorted(w1, key=lambda t: (t[1], t[0])), "FA1: kv-block outside, q-block inside"
+    for trace in (fa2, fa1):  # what the walk moves, tile by tile, adds up to what the kernel counted
+        n = len(fo.walk(trace))
+        assert fo.traffic_so_far(trace, n - 1) == fo.counted(trace)
+        so_far = [fo.traffic_so_far(trace, k)["loads"] for k in range(n)]
+        assert so_far == sorted(so_far) and so_far[0] > 0
+        states = fo.walk_states(trace, 3)
+        assert (states == "done").sum() == 3 and (states == "current").sum() == 1
+        assert ((states == "skipped") == (trace.visit_order < 0)).all()
+
+
+def test_fa1_update_correct_form_and_the_reviews_line(both_orders):
+    """O2 = (l1/l2) e^(m1 - m2) O1 + P~2 V2 reproduces the O the FA1 kernel wrote (float32 arithmetic
+    on O(1) numbers: 1e-5); the review's diag(l1/l2)^-1 O1 + P~2 V2 does not wherever the max grew or
+    the sum changed."""
+    from viz.figures import orders as fo
+
+    _, fa1 = both_orders
+    checked = wrong = 0
+    for k in range(len(fo.walk(fa1))):
+        i, _ = fo.walk(fa1)[k]
+        for row in range(fa1.rows(i)):
+            f = fo.fa1_forms(fa1, k, row)
+            if f["first"]:
+                continue
+            checked += 1
+            assert f["err_correct"] < 1e-5, (k, row, f)
+            wrong += f["err_review"] > 1e-3
+    assert checked > 100 and wrong > checked // 2
+    assert r"\text{review: }" in fo.fa1_forms_tex(fo.fa1_forms(fa1, 5, 1))
+
+
+def test_split_kv_merge_from_the_kernels_partials():
+    from viz.figures import split
+
+    trace = capture_trace(TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True, kv_splits=3))
+    for row in (0, 1, 40, 99):
+        parts = split.merge_parts(trace, row)
+        assert parts["err_formula"] < 1e-5 and parts["err_ref"] < 1e-5
+        assert parts["weights"].sum() == pytest.approx(1.0)
+        assert parts["m"] == pytest.approx(trace.ref_lse[row] - math.log(parts["l"]), abs=1e-5)
+        if row == 0:  # causal row 0 sees key 0 only: splits 1 and 2 hold nothing
+            assert list(parts["live"]) == [True, False, False] and parts["weights"][0] == 1.0
+    fig = split.partials_figure(trace, 99)
+    assert list(fig.data[1].y) == pytest.approx(list(split.merge_parts(trace, 99)["weights"]))
+    assert r"\max_s m_s" in split.merge_equations(split.merge_parts(trace, 99))
+
+
+def test_export_html_is_self_contained_and_has_every_step(causal):
+    from viz import export
+
+    html = export.animation_html(causal, 3, 1)
+    import re
+
+    assert "<script" in html and "<script src" not in html.replace('<script src="data:', ""), "plotly.js inline"
+    frames = {int(k) for k in re.findall(r'"name":"(\d+)"\}', html)}  # each frame ends with its name
+    assert frames == set(range(grid.step_count(causal, 3)))
+    fig = export.step_figure(causal, 3, 1, 2)
+    assert "Step 3" in fig.layout.title.text
+    assert np.array_equal(np.array(fig.data[0].z), np.array(grid.tile_grid_figure(causal, 3, 2).data[0].z))
+
+
+@pytest.mark.skipif(not __import__("viz.export", fromlist=["chromium"]).chromium(), reason="needs Chromium")
+def test_export_png_is_1920_by_1080(causal):
+    import struct
+
+    from viz import export
+
+    png = export.step_png(causal, 3, 1, 2)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (1920, 1080)
+
+
+def test_backward_example_parts():
+    ex = fb.example_parts(fb.EXAMPLE_P, fb.EXAMPLE_DP, None)
+    assert ex["jac"][2] == pytest.approx([-0.04, -0.2, 0.24])
+    assert ex["ds_jacobian"] == pytest.approx(ex["ds_d"]) and ex["d"] == pytest.approx(2.3)
+    j, jdp = fb.example_tex(ex)
+    assert "- 0.04a - 0.2b + 0.24c" in jdp
+    with pytest.raises(ValueError, match="sum to 1"):
+        fb.example_parts([0.5, 0.5, 0.5], [1, 2, 3], None)
+
+
+def test_passes_figure_is_one_aligned_grid():
+    fig = fsm.passes_figure(64, 16, 5)
+    labels = list(fig.layout.yaxis.ticktext)
+    assert len(labels) == sum(len(fsm.PASSES[v]) for v in traffic.SOFTMAX_VARIANTS) == len(fig.data[0].z)
+    assert labels[0].startswith("<b>naive</b>") and any(lbl.startswith("<b>split-row</b>") for lbl in labels)
+
+
+def test_memory_rows_for_other_orders():
+    for kw in (dict(loop_order="fa1"), dict(kv_splits=2)):
+        trace = capture_trace(TraceConfig(seq_len=80, head_dim=16, block_m=16, block_n=32, **kw))
+        rows = memory.memory_rows(trace, None, None)
+        flash = rows[-1]
+        assert flash["equal"] and flash["what"] == memory.flash_name(trace.config)
+        assert "2·block_m/d = 2.0×" in memory.memory_note(trace.config, rows)
