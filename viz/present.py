@@ -18,6 +18,7 @@ PRESENTER = """
 [data-testid='stMain'] p, [data-testid='stMain'] li {font-size: 1.25rem;}
 [data-testid='stVerticalBlock'] {gap: 0.35rem;}
 .katex {font-size: 1.32em !important;}
+.st-key-attn-eq .katex {font-size: 1.2em !important;}
 </style>
 """
 DARK = """

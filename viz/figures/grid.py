@@ -12,7 +12,7 @@ TILE_STATES = ("done", "current", "pending", "other", "skipped")
 TILE_COLORS = {
     "done": "#2E6DB4",  # folded into m, l, acc already
     "current": "#E8710A",  # on chip now
-    "pending": "#B9D3EE",  # this program will visit it
+    "pending": "#86AEDC",  # this program will visit it (white step numbers stay readable)
     "other": "#E4E7EB",  # another program computes it
     "skipped": "#FFFFFF",  # above the causal diagonal: never loaded
 }

@@ -201,7 +201,7 @@ def presenter_screen(n, k, i, j, row, dark):
         chart(fa.running_state_figure(trace, follow, k, row, height=280), "attn.ml", dark)
     with a3:
         chart(fa.alpha_figure(trace, follow, k, row, height=280), "attn.alpha", dark)
-    b1, b2 = st.columns([1.15, 1])
+    b1, b2 = st.columns([1.3, 1])
     with b1, st.container(key="attn.eq"):
         st.markdown(f"**Row {i * c.block_m + row}**, this step, with the kernel's numbers")
         st.latex(fa.update_equations(trace, follow, k, row))
