@@ -78,6 +78,7 @@ def _back_to_source():
 stepping.page_style()
 with st.sidebar:
     scene = controls.source_picker("attn", "attention", _new_source)
+    follow_box = st.container()  # the followed q-block and row, above the config: in view at 720 px
     live = scene is None and ss["attn.loaded"] is None
     if scene is not None:
         st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
@@ -101,7 +102,7 @@ else:
     cfg, cfg_error = controls.config_from_state("attn", orders=True)
 
 # ---------------------------------------------------------------- follow: q-block and row
-with st.sidebar:
+with follow_box:
     c = trace.config if trace is not None else (cfg if cfg_error is None else None)
     if c is not None:
         follow = controls.follow_slider("follow q-block", "attn.follow", c.n_q_blocks, first=0, on_change=_restart,
@@ -118,6 +119,7 @@ with st.sidebar:
             controls.follow_slider("row", "attn.row_in", rows_here, first=first_row,
                                    on_change=lambda: ss.update({"attn.row": ss["attn.row_in"] - first_row}),
                                    help="the row whose numbers the equations and the accumulator show")
+with st.sidebar:
     stepping.play_controls("attn")
     with st.expander("Load a trace file (.npz)"):
         st.file_uploader("trace file", type=["npz"], key=f"attn.upload.{ss['attn.upload_n']}",

@@ -74,6 +74,7 @@ def _back_to_source():
 stepping.page_style()
 with st.sidebar:
     scene = controls.source_picker("bwd", "backward", _new_source)
+    follow_box = st.container()  # the followed kv-block, above the config: in view at 720 px
     if scene is not None and ss["bwd.loaded"] is None:
         st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
     if scene is None and ss["bwd.loaded"] is None:
@@ -112,13 +113,14 @@ else:
 c = trace.config
 n = c.seq_len
 
-with st.sidebar:
+with follow_box:
     kv_block = controls.follow_slider("follow kv-block", "bwd.kv_block", c.n_kv_blocks, on_change=_restart,
                                       help="the dK/dV program (one per kv-block) whose tiles you step through")
     if trace.tile_slot(kv_block) is None:
         kept = [int(j) for j in trace.tile_kv_blocks]
         kv_block = min(kept, key=lambda j: abs(j - kv_block))
         st.caption(f"This recording kept the tiles of kv-blocks {kept}: following kv-block {kv_block}.")
+with st.sidebar:
     stepping.play_controls("bwd")
     with st.expander("Load a backward trace file (.npz)"):
         st.file_uploader("trace file", type=["npz"], key=f"bwd.upload.{ss['bwd.upload_n']}", on_change=_uploaded,
