@@ -113,6 +113,9 @@ def forward_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r.get("fwd_ms"):
             fwd = attention_flops(r["batch"], r["heads"], r["seq_len"], r["head_dim"], r["causal"])
+            # its output was checked through the same call's gradients (they are computed from out and lse)
+            check = {k: r[k] for k in ("max_grad_err_vs_sdpa_efficient",) if k in r}
             out.append({k: r[k] for k in ("impl", "head_dim", "causal", "seq_len", "batch", "heads", "dtype")}
-                       | {"ms": r["fwd_ms"], "tflops": fwd / r["fwd_ms"] / 1e9, "note": "timed with the backward"})
+                       | {"ms": r["fwd_ms"], "tflops": fwd / r["fwd_ms"] / 1e9, "note": "timed with the backward"}
+                       | check)
     return out

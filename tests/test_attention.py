@@ -90,10 +90,13 @@ def test_tuner_candidates(monkeypatch):
         no_tma = tuning.candidates(fwd, d, "tf32", use_tma=False)
         assert len(no_tma) == 8 and not any(c.warp_spec for c in no_tma)
         assert [(c.block_m, c.block_n) for c in tuning.candidates(fwd, d, "ieee")] == [(64, 64)]
+        # every backward config fits head_dim 64 and 128 except the fused 64 x 128 tile (head_dim <= 64)
+        want = {"dkdv": 8, "dq": 6, "fused": 4 if d == 64 else 3}
         for kernel, configs in tuning.BACKWARD_CONFIGS.items():
-            assert len(tuning.candidates(configs, d, "tf32")) == 4, kernel
+            assert len(tuning.candidates(configs, d, "tf32")) == want[kernel], kernel
             (one,) = tuning.candidates(configs, d, "ieee")
-            assert one.block_m * one.block_n == 2048, kernel
+            assert one.block_m * one.block_n == min(c.block_m * c.block_n for c in configs), kernel  # the smallest tile
+            assert one.block_m * one.block_n == (2048 if kernel == "dq" else 1024), kernel
     monkeypatch.setattr(tuning.backend, "INTERPRET", True)
     assert tuning.candidates(fwd, 64, "tf32") == [tuning.INTERPRETER_CONFIG]
 

@@ -52,7 +52,7 @@ def test_round_trip(good, kind, tmp_path):
 
 
 def test_save_refuses_other_objects():
-    with pytest.raises(ValueError, match="trace must be an AttentionTrace or a BackwardTrace, got dict"):
+    with pytest.raises(ValueError, match="trace must be an AttentionTrace, a BackwardTrace or a SoftmaxTrace, got dict"):
         trace_io.save({}, io.BytesIO())
 
 
