@@ -115,7 +115,7 @@ def record(directory: Path, names=None) -> dict:
         print(f"{name:22s} {errors[name]:.2e}  {(directory / f'{name}.npz').stat().st_size / 1e6:6.2f} MB", flush=True)
     recorded = {"gpu": backend.device_name(), "torch": torch.__version__, "triton": triton.__version__,
                 "cuda": str(torch.version.cuda), "python": platform.python_version(), "mode": backend.describe(),
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     if names:  # some scenes again: the others stay, if the same GPU and versions recorded them
         recorded, entries = _merged(directory, recorded, entries)
     manifest = {"recorded": recorded, "scenes": entries}

@@ -74,3 +74,85 @@ def shots_down_the_page(pg, tmp_path, name, most):
         if y >= height - 200:
             break
         shot(pg, tmp_path, f"{name}_scroll{k}", scroll=y)
+
+
+# ---------------------------------------------------------------- the new UI: stepper, URL, layout
+
+
+def open_plain(pg, url, text, timeout=120_000):
+    """Open a page that has no step label (start, benchmarks): wait for `text` in the main area."""
+    pg.goto(url)
+    pg.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=60_000)
+    pg.locator('[data-testid="stMain"]').get_by_text(text).first.wait_for(timeout=timeout)
+    idle(pg)
+
+
+def wait_charts(pg, n: int, timeout=60_000):
+    """Wait until at least n plotly charts have drawn (plotly.js is loaded on demand)."""
+    pg.wait_for_function("n => [...document.querySelectorAll('.js-plotly-plot')]"
+                         ".filter(e => e.querySelector('.main-svg')).length >= n", arg=n, timeout=timeout)
+
+
+def n_steps(pg) -> int:
+    return int(re.search(r"Step \d+ of (\d+)", label(pg)).group(1))
+
+
+def focus_page(pg):
+    """Click the step label: the keys then go to the document, not to a widget."""
+    pg.locator("[id$='-step-label']").first.click()
+
+
+def stepper(pg, action: str):
+    """The stepper's button: prev, toggle (Play / Pause) or next."""
+    return pg.locator(f".fa-stepper button[data-a={action}]")
+
+
+def settled_step(pg, quiet=2.0, timeout=40.0) -> int:
+    """The step once the label has not changed for `quiet` seconds and no script is running."""
+    deadline = time.time() + timeout
+    last, since = None, time.time()
+    while time.time() < deadline:
+        try:
+            now = (label(pg), pg.locator('[data-testid="stStatusWidget"]').count())
+        except Exception:  # the label is being replaced
+            now = None
+        if now != last:
+            last, since = now, time.time()
+        elif now is not None and now[1] == 0 and time.time() - since >= quiet:
+            return step(pg)
+        time.sleep(0.1)
+    raise AssertionError(f"the step label never settled: {label(pg)!r}")
+
+
+def query(pg) -> dict:
+    """The page URL's query parameters, one value each."""
+    from urllib.parse import parse_qs, urlsplit
+
+    return {k: v[-1] for k, v in parse_qs(urlsplit(pg.url).query).items()}
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    import struct
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"not a PNG: {data[:8]!r}"
+    return struct.unpack(">II", data[16:24])
+
+
+def external(urls, hosts=("127.0.0.1", "localhost")) -> list[str]:
+    """The URLs that leave this machine: anything but data:, blob: and the given hosts."""
+    from urllib.parse import urlsplit
+
+    out = []
+    for u in urls:
+        parts = urlsplit(u)
+        if parts.scheme in ("data", "blob", "about"):
+            continue
+        if parts.hostname not in hosts:
+            out.append(u)
+    return out
+
+
+def fully_inside(box, width=1280, height=720) -> bool:
+    return (box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= width
+            and box["y"] + box["height"] <= height)

@@ -2,7 +2,6 @@
 and the developer menu, and sends nothing to the internet; uploads of every malformed trace file
 become a message; a visitor waits for another's kernel run with a limit, never forever."""
 import threading
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,26 @@ from tests import trace_corpus
 from viz import state
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+
+
+def _toml(text: str) -> dict:
+    """The flat TOML Streamlit's config uses: [section], key = "text" | number | true | false, # comments
+    (tomllib needs Python 3.11; the app supports 3.10)."""
+    out, section = {}, None
+    for line in text.splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = out.setdefault(line.strip("[]"), {})
+            continue
+        key, value = (x.strip() for x in line.split("=", 1))
+        section[key] = (value.strip('"') if value.startswith('"') else value == "true" if value in ("true", "false")
+                        else float(value) if "." in value else int(value))
+    return out
+
+
+CONFIG = _toml((ROOT / ".streamlit" / "config.toml").read_text())
 
 
 def test_config_is_safe_for_a_room():

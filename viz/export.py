@@ -101,12 +101,14 @@ def step_png(trace, q_block: int, row: int, step: int) -> bytes:
     return pio.to_image(fig, format="png", width=PNG_SIZE[0], height=PNG_SIZE[1], scale=1)
 
 
-def download_buttons(prefix: str, trace, q_block: int, row: int, step: int) -> None:
-    """Two download buttons; each file is made only when its button is pressed."""
+def download_buttons(prefix: str, trace, q_block: int, at: dict) -> None:
+    """Two download buttons; each file is made only when its button is pressed, for the row and
+    step in `at` at that moment ({"row", "step"}: the step fragment keeps it current, so a press
+    after stepping exports the step on screen, not the one of the last full page run)."""
     c = trace.config
     stem = f"flashattention_{c.seq_len}_{c.block_m}x{c.block_n}_q{q_block}"
     st.download_button("Animated HTML (this q-block, plays offline)", key=f"{prefix}.export_html",
-                       data=lambda: animation_html(trace, q_block, row).encode(), file_name=f"{stem}.html",
+                       data=lambda: animation_html(trace, q_block, at["row"]).encode(), file_name=f"{stem}.html",
                        mime="text/html", on_click="ignore")
     if chromium() is None:
         st.caption("PNG export needs Chrome or Chromium installed; the HTML export does not.")
@@ -114,10 +116,13 @@ def download_buttons(prefix: str, trace, q_block: int, row: int, step: int) -> N
 
     def png() -> bytes:
         try:
-            return step_png(trace, q_block, row, step)
+            return step_png(trace, q_block, at["row"], at["step"])
         except Exception as e:  # kaleido could not start its browser: say so, never a traceback
-            st.toast(f"The PNG could not be drawn: {type(e).__name__}: {e}")
+            try:
+                st.toast(f"The PNG could not be drawn: {type(e).__name__}: {e}")
+            except Exception:  # no script context to show it in
+                pass
             return b""
 
-    st.download_button(f"This step as a {PNG_SIZE[0]}×{PNG_SIZE[1]} PNG", key=f"{prefix}.export_png", data=png,
-                       file_name=f"{stem}_step{step + 1}.png", mime="image/png", on_click="ignore")
+    st.download_button(f"The step on screen as a {PNG_SIZE[0]}×{PNG_SIZE[1]} PNG", key=f"{prefix}.export_png",
+                       data=png, file_name=f"{stem}_step.png", mime="image/png", on_click="ignore")

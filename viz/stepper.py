@@ -34,30 +34,39 @@ export default function(component) {
       '<button data-a="next" title="Right / PageDown">Next &#8250;</button>';
     parentElement.appendChild(root);
     root.querySelectorAll('button').forEach((b) => {
-      b.onclick = () => { root._counts[b.dataset.a]++; setStateValue('presses', { ...root._counts }); };
+      b.onclick = () => { root._counts[b.dataset.a]++; root._send(); };
     });
   }
-  const counts = root._counts;
-  const send = () => setStateValue('presses', { ...counts });
+  // the latest setStateValue, for the listener registered once below
+  root._send = () => setStateValue('presses', { ...root._counts });
   const d = data || {};
   root.querySelector('[data-a="toggle"]').textContent = d.playing ? 'Pause' : 'Play';
   root.querySelector('[data-a="prev"]').disabled = !!d.at_first;
   root.querySelector('[data-a="next"]').disabled = !!d.at_last;
-  const keys = { ArrowRight: 'next', PageDown: 'next', ArrowLeft: 'prev', PageUp: 'prev', Home: 'first',
-                 End: 'last', ' ': 'toggle', p: 'present', P: 'present' };
-  const onKey = (e) => {
-    const t = e.target;
-    if (e.altKey || e.ctrlKey || e.metaKey) return;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable
-              || (t.getAttribute && t.getAttribute('role') === 'slider'))) return;
-    const a = keys[e.key];
-    if (!a) return;
-    e.preventDefault();
-    counts[a]++;
-    send();
+  if (!root._onKey) {  // this function runs again on every rerun: one listener per mounted stepper
+    const keys = { ArrowRight: 'next', PageDown: 'next', ArrowLeft: 'prev', PageUp: 'prev', Home: 'first',
+                   End: 'last', ' ': 'toggle', p: 'present', P: 'present' };
+    root._onKey = (e) => {
+      if (!root.isConnected) {  // a stepper taken off the page: its listener goes too
+        document.removeEventListener('keydown', root._onKey);
+        return;
+      }
+      const t = e.target;
+      if (e.altKey || e.ctrlKey || e.metaKey || e.repeat && e.key === ' ') return;
+      if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable
+                || (t.getAttribute && t.getAttribute('role') === 'slider'))) return;
+      const a = keys[e.key];
+      if (!a) return;
+      e.preventDefault();
+      root._counts[a]++;
+      root._send();
+    };
+    document.addEventListener('keydown', root._onKey);
+  }
+  return () => {  // unmounted: take the listener with it
+    if (root._onKey) document.removeEventListener('keydown', root._onKey);
+    root._onKey = null;
   };
-  document.addEventListener('keydown', onKey);
-  return () => document.removeEventListener('keydown', onKey);
 }
 """
 _component = st.components.v2.component("fa_viz_stepper", html=HTML, css=CSS, js=JS)

@@ -51,6 +51,10 @@ def step_fragment(prefix: str, n_steps: int, draw) -> None:
     """Run draw(step) in a fragment that the play timer reruns every `{prefix}.speed` seconds
     while playing; a press that starts or stops play, or toggles presenter view, reruns the page."""
     ss = st.session_state
+    asked = ss.pop(f"{prefix}.url_step", None)
+    if asked is not None and asked > n_steps:
+        st.warning(f"URL parameter step={asked} is past the last step of this view ({n_steps}): showing "
+                   f"step {n_steps}.")
     playing, presenting = bool(ss[f"{prefix}.playing"]), bool(ss["app.present"])
     tick_key = f"{prefix}.tick_seen"
 

@@ -38,7 +38,7 @@ if urlstate.arrived("attention"):
         if f in values:
             ss[key] = values[f]
     if "step" in values:
-        ss["attn.step"] = values["step"] - 1
+        ss["attn.step"], ss["attn.url_step"] = values["step"] - 1, values["step"]
     if "present" in values:
         ss["app.present"] = values["present"]
 
@@ -164,10 +164,14 @@ def step_label(n: int, k: int, i: int, j: int) -> str:
             f"(keys {lo_c}–{lo_c + trace.cols(j) - 1}) · {what}</div>")
 
 
+export_at = ss.setdefault("attn.export_at", {})  # the step on screen, for the export buttons
+
+
 def draw_step(k: int) -> None:
     n = grid.step_count(trace, follow)
     i, j, _ = fa.where(trace, follow, k)
     row = min(int(ss["attn.row"]), trace.rows(i) - 1)
+    export_at.update(step=k, row=min(int(ss["attn.row"]), trace.rows(follow) - 1))
     dark = ss["app.dark"]
     urlstate.write(url_values(k, i, row))
     if ss["app.present"]:
@@ -216,10 +220,10 @@ def normal_screen(n, k, i, j, row, dark):
     with s1:
         stepper("attn", n)
     with s2:
-        if n > 1:
-            ss["attn.step_w"] = k + 1
-            st.slider("step", 1, n, key="attn.step_w", label_visibility="collapsed",
-                      on_change=lambda: ss.update({"attn.step": ss["attn.step_w"] - 1, "attn.playing": False}))
+        if n > 1:  # keyed by the step: a press arriving mid-rerun cannot bring back a stale slider value
+            wkey = f"attn.step_w.{k}"
+            st.slider("step", 1, n, value=k + 1, key=wkey, label_visibility="collapsed",
+                      on_change=lambda: ss.update({"attn.step": ss[wkey] - 1, "attn.playing": False}))
     st.markdown(step_label(n, k, i, j), unsafe_allow_html=True)
     g1, g2, g3 = st.columns([1.15, 1, 1])
     with g1:
@@ -305,8 +309,7 @@ if not ss["app.present"]:
     st.caption(f"Ran on {trace.device} · the traced launch took {trace.seconds:.2f} s (compile included) · "
                f"max |out − float64 reference| = {trace.max_abs_err:.2e}" + (f" · {note}" if note else ""))
     with st.sidebar.expander("Export for slides"):
-        export.download_buttons("attn", trace, follow, min(int(ss["attn.row"]), trace.rows(follow) - 1),
-                                int(ss["attn.step"]))
+        export.download_buttons("attn", trace, follow, export_at)
         if scene is None and ss["attn.loaded"] is None:
             st.download_button("Trace file (.npz)", data=lambda: trace_io.to_bytes(trace),
                                file_name=f"trace_{c.seq_len}_{c.block_m}x{c.block_n}{'_causal' if c.causal else ''}.npz",

@@ -36,7 +36,7 @@ if urlstate.arrived("backward"):
         if f in values:
             ss[f"bwd.{f}"] = values[f]
     if "step" in values:
-        ss["bwd.step"] = values["step"] - 1
+        ss["bwd.step"], ss["bwd.url_step"] = values["step"] - 1, values["step"]
     if "present" in values:
         ss["app.present"] = values["present"]
 
@@ -190,10 +190,10 @@ def normal(k: int) -> None:
     with s1:
         stepper("bwd", steps)
     with s2:
-        if steps > 1:
-            ss["bwd.step_w"] = k + 1
-            st.slider("step", 1, steps, key="bwd.step_w", label_visibility="collapsed",
-                      on_change=lambda: ss.update({"bwd.step": ss["bwd.step_w"] - 1, "bwd.playing": False}))
+        if steps > 1:  # keyed by the step: a press arriving mid-rerun cannot bring back a stale slider value
+            wkey = f"bwd.step_w.{k}"
+            st.slider("step", 1, steps, value=k + 1, key=wkey, label_visibility="collapsed",
+                      on_change=lambda: ss.update({"bwd.step": ss[wkey] - 1, "bwd.playing": False}))
     st.markdown(step_label(k), unsafe_allow_html=True)
     g1, g2, g3, g4 = st.columns([1.15, 1, 1, 1])
     with g1:

@@ -58,7 +58,7 @@ if urlstate.arrived("orders"):
     if "row" in values:
         ss["ord.row_abs"] = values["row"]
     if "step" in values:
-        ss["ord.step"] = values["step"] - 1
+        ss["ord.step"], ss["ord.url_step"] = values["step"] - 1, values["step"]
     if "present" in values:
         ss["app.present"] = values["present"]
 

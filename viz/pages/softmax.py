@@ -30,7 +30,7 @@ if urlstate.arrived("softmax"):
             if f in values:
                 ss[f"sm.{f}"] = values[f]
     if "step" in values:
-        ss["sm.step"] = values["step"] - 1
+        ss["sm.step"], ss["sm.url_step"] = values["step"] - 1, values["step"]
     if "present" in values:
         ss["app.present"] = values["present"]
 
