@@ -413,6 +413,7 @@ def test_export_png_is_1920_by_1080(causal):
     png = export.step_png(causal, 3, 1, 2)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png[16:24]) == (1920, 1080)
+    assert export.png_title(png).startswith("Step 3: Q3 meets K2")  # step 2 (0-based) of q-block 3: kv-block 2
 
 
 def test_backward_example_parts():

@@ -8,7 +8,10 @@ running max and running sum of the followed row, one animation frame per step.
 Not for: the page's own layout (viz/pages/) or the trace file (kernels/trace_io.py).
 """
 import os
+import re
 import shutil
+import struct
+import zlib
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -98,7 +101,29 @@ def step_png(trace, q_block: int, row: int, step: int) -> bytes:
     fig.update_annotations(font_size=24)
     fig.update_xaxes(tickfont_size=18)
     fig.update_yaxes(tickfont_size=18)
-    return pio.to_image(fig, format="png", width=PNG_SIZE[0], height=PNG_SIZE[1], scale=1)
+    png = pio.to_image(fig, format="png", width=PNG_SIZE[0], height=PNG_SIZE[1], scale=1)
+    return with_title(png, re.sub(r"<[^>]+>", "", fig.layout.title.text))
+
+
+def with_title(png: bytes, title: str) -> bytes:
+    """The PNG with a tEXt "Title" chunk after its header: what the image shows, for a slide tool
+    (and a test) to read."""
+    data = b"Title\0" + title.encode("latin-1", "replace")
+    chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    end_of_ihdr = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 bytes of data, crc
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def png_title(png: bytes) -> str | None:
+    """The tEXt "Title" of a PNG, or None."""
+    pos = 8
+    while pos + 8 <= len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and body.startswith(b"Title\0"):
+            return body[6:].decode("latin-1")
+        pos += 12 + length
+    return None
 
 
 def download_buttons(prefix: str, trace, q_block: int, at: dict) -> None:

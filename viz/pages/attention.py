@@ -220,10 +220,13 @@ def normal_screen(n, k, i, j, row, dark):
     with s1:
         stepper("attn", n)
     with s2:
-        if n > 1:  # keyed by the step: a press arriving mid-rerun cannot bring back a stale slider value
-            wkey = f"attn.step_w.{k}"
-            st.slider("step", 1, n, value=k + 1, key=wkey, label_visibility="collapsed",
-                      on_change=lambda: ss.update({"attn.step": ss[wkey] - 1, "attn.playing": False}))
+        if n > 1:
+            # keyed by the step and read back, no on_change: a stale slider (a press that arrived
+            # mid-rerun) then has nothing to undo; only a slider the visitor moved differs from k + 1
+            moved = st.slider("step", 1, n, value=k + 1, key=f"attn.step_w.{k}", label_visibility="collapsed")
+            if moved != k + 1:
+                ss["attn.step"], ss["attn.playing"] = moved - 1, False
+                st.rerun(scope="fragment")
     st.markdown(step_label(n, k, i, j), unsafe_allow_html=True)
     g1, g2, g3 = st.columns([1.15, 1, 1])
     with g1:

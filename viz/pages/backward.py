@@ -190,10 +190,13 @@ def normal(k: int) -> None:
     with s1:
         stepper("bwd", steps)
     with s2:
-        if steps > 1:  # keyed by the step: a press arriving mid-rerun cannot bring back a stale slider value
-            wkey = f"bwd.step_w.{k}"
-            st.slider("step", 1, steps, value=k + 1, key=wkey, label_visibility="collapsed",
-                      on_change=lambda: ss.update({"bwd.step": ss[wkey] - 1, "bwd.playing": False}))
+        if steps > 1:
+            # keyed by the step and read back, no on_change: a stale slider (a press that arrived
+            # mid-rerun) then has nothing to undo; only a slider the visitor moved differs from k + 1
+            moved = st.slider("step", 1, steps, value=k + 1, key=f"bwd.step_w.{k}", label_visibility="collapsed")
+            if moved != k + 1:
+                ss["bwd.step"], ss["bwd.playing"] = moved - 1, False
+                st.rerun(scope="fragment")
     st.markdown(step_label(k), unsafe_allow_html=True)
     g1, g2, g3, g4 = st.columns([1.15, 1, 1, 1])
     with g1:
