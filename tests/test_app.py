@@ -530,3 +530,27 @@ def test_orders_page_walks_and_counts():
     text = " ".join(m.value for m in at.markdown)
     assert f"<b>{fa2['loads (counted by the kernel)']:,}</b> loads" in text, "so far, at the last step: the total"
     assert r"\text{review: }" in _latex(at)
+
+
+def test_measured_dram_bytes_are_on_the_page():
+    """Where the config is not one ncu measured, the measured cases are listed; where it is, the memory
+    table gains the measured column (a recorded 4096 trace's config)."""
+    from types import SimpleNamespace
+
+    from viz import state
+    from viz.figures import memory
+
+    at = _app()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "measured / model" in d.value.columns)
+    assert len(table) == 18 and set(table["N"]) == {4096, 16384}
+    fa2 = table[(table[""] == "FlashAttention-2") & (table["causal"] == "") & (table["N"] == 4096)].iloc[0]
+    assert fa2["measured / model"] < 0.05 and fa2["model MB"] == pytest.approx(68.165632)
+    trace = capture_trace(TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16))
+    measured = state.measured_bytes(SimpleNamespace(seq_len=4096, head_dim=64, block_m=64, block_n=64, causal=False,
+                                                    dtype="float16", loop_order="fa2", kv_splits=1))
+    rows = memory.memory_rows(trace, None, measured)
+    shown = memory.memory_table(rows, measured)
+    col = "DRAM MB, NVIDIA H200 (ncu)"
+    assert shown[-1][col] == pytest.approx(1.58848) and shown[-2][col] > 100  # FlashAttention, standard
+    assert "L2 cache absorbs" in memory.memory_note(trace.config, rows, measured)

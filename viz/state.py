@@ -208,6 +208,11 @@ def count_refusal(seq_len: int) -> str:
             f"(limit {MAX_COUNT_SEQ_LEN_GPU} rows): the softmax rows show the model.")
 
 
+def dram_measurements() -> dict | None:
+    """The committed DRAM-bytes measurement (kernels/results.dram_bytes), or None."""
+    return results.dram_bytes()
+
+
 def measured_bytes(cfg) -> dict | None:
     """{method id: DRAM bytes read + written} that Nsight Compute measured on a GPU for exactly this
     config's shape (kernels/results.dram_bytes), with the GPU's name; None when none matches."""

@@ -68,6 +68,20 @@ def memory_note(c, rows: list[dict], measured: dict | None = None) -> str:
     return note
 
 
+def measured_cases_table(data: dict) -> list[dict]:
+    """Every case of a DRAM-bytes measurement: model bytes at its dtype next to what ncu measured."""
+    names = {"fa2": "FlashAttention-2", "fa1": "FlashAttention-1 order", "standard": "standard attention"}
+    out = []
+    for case in data["cases"]:
+        what = case.get("what", "")
+        measured = case["dram_read_bytes"] + case["dram_write_bytes"]
+        out.append({"N": case.get("seq_len"), "": names.get(what, what.replace("softmax_", "softmax: ")),
+                    "causal": "causal" if case.get("causal") else "", "dtype": case.get("dtype"),
+                    "model MB": case["model_bytes_at_dtype"] / 1e6, "measured MB": measured / 1e6,
+                    "measured / model": round(measured / case["model_bytes_at_dtype"], 3)})
+    return out
+
+
 def flash_ratio(rows: list[dict]) -> float:
     """Elements standard attention moves per element FlashAttention moved (counted when known)."""
     std = next(r for r in rows if r["id"] == "standard")

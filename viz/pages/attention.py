@@ -297,18 +297,30 @@ if not ss["app.present"]:
         st.button(f"Count the softmax accesses with the kernels (about {est:.0f} s on this backend)",
                   key="attn.count", on_click=lambda: ss.update({"attn.count_ok": c.fields()}))
         count_note = "Softmax rows show the model until the kernels have counted them."
-    rows = memory.memory_rows(trace, counts, state.measured_bytes(c))
+    measured = state.measured_bytes(c)
+    rows = memory.memory_rows(trace, counts, measured)
     st.markdown(f"<div style='font-size:1.2rem'><b>{memory.flash_headline(rows)}</b> S and P "
                 f"({2 * c.seq_len * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
     t1, t2 = st.columns([1.15, 1])
-    t1.dataframe(memory.memory_table(rows), hide_index=True, key="attn.mem_table", width="stretch", placeholder="—",
-                 column_config={"equal?": st.column_config.TextColumn(width="small")})
+    t1.dataframe(memory.memory_table(rows, measured), hide_index=True, key="attn.mem_table", width="stretch",
+                 placeholder="—", column_config={"equal?": st.column_config.TextColumn(width="small")})
     if count_note:
         t1.caption(count_note)
-    t1.caption(memory.memory_note(c, rows))
+    t1.caption(memory.memory_note(c, rows, measured))
     with t2:
         st.plotly_chart(themed(memory.memory_figure(rows), ss["app.dark"]), width="stretch", key="attn.mem", theme=None)
 
+    dram = state.dram_measurements()
+    if dram is not None and measured is None:
+        with st.expander(f"DRAM bytes measured on the {dram['env'].get('gpu', 'GPU')} (Nsight Compute), for the "
+                         "configs it measured"):
+            st.dataframe(memory.measured_cases_table(dram), hide_index=True, width="stretch", key="attn.dram")
+            st.caption("Model: the elements the kernel loads and stores times the dtype's size; measured: "
+                       "dram__bytes_read.sum + dram__bytes_write.sum, caches flushed before each kernel. The memory "
+                       "table above adds this column when the config is one of these (N 4096 or 16384, head_dim "
+                       "64, 64 x 64 blocks, float16). FlashAttention's K, V re-reads mostly hit the L2 cache, and O "
+                       "can still sit in L2 when the kernel ends, so its measured bytes are a few percent of the "
+                       "model; standard attention's S and P do not fit and reach DRAM.")
     st.caption(f"Ran on {trace.device} · the traced launch took {trace.seconds:.2f} s (compile included) · "
                f"max |out − float64 reference| = {trace.max_abs_err:.2e}" + (f" · {note}" if note else ""))
     with st.sidebar.expander("Export for slides"):
