@@ -58,6 +58,8 @@ def merge_equations(parts: dict) -> str:
     ms = ", ".join(tex_num(parts["m_s"][s]) for s in live[:4]) + (", \\dots" if len(live) > 4 else "")
     ls = " + ".join(f"{tex_num(parts['l_s'][s])}\\,e^{{{tex_num(parts['m_s'][s] - parts['m'])}}}" for s in live[:3])
     ls += " + \\dots" if len(live) > 3 else ""
-    return (f"m = \\max_s m_s = \\max({ms}) = {tex_num(parts['m'])}\\qquad "
-            f"\\ell = \\sum_s \\ell_s e^{{m_s - m}} = {ls} = {tex_num(parts['l'])}\\\\"
-            f"O = \\sum_s \\frac{{\\ell_s e^{{m_s - m}}}}{{\\ell}}\\, O_s")
+    return (r"\begin{aligned}"
+            rf"m &= \max_s m_s = \max({ms}) = {tex_num(parts['m'])}\\"
+            rf"\ell &= \sum_s \ell_s e^{{m_s - m}} = {ls} = {tex_num(parts['l'])}\\"
+            r"O &= \sum_s \frac{\ell_s e^{m_s - m}}{\ell}\, O_s"
+            r"\end{aligned}")
