@@ -35,9 +35,9 @@ def play_controls(prefix: str) -> None:
     st.toggle("presenter view", key="app.present", help="one projector screen per step (key P); the URL's present=1",
               persist_state="session")
     st.toggle("dark projector theme", key="app.dark", persist_state="session")
-    c1, c2 = st.columns([1.6, 1], vertical_alignment="bottom")
-    c1.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
-    c2.toggle("loop", key=f"{prefix}.loop", help="play again from the first step after the last", persist_state="session")
+    st.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
+    st.toggle("loop when playing", key=f"{prefix}.loop", help="play again from the first step after the last",
+              persist_state="session")
     st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view.")
 
 

@@ -125,10 +125,10 @@ def fa1_forms(trace, step: int, row: int) -> dict:
 def fa1_forms_tex(f: dict) -> str:
     n = {k: fa.tex_num(f[k]) for k in ("l1", "l2", "m1", "m2", "coef", "review_coef")}
     return (r"\begin{aligned}"
-            rf"O^{{(2)}} &= \tfrac{{\ell_1}}{{\ell_2}}\,e^{{m_1 - m_2}}\,O^{{(1)}} + \tilde P^{{(2)}} V^{{(2)}}"
-            rf"\quad \tfrac{{{n['l1']}}}{{{n['l2']}}}\,e^{{{n['m1']} - {fa._paren(f['m2'])}}} = \mathbf{{{n['coef']}}}"
-            rf"\quad |\text{{formula}} - O_\text{{kernel}}| = {fa.tex_num(f['err_correct'], 2)}\\"
-            rf"\text{{review: }} O^{{(2)}} &= \mathrm{{diag}}(\ell_1/\ell_2)^{{-1}} O^{{(1)}} + \tilde P^{{(2)}} V^{{(2)}}"
-            rf"\quad \ell_2/\ell_1 = {n['review_coef']}"
-            rf"\quad |\text{{formula}} - O_\text{{kernel}}| = {fa.tex_num(f['err_review'], 2)}"
+            r"O^{(2)} &= \tfrac{\ell_1}{\ell_2}\,e^{m_1 - m_2}\,O^{(1)} + \tilde P^{(2)} V^{(2)}\\"
+            rf"&\tfrac{{{n['l1']}}}{{{n['l2']}}}\,e^{{{n['m1']} - {fa._paren(f['m2'])}}} = \mathbf{{{n['coef']}}},"
+            rf"\ \ |\text{{formula}} - O_\text{{kernel}}| = {fa.tex_num(f['err_correct'], 2)}\\[4pt]"
+            r"\text{review: } O^{(2)} &= \mathrm{diag}(\ell_1/\ell_2)^{-1} O^{(1)} + \tilde P^{(2)} V^{(2)}\\"
+            rf"&\ell_2/\ell_1 = {n['review_coef']},\ \ |\text{{formula}} - O_\text{{kernel}}| = "
+            rf"{fa.tex_num(f['err_review'], 2)}"
             r"\end{aligned}")

@@ -303,7 +303,9 @@ if not ss["app.present"]:
                 f"({2 * c.seq_len * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
     t1, t2 = st.columns([1.15, 1])
     t1.dataframe(memory.memory_table(rows, measured), hide_index=True, key="attn.mem_table", width="stretch",
-                 placeholder="—", column_config={"equal?": st.column_config.TextColumn(width="small")})
+                 placeholder="—", column_config={"equal?": st.column_config.TextColumn(width="small"),
+                                                 **{k: st.column_config.NumberColumn(format="localized")
+                                                    for k in ("model", "counted by the kernel")}})
     if count_note:
         t1.caption(count_note)
     t1.caption(memory.memory_note(c, rows, measured))

@@ -63,7 +63,8 @@ if urlstate.arrived("orders"):
         ss["app.present"] = values["present"]
 
 stepping.page_style()
-st.html("<style>[class*='st-key-ord-eq'] .katex {font-size: 1.08em !important}</style>")
+st.html("<style>[class*='st-key-ord-eq'] .katex {font-size: %s !important}</style>"
+        % ("1.08em" if ss["app.present"] else "0.98em"))
 names = ([controls.LIVE] if controls.live_possible() else []) + list(PAIRS)
 if not names:
     st.markdown("#### FlashAttention-1 against FlashAttention-2")
