@@ -1,5 +1,5 @@
 """Attention forward: TFLOP/s of flash_attention against SDPA pinned to each of its backends."""
-from bench.timing import attention_flops, interleaved_ms, log, sdpa
+from bench.timing import attention_cases, attention_flops, interleaved_ms, log, sdpa
 
 SDPA_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
 MATH_MAX_SEQ_LEN = 4096  # MATH materializes B*H*N*N scores: 2 GiB at N=4096, B=4, H=16
@@ -19,19 +19,9 @@ def bench_attention(seq_lens, head_dims, batch=4, heads=16, dtype="float16", cau
     """One row per (impl, head_dim, causal, seq_len): ms, TFLOP/s, max error against SDPA
     EFFICIENT_ATTENTION on the same inputs. Timed on fresh inputs, the same for every implementation,
     in interleaved rounds; ours records the config its tuner picked."""
-    import torch
-
     implementations = implementations or impls()
-    rows = []
-    cases = [(d, c, n) for d in head_dims for c in causals for n in seq_lens]
-    for idx, (d, causal, n) in enumerate(cases):
-        if progress:
-            progress(idx / len(cases), f"attention d={d} causal={causal} N={n}")
-        rows += _case(implementations, batch, heads, n, d, causal, dtype)
-        torch.cuda.empty_cache()
-    if progress:
-        progress(1.0, "attention done")
-    return rows
+    return attention_cases(lambda d, causal, n: _case(implementations, batch, heads, n, d, causal, dtype),
+                           "attention", seq_lens, head_dims, causals, progress)
 
 
 def _case(implementations, batch, heads, n, d, causal, dtype) -> list[dict]:

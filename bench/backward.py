@@ -6,7 +6,7 @@ FlashAttention's benchmarks: backward 2.5x the forward, forward + backward 3.5x.
 forward + backward is replayed from a CUDA graph: the GPU's time alone, without Python, the
 launches and autograd, which bound the eager call at small sizes.
 """
-from bench.timing import attention_flops, graph_ms, interleaved_ms, log, sdpa
+from bench.timing import attention_cases, attention_flops, graph_ms, interleaved_ms, log, sdpa
 
 BWD_SDPA_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION")
 FWD_BWD_FLOPS = 3.5  # x the forward's FLOPs
@@ -41,19 +41,9 @@ def bench_backward(seq_lens, head_dims, batch=4, heads=16, causals=(False, True)
     """One row per (impl, head_dim, causal, seq_len): ms and TFLOP/s of forward + backward, of the
     forward alone and of the backward (the difference), the CUDA-graph replay's ms, and the max
     error of dq, dk, dv against SDPA EFFICIENT_ATTENTION on the same inputs."""
-    import torch
-
     implementations = implementations or impls()
-    rows = []
-    cases = [(d, c, n) for d in head_dims for c in causals for n in seq_lens]
-    for idx, (d, causal, n) in enumerate(cases):
-        if progress:
-            progress(idx / len(cases), f"attention fwd+bwd d={d} causal={causal} N={n}")
-        rows += _case(implementations, batch, heads, n, d, causal, dtype)
-        torch.cuda.empty_cache()
-    if progress:
-        progress(1.0, "attention fwd+bwd done")
-    return rows
+    return attention_cases(lambda d, causal, n: _case(implementations, batch, heads, n, d, causal, dtype),
+                           "attention fwd+bwd", seq_lens, head_dims, causals, progress)
 
 
 def _case(implementations, batch, heads, n, d, causal, dtype) -> list[dict]:

@@ -84,6 +84,23 @@ def sdpa(name: str):
     return run
 
 
+def attention_cases(case, what: str, seq_lens, head_dims, causals, progress=None) -> list[dict]:
+    """Every (head_dim, causal, seq_len) through case(d, causal, n) -> rows, with progress(fraction,
+    message) between cases and the GPU's cache allocator emptied after each."""
+    import torch
+
+    rows = []
+    cases = [(d, c, n) for d in head_dims for c in causals for n in seq_lens]
+    for idx, (d, causal, n) in enumerate(cases):
+        if progress:
+            progress(idx / len(cases), f"{what} d={d} causal={causal} N={n}")
+        rows += case(d, causal, n)
+        torch.cuda.empty_cache()
+    if progress:
+        progress(1.0, f"{what} done")
+    return rows
+
+
 def attention_flops(batch, heads, seq_len, head_dim, causal) -> float:
     """4 * B * H * N^2 * D, halved when causal (FlashAttention's convention)."""
     f = 4.0 * batch * heads * seq_len * seq_len * head_dim

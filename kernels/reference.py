@@ -52,6 +52,20 @@ def softmax_online(x, block: int) -> dict:
 
 
 # ---------------------------------------------------------------- attention
+def merge_states(m_s, l_s) -> dict:
+    """The source documents' merge of partial softmax states, in float64: M = max m_s,
+    L = sum l_s e^(m_s - M). m_s, l_s: (S,) partial maxima and sums; a part that saw nothing
+    (m_s = -inf or l_s = 0) weighs 0. Returns M, L, `live` (S,) and `terms` (S,) = l_s e^(m_s - M):
+    the merged output is sum terms_s O_s / L for normalized partial outputs O_s."""
+    m_s, l_s = _f64(m_s), _f64(l_s)
+    live = np.isfinite(m_s) & (l_s > 0)
+    if not live.any():
+        raise ValueError("merge_states needs at least one part with a finite max and a positive sum")
+    big_m = float(np.max(m_s[live]))
+    terms = np.where(live, l_s * np.exp(np.where(live, m_s, big_m) - big_m), 0.0)
+    return {"M": big_m, "L": float(terms.sum()), "live": live, "terms": terms}
+
+
 def scores(q, k, sm_scale: float, causal: bool) -> np.ndarray:
     """s = q k^T * sm_scale, -inf above the diagonal when causal. (N, N) float64."""
     q, k = _f64(q), _f64(k)

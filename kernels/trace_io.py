@@ -244,12 +244,7 @@ def _load(r: _Reader):
                          f"{cfg.loop_order!r} and {cfg.kv_splits}")
     schema = _schema(kind, cfg, shape[0])
     scalars = _scalar_members(kind, cfg)
-    expected = set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES}
-    missing, unknown = expected - set(r.info), set(r.info) - expected
-    if missing or unknown:
-        raise ValueError(f"{r.name} does not match the {kind} trace contract"
-                         + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
-                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    _check_members(r, kind, set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES})
     need = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(t).itemsize for s, t in schema.values())
     if need > MAX_FILE_BYTES:
         raise ValueError(f"{r.name}: a {kind} trace of this config takes {need >> 20} MiB "
@@ -278,12 +273,7 @@ def _load_softmax(r: _Reader) -> SoftmaxTrace:
                      for w in ("loads", "stores"))
     scalars = {"format_version": "i", "kind": "U", "device": "U", "seconds": "f", "split_path": "U",
                **{f"counter_{k}": "i" for k in counters}}
-    expected = set(schema) | set(scalars) | {f"config_{f}" for f in _SOFTMAX_CONFIG_TYPES}
-    missing, unknown = expected - set(r.info), set(r.info) - expected
-    if missing or unknown:
-        raise ValueError(f"{r.name} does not match the softmax trace contract"
-                         + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
-                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    _check_members(r, "softmax", set(schema) | set(scalars) | {f"config_{f}" for f in _SOFTMAX_CONFIG_TYPES})
     meta = {m: r.scalar(m, t) for m, t in scalars.items()}
     a = {m: r.array(m, t, s) for m, (s, t) in schema.items()}
     _check_meta(r.name, None, meta)
@@ -299,6 +289,15 @@ def _load_softmax(r: _Reader) -> SoftmaxTrace:
 
 
 # ---------------------------------------------------------------- values
+def _check_members(r: _Reader, kind: str, expected: set) -> None:
+    """The file holds exactly the members of its kind's contract, before any of them is read."""
+    missing, unknown = expected - set(r.info), set(r.info) - expected
+    if missing or unknown:
+        raise ValueError(f"{r.name} does not match the {kind} trace contract"
+                         + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
+                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+
+
 def _check_meta(name: str, cfg: TraceConfig, meta: dict) -> None:
     if not meta["device"].isprintable():
         raise ValueError(f"{name}: device must be printable text")

@@ -123,6 +123,29 @@ def flash_split_kv(seq_len: int, head_dim: int, block_m: int, block_n: int, caus
     return out
 
 
+def flash_walk(loop_order: str, tiles: list[tuple[int, int]], seq_len: int, head_dim: int, block_m: int,
+               block_n: int) -> list[dict]:
+    """{"loads", "stores"} the forward moves at each tile of its walk (tiles: (q-block, kv-block) in
+    the order the kernel computes them). FA2: Q_i at a q-block's first tile, K_j and V_j at every
+    tile, O_i and the log-sum-exp at its last. FA1: K_j and V_j at a kv-block's first tile, Q_i,
+    O_i, m_i, l_i read and O_i, m_i, l_i written at every tile. Summed: flash_fa2 / flash_fa1."""
+    if loop_order not in ("fa1", "fa2"):
+        raise ValueError(f"loop_order must be 'fa1' or 'fa2', got {loop_order!r}")
+    d, out = head_dim, []
+    for k, (i, j) in enumerate(tiles):
+        rows, cols = min(block_m, seq_len - i * block_m), min(block_n, seq_len - j * block_n)
+        if loop_order == "fa1":
+            first_of_col = k == 0 or tiles[k - 1][1] != j
+            out.append({"loads": (2 * cols * d if first_of_col else 0) + 2 * rows * d + 2 * rows,
+                        "stores": rows * d + 2 * rows})
+        else:
+            first_of_row = k == 0 or tiles[k - 1][0] != i
+            last_of_row = k == len(tiles) - 1 or tiles[k + 1][0] != i
+            out.append({"loads": (rows * d if first_of_row else 0) + 2 * cols * d,
+                        "stores": rows * d + rows if last_of_row else 0})
+    return out
+
+
 def standard_attention(seq_len: int, head_dim: int) -> dict:
     """S = QK^T, P = softmax(S), O = PV as three kernels with S and P in HBM (FlashAttention
     paper, Algorithm 0). Causal masking does not shrink it: S is still N x N."""

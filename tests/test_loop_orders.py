@@ -4,7 +4,7 @@ the split-KV programs' partial (m, l, O) and their merge. Ragged sizes, both mas
 import numpy as np
 import pytest
 
-from kernels import reference
+from kernels import reference, traffic
 from kernels.trace import TraceConfig, capture_trace, expected_visits
 from tests.helpers import NP_FLOOR
 
@@ -108,3 +108,40 @@ def test_split_kv_partials_and_merge_match_float64(cfg):
 def test_config_checks(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TraceConfig(**{"seq_len": 64, "head_dim": 16, "block_m": 16, "block_n": 16, **kwargs})
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n, bm, bn", [(100, 32, 16), (77, 16, 32), (1, 16, 16), (64, 64, 16)])
+def test_flash_walk_adds_up_to_the_models(n, bm, bn, causal):
+    """What each order moves tile by tile, in the order its kernel walks, sums to its whole model."""
+    d = 16
+    for order, model in (("fa2", traffic.flash_fa2), ("fa1", traffic.flash_fa1)):
+        visits = expected_visits(TraceConfig(seq_len=n, head_dim=d, block_m=bm, block_n=bn, causal=causal,
+                                             loop_order=order))
+        i, j = np.nonzero(visits >= 0)
+        if order == "fa2":  # each program's own steps; shown q-block by q-block
+            tiles = sorted(zip(i.tolist(), j.tolist(), strict=True))
+        else:
+            order_of = np.argsort(visits[i, j])  # the one program's step of each tile
+            tiles = [(int(i[k]), int(j[k])) for k in order_of]
+        parts = traffic.flash_walk(order, tiles, n, d, bm, bn)
+        want = model(n, d, bm, bn, causal)
+        assert sum(p["loads"] for p in parts) == want["loads"] and sum(p["stores"] for p in parts) == want["stores"]
+    with pytest.raises(ValueError, match="loop_order"):
+        traffic.flash_walk("fa3", [], 1, d, 16, 16)
+
+
+def test_merge_states_is_the_whole_rows_max_and_sum():
+    """The documents' merge of two (or more) halves gives the whole row's max and sum e^(x - max);
+    an empty part (m = -inf, l = 0) weighs nothing; all parts empty is refused."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(1000) * 4
+    for cuts in ((500,), (1, 999), (100, 350, 351, 900)):
+        parts = np.split(x, cuts)
+        m_s = [p.max() for p in parts]
+        l_s = [np.exp(p - p.max()).sum() for p in parts]
+        got = reference.merge_states(m_s + [-np.inf], l_s + [0.0])
+        assert got["M"] == x.max() and got["L"] == pytest.approx(np.exp(x - x.max()).sum(), rel=1e-12)
+        assert list(got["live"]) == [True] * len(parts) + [False] and got["terms"][-1] == 0
+    with pytest.raises(ValueError, match="at least one part"):
+        reference.merge_states([-np.inf], [0.0])

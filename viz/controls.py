@@ -51,9 +51,6 @@ def source_picker(prefix: str, page: str, on_change) -> scenes.Scene | None:
     titles = {s.name: s.title for s in mine} | {LIVE: LIVE}
     key = f"{prefix}.source"
     if ss.get(key) not in names:
-        if ss.get(key) is not None and ss.get(key) != LIVE:  # a scene named by the URL that is not here
-            st.warning(f"There is no scene called {str(ss[key])[:40]!r} on this page: showing "
-                       f"{titles.get(names[0], names[0]) if names else LIVE} instead.")
         ss[key] = names[0] if names else LIVE
     st.selectbox("Scenes", names, key=key, format_func=titles.get, on_change=on_change, persist_state="session",
                  help=(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "

@@ -60,25 +60,11 @@ def order_grid_figure(trace, step: int, height: int = 300):
     return grid.tile_grid(c, states, text.tolist(), shapes, title=f"{NAMES[c.loop_order]}: the walk", height=height)
 
 
-def tile_traffic(trace, k: int) -> dict:
-    """{"loads", "stores"} in elements that the kernel moves at step k of its walk."""
-    c = trace.config
-    tiles = walk(trace)
-    i, j = tiles[k]
-    rows, cols, d = trace.rows(i), trace.cols(j), c.head_dim
-    if c.loop_order == "fa1":
-        first_of_col = k == 0 or tiles[k - 1][1] != j
-        loads = (2 * cols * d if first_of_col else 0) + rows * d + rows * d + 2 * rows  # K, V ; Q ; O ; m, l
-        return {"loads": loads, "stores": rows * d + 2 * rows}
-    first_of_row = k == 0 or tiles[k - 1][0] != i
-    last_of_row = k == len(tiles) - 1 or tiles[k + 1][0] != i
-    loads = (rows * d if first_of_row else 0) + 2 * cols * d  # Q once ; K, V every tile
-    return {"loads": loads, "stores": rows * d + rows if last_of_row else 0}  # O and the log-sum-exp, once
-
-
 def traffic_so_far(trace, step: int) -> dict:
-    """Elements moved through step `step` (derived from the walk; equals the counters at the end)."""
-    parts = [tile_traffic(trace, k) for k in range(step + 1)]
+    """Elements moved through step `step` of the walk (kernels/traffic.flash_walk, derived from the
+    walk; at the last step it equals the kernel's counters)."""
+    c = trace.config
+    parts = traffic.flash_walk(c.loop_order, walk(trace), c.seq_len, c.head_dim, c.block_m, c.block_n)[: step + 1]
     return {"loads": sum(p["loads"] for p in parts), "stores": sum(p["stores"] for p in parts)}
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kernels import traffic
+from kernels import reference, traffic
 from viz.figures.style import BLUE, GREY, ORANGE, RED, discrete_colorscale, layout
 
 # ---------------------------------------------------------------- softmax page
@@ -230,11 +230,9 @@ def split_row_parts(trace) -> dict:
     """The split-row kernel's partial (m_s, l_s) of each slice, merged in float64 (derived):
     M = max m_s, L = sum l_s e^(m_s - M), against the float64 row's max and sum."""
     m_s, l_s = trace.split_m.astype(np.float64), trace.split_l.astype(np.float64)
-    live = np.isfinite(m_s) & (l_s > 0)  # a slice past the row's end holds nothing
-    big_m = float(np.max(m_s[live]))
-    weights = np.where(live, l_s * np.exp(np.where(live, m_s, big_m) - big_m), 0.0)
-    return {"m_s": m_s, "l_s": l_s, "live": live, "M": big_m, "L": float(weights.sum()), "terms": weights,
-            "ref_M": float(trace.ref_m[-1]), "ref_L": float(trace.ref_d[-1]), "path": trace.split_path}
+    merge = reference.merge_states(m_s, l_s)  # a slice past the row's end holds nothing: weight 0
+    return {"m_s": m_s, "l_s": l_s, **merge, "ref_M": float(trace.ref_m[-1]), "ref_L": float(trace.ref_d[-1]),
+            "path": trace.split_path}
 
 
 def split_row_figure(trace, height: int = 280) -> go.Figure:

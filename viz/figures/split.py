@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kernels import reference
 from viz.figures.attention import tex_num
 from viz.figures.style import BLUE, GREY, ORANGE, layout
 
@@ -17,11 +18,9 @@ def merge_parts(trace, row: int) -> dict:
     m_s = trace.split_m[:, row].astype(np.float64)  # (S,) -inf: the split saw no key of this row
     l_s = trace.split_l[:, row].astype(np.float64)
     o_s = trace.split_out[:, row].astype(np.float64)  # (S, d) normalized
-    live = np.isfinite(m_s) & (l_s > 0)
-    m = float(np.max(m_s[live]))
-    scaled = np.where(live, l_s * np.exp(np.where(live, m_s, m) - m), 0.0)  # l_s e^(m_s - m)
-    l = float(scaled.sum())
-    weights = scaled / l
+    merge = reference.merge_states(m_s, l_s)
+    live, m, l = merge["live"], merge["M"], merge["L"]
+    weights = merge["terms"] / l  # l_s e^(m_s - m) / l
     merged = weights @ o_s  # (d,)
     out = trace.out[row].astype(np.float64)
     return {"m_s": m_s, "l_s": l_s, "live": live, "m": m, "l": l, "weights": weights, "merged": merged,

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from kernels import backend, trace_io
-from viz import controls, export, state, stepping, urlstate
+from viz import controls, export, sources, state, stepping, urlstate
 from viz.figures import attention as fa
 from viz.figures import grid, memory, split
 from viz.figures.style import themed
@@ -10,68 +10,20 @@ from viz.stepper import stepper
 
 ss = st.session_state
 CPU = backend.INTERPRET
-DEFAULTS = {
-    **controls.config_defaults("attn"),
-    "attn.follow": 3 if CPU else 8, "attn.row": 0, "attn.upload_n": 0, "attn.loaded": None, "attn.load_error": None,
-    "attn.count_ok": None,
-}
+DEFAULTS = {**controls.config_defaults("attn"), "attn.follow": 3 if CPU else 8, "attn.row": 0, "attn.count_ok": None}
 for key, value in DEFAULTS.items():
     ss.setdefault(key, value)
-stepping.defaults("attn")
+sources.defaults("attn")
+# a scene opens at its q-block, at its row within that q-block, at its step
+opening = sources.scene_opening("attention", lambda s: {"attn.follow": s.follow, "attn.row_rel": s.row,
+                                                       "attn.step": s.step - 1})
+sources.arrive("attn", "attention", {**urlstate.CONFIG, **urlstate.POSITION}, urlstate.CONFIG,
+               {"q_block": "attn.follow", "row": "attn.row_abs"}, opening)
+_new_source, _uploaded, _back_to_source = sources.callbacks("attn", "forward", opening)
 
 
-# ---------------------------------------------------------------- the URL, on arrival
-if urlstate.arrived("attention"):
-    values, problems = urlstate.read({**urlstate.CONFIG, **urlstate.POSITION})
-    ss["attn.url_problems"] = problems
-    if "scene" in values:
-        ss["attn.source"] = values["scene"]
-        opening = state.scene_by_name(values["scene"])
-        if opening is not None:  # where the scene's narration starts, unless the URL says otherwise
-            ss["attn.follow"], ss["attn.row_rel"], ss["attn.step"] = opening.follow, opening.row, opening.step - 1
-    elif any(f in values for f in urlstate.CONFIG):
-        ss["attn.source"] = controls.LIVE
-        for f in urlstate.CONFIG:
-            if f in values:
-                ss[f"attn.{f}"] = values[f]
-    for f, key in (("q_block", "attn.follow"), ("row", "attn.row_abs")):
-        if f in values:
-            ss[key] = values[f]
-    if "step" in values:
-        ss["attn.step"], ss["attn.url_step"] = values["step"] - 1, values["step"]
-    if "present" in values:
-        ss["app.present"] = values["present"]
-
-
-# ---------------------------------------------------------------- callbacks
 def _restart():
     stepping.restart("attn")
-
-
-def _new_source():
-    ss["attn.loaded"], ss["attn.load_error"] = None, None
-    _restart()
-    scene = state.scene_by_name(ss["attn.source"])
-    if scene is not None:  # a scene opens where its narration starts
-        ss["attn.follow"], ss["attn.row_rel"], ss["attn.step"] = scene.follow, scene.row, scene.step - 1
-
-
-def _uploaded():
-    f = ss.get(f"attn.upload.{ss['attn.upload_n']}")
-    if f is None:
-        return
-    try:
-        trace = state.load_trace(f.getvalue(), f.name, kind="forward")
-        ss["attn.loaded"], ss["attn.load_error"] = {"name": f.name, "trace": trace}, None
-        _restart()
-    except ValueError as e:
-        ss["attn.loaded"], ss["attn.load_error"] = None, str(e)
-
-
-def _back_to_source():
-    ss["attn.loaded"], ss["attn.load_error"] = None, None
-    ss["attn.upload_n"] += 1  # a fresh uploader: the old file is gone
-    _restart()
 
 
 # ---------------------------------------------------------------- where the trace comes from
@@ -81,13 +33,12 @@ with st.sidebar:
     follow_box = st.container()  # the followed q-block and row, above the config: in view at 720 px
     live = scene is None and ss["attn.loaded"] is None
     if scene is not None:
-        st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
+        sources.scene_info(scene)
     if live:
         with st.expander("Kernel config", expanded=True):
             controls.config_sidebar("attn", _restart, orders=True)
 
-for problem in ss.pop("attn.url_problems", []):
-    st.warning(problem)
+sources.show_url_problems("attn")
 trace, cfg_error, note = None, None, None
 if ss["attn.loaded"] is not None:
     trace = ss["attn.loaded"]["trace"]
@@ -108,10 +59,10 @@ with follow_box:
         follow = controls.follow_slider("follow q-block", "attn.follow", c.n_q_blocks, first=0, on_change=_restart,
                                         help="the program (one per q-block) whose tiles you step through")
         rows_here = min(c.block_m, c.seq_len - follow * c.block_m)
-        if "attn.row_abs" in ss:  # a row number from the URL: the row of the sequence
-            ss["attn.row"] = min(max(0, ss.pop("attn.row_abs") - follow * c.block_m), rows_here - 1)
         if "attn.row_rel" in ss:  # a scene's row: the row within its q-block
             ss["attn.row"] = min(ss.pop("attn.row_rel"), rows_here - 1)
+        if "attn.row_abs" in ss:  # a row number from the URL, the row of the sequence: it wins over the scene's
+            ss["attn.row"] = min(max(0, ss.pop("attn.row_abs") - follow * c.block_m), rows_here - 1)
         first_row = follow * c.block_m
         ss["attn.row"] = min(max(0, int(ss["attn.row"])), rows_here - 1)  # within the q-block, kept across q-blocks
         ss["attn.row_in"] = first_row + ss["attn.row"]
@@ -121,13 +72,7 @@ with follow_box:
                                    help="the row whose numbers the equations and the accumulator show")
 with st.sidebar:
     stepping.play_controls("attn")
-    with st.expander("Load a trace file (.npz)"):
-        st.file_uploader("trace file", type=["npz"], key=f"attn.upload.{ss['attn.upload_n']}",
-                         on_change=_uploaded, label_visibility="collapsed")
-        if ss["attn.load_error"]:
-            st.error(ss["attn.load_error"])
-        if ss["attn.loaded"] is not None:
-            st.button("Back to the scenes and the live kernel", key="attn.back", on_click=_back_to_source)
+    sources.upload_box("attn", "forward", _uploaded, _back_to_source)
 
 if cfg_error:
     st.markdown("#### FlashAttention, tile by tile")

@@ -4,71 +4,28 @@ import numpy as np
 import streamlit as st
 
 from kernels import backend
-from viz import controls, state, stepping, urlstate
+from viz import controls, sources, state, stepping, urlstate
 from viz.figures import backward as fb
 from viz.figures import grid, memory
 from viz.figures.style import themed
 from viz.stepper import stepper
 
 ss = st.session_state
-for key, value in {**controls.config_defaults("bwd"), "bwd.kv_block": 0, "bwd.row": 0, "bwd.upload_n": 0,
-                   "bwd.loaded": None, "bwd.load_error": None}.items():
+for key, value in {**controls.config_defaults("bwd"), "bwd.kv_block": 0, "bwd.row": 0}.items():
     ss.setdefault(key, value)
-stepping.defaults("bwd")
-SPEC = {f: urlstate.CONFIG[f] for f in controls.CONFIG_FIELDS} | {
-    k: urlstate.POSITION[k] for k in ("kv_block", "row", "step", "scene", "present")}
+sources.defaults("bwd")
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-
-if urlstate.arrived("backward"):
-    values, problems = urlstate.read(SPEC)
-    ss["bwd.url_problems"] = problems
-    if "scene" in values:
-        ss["bwd.source"] = values["scene"]
-        opening = state.scene_by_name(values["scene"])
-        if opening is not None:  # where the scene's narration starts, unless the URL says otherwise
-            ss["bwd.kv_block"], ss["bwd.row"], ss["bwd.step"] = opening.follow, opening.row, opening.step - 1
-    elif any(f in values for f in controls.CONFIG_FIELDS):
-        ss["bwd.source"] = controls.LIVE
-        for f in controls.CONFIG_FIELDS:
-            if f in values:
-                ss[f"bwd.{f}"] = values[f]
-    for f in ("kv_block", "row"):
-        if f in values:
-            ss[f"bwd.{f}"] = values[f]
-    if "step" in values:
-        ss["bwd.step"], ss["bwd.url_step"] = values["step"] - 1, values["step"]
-    if "present" in values:
-        ss["app.present"] = values["present"]
+# a scene opens at its kv-block's program, at its query row, at its step
+opening = sources.scene_opening("backward", lambda s: {"bwd.kv_block": s.follow, "bwd.row": s.row,
+                                                      "bwd.step": s.step - 1})
+sources.arrive("bwd", "backward", {f: urlstate.CONFIG[f] for f in controls.CONFIG_FIELDS} | {
+    k: urlstate.POSITION[k] for k in ("kv_block", "row", "step", "scene", "present")}, controls.CONFIG_FIELDS,
+    {"kv_block": "bwd.kv_block", "row": "bwd.row"}, opening)
+_new_source, _uploaded, _back_to_source = sources.callbacks("bwd", "backward", opening)
 
 
 def _restart():
     stepping.restart("bwd")
-
-
-def _new_source():
-    ss["bwd.loaded"], ss["bwd.load_error"] = None, None
-    _restart()
-    scene = state.scene_by_name(ss["bwd.source"])
-    if scene is not None:
-        ss["bwd.kv_block"], ss["bwd.row"], ss["bwd.step"] = scene.follow, scene.row, scene.step - 1
-
-
-def _uploaded():
-    f = ss.get(f"bwd.upload.{ss['bwd.upload_n']}")
-    if f is None:
-        return
-    try:
-        ss["bwd.loaded"] = {"name": f.name, "trace": state.load_trace(f.getvalue(), f.name, kind="backward")}
-        ss["bwd.load_error"] = None
-        _restart()
-    except ValueError as e:
-        ss["bwd.loaded"], ss["bwd.load_error"] = None, str(e)
-
-
-def _back_to_source():
-    ss["bwd.loaded"], ss["bwd.load_error"] = None, None
-    ss["bwd.upload_n"] += 1
-    _restart()
 
 
 stepping.page_style()
@@ -76,15 +33,14 @@ with st.sidebar:
     scene = controls.source_picker("bwd", "backward", _new_source)
     follow_box = st.container()  # the followed kv-block, above the config: in view at 720 px
     if scene is not None and ss["bwd.loaded"] is None:
-        st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
+        sources.scene_info(scene)
     if scene is None and ss["bwd.loaded"] is None:
         with st.expander("Kernel config", expanded=True):
             controls.config_sidebar("bwd", _restart, seed_help="q, k, v and dO",
                                     block_help=("rows of Q, dO per tile: what streams past each kv-block's program",
                                                 "rows of K, V per tile: one program per kv-block"))
 
-for problem in ss.pop("bwd.url_problems", []):
-    st.warning(problem)
+sources.show_url_problems("bwd")
 trace, note = None, None
 if ss["bwd.loaded"] is not None:
     trace = ss["bwd.loaded"]["trace"]
@@ -122,13 +78,7 @@ with follow_box:
         st.caption(f"This recording kept the tiles of kv-blocks {kept}: following kv-block {kv_block}.")
 with st.sidebar:
     stepping.play_controls("bwd")
-    with st.expander("Load a backward trace file (.npz)"):
-        st.file_uploader("trace file", type=["npz"], key=f"bwd.upload.{ss['bwd.upload_n']}", on_change=_uploaded,
-                         label_visibility="collapsed")
-        if ss["bwd.load_error"]:
-            st.error(ss["bwd.load_error"])
-        if ss["bwd.loaded"] is not None:
-            st.button("Back to the scenes and the live kernel", key="bwd.back", on_click=_back_to_source)
+    sources.upload_box("bwd", "backward", _uploaded, _back_to_source)
 steps = grid.bwd_step_count(trace, kv_block)
 
 

@@ -4,7 +4,7 @@ import dataclasses
 import streamlit as st
 
 from kernels import backend, scenes, traffic
-from viz import controls, state, stepping, urlstate
+from viz import controls, sources, state, stepping, urlstate
 from viz.figures import attention as fa
 from viz.figures import orders as fo
 from viz.figures.style import themed
@@ -43,24 +43,8 @@ def scene_pairs() -> dict[str, tuple]:
 
 
 PAIRS = scene_pairs()
-if urlstate.arrived("orders"):
-    values, problems = urlstate.read(SPEC)
-    ss["ord.url_problems"] = problems
-    if values.get("scene") in PAIRS:
-        ss["ord.source"] = values["scene"]
-    elif "scene" in values:
-        problems.append(f"URL parameter scene={values['scene']!r} is not a scene pair of this page; using the default.")
-    elif any(f in values for f in controls.CONFIG_FIELDS):
-        ss["ord.source"] = controls.LIVE
-        for f in controls.CONFIG_FIELDS:
-            if f in values:
-                ss[f"ord.{f}"] = values[f]
-    if "row" in values:
-        ss["ord.row_abs"] = values["row"]
-    if "step" in values:
-        ss["ord.step"], ss["ord.url_step"] = values["step"] - 1, values["step"]
-    if "present" in values:
-        ss["app.present"] = values["present"]
+sources.arrive("ord", "orders", SPEC, controls.CONFIG_FIELDS, {"row": "ord.row_abs"},
+               lambda name: {} if name in PAIRS else None)  # a pair opens at the URL's step, else the first
 
 stepping.page_style()
 st.html("<style>[class*='st-key-ord-eq'] .katex {font-size: %s !important}</style>"
@@ -83,8 +67,7 @@ with st.sidebar:
         with st.expander("Kernel config", expanded=True):
             controls.config_sidebar("ord", lambda: stepping.restart("ord"))
 
-for problem in ss.pop("ord.url_problems", []):
-    st.warning(problem)
+sources.show_url_problems("ord")
 if live:
     cfg, err = controls.config_from_state("ord")
     if err:

@@ -4,72 +4,30 @@ import numpy as np
 import streamlit as st
 
 from kernels import backend, inputs, limits, softmax_trace, traffic
-from viz import controls, state, stepping, urlstate
+from viz import controls, sources, state, stepping, urlstate
 from viz.figures import softmax as fsm
 from viz.figures.style import themed
 from viz.stepper import stepper
 
 ss = st.session_state
-for key, value in {"sm.length": 64, "sm.block": 16, "sm.scenario": "randn", "sm.seed": 0, "sm.upload_n": 0,
-                   "sm.loaded": None, "sm.load_error": None}.items():
+for key, value in {"sm.length": 64, "sm.block": 16, "sm.scenario": "randn", "sm.seed": 0}.items():
     ss.setdefault(key, value)
-stepping.defaults("sm")
-SPEC = {**urlstate.SOFTMAX, **{k: urlstate.POSITION[k] for k in ("step", "scene", "present")}}
-
-if urlstate.arrived("softmax"):
-    values, problems = urlstate.read(SPEC)
-    ss["sm.url_problems"] = problems
-    if "scene" in values:
-        ss["sm.source"] = values["scene"]
-        opening = state.scene_by_name(values["scene"])
-        if opening is not None:
-            ss["sm.step"] = opening.step - 1
-    elif any(f in values for f in urlstate.SOFTMAX):
-        ss["sm.source"] = controls.LIVE
-        for f in urlstate.SOFTMAX:
-            if f in values:
-                ss[f"sm.{f}"] = values[f]
-    if "step" in values:
-        ss["sm.step"], ss["sm.url_step"] = values["step"] - 1, values["step"]
-    if "present" in values:
-        ss["app.present"] = values["present"]
+sources.defaults("sm")
+opening = sources.scene_opening("softmax", lambda s: {"sm.step": s.step - 1})  # one row: only the step
+sources.arrive("sm", "softmax", {**urlstate.SOFTMAX, **{k: urlstate.POSITION[k] for k in ("step", "scene", "present")}},
+               urlstate.SOFTMAX, {}, opening)
+_new_source, _uploaded, _back_to_source = sources.callbacks("sm", "softmax", opening)
 
 
 def _restart():
     stepping.restart("sm")
 
 
-def _new_source():
-    ss["sm.loaded"], ss["sm.load_error"] = None, None
-    _restart()
-    scene = state.scene_by_name(ss["sm.source"])
-    if scene is not None:
-        ss["sm.step"] = scene.step - 1
-
-
-def _uploaded():
-    f = ss.get(f"sm.upload.{ss['sm.upload_n']}")
-    if f is None:
-        return
-    try:
-        ss["sm.loaded"] = {"name": f.name, "trace": state.load_trace(f.getvalue(), f.name, kind="softmax")}
-        ss["sm.load_error"] = None
-        _restart()
-    except ValueError as e:
-        ss["sm.loaded"], ss["sm.load_error"] = None, str(e)
-
-
-def _back_to_source():
-    ss["sm.loaded"], ss["sm.load_error"] = None, None
-    ss["sm.upload_n"] += 1
-    _restart()
-
-
 stepping.page_style()
 with st.sidebar:
     scene = controls.source_picker("sm", "softmax", _new_source)
     if scene is not None and ss["sm.loaded"] is None:
-        st.info(f"**{scene.title}**. {scene.narration}", icon=":material/movie:")
+        sources.scene_info(scene)
     if scene is None and ss["sm.loaded"] is None:
         with st.expander("One row", expanded=True):
             persist = dict(on_change=_restart, disabled=not controls.live_possible(), persist_state="session")
@@ -80,16 +38,9 @@ with st.sidebar:
                          format_func=lambda s: f"{s}: {inputs.SOFTMAX_SCENARIO_HELP[s]}")
             st.number_input("seed", 0, 2**31 - 1, step=1, key="sm.seed", **persist)
     stepping.play_controls("sm")
-    with st.expander("Load a softmax trace file (.npz)"):
-        st.file_uploader("trace file", type=["npz"], key=f"sm.upload.{ss['sm.upload_n']}", on_change=_uploaded,
-                         label_visibility="collapsed")
-        if ss["sm.load_error"]:
-            st.error(ss["sm.load_error"])
-        if ss["sm.loaded"] is not None:
-            st.button("Back to the scenes and the live kernels", key="sm.back", on_click=_back_to_source)
+    sources.upload_box("sm", "softmax", _uploaded, _back_to_source)
 
-for problem in ss.pop("sm.url_problems", []):
-    st.warning(problem)
+sources.show_url_problems("sm")
 if ss["sm.loaded"] is not None:
     trace, note = ss["sm.loaded"]["trace"], f"the file {ss['sm.loaded']['name']}"
 elif scene is not None:
