@@ -2,13 +2,16 @@
 
 Checks every argument (a ValueError naming it, the value and what is allowed), picks the config
 on a GPU (tuning.py; 64 x 64 in the interpreter) and launches the kernels of flash_fwd.py and
-flash_bwd.py. The autograd Function saves q, k, v, out and the log-sum-exp (O(N) per row), never P.
+flash_bwd.py. One autograd path: the forward and backward are torch.library operators
+(torch.ops.fa_viz), so eager calls, torch.compile and CUDA graphs take the same route; the
+forward saves q, k, v, out and the log-sum-exp (O(N) per row), never P.
 
 Not for: the kernels (flash_fwd.py, flash_bwd.py) or traces (trace.py, trace_backward.py).
 """
 import torch
 
 from kernels import backend, flash_bwd, flash_fwd, tuning
+from kernels.launch import Config, precision
 from kernels.limits import HEAD_DIMS, check_blocks, check_bool, check_choice, check_float, dtypes
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -16,11 +19,6 @@ _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 
 def torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[check_choice("dtype", name, tuple(_TORCH_DTYPES))]
-
-
-def precision(dtype: torch.dtype) -> str:
-    """tl.dot's input precision: ieee for float32 (exact in the interpreter), tensor cores otherwise."""
-    return "ieee" if dtype == torch.float32 else "tf32"
 
 
 def sm_scale_of(sm_scale, head_dim: int) -> float:
@@ -57,25 +55,18 @@ def check_inputs(q, k, v, causal) -> tuple:
     return q, k, v, causal
 
 
-def _check_blocks_given(block_m, block_n, head_dim) -> bool:
-    """True when both block sizes are given (and valid), False when neither is."""
+def _given_blocks(block_m, block_n, head_dim) -> Config | None:
+    """The Config of both block sizes when they are given (and valid), None when neither is."""
     if block_m is None and block_n is None:
-        return False
+        return None
     if block_m is None or block_n is None:
         raise ValueError(f"give both block_m and block_n, or neither (tuned), got block_m={block_m!r}, "
                          f"block_n={block_n!r}")
     check_blocks(block_m, block_n, head_dim)
-    return True
+    return Config(int(block_m), int(block_n))
 
 
 # ------------------------------------------------------------------------------ forward
-def launch_config(q, k, v, causal: bool, sm_scale: float, config: tuning.Config, use_tma: bool, out=None):
-    """(out, lse) from one tuning.Config, launched the way the tuner launches it (checked inputs)."""
-    return flash_fwd.launch(q, k, v, causal, sm_scale, config.block_m, config.block_n, num_warps=config.num_warps,
-                            num_stages=config.num_stages, out=out, use_tma=use_tma, warp_spec=config.warp_spec,
-                            split=config.split, late_v=config.late_v)
-
-
 def _forward_tuned(q, k, v, causal, sm_scale):
     out = torch.empty_like(q)
     seq_len, head_dim = q.shape[2], q.shape[3]
@@ -83,7 +74,7 @@ def _forward_tuned(q, k, v, causal, sm_scale):
     prec = precision(q.dtype)
 
     def run(config):
-        return launch_config(q, k, v, causal, sm_scale, config, use_tma, out)
+        return flash_fwd.launch(q, k, v, causal, sm_scale, config, out=out, use_tma=use_tma)
 
     key = ("fwd", seq_len, head_dim, causal, prec, use_tma, q.device)
     return run(tuning.forward_tuner.pick(
@@ -95,9 +86,10 @@ def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, bloc
     Without block sizes: the tuned fast path on a GPU, 64 x 64 blocks in the interpreter."""
     q, k, v, causal = check_inputs(q, k, v, causal)
     sm_scale = sm_scale_of(sm_scale, q.shape[3])
-    if not _check_blocks_given(block_m, block_n, q.shape[3]):
+    config = _given_blocks(block_m, block_n, q.shape[3])
+    if config is None:
         return _forward_tuned(q, k, v, causal, sm_scale)
-    return flash_fwd.launch(q, k, v, causal, sm_scale, int(block_m), int(block_n))
+    return flash_fwd.launch(q, k, v, causal, sm_scale, config)
 
 
 def tuned_config_name() -> str | None:
@@ -132,19 +124,10 @@ def flash_attention_bwd(q, k, v, out, lse, do, causal=False, sm_scale=None, bloc
     q, k, v, causal = check_inputs(q, k, v, causal)
     _check_backward_inputs(q, out, lse, do)
     sm_scale = sm_scale_of(sm_scale, q.shape[3])
-    if _check_blocks_given(block_m, block_n, q.shape[3]):
-        config = {"BLOCK_M": int(block_m), "BLOCK_N": int(block_n)}
+    config = _given_blocks(block_m, block_n, q.shape[3])
+    if config is not None:
         return flash_bwd.launch(q, k, v, out, lse, do, causal, sm_scale, config, config)[:3]
     return _backward_tuned(q, k, v, out, lse, do, causal, sm_scale)
-
-
-def _kernel_config(c: tuning.Config) -> dict:
-    return {"BLOCK_M": c.block_m, "BLOCK_N": c.block_n, "num_warps": c.num_warps, "num_stages": c.num_stages}
-
-
-def launch_backward_configs(q, k, v, out, lse, do, causal, sm_scale, dkdv: tuning.Config, dq: tuning.Config):
-    """(dq, dk, dv) with each kernel at one tuning.Config (checked inputs; the GPU tests run each)."""
-    return flash_bwd.launch(q, k, v, out, lse, do, causal, sm_scale, _kernel_config(dkdv), _kernel_config(dq))[:3]
 
 
 def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
@@ -156,10 +139,10 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
     dk, dv, dq = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
 
     def run_dkdv(c):
-        return flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, _kernel_config(c), dk=dk, dv=dv)
+        return flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, c, dk=dk, dv=dv)
 
     def run_dq(c):
-        return flash_bwd.launch_dq(q, k, v, do, lse, delta, causal, sm_scale, _kernel_config(c), dq=dq)
+        return flash_bwd.launch_dq(q, k, v, do, lse, delta, causal, sm_scale, c, dq=dq)
 
     picked = {}
     for kernel, run in (("dkdv", run_dkdv), ("dq", run_dq)):
@@ -174,8 +157,7 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
             run_dkdv(picked["dkdv"])
             return run_dq(picked["dq"])
         dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if dq_acc is None else dq_acc.zero_()
-        flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, _kernel_config(c), dk=dk, dv=dv,
-                              dq_acc=dq_acc)
+        flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, c, dk=dk, dv=dv, dq_acc=dq_acc)
         return dq.copy_(dq_acc)
 
     def schedules():
@@ -189,35 +171,10 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
     return dq, dk, dv
 
 
-# ------------------------------------------------------------------------------ autograd
-class FlashAttentionFunction(torch.autograd.Function):
-    """flash_attention with a backward: saves q, k, v, out and the log-sum-exp, never P."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, causal, sm_scale):
-        out, lse = flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.causal, ctx.sm_scale = causal, sm_scale
-        return out
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = flash_attention_bwd(q, k, v, out, lse, do, causal=ctx.causal, sm_scale=ctx.sm_scale)
-        return dq, dk, dv, None, None
-
-
-def flash_attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor:
-    """softmax(q k^T * sm_scale) v, FlashAttention-2. sm_scale defaults to 1/sqrt(head_dim).
-    Differentiable: the backward is the FlashAttention-2 backward (no N x N tensor)."""
-    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
-        return FlashAttentionFunction.apply(q, k, v, causal, sm_scale)
-    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]
-
-
-# ------------------------------------------------------------------------------ torch.library
-# The same forward and backward as PyTorch operators, so torch.compile and CUDA graphs take them
-# as they are (an autograd.Function with Python inside breaks a compiled graph).
+# ------------------------------------------------------------------------------ the operators, and autograd
+# The forward and backward as PyTorch operators, so torch.compile and CUDA graphs take them as they
+# are (an autograd.Function with Python inside breaks a compiled graph); the backward is registered
+# as the forward's autograd formula.
 @torch.library.custom_op("fa_viz::flash_attention_fwd", mutates_args=())
 def _op_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
             sm_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,9 +215,15 @@ def _op_backward(ctx, dout, dlse):
 _op_fwd.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-def flash_attention_op(q, k, v, causal: bool = False, sm_scale=None) -> torch.Tensor:
-    """flash_attention through torch.ops.fa_viz: for torch.compile and CUDA-graph capture."""
+def flash_attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor:
+    """softmax(q k^T * sm_scale) v, FlashAttention-2. sm_scale defaults to 1/sqrt(head_dim).
+    Differentiable through one route, the torch.ops.fa_viz operator and its autograd formula (the
+    FlashAttention-2 backward, no N x N tensor), which torch.compile and CUDA graphs take too. A
+    call that needs no gradient, outside torch.compile, skips the dispatcher: the same kernels."""
     if not isinstance(q, torch.Tensor) or q.dim() != 4:
-        check_inputs(q, k, v, causal)  # the same message as the eager call gives
-    return torch.ops.fa_viz.flash_attention_fwd(q, k, v, check_bool("causal", causal),
-                                                sm_scale_of(sm_scale, q.shape[-1]))[0]
+        check_inputs(q, k, v, causal)  # the message the operator would give, before it is dispatched
+    causal, sm_scale = check_bool("causal", causal), sm_scale_of(sm_scale, q.shape[-1])
+    needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v))
+    if needs_grad or torch.compiler.is_compiling():
+        return torch.ops.fa_viz.flash_attention_fwd(q, k, v, causal, sm_scale)[0]
+    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]

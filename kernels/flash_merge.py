@@ -14,15 +14,18 @@ Not for: the forward itself (flash_fwd.py).
 import triton
 import triton.language as tl
 
+from kernels import traffic
+from kernels.launch import strides
+
+# counter slots of a split-KV trace (kernels/traffic.py SPLIT_KV_COUNTERS)
+C_MERGE_O, C_MERGE_ML, C_O, C_LSE = (tl.constexpr(traffic.SPLIT_KV_COUNTERS.index(k)) for k in (
+    "merge_o_loads", "merge_ml_loads", "o_stores", "lse_stores"))
+
 
 @triton.jit
-def _merge_splits(
-    PartO, PartML, Out, Lse, Counters,
-    stride_pz, stride_ph, stride_pm, stride_pk,  # PartO: (batch, heads * KV_SPLITS, N, d)
-    stride_oz, stride_oh, stride_om, stride_ok,
-    H, N_CTX,
-    KV_SPLITS: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, COUNT: tl.constexpr,
-):
+def _merge_splits(PartO, PartML, Out, Lse, Counters, sp, so, H, N_CTX,
+                  KV_SPLITS: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, COUNT: tl.constexpr):
+    # sp: PartO's strides (batch, heads * KV_SPLITS, N, d); so: Out's
     off_hz = tl.program_id(1)
     off_z = off_hz // H
     off_h = off_hz % H
@@ -43,20 +46,20 @@ def _merge_splits(
         m_s = tl.load(PartML + part * N_CTX + offs_m, mask=row_ok, other=0.0)
         l_s = tl.load(PartML + ml_plane + part * N_CTX + offs_m, mask=row_ok, other=0.0)
         w = l_s * tl.exp(m_s - m)  # 0 for a split that saw none of this row's keys
-        o_s = tl.load(PartO + off_z.to(tl.int64) * stride_pz + (off_h.to(tl.int64) * KV_SPLITS + s) * stride_ph
-                      + offs_m[:, None] * stride_pm + offs_d[None, :] * stride_pk, mask=row_ok[:, None], other=0.0)
+        o_s = tl.load(PartO + off_z.to(tl.int64) * sp.z + (off_h.to(tl.int64) * KV_SPLITS + s) * sp.h
+                      + offs_m[:, None] * sp.m + offs_d[None, :] * sp.k, mask=row_ok[:, None], other=0.0)
         l_sum += w
         acc += w[:, None] * o_s
     out = acc / tl.where(row_ok, l_sum, 1.0)[:, None]
-    tl.store(Out + off_z.to(tl.int64) * stride_oz + off_h.to(tl.int64) * stride_oh + offs_m[:, None] * stride_om
-             + offs_d[None, :] * stride_ok, out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+    tl.store(Out + off_z.to(tl.int64) * so.z + off_h.to(tl.int64) * so.h + offs_m[:, None] * so.m
+             + offs_d[None, :] * so.k, out.to(Out.dtype.element_ty), mask=row_ok[:, None])
     tl.store(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, m + tl.log(tl.where(row_ok, l_sum, 1.0)), mask=row_ok)
     if COUNT:
         rows = tl.sum(row_ok.to(tl.int64))
-        tl.atomic_add(Counters + 5, rows * HEAD_DIM * KV_SPLITS)  # every O_s
-        tl.atomic_add(Counters + 6, rows * 2 * KV_SPLITS)  # every m_s, l_s
-        tl.atomic_add(Counters + 7, rows * HEAD_DIM)  # O
-        tl.atomic_add(Counters + 8, rows)  # lse
+        tl.atomic_add(Counters + C_MERGE_O, rows * HEAD_DIM * KV_SPLITS)  # every O_s
+        tl.atomic_add(Counters + C_MERGE_ML, rows * 2 * KV_SPLITS)  # every m_s, l_s
+        tl.atomic_add(Counters + C_O, rows * HEAD_DIM)  # O
+        tl.atomic_add(Counters + C_LSE, rows)  # lse
 
 
 def merge(part_o, part_ml, out, lse, kv_splits: int, counters=None) -> None:
@@ -64,6 +67,6 @@ def merge(part_o, part_ml, out, lse, kv_splits: int, counters=None) -> None:
     batch, heads, seq_len, head_dim = out.shape
     block = 64
     _merge_splits[(triton.cdiv(seq_len, block), batch * heads)](
-        part_o, part_ml, out, lse, counters, *part_o.stride(), *out.stride(), heads, seq_len,
+        part_o, part_ml, out, lse, counters, strides(part_o), strides(out), heads, seq_len,
         KV_SPLITS=kv_splits, BLOCK_M=block, HEAD_DIM=head_dim, COUNT=counters is not None,
     )

@@ -8,6 +8,7 @@ Works without triton or torch: a laptop that only replays traces imports this to
 Not for: the kernels themselves (flash_fwd.py, flash_bwd.py, softmax.py).
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -112,3 +113,35 @@ def check_blocks(block_m, block_n, head_dim) -> None:
             f"max(block_m, block_n) * head_dim must be at most {MAX_BLOCK_HEAD_ELEMENTS}, "
             f"got {max(block_m, block_n)} x {head_dim}"
         )
+
+
+# ---------------------------------------------------------------- counting the softmax kernels over N x N scores
+# scores_softmax_counts (kernels/trace.py) runs 4 softmax kernels over the N x N scores held in
+# float32: at most MAX_COUNT_SEQ_LEN_GPU rows on a GPU (256 MiB), and in the interpreter (about
+# 0.45 us a score) at most what takes MAX_COUNT_SECONDS_CPU.
+COUNT_SECONDS_PER_SCORE_CPU = 4.5e-7
+MAX_COUNT_SEQ_LEN_GPU = 8192
+MAX_COUNT_SECONDS_CPU = 60.0
+
+
+class CountPlan(NamedTuple):
+    allowed: bool
+    seconds: float  # about how long it takes on this backend
+    refusal: str  # why not, when not allowed
+
+
+def count_plan(seq_len: int) -> CountPlan:
+    """Whether the softmax kernels may count over seq_len x seq_len scores here, and how long it takes."""
+    seconds = seq_len * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
+    if not backend.HAVE_TRITON:
+        return CountPlan(False, seconds, "Triton is not installed here: the softmax rows show the model; the "
+                                         "FlashAttention row the recording's counts.")
+    if backend.INTERPRET and seconds > MAX_COUNT_SECONDS_CPU:
+        return CountPlan(False, seconds, f"Counting the softmax kernels over {seq_len} × {seq_len} scores would take "
+                                         f"the interpreter about {seconds / 60:.0f} min (limit "
+                                         f"{MAX_COUNT_SECONDS_CPU:.0f} s): the softmax rows show the model.")
+    if not backend.INTERPRET and seq_len > MAX_COUNT_SEQ_LEN_GPU:
+        return CountPlan(False, seconds, f"The {seq_len} × {seq_len} scores would take {seq_len * seq_len * 4 >> 20} "
+                                         f"MiB in float32 (limit {MAX_COUNT_SEQ_LEN_GPU} rows): the softmax rows show "
+                                         "the model.")
+    return CountPlan(True, seconds, "")

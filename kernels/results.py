@@ -99,3 +99,30 @@ def host_bound(result: dict, kind: str = "backward") -> dict | None:
         return None
     r = max(ours, key=lambda r: r["ms"] / r["graph_ms"])
     return {k: r[k] for k in ("seq_len", "head_dim", "causal", "ms", "graph_ms")}
+
+
+def measured_bytes(cfg) -> dict | None:
+    """{method id: DRAM bytes read + written} that Nsight Compute measured on a GPU for exactly this
+    config's shape (dram_bytes()), with the GPU's name; None when none matches: the numbers belong to
+    the shape the audience is looking at, or not at all. FA2's measurement is the unsplit kernel's,
+    FA1's its own; the softmax rows only need the sequence length."""
+    data = dram_bytes()
+    if data is None:
+        return None
+    found = {}
+    for case in data["cases"]:
+        if case.get("seq_len") != cfg.seq_len:
+            continue
+        what = case.get("what", "")
+        if what.startswith("softmax_"):
+            found[what.removeprefix("softmax_")] = case
+        elif (case.get("head_dim"), case.get("block_m"), case.get("block_n"), case.get("causal"), case.get("dtype")) == (
+                cfg.head_dim, cfg.block_m, cfg.block_n, cfg.causal, cfg.dtype):
+            if what == "standard" or (what == "fa2" and cfg.loop_order == "fa2" and cfg.kv_splits == 1) or (
+                    what == "fa1" and cfg.loop_order == "fa1"):
+                found["flash" if what in ("fa1", "fa2") else "standard"] = case
+    if "flash" not in found:
+        return None
+    return {"gpu": data["env"].get("gpu", "a GPU"), "date": str(data["env"].get("date", ""))[:10],
+            "bytes": {k: int(c["dram_read_bytes"] + c["dram_write_bytes"]) for k, c in found.items()},
+            "dtype": {k: c.get("dtype") for k, c in found.items()}}

@@ -106,10 +106,24 @@ class TraceConfig:
     def sm_scale(self) -> float:
         return 1.0 / math.sqrt(self.head_dim)
 
+    def rows(self, q_block: int) -> range:
+        """The rows of the sequence in q-block `q_block`."""
+        return range(q_block * self.block_m, min((q_block + 1) * self.block_m, self.seq_len))
+
+    def keys(self, kv_block: int) -> range:
+        """The keys of the sequence in kv-block `kv_block`."""
+        return range(kv_block * self.block_n, min((kv_block + 1) * self.block_n, self.seq_len))
+
     def split_range(self, split: int) -> tuple[int, int]:
         """The kv-blocks [lo, hi) of split `split` (the forward kernel's KV_SPLITS arithmetic)."""
         tk = self.n_kv_blocks
         return split * tk // self.kv_splits, (split + 1) * tk // self.kv_splits
+
+    def launch_config(self):
+        """The kernels' launch Config for this trace's blocks (FA1's one program: a single stage)."""
+        from kernels.launch import Config
+
+        return Config(self.block_m, self.block_n, num_stages=1 if self.loop_order == "fa1" else 2)
 
     def counter_keys(self) -> tuple:
         if self.loop_order == "fa1":
@@ -206,20 +220,6 @@ class AttentionTrace:
         hits = np.flatnonzero(self.tile_q_blocks == q_block)
         return int(hits[0]) if hits.size else None
 
-    def steps(self, q_block: int) -> np.ndarray:
-        """kv-block indices the kernel visited for q_block, in the order it visited them."""
-        order = self.visit_order[q_block]
-        js = np.flatnonzero(order >= 0)
-        return js[np.argsort(order[js])]
-
-    def rows(self, q_block: int) -> int:
-        """Rows of q_block that lie inside seq_len."""
-        return min(self.config.block_m, self.config.seq_len - q_block * self.config.block_m)
-
-    def cols(self, kv_block: int) -> int:
-        """Columns of kv_block that lie inside seq_len."""
-        return min(self.config.block_n, self.config.seq_len - kv_block * self.config.block_n)
-
     def model_counters(self) -> dict:
         c = self.config
         if c.loop_order == "fa1":
@@ -236,19 +236,20 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
     import torch
 
     from kernels import attention, flash_fa1, flash_fwd
+    from kernels.trace_buffers import TraceBuffers
 
     if not isinstance(cfg, TraceConfig):
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
     q_blocks = tile_blocks(cfg, q_blocks, cfg.n_q_blocks, tile_bytes(cfg), "q_blocks")
     host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in make_inputs(cfg)]
     q, k, v = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)
-    buf = flash_fwd.TraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE,
-                                 counter_keys=cfg.counter_keys())
+    buf = TraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE,
+                       counter_keys=cfg.counter_keys())
     t0 = time.perf_counter()
     if cfg.loop_order == "fa1":
-        out, lse = flash_fa1.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n, trace=buf)
+        out, lse = flash_fa1.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.launch_config(), trace=buf)
     else:
-        out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n, trace=buf,
+        out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.launch_config(), trace=buf,
                                     kv_splits=cfg.kv_splits)
     if backend.DEVICE == "cuda":
         torch.cuda.synchronize()
@@ -263,7 +264,7 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
         config=cfg,
         q=np32(host[0]), k=np32(host[1]), v=np32(host[2]),
         out=np32(out[0, 0]), lse=np32(lse[0, 0]),
-        m=np32(buf.state[0]), l=np32(buf.state[1]), alpha=np32(buf.state[2]),
+        m=np32(buf.m), l=np32(buf.l), alpha=np32(buf.alpha),
         visit_order=buf.visit.cpu().numpy(),
         tile_q_blocks=np.asarray(q_blocks, dtype=np.int64),
         s=np32(buf.s), p=np32(buf.p), acc_before=np32(buf.acc_before), acc_after=np32(buf.acc_after),

@@ -73,20 +73,6 @@ class BackwardTrace:
         hits = np.flatnonzero(self.tile_kv_blocks == kv_block)
         return int(hits[0]) if hits.size else None
 
-    def steps(self, kv_block: int) -> np.ndarray:
-        """q-block indices kv_block's program visited, in the order it visited them."""
-        order = self.visit_order[kv_block]
-        iq = np.flatnonzero(order >= 0)
-        return iq[np.argsort(order[iq])]
-
-    def rows(self, q_block: int) -> int:
-        """Rows of q_block that lie inside seq_len."""
-        return min(self.config.block_m, self.config.seq_len - q_block * self.config.block_m)
-
-    def cols(self, kv_block: int) -> int:
-        """Columns of kv_block that lie inside seq_len."""
-        return min(self.config.block_n, self.config.seq_len - kv_block * self.config.block_n)
-
     def has_all_tiles(self) -> bool:
         return len(self.tile_kv_blocks) == self.config.n_kv_blocks
 
@@ -103,9 +89,9 @@ class BackwardTrace:
         for j in range(c.n_kv_blocks):
             slot = self.tile_slot(j)
             if self.visit_order[j, i] >= 0:
-                parts.append(a[slot, i, r, : self.cols(j)])
+                parts.append(a[slot, i, r, : len(c.keys(j))])
             else:  # tile above the causal diagonal: never computed, exactly 0 in P and dS
-                parts.append(np.full(self.cols(j), np.nan if name == "dp" else 0.0, dtype=np.float32))
+                parts.append(np.full(len(c.keys(j)), np.nan if name == "dp" else 0.0, dtype=np.float32))
         return np.concatenate(parts)
 
     def model_counters(self) -> dict:
@@ -126,6 +112,7 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
     import torch
 
     from kernels import attention, flash_bwd, flash_fwd
+    from kernels.trace_buffers import BackwardTraceBuffers
 
     if not isinstance(cfg, TraceConfig):
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
@@ -134,12 +121,12 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
     dt = attention.torch_dtype(cfg.dtype)
     host = [torch.from_numpy(a).to(dt) for a in (*make_inputs(cfg), make_do(cfg, do_seed))]
     q, k, v, do = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)
-    out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.block_m, cfg.block_n)
-    buf = flash_bwd.BackwardTraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, kv_blocks,
-                                         backend.DEVICE)
-    blocks = {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n}
+    config = cfg.launch_config()
+    out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, config)
+    buf = BackwardTraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, kv_blocks, backend.DEVICE,
+                               flash_bwd.COUNTER_KEYS)
     t0 = time.perf_counter()
-    dq, dk, dv, delta, _ = flash_bwd.launch(q, k, v, out, lse, do, cfg.causal, cfg.sm_scale, blocks, blocks,
+    dq, dk, dv, delta, _ = flash_bwd.launch(q, k, v, out, lse, do, cfg.causal, cfg.sm_scale, config, config,
                                             trace=buf)
     if backend.DEVICE == "cuda":
         torch.cuda.synchronize()

@@ -6,40 +6,15 @@ median: a GPU that clocks down as it heats costs every candidate alike, where ti
 after the other (triton.autotune) favours whichever ran first. The benchmarks time PyTorch and us
 with the same `interleaved_medians`.
 
-Not for: launching (flash_fwd.py, flash_bwd.py) or validating (attention.py).
+Not for: the Config type and how a launch uses it (launch.py), validating (attention.py).
 """
 import statistics
-from dataclasses import dataclass
 
 from kernels import backend
-from kernels.limits import HEAD_DIMS, MAX_BLOCK_HEAD_ELEMENTS
+from kernels.launch import Config
 
 TUNE_ROUNDS = 5
 TMA_MIN_SEQ_LEN = 4096  # below this, encoding four tensor descriptors costs more than it saves
-
-
-@dataclass(frozen=True)
-class Config:
-    block_m: int
-    block_n: int
-    num_warps: int = 4
-    num_stages: int = 2
-    warp_spec: bool = False  # triton's warp-specialized loop (tensor descriptors only)
-    split: int = 1  # 2: the q-block as two halves of rows with their own softmax state
-    late_v: bool = False  # V_j loaded after the softmax instead of with K_j
-    head_dims: tuple = HEAD_DIMS  # the head dims it is kept for
-    fused_dq: bool = False  # backward: the dK/dV kernel also adds dQ atomically (no dQ kernel)
-
-    @property
-    def name(self) -> str:
-        """'BM128 BN128 w8 s3', plus ' ws', ' split2', ' late-V' where they apply."""
-        return (f"BM{self.block_m} BN{self.block_n} w{self.num_warps} s{self.num_stages}"
-                + " ws" * self.warp_spec + " split2" * (self.split == 2) + " late-V" * self.late_v
-                + " fused-dQ" * self.fused_dq)
-
-    def fits(self, head_dim: int) -> bool:
-        return (head_dim in self.head_dims
-                and max(self.block_m, self.block_n) * head_dim <= MAX_BLOCK_HEAD_ELEMENTS)
 
 
 INTERPRETER_CONFIG = Config(64, 64)

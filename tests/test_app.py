@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kernels import backend, limits, scenes, trace_io
+from kernels import backend, limits, results, scenes, trace_io
 from kernels import trace as ktrace
 from kernels.trace import TraceConfig, capture_trace
 from viz.stepper import apply_presses
@@ -188,9 +188,15 @@ def test_edge_settings(edge):
     assert table["equal?"].iloc[-1] == "✓", table
 
 
-def test_split_kv_shows_the_merge():
+def test_split_kv_steps_split_by_split_then_shows_the_merge():
     at = _app(**{"attn.seq_len": 200, "attn.block_m": 32, "attn.block_n": 16, "attn.kv_splits": 3, "attn.follow": 2})
     _ok(at)
+    assert "split 0 of 3 (keys 0–63)" in _step_label(at) and "first tile of Q2 in this split" in _step_label(at)
+    assert not any("merged row" in c.value for c in at.caption), "the merge comes after every split's last step"
+    k, n = _step(at)
+    _goto(at, "attn", n)
+    _ok(at)
+    assert "split 2 of 3" in _step_label(at)
     caption = next(c.value for c in at.caption if "merged row against the unsplit float64 reference" in c.value)
     err_ref, err_formula = (float(x) for x in re.findall(r"\d\.\d+e[+-]\d+", caption)[:2])
     assert err_ref < 1e-5 and err_formula < 1e-5
@@ -282,17 +288,16 @@ def test_slow_softmax_counts_wait_for_a_click(monkeypatch):
 def test_measured_bytes_show_where_the_config_matches():
     from types import SimpleNamespace
 
-    from viz import state
 
     cfg = SimpleNamespace(seq_len=4096, head_dim=64, block_m=64, block_n=64, causal=False, dtype="float16",
                           loop_order="fa2", kv_splits=1)  # a replayed trace's config (the CPU refuses 4096 live)
-    got = state.measured_bytes(cfg)
+    got = results.measured_bytes(cfg)
     assert got is not None and got["gpu"] == "NVIDIA H200"
     assert set(got["bytes"]) >= {"flash", "standard", "naive", "safe", "online"}
     assert got["bytes"]["standard"] > 50 * got["bytes"]["flash"], "L2 absorbs FlashAttention's K/V re-reads"
-    assert state.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "seq_len": 256})) is None
-    assert state.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "kv_splits": 2})) is None, "another kernel"
-    fa1 = state.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "loop_order": "fa1"}))
+    assert results.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "seq_len": 256})) is None
+    assert results.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "kv_splits": 2})) is None, "another kernel"
+    fa1 = results.measured_bytes(SimpleNamespace(**{**cfg.__dict__, "loop_order": "fa1"}))
     assert fa1["bytes"]["flash"] != got["bytes"]["flash"]
 
 
@@ -369,11 +374,11 @@ def test_load_a_recorded_trace(tmp_path):
     at = _app()
     at.sidebar.file_uploader[0].set_value(("t.npz", path.read_bytes(), "application/octet-stream")).run()
     _ok(at)
-    assert any("Replaying the file t.npz" in c.value for c in at.caption)
+    assert any("replaying the file t.npz" in c.value for c in at.caption)
     assert _step(at) == (1, 3) or _step(at)[1] <= 3
     at.button(key="attn.back").click().run()
     _ok(at)
-    assert not any("Replaying the file" in c.value for c in at.caption)
+    assert not any("replaying the file" in c.value for c in at.caption)
 
 
 def test_a_trace_of_another_kind_names_its_page(tmp_path):
@@ -537,7 +542,6 @@ def test_measured_dram_bytes_are_on_the_page():
     table gains the measured column (a recorded 4096 trace's config)."""
     from types import SimpleNamespace
 
-    from viz import state
     from viz.figures import memory
 
     at = _app()
@@ -547,7 +551,7 @@ def test_measured_dram_bytes_are_on_the_page():
     fa2 = table[(table[""] == "FlashAttention-2") & (table["causal"] == "") & (table["N"] == 4096)].iloc[0]
     assert fa2["measured / model"] < 0.05 and fa2["model MB"] == pytest.approx(68.165632)
     trace = capture_trace(TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16))
-    measured = state.measured_bytes(SimpleNamespace(seq_len=4096, head_dim=64, block_m=64, block_n=64, causal=False,
+    measured = results.measured_bytes(SimpleNamespace(seq_len=4096, head_dim=64, block_m=64, block_n=64, causal=False,
                                                     dtype="float16", loop_order="fa2", kv_splits=1))
     rows = memory.memory_rows(trace, None, measured)
     shown = memory.memory_table(rows, measured)

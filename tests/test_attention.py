@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from kernels import attention, flash_fwd, reference, tuning
+from kernels.launch import Config
 from tests.helpers import check_forward, rand
 
 
-def launch(q, k, v, causal, block_m, block_n, **kw):
+def launch(q, k, v, causal, block_m, block_n, use_tma=None, **variant):
     out = torch.full_like(q, float("nan"))  # poison: every element must be written
-    return flash_fwd.launch(q, k, v, causal, q.shape[-1] ** -0.5, block_m, block_n, out=out, **kw)
+    return flash_fwd.launch(q, k, v, causal, q.shape[-1] ** -0.5, Config(block_m, block_n, **variant), out=out,
+                            use_tma=use_tma)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)

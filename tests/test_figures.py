@@ -7,6 +7,7 @@ import pytest
 
 from kernels import (
     backend,  # noqa: F401  (before triton)
+    steps,
     traffic,
 )
 from kernels import softmax as ksm
@@ -43,11 +44,17 @@ def _color_at(fig, i, j) -> str:
     raise AssertionError(f"no band of the colorscale holds {pos}")
 
 
-@pytest.mark.parametrize("q_block, step", [(2, 0), (2, 2), (3, 4), (0, 0)])
-def test_tile_grid_colors(causal, q_block, step):
+def _walk(trace, q_block):
+    return steps.steps(trace, q_block)
+
+
+@pytest.mark.parametrize("q_block, k", [(2, 0), (2, 2), (3, 4), (0, 0)])
+def test_tile_grid_colors(causal, q_block, k):
     c = causal.config
-    fig = grid.tile_grid_figure(causal, q_block, step)
-    steps = causal.steps(q_block)
+    walk = _walk(causal, q_block)
+    step = walk[k]
+    fig = grid.tile_grid_figure(causal, step)
+    kvs = [s.kv_block for s in walk]
     tq, tk = causal.visit_order.shape
     for i in range(tq):
         for j in range(tk):
@@ -56,46 +63,65 @@ def test_tile_grid_colors(causal, q_block, step):
             elif i != q_block:
                 want = "other"
             else:
-                k = int(np.flatnonzero(steps == j)[0])
-                want = "done" if k < step else "current" if k == step else "pending"
+                at = kvs.index(j)
+                want = "done" if at < k else "current" if at == k else "pending"
             got = _color_at(fig, i, j)
-            assert got == grid.TILE_COLORS[want], f"tile ({i}, {j}) at step {step}: {got}, want {want}"
+            assert got == grid.TILE_COLORS[want], f"tile ({i}, {j}) at step {k}: {got}, want {want}"
     # the q-row and the kv-column on chip are outlined
-    j = int(steps[step])
     diagonal, row, col = fig.layout.shapes  # causal: the diagonal first
     assert (diagonal.x0, diagonal.y0, diagonal.x1, diagonal.y1) == (0, 0, c.seq_len, c.seq_len)
     assert (row.y0, row.y1) == (q_block * c.block_m, min((q_block + 1) * c.block_m, c.seq_len))
     assert (row.x0, row.x1) == (0, c.seq_len)
-    assert (col.x0, col.x1) == (j * c.block_n, min((j + 1) * c.block_n, c.seq_len))
-    # legend names only the states that are on screen
+    assert (col.x0, col.x1) == (step.keys.start, step.keys.stop)
     names = {t.name for t in fig.data[1:]}
     assert "current tile" in names and ("skipped (causal)" in names) == bool((causal.visit_order < 0).any())
 
 
 def test_causal_skips_match_kernel(causal):
     """Skipped tiles are exactly those the kernel never visited (above the diagonal)."""
-    states = grid.tile_states(causal, 1, 0)
+    states = grid.tile_states(causal, _walk(causal, 1)[0])
     assert np.array_equal(states == "skipped", causal.visit_order < 0)
-    assert grid.step_count(causal, 3) == int((causal.visit_order[3] >= 0).sum())
+    assert steps.step_count(causal, 3) == int((causal.visit_order[3] >= 0).sum())
+
+
+def test_split_kv_walk_goes_split_by_split():
+    """Each split is its own program: its first step starts from m = -inf, l = 0, and every step's
+    old state is its own split's previous tile; the grid numbers the walk and outlines each split."""
+    trace = capture_trace(TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, kv_splits=3, causal=True))
+    walk = _walk(trace, 3)
+    assert [s.split for s in walk] == sorted(s.split for s in walk), "split by split"
+    for s in walk:
+        lo, hi = trace.config.split_range(s.split)
+        assert lo <= s.kv_block < hi and s.keys.start >= s.split_keys.start and s.keys.stop <= s.split_keys.stop
+        assert (s.prev_kv is None) == s.first
+        if s.prev_kv is not None:
+            assert trace.config.split_range(s.split)[0] <= s.prev_kv < s.kv_block
+        u = steps.row_update(trace, s, 0)
+        if s.first:
+            assert u.m_old == -math.inf and u.l_old == 0 and not u.acc_old.any()
+    fig = grid.tile_grid_figure(trace, walk[2])
+    assert [a.text for a in fig.layout.annotations] == [f"<b>split {k}</b>" for k in range(3)]
+    assert {sh.name for sh in fig.layout.shapes} >= {"split 0", "split 1", "split 2"}
+    labels = [fa.step_label(trace, s) for s in walk]
+    assert all(f"split {s.split} of 3" in lbl for s, lbl in zip(walk, labels, strict=True))
 
 
 @pytest.mark.parametrize("which", ["s", "p"])
 def test_tile_heatmap_values(causal, which):
-    c = causal.config
     i = 3  # the ragged last q-block: 100 - 96 = 4 rows
     slot = causal.tile_slot(i)
-    for step in range(grid.step_count(causal, i)):
-        j = int(causal.steps(i)[step])
-        fig = fa.tile_heatmap_figure(causal, i, step, which, row=1)
+    walk = _walk(causal, i)
+    for step in walk:
+        j = step.kv_block
+        fig = fa.tile_heatmap_figure(causal, step, which, row=1)
         z = np.array(fig.data[0].z, dtype=float)
-        want = getattr(causal, which)[slot, j, : causal.rows(i), : min(c.block_n, c.seq_len - j * c.block_n)]
-        assert z.shape == want.shape == (4, want.shape[1]), f"step {step}: heatmap {z.shape}, tile {want.shape}"
-        s = causal.s[slot, j, : causal.rows(i), : want.shape[1]]
+        want = getattr(causal, which)[slot, j, :4, : len(step.keys)]
+        assert z.shape == want.shape == (4, want.shape[1]), f"step {step.index}: heatmap {z.shape}, tile {want.shape}"
+        s = causal.s[slot, j, :4, : want.shape[1]]
         finite = np.isfinite(s)  # masked: s = -inf, p = 0; both drawn blank (NaN) on the grey background
-        last = step == grid.step_count(causal, i) - 1  # keys 96-99: the diagonal tile, masked above it
-        assert (~finite).any() == last, f"step {step}: only the diagonal tile masks cells"
-        assert np.array_equal(z[finite], want[finite]), f"{which} step {step}: heatmap differs from the trace"
-        assert np.isnan(z[~finite]).all(), f"{which} step {step}: masked cells must be blank"
+        assert (~finite).any() == step.last_of_walk, f"step {step.index}: only the diagonal tile masks cells"
+        assert np.array_equal(z[finite], want[finite]), f"{which} step {step.index}: heatmap differs from the trace"
+        assert np.isnan(z[~finite]).all(), f"{which} step {step.index}: masked cells must be blank"
         if which == "p":
             assert (want[~finite] == 0).all()
         assert list(fig.data[0].y) == list(range(96, 100))  # absolute query rows, row 0 at the top
@@ -103,71 +129,75 @@ def test_tile_heatmap_values(causal, which):
 
 
 def test_heatmap_color_range_fixed_across_steps(full):
-    i = 1
-    first = fa.tile_heatmap_figure(full, i, 0, "s")
-    last = fa.tile_heatmap_figure(full, i, grid.step_count(full, i) - 1, "s")
+    walk = _walk(full, 1)
+    first = fa.tile_heatmap_figure(full, walk[0], "s")
+    last = fa.tile_heatmap_figure(full, walk[-1], "s")
     assert (first.data[0].zmin, first.data[0].zmax) == (last.data[0].zmin, last.data[0].zmax)
-    s = full.s[full.tile_slot(i)]
+    s = full.s[full.tile_slot(1)]
     assert first.data[0].zmin == pytest.approx(float(s[np.isfinite(s)].min()))
     assert first.data[0].zmax == pytest.approx(float(s[np.isfinite(s)].max()))
-    p0 = fa.tile_heatmap_figure(full, i, 0, "p").data[0]
-    p3 = fa.tile_heatmap_figure(full, i, 3, "p").data[0]
+    p0 = fa.tile_heatmap_figure(full, walk[0], "p").data[0]
+    p3 = fa.tile_heatmap_figure(full, walk[3], "p").data[0]
     assert (p0.zmin, p0.zmax) == (p3.zmin, p3.zmax)
 
 
 def test_running_state_lines(full, causal):
     """The followed row's m and l up to this step (solid), the rest faded, every value the trace's."""
     for trace, i, row in ((full, 2, 5), (causal, 3, 2)):
-        steps = trace.steps(i)
-        fig = fa.running_state_figure(trace, i, 1, row)
+        walk = _walk(trace, i)
+        kvs = [s.kv_block for s in walk]
+        fig = fa.running_state_figure(trace, walk[1], row)
         r = i * trace.config.block_m + row  # labelled with its row of the sequence
         for name in ("m", "l"):
-            want = getattr(trace, name)[i, steps, row]
+            want = getattr(trace, name)[i, kvs, row]
             line = next(t for t in fig.data if t.name == f"{name}: row {r}")
             assert np.array_equal(np.array(line.y, dtype=float), want[:2]), f"{name} of row {r} differs from the trace"
-            assert list(line.x) == list(steps[:2])
+            assert list(line.x) == kvs[:2]
             future = next(t for t in fig.data if t.name == f"{name}: row {r}, to come")
             assert np.array_equal(np.array(future.y, dtype=float), want[1:]) and future.opacity < 0.5
             marker = next(t for t in fig.data if t.name == f"{name}: this step")
-            assert marker.y[0] == want[1] and marker.x[0] == steps[1]
+            assert marker.y[0] == want[1] and marker.x[0] == kvs[1]
     # no causal mask, the last step: every kv-block, so the line is the whole trace.m[i, :, row]
-    last = grid.step_count(full, 2) - 1
-    line = next(t for t in fa.running_state_figure(full, 2, last, 5).data if t.name == f"m: row {2 * FULL.block_m + 5}")
+    line = next(t for t in fa.running_state_figure(full, _walk(full, 2)[-1], 5).data
+                if t.name == f"m: row {2 * FULL.block_m + 5}")
     assert np.array_equal(np.array(line.y, dtype=float), full.m[2, :, 5])
 
 
 def test_alpha_and_rescales(full):
     i = 2
-    rows = full.rows(i)
-    for step in range(grid.step_count(full, i)):
-        j = int(full.steps(i)[step])
-        bar = fa.alpha_figure(full, i, step, 0).data[0]
+    rows = len(FULL.rows(i))
+    walk = _walk(full, i)
+    for step in walk:
+        k, j = step.index, step.kv_block
+        bar = fa.alpha_figure(full, step, 0).data[0]
         assert np.array_equal(np.array(bar.y, dtype=float), full.alpha[i, j, :rows])
-        grew = full.alpha[i, j, :rows] < 1 if step > 0 else np.zeros(rows, bool)
+        grew = full.alpha[i, j, :rows] < 1 if k > 0 else np.zeros(rows, bool)
         assert [c == style.ORANGE for c in bar.marker.color] == list(grew)
-        want = int((full.alpha[i, full.steps(i)[1 : step + 1], :rows] < 1).sum())
-        facts = fa.step_facts(full, i, step)
-        assert facts["grew_so_far"] == want and facts["first"] == (step == 0)
-        assert facts["multiplies_so_far"] == rows * (step + 1)  # the kernel multiplies acc by alpha every step
-        assert facts["grew"] == (int(grew.sum()) if step else 0)
+        want = int((full.alpha[i, [s.kv_block for s in walk[1: k + 1]], :rows] < 1).sum())
+        facts = fa.step_facts(full, step)
+        assert facts["grew_so_far"] == want and facts["first"] == (k == 0)
+        assert facts["multiplies_so_far"] == rows * (k + 1)  # the kernel multiplies acc by alpha every step
+        assert facts["grew"] == (int(grew.sum()) if k else 0)
     # "increasing": each new kv-block holds a larger max, so every row's max grows at every step
-    assert fa.step_facts(full, i, 3)["grew_so_far"] == 3 * rows
+    assert fa.step_facts(full, walk[3])["grew_so_far"] == 3 * rows
 
 
 def test_accumulator_and_output(causal):
+    """acc before and after are the trace's; alpha x acc before + p V (from the kernel's p and V,
+    derived) adds up to acc after within float32 rounding; colours fixed over the steps."""
     i, row = 2, 7
     slot = causal.tile_slot(i)
-    for step in range(grid.step_count(causal, i)):
-        j = int(causal.steps(i)[step])
-        parts = fa.accumulator_parts(causal, i, step, row)
-        assert np.array_equal(parts["before"], causal.acc_before[slot, j, row])
-        assert np.array_equal(parts["after"], causal.acc_after[slot, j, row])
-        assert np.allclose(parts["scaled"] + parts["pv"], parts["after"])
-        z = np.array(fa.accumulator_figure(causal, i, step, row).data[0].z, dtype=float)
+    walk = _walk(causal, i)
+    for step in walk:
+        parts = fa.accumulator_parts(causal, step, row)
+        assert np.array_equal(parts["before"], causal.acc_before[slot, step.kv_block, row])
+        assert np.array_equal(parts["after"], causal.acc_after[slot, step.kv_block, row])
+        assert np.allclose(parts["scaled"] + parts["pv"], parts["after"], rtol=1e-5, atol=1e-5)
+        z = np.array(fa.accumulator_figure(causal, step, row).data[0].z, dtype=float)
         assert np.array_equal(z[0], parts["before"]) and np.array_equal(z[3], parts["after"])
-    lim = {fa.accumulator_figure(causal, i, k, row).data[0].zmax for k in range(grid.step_count(causal, i))}
+    lim = {fa.accumulator_figure(causal, s, row).data[0].zmax for s in walk}
     assert len(lim) == 1, f"accumulator color range changes across steps: {lim}"
-    out = fa.output_parts(causal, i, row)
+    out = steps.output_row(causal, i, row)
     r = i * CAUSAL.block_m + row
     assert np.array_equal(out["out"], causal.out[r]) and np.array_equal(out["ref"], causal.ref_out[r])
     assert np.allclose(out["acc_over_l"], out["out"], rtol=1e-5, atol=1e-6)
@@ -175,19 +205,20 @@ def test_accumulator_and_output(causal):
 
 def test_equations_carry_the_trace_numbers(full):
     i, row = 1, 3
-    for step in range(grid.step_count(full, i)):
-        j = int(full.steps(i)[step])
-        v = fa.update_values(full, i, step, row)
-        assert v["m_new"] == full.m[i, j, row] and v["alpha"] == full.alpha[i, j, row]
-        assert v["l_new"] == full.l[i, j, row]
-        if step:
-            prev = int(full.steps(i)[step - 1])
-            assert v["m_old"] == full.m[i, prev, row] and v["l_old"] == full.l[i, prev, row]
+    walk = _walk(full, i)
+    for step in walk:
+        j = step.kv_block
+        u = steps.row_update(full, step, row)
+        assert u.m_new == full.m[i, j, row] and u.alpha == full.alpha[i, j, row]
+        assert u.l_new == full.l[i, j, row]
+        if step.index:
+            prev = walk[step.index - 1].kv_block
+            assert u.m_old == full.m[i, prev, row] and u.l_old == full.l[i, prev, row]
         else:
-            assert v["m_old"] == -math.inf and v["l_old"] == 0
-        tex = fa.update_equations(full, i, step, row)
+            assert u.m_old == -math.inf and u.l_old == 0
+        tex = fa.update_equations(full, step, row)
         for x in (full.m[i, j, row], full.alpha[i, j, row], full.l[i, j, row], full.acc_after[full.tile_slot(i), j, row, 0]):
-            assert f"{float(x):.4g}" in tex, f"step {step}: {float(x):.4g} missing from the equations"
+            assert f"{float(x):.4g}" in tex, f"step {step.index}: {float(x):.4g} missing from the equations"
     assert fa.tex_num(-math.inf) == r"-\infty"
     assert fa.tex_num(1.5e-7) == r"1.5 \times 10^{-7}"
 
@@ -216,8 +247,9 @@ def test_followed_block_in_its_own_capture():
     cfg = TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16)
     one = capture_trace(cfg, q_blocks=(3,))
     assert one.tile_slot(3) == 0 and one.tile_slot(2) is None
-    fig = fa.tile_heatmap_figure(one, 3, 1, "s")
-    want = one.s[0, int(one.steps(3)[1]), :16, :16]
+    step = _walk(one, 3)[1]
+    fig = fa.tile_heatmap_figure(one, step, "s")
+    want = one.s[0, step.kv_block, :16, :16]
     assert np.array_equal(np.array(fig.data[0].z, dtype=float), want)
 
 
@@ -228,7 +260,7 @@ def test_softmax_passes_match_traffic_model(variant):
     assert len(fsm.PASSES[variant]) == loads  # one read per pass
     assert sum(w for _, w in fsm.PASSES[variant]) == stores
     length, block = 40, 16  # 3 chunks, the last one ragged
-    n = fsm.softmax_steps(length, block)
+    n = steps.softmax_step_count(length, block)
     assert n == 9
     first = fsm.pass_states(variant, length, block, 0)
     assert (first[0, :16] == "current").all() or variant == "single_pass"
@@ -277,8 +309,9 @@ def bwd():
 
 @pytest.mark.parametrize("kv_block, step", [(0, 0), (0, 3), (3, 1), (6, 0)])
 def test_bwd_tile_grid_colors(bwd, kv_block, step):
-    fig = grid.bwd_tile_grid_figure(bwd, kv_block, step)
-    steps = bwd.steps(kv_block)
+    walk = steps.backward_steps(bwd, kv_block)
+    fig = grid.bwd_tile_grid_figure(bwd, walk[step])
+    order = [b.q_block for b in walk]
     tk, tq = bwd.visit_order.shape
     for i in range(tq):
         for j in range(tk):
@@ -287,7 +320,7 @@ def test_bwd_tile_grid_colors(bwd, kv_block, step):
             elif j != kv_block:
                 want = "other"
             else:
-                k = int(np.flatnonzero(steps == i)[0])
+                k = order.index(i)
                 want = "done" if k < step else "current" if k == step else "pending"
             assert _color_at(fig, i, j) == grid.TILE_COLORS[want], f"tile (q {i}, kv {j}) at step {step}: want {want}"
 
@@ -295,14 +328,14 @@ def test_bwd_tile_grid_colors(bwd, kv_block, step):
 def test_bwd_heatmaps_show_the_kernel_tiles_with_fixed_ranges(bwd):
     c = bwd.config
     kv_block = 1
+    walk = steps.backward_steps(bwd, kv_block)
     for name in ("p", "dp", "ds"):
-        ranges = {(f.data[0].zmin, f.data[0].zmax) for f in
-                  (fb.bwd_tile_heatmap_figure(bwd, kv_block, k, name) for k in range(grid.bwd_step_count(bwd, kv_block)))}
+        ranges = {(f.data[0].zmin, f.data[0].zmax) for f in (fb.bwd_tile_heatmap_figure(bwd, b, name) for b in walk)}
         assert len(ranges) == 1, f"{name}: color range changes across steps: {ranges}"
-        k = 1
-        i = grid.bwd_q_block(bwd, kv_block, k)
-        z = np.asarray(fb.bwd_tile_heatmap_figure(bwd, kv_block, k, name).data[0].z, dtype=float)
-        want = getattr(bwd, name)[bwd.tile_slot(kv_block), i, : bwd.rows(i), : bwd.cols(kv_block)]
+        b = walk[1]
+        i = b.q_block
+        z = np.asarray(fb.bwd_tile_heatmap_figure(bwd, b, name).data[0].z, dtype=float)
+        want = getattr(bwd, name)[bwd.tile_slot(kv_block), i, : len(b.rows), : len(b.keys)]
         rows = i * c.block_m + np.arange(want.shape[0])[:, None]
         cols = kv_block * c.block_n + np.arange(want.shape[1])[None, :]
         keep = cols <= rows
@@ -322,8 +355,9 @@ def test_bwd_row_parts_and_memory_rows(bwd):
     assert rows[0]["model"] == {k: v for k, v in traffic.standard_backward(100, 16).items()}
     assert "fewer elements" in memory.bwd_headline(rows, 100) or "more elements" in memory.bwd_headline(rows, 100)
     fb.backward_row_figure(parts, 50)
-    fb.delta_figure(bwd, 1, 0)
-    fb.bwd_acc_figure(bwd, 1, 2)
+    walk = steps.backward_steps(bwd, 1)
+    fb.delta_figure(bwd, walk[0])
+    fb.bwd_acc_figure(bwd, walk[2])
 
 
 # ---------------------------------------------------------------- FA1 vs FA2, split-KV, export
@@ -339,7 +373,7 @@ def test_orders_walks_cover_the_same_tiles_and_count_like_the_kernels(both_order
     from viz.figures import orders as fo
 
     fa2, fa1 = both_orders
-    w2, w1 = fo.walk(fa2), fo.walk(fa1)
+    w2, w1 = ([(s.q_block, s.kv_block) for s in fo.walk(t)] for t in (fa2, fa1))
     assert sorted(w2) == sorted(w1) and len(w2) == int(fa2.visited.sum())
     assert w2 == sorted(w2), "FA2: q-block by q-block"
     assert w1 == sorted(w1, key=lambda t: (t[1], t[0])), "FA1: kv-block outside, q-block inside"
@@ -361,17 +395,16 @@ def test_fa1_update_correct_form_and_the_reviews_line(both_orders):
 
     _, fa1 = both_orders
     checked = wrong = 0
-    for k in range(len(fo.walk(fa1))):
-        i, _ = fo.walk(fa1)[k]
-        for row in range(fa1.rows(i)):
-            f = fo.fa1_forms(fa1, k, row)
+    for step in fo.walk(fa1):
+        for row in range(len(step.rows)):
+            f = fo.fa1_forms(fa1, step, row)
             if f["first"]:
                 continue
             checked += 1
-            assert f["err_correct"] < 1e-5, (k, row, f)
+            assert f["err_correct"] < 1e-5, (step.index, row, f)
             wrong += f["err_review"] > 1e-3
     assert checked > 100 and wrong > checked // 2
-    assert r"\text{review: }" in fo.fa1_forms_tex(fo.fa1_forms(fa1, 5, 1))
+    assert r"\text{review: }" in fo.fa1_forms_tex(fo.fa1_forms(fa1, fo.walk(fa1)[5], 1))
 
 
 def test_split_kv_merge_from_the_kernels_partials():
@@ -398,10 +431,10 @@ def test_export_html_is_self_contained_and_has_every_step(causal):
 
     assert "<script" in html and "<script src" not in html.replace('<script src="data:', ""), "plotly.js inline"
     frames = {int(k) for k in re.findall(r'"name":"(\d+)"\}', html)}  # each frame ends with its name
-    assert frames == set(range(grid.step_count(causal, 3)))
+    assert frames == set(range(steps.step_count(causal, 3)))
     fig = export.step_figure(causal, 3, 1, 2)
     assert "Step 3" in fig.layout.title.text
-    assert np.array_equal(np.array(fig.data[0].z), np.array(grid.tile_grid_figure(causal, 3, 2).data[0].z))
+    assert np.array_equal(np.array(fig.data[0].z), np.array(grid.tile_grid_figure(causal, _walk(causal, 3)[2]).data[0].z))
 
 
 @pytest.mark.skipif(not __import__("viz.export", fromlist=["chromium"]).chromium(), reason="needs Chromium")

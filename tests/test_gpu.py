@@ -46,7 +46,7 @@ def test_every_forward_config(config, causal, d):
     for n in (1000, 1024):  # 1024: no masked loop unless causal
         for use_tma in (True, False):
             q, k, v = rand(1, 4, n, d, torch.float16, seed=n, device="cuda")
-            out, _ = attention.launch_config(q, k, v, causal, d ** -0.5, config, use_tma=use_tma)
+            out, _ = flash_fwd.launch(q, k, v, causal, d ** -0.5, config, use_tma=use_tma)
             check_forward(out, q, k, v, causal, d ** -0.5, f"{config.name} N={n} tma={use_tma}")
 
 
@@ -69,12 +69,10 @@ def test_every_backward_config(kernel, config, causal, d):
         if kernel == "fused":
             delta = flash_bwd.preprocess(out, do)
             acc = torch.zeros(q.shape, dtype=torch.float32, device="cuda")
-            dk, dv = flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, d ** -0.5,
-                                           {"BLOCK_M": config.block_m, "BLOCK_N": config.block_n,
-                                            "num_warps": config.num_warps, "num_stages": config.num_stages}, dq_acc=acc)
+            dk, dv = flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, d ** -0.5, config, dq_acc=acc)
             got = (acc.to(q.dtype), dk, dv)
         else:
-            got = attention.launch_backward_configs(q, k, v, out, lse, do, causal, d ** -0.5, dkdv, dq)
+            got = flash_bwd.launch(q, k, v, out, lse, do, causal, d ** -0.5, dkdv, dq)[:3]
         check_grads(got, q, k, v, do, causal, d ** -0.5, f"{kernel} {config.name} N={n}")
 
 
@@ -87,7 +85,7 @@ def test_torch_compile_and_cuda_graph_take_the_op():
 
         def forward(self, x):  # (batch, seq, 64) -> one head of 64
             q, k, v = self.proj(x).unsqueeze(1).chunk(3, dim=-1)
-            return attention.flash_attention_op(q.contiguous(), k.contiguous(), v.contiguous(), causal=True).sum()
+            return attention.flash_attention(q.contiguous(), k.contiguous(), v.contiguous(), causal=True).sum()
 
     model = Block()
     x = torch.randn(2, 256, 64, device="cuda", dtype=torch.float16)
@@ -97,10 +95,10 @@ def test_torch_compile_and_cuda_graph_take_the_op():
     got.backward()
     assert torch.allclose(got.float(), eager.float(), rtol=1e-2, atol=1e-1), (float(got), float(eager))
     q, k, v = (torch.randn(2, 4, 512, 64, device="cuda", dtype=torch.float16) for _ in range(3))
-    attention.flash_attention_op(q, k, v)  # tune and compile outside the capture
+    attention.flash_attention(q, k, v)  # tune and compile outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = attention.flash_attention_op(q, k, v)
+        out = attention.flash_attention(q, k, v)
     q.copy_(torch.randn_like(q))
     graph.replay()
     check_forward(out, q, k, v, False, 0.125, "replayed from a CUDA graph")

@@ -6,6 +6,8 @@ followed block never jumps when the sequence length or the blocks change.
 
 Not for: anything that launches a kernel (viz/state.py) or draws a figure (viz/figures/).
 """
+import re
+
 import streamlit as st
 
 from kernels import backend, inputs, limits, scenes
@@ -17,21 +19,13 @@ NO_TRITON = ("Triton is not installed here (it ships for Linux only), so the ker
              "replay a scene recorded on a GPU, or load a trace file.")
 
 
-def config_defaults(prefix: str) -> dict:
-    """Session-state defaults of the config widgets: small on the CPU interpreter, larger on a GPU
-    (float16 there: float32 compiles at ieee precision, which takes the first page ~10 s)."""
-    return {
-        f"{prefix}.seq_len": 256 if backend.INTERPRET else 1024,
-        f"{prefix}.head_dim": 64,
-        f"{prefix}.block_m": 64,
-        f"{prefix}.block_n": 64,
-        f"{prefix}.causal": False,
-        f"{prefix}.dtype": "float32" if backend.INTERPRET else "float16",
-        f"{prefix}.scenario": "randn",
-        f"{prefix}.seed": 0,
-        f"{prefix}.loop_order": "fa2",
-        f"{prefix}.kv_splits": 1,
-    }
+def config_defaults() -> dict:
+    """The config widgets' first values (session keys without the page's prefix): small on the CPU
+    interpreter, larger on a GPU (float16 there: float32 compiles at ieee precision, which takes
+    the first page ~10 s)."""
+    return {"seq_len": 256 if backend.INTERPRET else 1024, "head_dim": 64, "block_m": 64, "block_n": 64,
+            "causal": False, "dtype": "float32" if backend.INTERPRET else "float16", "scenario": "randn", "seed": 0,
+            "loop_order": "fa2", "kv_splits": 1}
 
 
 def live_possible() -> bool:
@@ -93,19 +87,15 @@ def config_sidebar(prefix: str, on_change, orders: bool = False, seed_help=None,
                         help="split-KV: each q-block's keys in this many programs, their (m, l, O) merged (FA2 only)")
 
 
-def config_from_state(prefix: str, orders: bool = False) -> tuple:
-    """(TraceConfig, None), or (None, the ValueError's message naming the allowed values)."""
+def config_from_state(prefix: str, orders: bool = False) -> ktrace.TraceConfig:
+    """The TraceConfig the widgets hold; ValueError naming what is not allowed."""
     ss = st.session_state
     extra = {"loop_order": ss[f"{prefix}.loop_order"], "kv_splits": int(ss[f"{prefix}.kv_splits"])} if orders else {}
-    try:
-        return ktrace.TraceConfig(
-            seq_len=int(ss[f"{prefix}.seq_len"]), head_dim=int(ss[f"{prefix}.head_dim"]),
-            block_m=int(ss[f"{prefix}.block_m"]), block_n=int(ss[f"{prefix}.block_n"]),
-            causal=bool(ss[f"{prefix}.causal"]), dtype=ss[f"{prefix}.dtype"],
-            seed=int(ss[f"{prefix}.seed"]), scenario=ss[f"{prefix}.scenario"], **extra,
-        ), None
-    except ValueError as e:
-        return None, str(e)
+    return ktrace.TraceConfig(
+        seq_len=int(ss[f"{prefix}.seq_len"]), head_dim=int(ss[f"{prefix}.head_dim"]),
+        block_m=int(ss[f"{prefix}.block_m"]), block_n=int(ss[f"{prefix}.block_n"]),
+        causal=bool(ss[f"{prefix}.causal"]), dtype=ss[f"{prefix}.dtype"],
+        seed=int(ss[f"{prefix}.seed"]), scenario=ss[f"{prefix}.scenario"], **extra)
 
 
 def follow_slider(label: str, key: str, n: int, help: str, first: int = 0, on_change=None) -> int:
@@ -143,3 +133,40 @@ def show_kernel_failure(e: Exception) -> None:
     with st.expander("Details"):
         st.code(f"{type(e).__name__}: {e}", language=None)
     st.stop()
+
+
+MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$=&])")
+
+
+def plain(text: str) -> str:
+    """Text from a file, the URL or the manifest, made safe to put into markdown: every character
+    markdown, HTML or Streamlit's directives (:red[...], :material/...:) could act on is escaped,
+    so it shows as the characters it is and nothing else (no link, image, colour or tag)."""
+    return MARKUP.sub(r"\\\1", str(text))
+
+
+def scene_info(scene) -> None:
+    """The chosen scene's title and narration, in the sidebar, as plain text."""
+    st.info(f"**{plain(scene.title)}**. {plain(scene.narration)}", icon=":material/movie:")
+
+
+def follow_q_block(spec, c, on_change) -> tuple[int, int]:
+    """The followed q-block and its row (0-based within the q-block) for config c, in the sidebar.
+    A scene's row arrives as the row within its q-block (`row_rel`), a URL's as the row of the
+    sequence (`row_abs`, which wins); the row is kept within the q-block across q-blocks."""
+    ss = st.session_state
+    follow = follow_slider("follow q-block", spec.key("follow"), c.n_q_blocks, first=0, on_change=on_change,
+                           help="the program (one per q-block) whose tiles you step through")
+    rows_here = len(c.rows(follow))
+    first_row = c.rows(follow).start
+    if spec.key("row_rel") in ss:
+        ss[spec.key("row")] = min(ss.pop(spec.key("row_rel")), rows_here - 1)
+    if spec.key("row_abs") in ss:
+        ss[spec.key("row")] = min(max(0, ss.pop(spec.key("row_abs")) - first_row), rows_here - 1)
+    ss[spec.key("row")] = min(max(0, int(ss[spec.key("row")])), rows_here - 1)
+    ss[spec.key("row_in")] = first_row + ss[spec.key("row")]
+    if rows_here > 1:
+        follow_slider("row", spec.key("row_in"), rows_here, first=first_row,
+                      on_change=lambda: ss.update({spec.key("row"): ss[spec.key("row_in")] - first_row}),
+                      help="the row whose numbers the equations and the accumulator show")
+    return follow, ss[spec.key("row")]

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from kernels import steps, trace_io
 from viz.figures import attention as fa
 from viz.figures import grid
 from viz.figures.style import layout
@@ -33,10 +34,12 @@ def _axis(axis) -> dict:
     return out
 
 
-def step_figure(trace, q_block: int, row: int, step: int) -> go.Figure:
+def step_figure(trace, q_block: int, row: int, index: int) -> go.Figure:
     """The tile grid (left) and the followed row's running max and sum (right) at one step."""
-    g = grid.tile_grid_figure(trace, q_block, step)
-    s = fa.running_state_figure(trace, q_block, step, row)
+    step = steps.step_at(trace, q_block, index)
+    row = min(row, len(step.rows) - 1)
+    g = grid.tile_grid_figure(trace, step)
+    s = fa.running_state_figure(trace, step, row)
     fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.32, 0.32], horizontal_spacing=0.07,
                         subplot_titles=("tiles of S: keys →, queries ↓", "running max m", "running sum ℓ"))
     for t in g.data:
@@ -50,10 +53,10 @@ def step_figure(trace, q_block: int, row: int, step: int) -> go.Figure:
     fig.update_yaxes(_axis(g.layout.yaxis), row=1, col=1)
     fig.update_xaxes(_axis(s.layout.xaxis), row=1, col=2)
     fig.update_xaxes(_axis(s.layout.xaxis2), row=1, col=3)
-    i, j, k = fa.where(trace, q_block, step)
+    i, j = step.q_block, step.kv_block
     c = trace.config
-    fig.update_layout(title=dict(text=f"Step {k + 1}: Q<sub>{i}</sub> meets K<sub>{j}</sub>, V<sub>{j}</sub> · "
-                                      f"row {i * c.block_m + row} · N={c.seq_len}, d={c.head_dim}, "
+    fig.update_layout(title=dict(text=f"Step {step.index + 1}: Q<sub>{i}</sub> meets K<sub>{j}</sub>, V<sub>{j}</sub> · "
+                                      f"row {step.rows.start + row} · N={c.seq_len}, d={c.head_dim}, "
                                       f"{c.block_m}×{c.block_n} blocks, {c.dtype} · {trace.device}",
                                  x=0, xref="paper", font=dict(size=18)),
                       showlegend=False)
@@ -62,7 +65,7 @@ def step_figure(trace, q_block: int, row: int, step: int) -> go.Figure:
 
 def animation_html(trace, q_block: int, row: int) -> str:
     """Every step of q_block as plotly frames, with play and a step slider; plotly.js inline."""
-    n = min(grid.step_count(trace, q_block), MAX_FRAMES)
+    n = min(steps.step_count(trace, q_block), MAX_FRAMES)
     figs = [step_figure(trace, q_block, row, k) for k in range(n)]
     base = go.Figure(figs[0])
     base.frames = [go.Frame(data=f.data, layout=dict(shapes=f.layout.shapes, title=f.layout.title), name=str(k))
@@ -126,12 +129,16 @@ def png_title(png: bytes) -> str | None:
     return None
 
 
-def download_buttons(prefix: str, trace, q_block: int, at: dict) -> None:
+def download_buttons(prefix: str, trace, q_block: int, at: dict, trace_file: bool = False) -> None:
     """Two download buttons; each file is made only when its button is pressed, for the row and
     step in `at` at that moment ({"row", "step"}: the step fragment keeps it current, so a press
     after stepping exports the step on screen, not the one of the last full page run)."""
     c = trace.config
     stem = f"flashattention_{c.seq_len}_{c.block_m}x{c.block_n}_q{q_block}"
+    if trace_file:  # a live run: its trace, to replay elsewhere
+        st.download_button("Trace file (.npz)", data=lambda: trace_io.to_bytes(trace),
+                           file_name=f"trace_{c.seq_len}_{c.block_m}x{c.block_n}{'_causal' if c.causal else ''}.npz",
+                           mime="application/octet-stream", key=f"{prefix}.download", on_click="ignore")
     st.download_button("Animated HTML (this q-block, plays offline)", key=f"{prefix}.export_html",
                        data=lambda: animation_html(trace, q_block, at["row"]).encode(), file_name=f"{stem}.html",
                        mime="text/html", on_click="ignore")

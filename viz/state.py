@@ -19,10 +19,7 @@ import streamlit as st
 from kernels import backend, results, trace_io
 from kernels import trace as ktrace
 
-# scores_softmax_counts runs 4 softmax kernels over the N x N scores. In the interpreter that
-# takes about 0.45 us per score; above AUTO_COUNT_SECONDS the page asks before running it.
-COUNT_SECONDS_PER_SCORE_CPU = 4.5e-7
-AUTO_COUNT_SECONDS = 5.0
+AUTO_COUNT_SECONDS = 5.0  # softmax counts that take longer (kernels/limits.count_plan) wait for a click
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,10 +65,6 @@ def trace_for(cfg: ktrace.TraceConfig, q_block: int) -> ktrace.AttentionTrace:
     if trace.tile_slot(q_block) is None:
         trace = capture(cfg.fields(), (q_block,))
     return trace
-
-
-def count_seconds(seq_len: int) -> float:
-    return seq_len * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -135,14 +128,17 @@ def backward_trace_for(cfg: ktrace.TraceConfig, kv_block: int):
     return trace
 
 
-def capture_seconds(cfg: ktrace.TraceConfig) -> float:
-    return ktrace.capture_seconds(cfg)
+def capture_seconds(cfg, kind: str) -> float:
+    """Rough time of one live capture of this kind ("forward", "backward", "softmax") on this backend."""
+    if kind == "backward":
+        from kernels import trace_backward
+
+        return trace_backward.capture_seconds(cfg)
+    return ktrace.capture_seconds(cfg) if kind == "forward" else 0.0
 
 
-def backward_capture_seconds(cfg: ktrace.TraceConfig) -> float:
-    from kernels import trace_backward
-
-    return trace_backward.capture_seconds(cfg)
+def backend_name() -> str:
+    return backend.describe()
 
 
 
@@ -183,59 +179,9 @@ def load_trace(data: bytes, name: str, kind: str | None = None):
     return trace
 
 
-# The softmax counts run four kernels over the whole N x N score matrix, held in float32: at most
-# MAX_COUNT_SEQ_LEN rows (256 MiB on a GPU), and on the interpreter at most what takes about a minute.
-MAX_COUNT_SEQ_LEN_GPU = 8192
-MAX_COUNT_SECONDS_CPU = 60.0
-
-
-def count_allowed(seq_len: int) -> bool:
-    if not backend.HAVE_TRITON:
-        return False
-    if backend.INTERPRET:
-        return count_seconds(seq_len) <= MAX_COUNT_SECONDS_CPU
-    return seq_len <= MAX_COUNT_SEQ_LEN_GPU
-
-
-def count_refusal(seq_len: int) -> str:
-    """Why the softmax kernels do not count at this size (the table shows the model)."""
-    if not backend.HAVE_TRITON:
-        return "Triton is not installed here: the softmax rows show the model; the FlashAttention row the recording's counts."
-    if backend.INTERPRET:
-        return (f"Counting the softmax kernels over {seq_len} × {seq_len} scores would take the interpreter about "
-                f"{count_seconds(seq_len) / 60:.0f} min (limit {MAX_COUNT_SECONDS_CPU:.0f} s): the softmax rows show the model.")
-    return (f"The {seq_len} × {seq_len} scores would take {seq_len * seq_len * 4 >> 20} MiB in float32 "
-            f"(limit {MAX_COUNT_SEQ_LEN_GPU} rows): the softmax rows show the model.")
-
-
 def dram_measurements() -> dict | None:
     """The committed DRAM-bytes measurement (kernels/results.dram_bytes), or None."""
     return results.dram_bytes()
-
-
-def measured_bytes(cfg) -> dict | None:
-    """{method id: DRAM bytes read + written} that Nsight Compute measured on a GPU for exactly this
-    config's shape (kernels/results.dram_bytes), with the GPU's name; None when none matches."""
-    data = results.dram_bytes()
-    if data is None:
-        return None
-    found = {}
-    for case in data["cases"]:
-        if case.get("seq_len") != cfg.seq_len:
-            continue
-        what = case.get("what", "")
-        if what.startswith("softmax_"):
-            found[what.removeprefix("softmax_")] = case
-        elif (case.get("head_dim"), case.get("block_m"), case.get("block_n"), case.get("causal"), case.get("dtype")) == (
-                cfg.head_dim, cfg.block_m, cfg.block_n, cfg.causal, cfg.dtype):
-            if what == "standard" or (what == "fa2" and cfg.loop_order == "fa2" and cfg.kv_splits == 1) or (
-                    what == "fa1" and cfg.loop_order == "fa1"):
-                found["flash" if what in ("fa1", "fa2") else "standard"] = case
-    if "flash" not in found:
-        return None  # the numbers belong to a shape the audience is looking at, or not at all
-    return {"gpu": data["env"].get("gpu", "a GPU"), "date": str(data["env"].get("date", ""))[:10],
-            "bytes": {k: int(c["dram_read_bytes"] + c["dram_write_bytes"]) for k, c in found.items()},
-            "dtype": {k: c.get("dtype") for k, c in found.items()}}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -247,3 +193,29 @@ def softmax_backward_example(p: tuple, dp: tuple) -> tuple | None:
 
     with kernel_turn():
         return softmax_bwd.softmax_backward(p, dp)
+
+
+def scene_pairs() -> dict[str, tuple]:
+    """{fa1 scene name: (fa2 scene, fa1 scene)}: shipped scenes recorded with the same config in both
+    loop orders (the FA1 vs FA2 page replays them side by side)."""
+    from kernels import scenes
+
+    try:
+        shipped, _ = scenes.read_manifest()
+    except ValueError:
+        return {}
+    configs = {}
+    for s in shipped:
+        if s.page == "attention":
+            try:
+                configs[s.name] = (s, scene_trace(s.name).config)
+            except ValueError:
+                continue
+    pairs = {}
+    for s1, c1 in configs.values():
+        if c1.loop_order != "fa1":
+            continue
+        for s2, c2 in configs.values():
+            if c2.loop_order == "fa2" and c2.kv_splits == 1 and dict(c2.fields()) | {"loop_order": "fa1"} == dict(c1.fields()):
+                pairs[s1.name] = (s2, s1)
+    return pairs

@@ -1,10 +1,11 @@
-"""The FlashAttention tiles page: (AttentionTrace, q_block, step, row) -> figures and numbers.
+"""The FlashAttention tiles page: (AttentionTrace, Step, row) -> figures and numbers.
 
-Every value drawn is read from the trace the kernel wrote. The arithmetic done here on those
-values (alpha x acc, acc after - alpha x acc before, sums of the kernel's p) is labelled derived.
-`row` is a row of the q-block (0 .. block_m - 1); labels show its number in the sequence. For a
-FlashAttention-1-order trace the step is the one program's (every tile), and the q-block is the
-current tile's.
+A step is kernels/steps.py's Step: the tile, its program (q-block, split) and where it stands in
+the walk. Every value drawn is read from the trace the kernel wrote; what is computed here from
+those values (alpha x acc, p V from the kernel's p and V, sums of the kernel's p) is labelled
+derived. `row` is a row of the q-block (0 .. block_m - 1); labels show its number in the sequence.
+
+Not for: which tile a step is or a row's numbers (kernels/steps.py), whether they hold (kernels/truth.py).
 """
 import math
 
@@ -12,14 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from viz.figures.grid import tile_at
+from kernels import steps
 from viz.figures.style import BLUE, GREY, ORANGE, colorscale, layout
-
-
-def where(trace, q_block: int, step: int) -> tuple[int, int, int]:
-    """(q-block, kv-block, k): the tile of this step and its index among its q-block's tiles."""
-    i, j = tile_at(trace, q_block, step)
-    return i, j, int(np.flatnonzero(trace.steps(i) == j)[0])
 
 
 # ---------------------------------------------------------------- the current tile
@@ -36,32 +31,28 @@ def tile_ranges(trace, q_block: int) -> dict:
     return out
 
 
-def tile_values(trace, q_block: int, step: int, which: str) -> np.ndarray:
-    """s or p of the current tile, valid rows and columns only; NaN where the kernel masked the
+def tile_values(trace, step, which: str) -> np.ndarray:
+    """s or p of the step's tile, valid rows and columns only; NaN where the kernel masked the
     score (s = -inf, p = 0): masked cells are drawn in the background grey in both."""
-    i, j, _ = where(trace, q_block, step)
-    slot = trace.tile_slot(i)
-    s = trace.s[slot, j, : trace.rows(i), : trace.cols(j)]
-    vals = s if which == "s" else trace.p[slot, j, : trace.rows(i), : trace.cols(j)]
+    slot = trace.tile_slot(step.q_block)
+    rows, cols = len(step.rows), len(step.keys)
+    s = trace.s[slot, step.kv_block, :rows, :cols]
+    vals = s if which == "s" else trace.p[slot, step.kv_block, :rows, :cols]
     return np.where(np.isfinite(s), vals, np.nan)
 
 
-def tile_heatmap_figure(trace, q_block: int, step: int, which: str, row: int | None = None,
-                        height: int = 360) -> go.Figure:
-    """Heatmap of the kernel's s (scores) or p = exp(s - m_new) for the current tile."""
-    c = trace.config
-    i, j, _ = where(trace, q_block, step)
-    z = tile_values(trace, q_block, step, which)  # (rows, cols)
-    zmin, zmax = tile_ranges(trace, i)[which]
-    xs = j * c.block_n + np.arange(z.shape[1])
-    ys = i * c.block_m + np.arange(z.shape[0])
+def tile_heatmap_figure(trace, step, which: str, row: int | None = None, height: int = 360) -> go.Figure:
+    """Heatmap of the kernel's s (scores) or p = exp(s - m_new) for the step's tile."""
+    z = tile_values(trace, step, which)  # (rows, cols)
+    zmin, zmax = tile_ranges(trace, step.q_block)[which]
+    xs, ys = np.array(step.keys), np.array(step.rows)
     title = "scores s = q·k × scale" if which == "s" else "p = exp(s − m_new)"
     fig = go.Figure(go.Heatmap(
         z=z, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale=colorscale("Viridis" if which == "s" else "Inferno"),
         colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12)),
         hovertemplate="row %{y}, key %{x}<br>" + which + " = %{z:.4g}<extra></extra>", name=which))
     if row is not None and row < z.shape[0]:
-        y = i * c.block_m + row
+        y = step.rows.start + row
         fig.add_shape(type="rect", x0=xs[0] - 0.5, x1=xs[-1] + 0.5, y0=y - 0.5, y1=y + 0.5,
                       line=dict(color="#FFFFFF", width=2), name="selected row")
     fig.update_xaxes(showgrid=False, zeroline=False, side="top", tickfont=dict(size=12), nticks=6)
@@ -73,65 +64,86 @@ def tile_heatmap_figure(trace, q_block: int, step: int, which: str, row: int | N
 
 
 # ---------------------------------------------------------------- running state m, l, alpha
-def state_series(trace, q_block: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(kv-blocks in visit order, values (rows, steps)) of trace.m / l / alpha for q_block."""
-    js = trace.steps(q_block)
-    vals = getattr(trace, name)[q_block][:, : trace.rows(q_block)][js].T  # (rows, steps)
-    return js, vals
+def program_series(trace, step, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(kv-blocks, values (rows, tiles))] of trace.m / l / alpha for the step's q-block, one entry
+    per program that computes its tiles (split-KV: one per split, each starting afresh)."""
+    i = step.q_block
+    rows = len(step.rows)
+    by_split: dict[int, list[int]] = {}
+    for q, j, split in steps.walk(trace, i if step.loop_order != "fa1" else 0):
+        if q == i:
+            by_split.setdefault(split, []).append(j)
+    vals = getattr(trace, name)[i][:, :rows]  # (Tk, rows)
+    return [(np.array(js), vals[js].T) for _, js in sorted(by_split.items())]
 
 
-def running_state_figure(trace, q_block: int, step: int, row: int, height: int = 300) -> go.Figure:
-    """Running max m and running sum l of every row of the q-block, one line per row, drawn up to
-    this step; the steps still to come faded."""
-    i, _, k = where(trace, q_block, step)
-    r0 = i * trace.config.block_m
+def running_state_figure(trace, step, row: int, height: int = 300) -> go.Figure:
+    """Running max m and running sum l of every row of the q-block, one line per row and program,
+    drawn up to this step; the steps still to come faded. Split-KV: each split's lines start again."""
+    r0 = step.rows.start
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=("running max m", "running sum ℓ"))
+    done_kv = {j for q, j, _ in steps.walk(trace, step.q_block if step.loop_order != "fa1" else 0)[: step.index + 1]
+               if q == step.q_block}
     for col, name in ((1, "m"), (2, "l")):
-        js, vals = state_series(trace, i, name)
-        for part, sl, opacity in (("done", slice(0, k + 1), 0.45), ("to come", slice(k, None), 0.12)):
+        series = program_series(trace, step, name)
+        xs_all = np.concatenate([js for js, _ in series])
+        parts = []  # per program: (kv-blocks, values, the part done, the part to come from the last done tile)
+        for js, vals in series:
+            done = np.array([j in done_kv for j in js])
+            start = int(np.flatnonzero(done)[-1]) if done.any() else 0
+            parts.append((js, vals, done, np.arange(js.size) >= start))
+        for part, which, opacity in (("done", 2, 0.45), ("to come", 3, 0.12)):
             xs, ys = [], []
-            for r in range(vals.shape[0]):  # every row in one trace, lines broken by None
-                xs += list(js[sl]) + [None]
-                ys += list(vals[r, sl]) + [None]
+            for p in parts:
+                js, vals, sel = p[0], p[1], p[which]
+                for r in range(vals.shape[0]):  # every row in one trace, lines broken by None
+                    xs += list(js[sel]) + [None]
+                    ys += list(vals[r, sel]) + [None]
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=GREY, width=1), opacity=opacity,
                                      name=f"{name}: all rows, {part}", showlegend=False, hoverinfo="skip"),
                           row=1, col=col)
-        fig.add_trace(go.Scatter(x=js[k:], y=vals[row, k:], mode="lines", line=dict(color=BLUE, width=2, dash="dot"),
-                                 opacity=0.35, name=f"{name}: row {r0 + row}, to come", showlegend=False,
-                                 hoverinfo="skip"), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=js[: k + 1], y=vals[row, : k + 1], mode="lines+markers", line=dict(color=BLUE, width=3),
-            marker=dict(size=7), name=f"{name}: row {r0 + row}", showlegend=False,
-            hovertemplate="kv-block %{x}<br>" + name + " = %{y:.5g}<extra></extra>"), row=1, col=col)
-        fig.add_trace(go.Scatter(x=[js[k]], y=[vals[row, k]], mode="markers", name=f"{name}: this step",
+        for js, vals, done, future in parts:
+            fig.add_trace(go.Scatter(x=js[future], y=vals[row, future], mode="lines", opacity=0.35,
+                                     line=dict(color=BLUE, width=2, dash="dot"), name=f"{name}: row {r0 + row}, to come",
+                                     showlegend=False, hoverinfo="skip"), row=1, col=col)
+            if done.any():
+                fig.add_trace(go.Scatter(
+                    x=js[done], y=vals[row, done], mode="lines+markers", line=dict(color=BLUE, width=3),
+                    marker=dict(size=7), name=f"{name}: row {r0 + row}", showlegend=False,
+                    hovertemplate="kv-block %{x}<br>" + name + " = %{y:.5g}<extra></extra>"), row=1, col=col)
+        now = getattr(trace, name)[step.q_block, step.kv_block, row]
+        fig.add_trace(go.Scatter(x=[step.kv_block], y=[now], mode="markers", name=f"{name}: this step",
                                  marker=dict(size=14, color=ORANGE, line=dict(color="white", width=2)),
                                  showlegend=False, hoverinfo="skip"), row=1, col=col)
-        fig.update_xaxes(title_text="kv-block j", tickvals=list(js) if len(js) <= 16 else None, nticks=8,
-                         range=[js[0] - 0.3, js[-1] + 0.3], row=1, col=col)
+        fig.update_xaxes(title_text="kv-block j", tickvals=sorted(set(xs_all.tolist())) if xs_all.size <= 16 else None,
+                         nticks=8, range=[xs_all.min() - 0.3, xs_all.max() + 0.3], row=1, col=col)
     fig.update_annotations(font=dict(size=15))
     return layout(fig, height, t=40)
 
 
-def step_facts(trace, q_block: int, step: int) -> dict:
-    """What a step does to the rows of its q-block, from the kernel's alpha: whether it is the
-    q-block's first tile, rows whose max grew, row-steps whose max grew so far, and the rescales
-    of acc done so far (the kernel multiplies acc by alpha at every step, grown or not)."""
-    i, _, k = where(trace, q_block, step)
-    _, alpha = state_series(trace, i, "alpha")
-    rows = alpha.shape[0]
-    grew_now = int(np.sum(alpha[:, k] < 1)) if k > 0 else 0
-    return {"first": k == 0, "rows": rows, "grew": grew_now, "grew_so_far": int(np.sum(alpha[:, 1: k + 1] < 1)),
-            "multiplies_so_far": rows * (k + 1), "q_block": i, "k": k, "steps": alpha.shape[1]}
+def step_facts(trace, step) -> dict:
+    """What the step does to the rows of its q-block, from the kernel's alpha: whether it is its
+    program's first tile, the rows whose max grew now, the row-steps whose max grew so far in this
+    program, and the rescales of acc done so far (the kernel multiplies acc by alpha at every
+    step, grown or not), and the rows that have seen no key yet."""
+    i, j = step.q_block, step.kv_block
+    rows = len(step.rows)
+    program = [s for s in steps.steps(trace, i if step.loop_order != "fa1" else 0)
+               if s.q_block == i and s.split == step.split and s.index <= step.index]
+    alpha = trace.alpha[i][:, :rows]  # (Tk, rows)
+    grew = [int(np.sum(alpha[s.kv_block] < 1)) for s in program if not s.first]
+    m = trace.m[i, j, :rows]
+    return {"first": step.first, "rows": rows, "grew": int(np.sum(alpha[j] < 1)) if not step.first else 0,
+            "grew_so_far": sum(grew), "multiplies_so_far": rows * len(program), "empty": int(np.sum(m == -np.inf)),
+            "k": step.k, "steps": step.program_steps}
 
 
-def alpha_figure(trace, q_block: int, step: int, row: int, height: int = 300) -> go.Figure:
+def alpha_figure(trace, step, row: int, height: int = 300) -> go.Figure:
     """This step's alpha = exp(m_old - m_new) per row; rows whose max grew in orange."""
-    c = trace.config
-    i, _, k = where(trace, q_block, step)
-    _, alpha = state_series(trace, i, "alpha")
-    a = alpha[:, k]
-    grew = a < 1 if k > 0 else np.zeros(a.size, bool)
-    ys = i * c.block_m + np.arange(a.size)
+    rows = len(step.rows)
+    a = trace.alpha[step.q_block, step.kv_block, :rows]
+    grew = a < 1 if not step.first else np.zeros(a.size, bool)
+    ys = np.array(step.rows)
     fig = go.Figure(go.Bar(
         x=ys, y=a, marker=dict(color=[ORANGE if g else GREY for g in grew],
                                line=dict(width=[2 if r == row else 0 for r in range(a.size)], color="#1f2430")),
@@ -140,8 +152,9 @@ def alpha_figure(trace, q_block: int, step: int, row: int, height: int = 300) ->
         fig.add_trace(go.Scatter(x=ys[grew], y=a[grew], mode="markers", name="max grew",
                                  marker=dict(color=ORANGE, size=8, symbol="diamond", line=dict(color="white", width=1)),
                                  hovertemplate="row %{x}: max grew, α = %{y:.3g}<extra></extra>"))
-    if k == 0:
-        fig.add_annotation(text="first tile: m_old = −∞, so α = 0 for every row", x=0.5, y=0.5, xref="paper",
+    if step.first:
+        where = f"split {step.split}'s first tile" if step.splits > 1 else "first tile"
+        fig.add_annotation(text=f"{where}: m_old = −∞, so α = 0 for every row", x=0.5, y=0.5, xref="paper",
                            yref="paper", showarrow=False, font=dict(size=14), bgcolor="rgba(255,255,255,0.85)")
     fig.update_xaxes(title_text="query row", showgrid=False, nticks=8)
     fig.update_yaxes(range=[-0.06, 1.08])
@@ -151,46 +164,37 @@ def alpha_figure(trace, q_block: int, step: int, row: int, height: int = 300) ->
 
 
 # ---------------------------------------------------------------- accumulator of one row
-def accumulator_parts(trace, q_block: int, step: int, row: int) -> dict:
+def accumulator_parts(trace, step, row: int) -> dict:
     """One row's accumulator around this step, (d,) each. FA2: acc unnormalized, before and after
-    (from the trace), alpha x acc before and p V = after - alpha x before (derived). FA1: O
-    normalized, read from and written to memory; its parts are l_old alpha O_old / l_new and
-    p V / l_new (derived)."""
-    i, j, _ = where(trace, q_block, step)
-    slot = trace.tile_slot(i)
-    before, after = trace.acc_before[slot, j, row], trace.acc_after[slot, j, row]
-    alpha = float(trace.alpha[i, j, row])
-    if trace.config.loop_order == "fa1":
-        k = int(np.flatnonzero(trace.steps(i) == j)[0])
-        l_old = float(trace.l[i, trace.steps(i)[k - 1], row]) if k > 0 else 0.0
-        l_new = float(trace.l[i, j, row])
-        scaled = before * (l_old * alpha / l_new)
-        return {"before": before, "scaled": scaled, "pv": after - scaled, "after": after, "alpha": alpha,
-                "l_old": l_old, "l_new": l_new}
-    scaled = before * alpha
-    return {"before": before, "scaled": scaled, "pv": after - scaled, "after": after, "alpha": alpha}
+    (from the trace), alpha x acc before and p V (from the kernel's p and V), both derived. FA1: O
+    normalized, read from and written to memory; its parts l_old alpha O_old / l_new and p V / l_new."""
+    u = steps.row_update(trace, step, row)
+    if u.normalized:
+        scale = u.l_old * u.alpha / u.l_new if u.l_new > 0 else 0.0
+        return {"before": u.acc_old, "scaled": u.acc_old * scale, "pv": u.pv / u.l_new if u.l_new > 0 else u.pv,
+                "after": u.acc_new, "alpha": u.alpha}
+    return {"before": u.acc_old, "scaled": u.acc_old * u.alpha, "pv": u.pv, "after": u.acc_new, "alpha": u.alpha}
 
 
 def acc_labels(loop_order: str) -> tuple[str, str, str, str]:
     if loop_order == "fa1":
         return ("O before (read)", "ℓ_old·α·O / ℓ_new (derived)", "+ pV / ℓ_new (derived)", "= O after (written)")
-    return ("acc before", "α × acc before (derived)", "+ p·V: after − α·before (derived)", "= acc after")
+    return ("acc before", "α × acc before (derived)", "+ p·V (derived: kernel's p, V)", "= acc after")
 
 
-def _acc_range(trace, q_block: int, row: int) -> float:
-    slot = trace.tile_slot(q_block)
-    js = trace.steps(q_block)
+def _acc_range(trace, step, row: int) -> float:
+    slot = trace.tile_slot(step.q_block)
+    js = [j for q, j, _ in steps.walk(trace, step.q_block if step.loop_order != "fa1" else 0) if q == step.q_block]
     vals = np.concatenate([trace.acc_before[slot, js, row].ravel(), trace.acc_after[slot, js, row].ravel()])
     vals = vals[np.isfinite(vals)]
     return float(np.abs(vals).max()) if vals.size and np.abs(vals).max() > 0 else 1.0
 
 
-def accumulator_figure(trace, q_block: int, step: int, row: int, height: int = 260) -> go.Figure:
+def accumulator_figure(trace, step, row: int, height: int = 260) -> go.Figure:
     """The four stages of acc for one row as strips over head_dim, one fixed color range per row."""
-    i, _, _ = where(trace, q_block, step)
-    parts = accumulator_parts(trace, q_block, step, row)
+    parts = accumulator_parts(trace, step, row)
     z = np.stack([parts["before"], parts["scaled"], parts["pv"], parts["after"]])  # (4, d)
-    lim = _acc_range(trace, i, row)
+    lim = _acc_range(trace, step, row)
     fig = go.Figure(go.Heatmap(
         z=z, y=list(acc_labels(trace.config.loop_order)), x=np.arange(z.shape[1]), zmin=-lim, zmax=lim,
         colorscale="RdBu_r", zmid=0, xgap=1, ygap=3, colorbar=dict(thickness=12, tickfont=dict(size=12)),
@@ -200,20 +204,8 @@ def accumulator_figure(trace, q_block: int, step: int, row: int, height: int = 2
     return layout(fig, height, t=10)
 
 
-def output_parts(trace, q_block: int, row: int) -> dict:
-    """After the last step: acc / l from the trace, the kernel's out and the float64 reference."""
-    slot = trace.tile_slot(q_block)
-    j = int(trace.steps(q_block)[-1])
-    r = q_block * trace.config.block_m + row
-    l_last = float(trace.l[q_block, j, row])
-    acc = trace.acc_after[slot, j, row]
-    acc_over_l = acc if trace.config.loop_order == "fa1" else acc / l_last
-    return {"acc_over_l": acc_over_l, "out": trace.out[r], "ref": trace.ref_out[r], "l": l_last,
-            "err": float(np.max(np.abs(trace.out[r].astype(np.float64) - trace.ref_out[r])))}
-
-
 def output_figure(trace, q_block: int, row: int, height: int = 210) -> go.Figure:
-    parts = output_parts(trace, q_block, row)
+    parts = steps.output_row(trace, q_block, row)
     z = np.stack([parts["acc_over_l"], parts["out"], parts["ref"]])
     lim = float(np.abs(trace.ref_out).max()) or 1.0
     first = "O after the last tile (trace)" if trace.config.loop_order == "fa1" else "acc / ℓ (trace, derived)"
@@ -241,54 +233,56 @@ def tex_num(v: float, digits: int = 4) -> str:
     return s
 
 
-def _paren(v: float) -> str:
+def paren(v: float) -> str:
     return f"({tex_num(v)})" if v < 0 else tex_num(v)
 
 
-def _tex_vec(a: np.ndarray, n: int = 2) -> str:
+def tex_vec(a: np.ndarray, n: int = 2) -> str:
     items = [tex_num(x) for x in a[:n]] + ([r"\dots"] if a.size > n else [])
     return "[" + ", ".join(items) + "]"
 
 
-def update_values(trace, q_block: int, step: int, row: int) -> dict:
-    """The numbers of one row's update at this step, as the kernel wrote them."""
-    i, j, k = where(trace, q_block, step)
-    js = trace.steps(i)
-    slot = trace.tile_slot(i)
-    s_row = trace.s[slot, j, row, : trace.cols(j)]
-    p_row = trace.p[slot, j, row, : trace.cols(j)]
-    finite = s_row[np.isfinite(s_row)]
-    prev = int(js[k - 1]) if k > 0 else None
-    parts = accumulator_parts(trace, q_block, step, row)
-    return {
-        "j": j, "m_old": float(trace.m[i, prev, row]) if prev is not None else -math.inf,
-        "rowmax_s": float(finite.max()) if finite.size else -math.inf, "m_new": float(trace.m[i, j, row]),
-        "alpha": float(trace.alpha[i, j, row]), "l_old": float(trace.l[i, prev, row]) if prev is not None else 0.0,
-        "rowsum_p": float(p_row.sum(dtype=np.float64)), "l_new": float(trace.l[i, j, row]),
-        "acc_old": parts["before"], "pv": parts["pv"], "acc_new": parts["after"],
-    }
-
-
-def update_equations(trace, q_block: int, step: int, row: int) -> str:
+def update_equations(trace, step, row: int) -> str:
     """One aligned LaTeX block: the update equations with this row's numbers plugged in. FA2 keeps
-    acc unnormalized (one division at the end); FA1 renormalizes O at every tile."""
-    v = update_values(trace, q_block, step, row)
-    n = {k: tex_num(x) for k, x in v.items() if not isinstance(x, np.ndarray)}
-    acc_old, pv, acc_new = (_tex_vec(v[k]) for k in ("acc_old", "pv", "acc_new"))
-    lines = [
-        rf"m_\text{{new}} &= \max(m_\text{{old}},\ \mathrm{{rowmax}}(s)) = \max({n['m_old']},\ {n['rowmax_s']})"
-        rf" = \mathbf{{{n['m_new']}}}",
-        rf"\alpha &= e^{{\,m_\text{{old}} - m_\text{{new}}}} = e^{{{n['m_old']} - {_paren(v['m_new'])}}}"
-        rf" = \mathbf{{{n['alpha']}}}",
-        rf"\ell_\text{{new}} &= \alpha\,\ell_\text{{old}} + \mathrm{{rowsum}}(p) = {n['alpha']} \cdot {n['l_old']}"
-        rf" + {n['rowsum_p']} = \mathbf{{{n['l_new']}}}",
-    ]
-    if trace.config.loop_order == "fa1":
+    acc unnormalized (one division at the end); FA1 renormalizes O at every tile. A row that has
+    seen no key yet (split-KV inside the causal band) says so: nothing to rescale."""
+    u = steps.row_update(trace, step, row)
+    n = {k: tex_num(getattr(u, k)) for k in ("m_old", "rowmax_s", "m_new", "alpha", "l_old", "rowsum_p", "l_new")}
+    acc_old, pv, acc_new = (tex_vec(getattr(u, k)) for k in ("acc_old", "pv", "acc_new"))
+    lines = [rf"m_\text{{new}} &= \max(m_\text{{old}},\ \mathrm{{rowmax}}(s)) = \max({n['m_old']},\ {n['rowmax_s']})"
+             rf" = \mathbf{{{n['m_new']}}}"]
+    if u.empty:
+        lines.append(r"\alpha &= 0,\ \ \ell_\text{new} = 0:\ \text{every key so far is masked for this row}")
+    else:
+        lines.append(rf"\alpha &= e^{{\,m_\text{{old}} - m_\text{{new}}}} = e^{{{n['m_old']} - {paren(u.m_new)}}}"
+                     rf" = \mathbf{{{n['alpha']}}}")
+        lines.append(rf"\ell_\text{{new}} &= \alpha\,\ell_\text{{old}} + \mathrm{{rowsum}}(p) = {n['alpha']} \cdot "
+                     rf"{n['l_old']} + {n['rowsum_p']} = \mathbf{{{n['l_new']}}}")
+    if u.normalized:
         lines.append(rf"O_\text{{new}} &= \frac{{\ell_\text{{old}}\,\alpha\,O_\text{{old}} + pV}}{{\ell_\text{{new}}}}"
-                     rf" = \frac{{{n['l_old']} \cdot {n['alpha']} \cdot {acc_old} + \dots}}{{{n['l_new']}}}")
-        lines.append(rf"&= {acc_new}")
+                     rf" = \frac{{{n['l_old']} \cdot {n['alpha']} \cdot {acc_old} + {pv}}}{{{n['l_new']}}}")
     else:
         lines.append(rf"\mathrm{{acc}}_\text{{new}} &= \alpha\,\mathrm{{acc}}_\text{{old}} + pV = {n['alpha']} \cdot"
                      rf" {acc_old} + {pv}")
-        lines.append(rf"&= {acc_new}")
+    lines.append(rf"&= {acc_new}")
     return r"\begin{aligned}" + r" \\[4pt] ".join(lines) + r"\end{aligned}"
+
+
+def step_label(trace, step) -> str:
+    """The step's one-line label (HTML): which tile, which program, what the step did to its rows."""
+    facts = step_facts(trace, step)
+    i, j = step.q_block, step.kv_block
+    program = (f"split {step.split} of {step.splits} (keys {step.split_keys.start}–{step.split_keys.stop - 1}), its "
+               f"tile {step.k + 1} of {step.program_steps} · " if step.splits > 1 else "")
+    if facts["first"]:
+        what = ("first tile of Q<sub>{i}</sub>" + (" in this split" if step.splits > 1 else "")
+                + ": m starts at −∞, every row takes its first max (α = 0)").format(i=i)
+    else:
+        what = (f"max grew in <b>{facts['grew']}</b> of {facts['rows']} rows · every row's acc × α "
+                f"({facts['multiplies_so_far']} row rescales so far, {facts['grew_so_far']} with α < 1)")
+    if facts["empty"]:
+        what += f" · {facts['empty']} rows have seen no key yet (all masked): m stays −∞"
+    order = "one program walks every tile · " if step.loop_order == "fa1" else ""
+    return (f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {step.index + 1} of {step.count}</b> · "
+            f"{order}{program}Q<sub>{i}</sub> (rows {step.rows.start}–{step.rows.stop - 1}) meets K<sub>{j}</sub>, "
+            f"V<sub>{j}</sub> (keys {step.keys.start}–{step.keys.stop - 1}) · {what}</div>")

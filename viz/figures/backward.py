@@ -1,4 +1,4 @@
-"""The Backward page: (BackwardTrace, kv_block, step, row) -> figures. Every tile value is what the
+"""The Backward page: (BackwardTrace, BackwardStep of kernels/steps.py, row) -> figures. Every tile value is what the
 dK/dV kernel wrote; the Jacobian of one row is built from the kernel's own P and dP row (float64
 arithmetic, labelled), to set it next to the kernel's dS."""
 import math
@@ -7,8 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kernels import reference
-from viz.figures.grid import bwd_q_block
+from kernels import reference, steps
 from viz.figures.style import BLUE, ORANGE, colorscale, layout
 
 BWD_TILES = {  # name -> (title, colorscale, diverging)
@@ -21,7 +20,7 @@ BWD_TILES = {  # name -> (title, colorscale, diverging)
 def bwd_tile_ranges(trace, kv_block: int) -> dict:
     """Fixed color ranges over every step of this kv-block's program: {name: (lo, hi)}."""
     slot = trace.tile_slot(kv_block)
-    iq = trace.steps(kv_block)
+    iq = [b.q_block for b in steps.backward_steps(trace, kv_block)]
     out = {}
     for name, (_, _, diverging) in BWD_TILES.items():
         a = getattr(trace, name)[slot, iq]  # (steps, block_m, block_n)
@@ -39,28 +38,23 @@ def bwd_tile_ranges(trace, kv_block: int) -> dict:
     return out
 
 
-def bwd_tile_values(trace, kv_block: int, step: int, name: str) -> np.ndarray:
+def bwd_tile_values(trace, bstep, name: str) -> np.ndarray:
     """P, dP or dS of the current tile, valid rows and columns only, NaN above the causal diagonal."""
     c = trace.config
-    i = bwd_q_block(trace, kv_block, step)
-    vals = getattr(trace, name)[trace.tile_slot(kv_block), i, : trace.rows(i), : trace.cols(kv_block)]
+    vals = getattr(trace, name)[trace.tile_slot(bstep.kv_block), bstep.q_block, : len(bstep.rows), : len(bstep.keys)]
     if c.causal:  # the kernel holds 0 (P, dS) or an unused dP there: masked, drawn grey
-        rows = i * c.block_m + np.arange(vals.shape[0])[:, None]
-        cols = kv_block * c.block_n + np.arange(vals.shape[1])[None, :]
+        rows = np.array(bstep.rows)[:, None]
+        cols = np.array(bstep.keys)[None, :]
         vals = np.where(cols <= rows, vals, np.nan)
     return vals
 
 
-def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int | None = None,
-                            height: int = 360) -> go.Figure:
+def bwd_tile_heatmap_figure(trace, bstep, name: str, row: int | None = None, height: int = 360) -> go.Figure:
     """Heatmap of the kernel's P, dP or dS tile; row: a global query row to outline."""
-    c = trace.config
-    i = bwd_q_block(trace, kv_block, step)
-    vals = bwd_tile_values(trace, kv_block, step, name)
+    vals = bwd_tile_values(trace, bstep, name)
     title, scale, diverging = BWD_TILES[name]
-    zmin, zmax = bwd_tile_ranges(trace, kv_block)[name]
-    xs = kv_block * c.block_n + np.arange(vals.shape[1])
-    ys = i * c.block_m + np.arange(vals.shape[0])
+    zmin, zmax = bwd_tile_ranges(trace, bstep.kv_block)[name]
+    xs, ys = np.array(bstep.keys), np.array(bstep.rows)
     fig = go.Figure(go.Heatmap(
         z=vals, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale=colorscale(scale) if not diverging else scale,
         colorbar=dict(thickness=12, len=0.9, tickfont=dict(size=12), exponentformat="power"),
@@ -76,11 +70,9 @@ def bwd_tile_heatmap_figure(trace, kv_block: int, step: int, name: str, row: int
     return layout(fig, height, t=58)
 
 
-def delta_figure(trace, kv_block: int, step: int) -> go.Figure:
+def delta_figure(trace, bstep) -> go.Figure:
     """D per row of the q-block on chip: the preprocess kernel's value, the float64 reference."""
-    c = trace.config
-    i = bwd_q_block(trace, kv_block, step)
-    rows = i * c.block_m + np.arange(trace.rows(i))
+    rows = np.array(bstep.rows)
     lim = float(np.abs(trace.ref_delta).max()) * 1.1 or 1.0
     fig = go.Figure(go.Bar(x=rows, y=trace.delta[rows], marker_color=BLUE, name="D (preprocess kernel)",
                            hovertemplate="row %{x}<br>D = %{y:.5g}<extra></extra>"))
@@ -94,17 +86,17 @@ def delta_figure(trace, kv_block: int, step: int) -> go.Figure:
     return layout(fig, 330, t=40)
 
 
-def bwd_acc_figure(trace, kv_block: int, step: int, height: int = 300) -> go.Figure:
+def bwd_acc_figure(trace, bstep, height: int = 300) -> go.Figure:
     """dK_j and dV_j after this step (block_n rows x head_dim), colors fixed over the program's steps."""
     c = trace.config
+    kv_block, i = bstep.kv_block, bstep.q_block
     slot = trace.tile_slot(kv_block)
-    i = bwd_q_block(trace, kv_block, step)
-    iq = trace.steps(kv_block)
-    cols = trace.cols(kv_block)
+    iq = [b.q_block for b in steps.backward_steps(trace, kv_block)]
+    cols = len(bstep.keys)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
                         subplot_titles=("dK<sub>j</sub> so far = scale·Σ dSᵀQ<sub>i</sub>",
                                         "dV<sub>j</sub> so far = Σ PᵀdO<sub>i</sub>"))
-    ys = kv_block * c.block_n + np.arange(cols)
+    ys = np.array(bstep.keys)
     for col, name in ((1, "dk_acc"), (2, "dv_acc")):
         every = getattr(trace, name)[slot, iq, :cols]  # (steps, cols, d)
         lim = float(np.nanmax(np.abs(every))) or 1.0

@@ -1,11 +1,12 @@
 """The tile grid of the N x N score matrix, for every pass: which tiles are done, current, pending,
-computed by other programs or skipped (causal), with the blocks on chip outlined. Also where a
-program is at a step: the kv-block (forward), the q-block (backward), the tile (FA1's one program)."""
+computed by other programs or skipped (causal), with the blocks on chip outlined, at a step of
+kernels/steps.py (the forward's walk, split-KV's splits, the backward's dK/dV program)."""
 import math
 
 import numpy as np
 import plotly.graph_objects as go
 
+from kernels import steps
 from viz.figures.style import discrete_colorscale, layout
 
 TILE_STATES = ("done", "current", "pending", "other", "skipped")
@@ -22,63 +23,51 @@ MAX_TICKS = 6  # tick labels per axis: more overlap at 1280 px
 MAX_NUMBERED = 16  # tile numbers drawn only while the grid is at most this many tiles across
 
 
-# ---------------------------------------------------------------- where a program is
-def step_count(trace, q_block: int) -> int:
-    """Steps the followed program takes: the tiles of q_block (FA2), every tile (FA1's one program)."""
-    if trace.config.loop_order == "fa1":
-        return int(trace.visited.sum())
-    return len(trace.steps(q_block))
+SPLIT_COLORS = ("#7B3FA0", "#1B8A5A", "#B8860B", "#C2185B", "#00838F", "#5D4037", "#3949AB", "#6D7B00")
 
 
-def tile_at(trace, q_block: int, step: int) -> tuple[int, int]:
-    """(q-block, kv-block) of the tile computed at `step` of the followed program."""
-    if trace.config.loop_order == "fa1":
-        i, j = np.nonzero(trace.visit_order == step)
-        return int(i[0]), int(j[0])
-    return q_block, int(trace.steps(q_block)[step])
-
-
-def kv_block(trace, q_block: int, step: int) -> int:
-    return tile_at(trace, q_block, step)[1]
-
-
-def tile_states(trace, q_block: int, step: int) -> np.ndarray:
-    """(Tq, Tk) TILE_STATES names at this step: FA2 colours the followed q-block's row; FA1's single
-    program walks every tile, so all of them are its own."""
-    order = trace.visit_order
-    if trace.config.loop_order == "fa1":
-        states = np.full(order.shape, "skipped", dtype=object)
-        states[(order >= 0) & (order < step)] = "done"
-        states[order == step] = "current"
-        states[order > step] = "pending"
-        return states
+# ---------------------------------------------------------------- the forward's walk
+def tile_states(trace, step) -> np.ndarray:
+    """(Tq, Tk) TILE_STATES names at this step (a kernels.steps.Step): the tiles of the walk done,
+    current or pending (FA2: the followed q-block's row, split by split; FA1: every tile, the one
+    program's), every other computed tile another program's."""
     states = np.where(trace.visited, "other", "skipped").astype(object)
-    row = np.full(order.shape[1], "skipped", dtype=object)
-    o = order[q_block]
-    row[(o >= 0) & (o < step)] = "done"
-    row[o == step] = "current"
-    row[o > step] = "pending"
-    states[q_block] = row
+    walk = steps.walk(trace, step.q_block if step.loop_order != "fa1" else 0)
+    for k, (i, j, _) in enumerate(walk):
+        states[i, j] = "done" if k < step.index else ("current" if k == step.index else "pending")
     return states
 
 
-def tile_grid_figure(trace, q_block: int, step: int, height: int = 360, title: str | None = None) -> go.Figure:
-    """The seq_len x seq_len score matrix cut into block_m x block_n tiles, row 0 at the top."""
+def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, numbers: bool = True) -> go.Figure:
+    """The seq_len x seq_len score matrix cut into block_m x block_n tiles, row 0 at the top; each
+    tile of the walk numbered with its step; split-KV: each split's keys marked along the top and
+    its tiles of the followed q-block outlined in its colour."""
     c = trace.config
     tq, tk = trace.visit_order.shape
-    states = tile_states(trace, q_block, step)
+    states = tile_states(trace, step)
     text = np.full((tq, tk), "", dtype=object)
-    if max(tq, tk) <= MAX_NUMBERED:  # the step at which the program computes each tile
-        order = trace.visit_order
-        rows = range(tq) if c.loop_order == "fa1" else [q_block]
-        for i in rows:
-            for j in range(tk):
-                if order[i, j] >= 0:
-                    text[i, j] = str(order[i, j] + 1)
-    i, j = tile_at(trace, q_block, step)
-    return tile_grid(c, states, text.tolist(), shapes=[
-        ("Q_i on chip", "row", i, "solid"), ("K_j, V_j on chip", "col", j, "dot")],
-        title=title or "tiles of S: keys →, queries ↓", height=height)
+    walk = steps.walk(trace, step.q_block if step.loop_order != "fa1" else 0)
+    if numbers and max(tq, tk) <= MAX_NUMBERED:
+        for k, (i, j, _) in enumerate(walk):
+            text[i, j] = str(k + 1)
+    shapes = [("Q_i on chip", "row", step.q_block, "solid"), ("K_j, V_j on chip", "col", step.kv_block, "dot")]
+    fig = tile_grid(c, states, text.tolist(), shapes=shapes, title=title or "tiles of S: keys →, queries ↓",
+                    height=height)
+    if c.kv_splits > 1:
+        rows = c.rows(step.q_block)
+        for s in range(c.kv_splits):
+            lo, hi = c.split_range(s)
+            x0, x1 = c.keys(lo).start, c.keys(hi - 1).stop
+            color = SPLIT_COLORS[s % len(SPLIT_COLORS)]
+            fig.add_shape(type="rect", x0=x0, x1=x1, y0=rows.start, y1=rows.stop, name=f"split {s}", layer="above",
+                          line=dict(color=color, width=3 if s == step.split else 2), fillcolor="rgba(0,0,0,0)")
+            if s:
+                fig.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=c.seq_len, name=f"split {s} starts", layer="above",
+                              line=dict(color="#1f2430", width=1, dash="dash"))
+            fig.add_annotation(x=(x0 + x1) / 2, y=c.seq_len, yanchor="top", yshift=-2, showarrow=False,
+                               text=f"<b>split {s}</b>", font=dict(size=12, color=color), name=f"split {s} label",
+                               bgcolor="rgba(255,255,255,0.8)")
+    return fig
 
 
 def _ticks(edges: list[int]) -> list[int]:
@@ -129,40 +118,25 @@ def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other
 
 
 # ---------------------------------------------------------------- the backward's dK/dV program
-def bwd_step_count(trace, kv_block: int) -> int:
-    """q-blocks the kv-block's program visited (fewer than Tq under causal)."""
-    return len(trace.steps(kv_block))
-
-
-def bwd_q_block(trace, kv_block: int, step: int) -> int:
-    return int(trace.steps(kv_block)[step])
-
-
-def bwd_tile_states(trace, kv_block: int, step: int) -> np.ndarray:
-    """(Tq, Tk) array of TILE_STATES names: the followed kv-block's column at this step."""
+def bwd_tile_states(trace, bstep) -> np.ndarray:
+    """(Tq, Tk) TILE_STATES names: the followed kv-block's column at this step (a BackwardStep)."""
     order_t = trace.visit_order.T  # (Tq, Tk)
     states = np.where(order_t >= 0, "other", "skipped").astype(object)
-    order = trace.visit_order[kv_block]  # (Tq,) step at which the program visited each q-block
-    col = np.full(order.shape, "skipped", dtype=object)
-    col[(order >= 0) & (order < step)] = "done"
-    col[order == step] = "current"
-    col[order > step] = "pending"
-    states[:, kv_block] = col
+    for b in steps.backward_steps(trace, bstep.kv_block):
+        states[b.q_block, bstep.kv_block] = ("done" if b.index < bstep.index else
+                                            "current" if b.index == bstep.index else "pending")
     return states
 
 
-def bwd_tile_grid_figure(trace, kv_block: int, step: int, height: int = 360) -> go.Figure:
+def bwd_tile_grid_figure(trace, bstep, height: int = 360) -> go.Figure:
     """The N x N score matrix in tiles, row 0 at the top; the kv-block's program walks down its column."""
     c = trace.config
     tk, tq = trace.visit_order.shape
-    states = bwd_tile_states(trace, kv_block, step)
-    order = trace.visit_order[kv_block]
+    states = bwd_tile_states(trace, bstep)
     text = [["" for _ in range(tk)] for _ in range(tq)]
     if max(tq, tk) <= MAX_NUMBERED:
-        for i in range(tq):
-            if order[i] >= 0:
-                text[i][kv_block] = str(order[i] + 1)
-    i = bwd_q_block(trace, kv_block, step)
+        for b in steps.backward_steps(trace, bstep.kv_block):
+            text[b.q_block][bstep.kv_block] = str(b.index + 1)
     return tile_grid(c, states, text, shapes=[
-        ("K_j, V_j on chip", "col", kv_block, "solid"), ("Q_i streaming", "row", i, "dot")],
+        ("K_j, V_j on chip", "col", bstep.kv_block, "solid"), ("Q_i streaming", "row", bstep.q_block, "dot")],
         title="tiles: keys →, queries ↓", other="kv-blocks", height=height)

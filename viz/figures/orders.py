@@ -9,7 +9,7 @@ Not for: the single-order stepping (viz/figures/attention.py).
 """
 import numpy as np
 
-from kernels import traffic
+from kernels import steps, traffic
 from viz.figures import attention as fa
 from viz.figures import grid
 
@@ -25,22 +25,19 @@ ON_CHIP_SHORT = {"fa2": "on chip: Q<sub>i</sub>, acc, m, ℓ · K<sub>j</sub>, V
                  "fa1": "on chip: K<sub>j</sub>, V<sub>j</sub> · Q<sub>i</sub>, O<sub>i</sub>, m, ℓ through memory"}
 
 
-def walk(trace) -> list[tuple[int, int]]:
-    """The tiles (q-block, kv-block) in the order this order computes them (FA2: q-block by q-block)."""
-    order = trace.visit_order
+def walk(trace) -> list:
+    """The steps (kernels/steps.py) of the whole run in the order this loop order computes them:
+    FA1's one program as it walks; FA2's programs (one per q-block) one after another."""
     if trace.config.loop_order == "fa1":
-        i, j = np.nonzero(order >= 0)
-        keys = order[i, j]
-        idx = np.argsort(keys)
-        return [(int(i[k]), int(j[k])) for k in idx]
-    return [(i, int(j)) for i in range(order.shape[0]) for j in trace.steps(i)]
+        return steps.steps(trace, 0)
+    return [s for i in range(trace.config.n_q_blocks) for s in steps.steps(trace, i)]
 
 
 def walk_states(trace, step: int) -> np.ndarray:
     """(Tq, Tk) tile states after `step` of the walk: done, current, pending, skipped."""
     states = np.full(trace.visit_order.shape, "skipped", dtype=object)
-    for k, (i, j) in enumerate(walk(trace)):
-        states[i, j] = "done" if k < step else ("current" if k == step else "pending")
+    for k, s in enumerate(walk(trace)):
+        states[s.q_block, s.kv_block] = "done" if k < step else ("current" if k == step else "pending")
     return states
 
 
@@ -50,9 +47,9 @@ def order_grid_figure(trace, step: int, height: int = 300):
     states = walk_states(trace, step)
     text = np.full(states.shape, "", dtype=object)
     if max(states.shape) <= grid.MAX_NUMBERED:
-        for k, (i, j) in enumerate(tiles):
-            text[i, j] = str(k + 1)
-    i, j = tiles[step]
+        for k, s in enumerate(tiles):
+            text[s.q_block, s.kv_block] = str(k + 1)
+    i, j = tiles[step].q_block, tiles[step].kv_block
     if c.loop_order == "fa1":
         shapes = [("K_j, V_j on chip", "col", j, "solid"), ("Q_i, O_i through memory", "row", i, "dot")]
     else:
@@ -64,7 +61,8 @@ def traffic_so_far(trace, step: int) -> dict:
     """Elements moved through step `step` of the walk (kernels/traffic.flash_walk, derived from the
     walk; at the last step it equals the kernel's counters)."""
     c = trace.config
-    parts = traffic.flash_walk(c.loop_order, walk(trace), c.seq_len, c.head_dim, c.block_m, c.block_n)[: step + 1]
+    tiles = [(s.q_block, s.kv_block) for s in walk(trace)]
+    parts = traffic.flash_walk(c.loop_order, tiles, c.seq_len, c.head_dim, c.block_m, c.block_n)[: step + 1]
     return {"loads": sum(p["loads"] for p in parts), "stores": sum(p["stores"] for p in parts)}
 
 
@@ -72,39 +70,25 @@ def counted(trace) -> dict:
     return traffic.summed(trace.counters, trace.config.counter_keys())
 
 
-def row_update(trace, step: int, q_block: int) -> int | None:
-    """The walk step of the latest update of q_block's rows at or before `step`, in the form the
-    attention figures take (FA2: the step within its q-block; FA1: the program's step); None when
-    the walk has not reached q_block yet."""
-    tiles = walk(trace)
-    done = [k for k in range(step + 1) if tiles[k][0] == q_block]
-    if not done:
-        return None
-    k = done[-1]
-    if trace.config.loop_order == "fa1":
-        return k
-    return int(np.flatnonzero(trace.steps(q_block) == tiles[k][1])[0])
+def row_update(trace, step: int, q_block: int):
+    """The walk's latest step that updated q_block's rows at or before `step` (a kernels.steps.Step),
+    or None when the walk has not reached q_block yet."""
+    done = [s for s in walk(trace)[: step + 1] if s.q_block == q_block]
+    return done[-1] if done else None
 
 
-def fa1_forms(trace, step: int, row: int) -> dict:
+def fa1_forms(trace, step, row: int) -> dict:
     """FA1's normalized update of one row at one of its steps, checked two ways against the O the
     kernel wrote: the correct O2 = (l1/l2) e^(m1 - m2) O1 + P~2 V2, and the FA2 review's line
     O2 = diag(l1/l2)^-1 O1 + P~2 V2, with P~2 V2 = p V / l2 from the kernel's own p (derived)."""
-    c = trace.config
-    i, j, kk = fa.where(trace, 0, step)
-    slot = trace.tile_slot(i)
-    o1, o2 = trace.acc_before[slot, j, row].astype(np.float64), trace.acc_after[slot, j, row].astype(np.float64)
-    js = trace.steps(i)
-    l2, m2 = float(trace.l[i, j, row]), float(trace.m[i, j, row])
-    l1 = float(trace.l[i, js[kk - 1], row]) if kk > 0 else 0.0
-    m1 = float(trace.m[i, js[kk - 1], row]) if kk > 0 else -np.inf
-    p = trace.p[slot, j, row, : trace.cols(j)].astype(np.float64)
-    v = trace.v[j * c.block_n: j * c.block_n + trace.cols(j)].astype(np.float64)
-    pv = p @ v / l2
-    coef = l1 / l2 * np.exp(m1 - m2) if kk > 0 else 0.0
-    review = l2 / l1 if kk > 0 else 0.0  # diag(l1/l2)^-1
-    return {"q_block": i, "kv_block": j, "first": kk == 0, "l1": l1, "l2": l2, "m1": m1, "m2": m2, "coef": coef,
-            "review_coef": review, "err_correct": float(np.max(np.abs(coef * o1 + pv - o2))),
+    u = steps.row_update(trace, step, row)
+    o1, o2 = u.acc_old, u.acc_new
+    l1, l2, m1, m2 = u.l_old, u.l_new, u.m_old, u.m_new
+    pv = u.pv / l2
+    coef = l1 / l2 * np.exp(m1 - m2) if not step.first else 0.0
+    review = l2 / l1 if not step.first else 0.0  # diag(l1/l2)^-1
+    return {"q_block": step.q_block, "kv_block": step.kv_block, "first": step.first, "l1": l1, "l2": l2, "m1": m1,
+            "m2": m2, "coef": coef, "review_coef": review, "err_correct": float(np.max(np.abs(coef * o1 + pv - o2))),
             "err_review": float(np.max(np.abs(review * o1 + pv - o2)))}
 
 
@@ -112,7 +96,7 @@ def fa1_forms_tex(f: dict) -> str:
     n = {k: fa.tex_num(f[k]) for k in ("l1", "l2", "m1", "m2", "coef", "review_coef")}
     return (r"\begin{aligned}"
             r"O^{(2)} &= \tfrac{\ell_1}{\ell_2}\,e^{m_1 - m_2}\,O^{(1)} + \tilde P^{(2)} V^{(2)}\\"
-            rf"&\tfrac{{{n['l1']}}}{{{n['l2']}}}\,e^{{{n['m1']} - {fa._paren(f['m2'])}}} = \mathbf{{{n['coef']}}},"
+            rf"&\tfrac{{{n['l1']}}}{{{n['l2']}}}\,e^{{{n['m1']} - {fa.paren(f['m2'])}}} = \mathbf{{{n['coef']}}},"
             rf"\ \ |\text{{formula}} - O_\text{{kernel}}| = {fa.tex_num(f['err_correct'], 2)}\\[4pt]"
             r"\text{review: } O^{(2)} &= \mathrm{diag}(\ell_1/\ell_2)^{-1} O^{(1)} + \tilde P^{(2)} V^{(2)}\\"
             rf"&\ell_2/\ell_1 = {n['review_coef']},\ \ |\text{{formula}} - O_\text{{kernel}}| = "

@@ -1,12 +1,10 @@
 """The Softmax page: each variant's passes over one row, the online kernel's running (m, d), overflow,
 and accesses per element."""
-import math
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kernels import reference, traffic
+from kernels import reference, steps, traffic
 from viz.figures.style import BLUE, GREY, ORANGE, RED, discrete_colorscale, layout
 
 # ---------------------------------------------------------------- softmax page
@@ -23,15 +21,7 @@ PASS_COLORS = {"read": "#2E6DB4", "read_alt": "#5B8FCB", "write": "#2E9D5B", "wr
                "current": "#E8710A", "pending": "#E4E7EB", "pending_alt": "#D2D7DD"}
 
 
-def softmax_steps(length: int, block: int) -> int:
-    """Chunk reads of the slowest variant (safe: 3 passes): the softmax page's step count."""
-    return max(len(p) for p in PASSES.values()) * math.ceil(length / block)
-
-
-def pass_position(length: int, block: int, step: int) -> tuple[int, int]:
-    """(pass, chunk) that the streaming kernels are on at this step."""
-    n_chunks = math.ceil(length / block)
-    return step // n_chunks, step % n_chunks
+assert max(len(p) for p in PASSES.values()) == steps.SOFTMAX_MAX_PASSES
 
 
 def pass_states(variant: str, length: int, block: int, step: int) -> np.ndarray:
@@ -48,7 +38,7 @@ def pass_states(variant: str, length: int, block: int, step: int) -> np.ndarray:
             out[0] = np.where(alt, "write_alt", "write") if p else "current"
             return out
     else:
-        p, c = pass_position(length, block, step)
+        p, c = steps.softmax_position(length, block, step)
     chunk = np.arange(length) // block  # (length,)
     alt = chunk % 2 == 1
     out = np.empty((len(passes), length), dtype=object)
