@@ -77,7 +77,7 @@ def _attn_bwd_preprocess(O, DO, Delta, Counters, so, sdo, H, N_CTX,
                  + offs_m[:, None] * sdo.m + offs_d[None, :] * sdo.k,
                  mask=row_ok[:, None], other=0.0).to(tl.float32)  # read BLOCK_M x d of dO
     # -- D = rowsum(dO o O) equals rowsum(P o dP): one number per row, no Jacobian --
-    delta = tl.sum(o * do, axis=1)
+    delta = tl.sum(o * do, axis=1)  # [D]
     tl.store(Delta + off_hz.to(tl.int64) * N_CTX + offs_m, delta, mask=row_ok)  # write BLOCK_M
     if COUNT:
         rows = tl.sum(row_ok.to(tl.int64))
@@ -147,7 +147,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, src, sq, sdo, start_n, lo, hi, qk_scale, 
         dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
         # -- dS = P o (dP - D): D replaces the row's N x N Jacobian diag(P) - P P^T --
         dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
-        dsT = pT * (dpT - Di[None, :])
+        dsT = pT * (dpT - Di[None, :])  # [dS]
         # -- dK_j += dS^T Q_i; sm_scale is applied once at the end --
         dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=DOT_PRECISION)
         if meta.FUSED_DQ:  # FA2's schedule: dQ_i += scale dS K_j, added atomically into a float32 dQ

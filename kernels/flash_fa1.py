@@ -80,7 +80,7 @@ def _attn_fwd_fa1(Q, K, V, sm_scale, O, M, L, sq, so, H, N_CTX, tr, meta):
             # -- O stays normalized: undo the old 1 / l, rescale, add P V, divide by the new l --
             pv = tl.dot(p.to(v.dtype), v, input_precision=meta.DOT_PRECISION)
             l_safe = tl.where(row_ok, l_new, 1.0)
-            o_new = (o * (l_i * alpha)[:, None] + pv) / l_safe[:, None]
+            o_new = (o * (l_i * alpha)[:, None] + pv) / l_safe[:, None]  # [acc]
             tl.store(O + out_head + offs_m[:, None] * so.m + offs_d[None, :] * so.k,
                      o_new.to(O.dtype.element_ty), mask=row_ok[:, None])
             tl.store(M + ML + offs_m, m_new, mask=row_ok)

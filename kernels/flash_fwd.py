@@ -58,21 +58,22 @@ def softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_CTX, MASKED: tl.const
         if CAUSAL:
             keep = keep & (offs_m[:, None] >= offs_n[None, :])
         qk = tl.where(keep, qk * qk_scale, float("-inf"))
-        m_ij = tl.maximum(m_i, tl.max(qk, 1))
+        m_ij = tl.maximum(m_i, tl.max(qk, 1))  # [m: masked split]
         if EMPTY_ROWS:
             m_use = tl.where(m_ij == float("-inf"), 0.0, m_ij)
-            p = tl.math.exp2(qk - m_use[:, None])
-            alpha = tl.math.exp2(m_i - m_use)
-            return p, m_ij, alpha, l_i * alpha + tl.sum(p, 1), qk
-        p = tl.math.exp2(qk - m_ij[:, None])
+            p = tl.math.exp2(qk - m_use[:, None])  # [p: split]
+            alpha = tl.math.exp2(m_i - m_use)  # [alpha: split]
+            l_i = l_i * alpha + tl.sum(p, 1)  # [l: split]
+            return p, m_ij, alpha, l_i, qk
+        p = tl.math.exp2(qk - m_ij[:, None])  # [p: masked]
     else:
         # -- update m_i: the scale folds into one FMA with the subtraction below --
-        m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
+        m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)  # [m: unmasked]
+        p = tl.math.exp2(qk * qk_scale - m_ij[:, None])  # [p: unmasked]
         qk = qk * qk_scale
     # -- update l_i: a larger max shrinks everything summed so far by alpha --
-    alpha = tl.math.exp2(m_i - m_ij)
-    l_i = l_i * alpha + tl.sum(p, 1)
+    alpha = tl.math.exp2(m_i - m_ij)  # [alpha: masked unmasked]
+    l_i = l_i * alpha + tl.sum(p, 1)  # [l: masked unmasked]
     return p, m_ij, alpha, l_i, qk
 
 
@@ -156,10 +157,10 @@ def _attn_fwd_inner(acc, l_i, m_i, q, half, kv, head, sk, start_m, lo, hi, qk_sc
                                                 meta.KV_SPLITS > 1)
         # -- rescale acc, then add p V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
-        acc = acc * alpha[:, None]
+        acc = acc * alpha[:, None]  # [acc]
         if meta.LATE_V:
             v = _load_v(kv[1], head, start_n, offs_n, offs_d, sk, N_CTX, meta, MASKED)
-        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=meta.DOT_PRECISION)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=meta.DOT_PRECISION)  # [acc]
         if meta.SPLIT == 2:
             p1, m1_new, alpha1, l1, _ = softmax_tile(qk1, m1, l1, qk_scale, offs_m + meta.BLOCK_M // 2, offs_n, N_CTX,
                                                       MASKED, meta.CAUSAL)
@@ -188,7 +189,7 @@ def _load_q(Q, head, row0, offs_m, offs_d, sq, N_CTX, ROWS: tl.constexpr, meta):
 @triton.jit
 def _store_out(acc, l_i, m_i, Out, Lse, head, off_hz, row0, offs_m, offs_d, so, N_CTX, ROWS: tl.constexpr, meta):
     # -- epilogue: normalize once, store O_i and the log-sum-exp (natural log) --
-    out = acc / l_i[:, None]
+    out = acc / l_i[:, None]  # [out]
     tl.store(Lse + off_hz.to(tl.int64) * N_CTX + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=offs_m < N_CTX)
     if meta.USE_TMA:  # rows past seq_len are clipped by the copy engine
         Out.store([head[0], head[1], row0, 0], tl.reshape(out.to(Out.dtype), [1, 1, ROWS, meta.HEAD_DIM]))

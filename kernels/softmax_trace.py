@@ -12,11 +12,12 @@ float64 references are attached. Not for: drawing (viz/) or the file format (tra
 """
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from kernels import backend, inputs, limits, reference
+from kernels.schema import array
 
 VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 OVERFLOW_VARIANTS = ("naive", "safe", "online")
@@ -55,26 +56,26 @@ class SoftmaxConfig:
 @dataclass(frozen=True, eq=False)
 class SoftmaxTrace:
     config: SoftmaxConfig
-    x: np.ndarray  # (L,) the row, float32
-    m: np.ndarray  # (chunks,) the online kernel's running max after each chunk
-    d: np.ndarray  # (chunks,) its running sum
-    ref_m: np.ndarray  # (chunks,) float64
-    ref_d: np.ndarray
-    y: np.ndarray  # (L,) the online kernel's output
-    ref_y: np.ndarray  # (L,) float64
-    counts: dict  # {variant_loads, variant_stores}: what each kernel counted on this row
-    split_m: np.ndarray  # (slices,) the split-row kernel's partial max of each slice
-    split_l: np.ndarray  # (slices,) and partial sum e^(x - m_s)
-    split_path: str  # "cooperative" (one launch, GPU) or "two launches" (the interpreter)
-    x100: np.ndarray  # (L,) float32: the row x 100
-    out100: np.ndarray  # (3, L) naive, safe, online computing in float32
-    ref100: np.ndarray  # (L,) float64
-    x16: np.ndarray  # (L,) float16 values (stored as float32): 8 + 4 x
-    out16: np.ndarray  # (3, L) naive, safe, online computing in float16
-    out16_fp32: np.ndarray  # (L,) naive computing in float32 on the same float16 row
-    ref16: np.ndarray  # (L,) float64
-    device: str
-    seconds: float
+    x: np.ndarray = array("L", "f4", "the row")
+    m: np.ndarray = array("C", "f4", "the online kernel's running max after each chunk")
+    d: np.ndarray = array("C", "f4", "its running sum")
+    ref_m: np.ndarray = array("C", "f8", "float64 references")
+    ref_d: np.ndarray = array("C", "f8", "")
+    y: np.ndarray = array("L", "f4", "the online kernel's output")
+    ref_y: np.ndarray = array("L", "f8", "float64 reference")
+    split_m: np.ndarray = array("Sl", "f4", "the split-row kernel's partial max of each slice (-inf past the row)")
+    split_l: np.ndarray = array("Sl", "f4", "and its partial sum of e^(x - m_s)")
+    x100: np.ndarray = array("L", "f4", "the row x 100 (float32)")
+    out100: np.ndarray = array("3, L", "f4", "naive, safe, online computing in float32 on it")
+    ref100: np.ndarray = array("L", "f8", "float64 reference")
+    x16: np.ndarray = array("L", "f4", "a float16 row 8 + 4 x (stored as float32)")
+    out16: np.ndarray = array("3, L", "f4", "naive, safe, online computing in float16 on it")
+    out16_fp32: np.ndarray = array("L", "f4", "naive computing in float32 on the same float16 row")
+    ref16: np.ndarray = array("L", "f8", "float64 reference")
+    counts: dict = field()  # {variant_loads, variant_stores}: what each kernel counted on this row
+    split_path: str = field()  # "cooperative" (one launch, GPU) or "two launches" (the interpreter)
+    device: str = field()
+    seconds: float = field()
 
     def variant_counts(self, variant: str) -> dict | None:
         if f"{variant}_loads" not in self.counts:

@@ -161,8 +161,7 @@ def row_update(trace, step: Step, row: int) -> RowUpdate:
 
 def output_row(trace, q_block: int, row: int) -> dict:
     """After the q-block's last tile (FA2, unsplit): acc / l of the trace, the kernel's out, float64."""
-    all_steps = steps(trace, q_block)
-    last = all_steps[-1]
+    last = [s for s in steps(trace, q_block) if s.q_block == q_block][-1]  # FA1: the q-block's last tile
     u = row_update(trace, last, row)
     r = last.rows.start + row
     acc_over_l = u.acc_new if u.normalized else u.acc_new / u.l_new

@@ -13,12 +13,13 @@ Not for: drawing (viz/), the fast path (attention.py) or the file format (trace_
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from kernels import backend, limits, reference, traffic
 from kernels.inputs import make_inputs
+from kernels.schema import array
 
 
 @dataclass(frozen=True)
@@ -183,30 +184,34 @@ def tile_blocks(cfg: TraceConfig, blocks, n_blocks: int, one_block_bytes: int, n
 @dataclass(frozen=True, eq=False)
 class AttentionTrace:
     config: TraceConfig
-    q: np.ndarray  # (N, d) as the kernel saw them (after the dtype cast), float32
-    k: np.ndarray
-    v: np.ndarray
-    out: np.ndarray  # (N, d) kernel output, float32
-    lse: np.ndarray  # (N,) natural log-sum-exp per row
-    m: np.ndarray  # (Tq, Tk, block_m) running max after kv-block j; NaN = not computed
-    l: np.ndarray  # (Tq, Tk, block_m) running sum
-    alpha: np.ndarray  # (Tq, Tk, block_m) exp(m_prev - m_new)
-    visit_order: np.ndarray  # (Tq, Tk) int32: step at which the kernel computed the tile, -1 = skipped
-    tile_q_blocks: np.ndarray  # (n,) q-blocks whose tiles were kept, in slot order
-    s: np.ndarray  # (n, Tk, block_m, block_n) scores; -inf masked, NaN past seq_len / not computed
-    p: np.ndarray  # (n, Tk, block_m, block_n) exp(s - m_new)
-    acc_before: np.ndarray  # (n, Tk, block_m, d) unnormalized acc before the rescale
-    acc_after: np.ndarray  # (n, Tk, block_m, d) acc * alpha + p @ v
-    counters: dict  # elements loaded / stored, counted by the kernel
-    ref_out: np.ndarray  # (N, d) float64
-    ref_lse: np.ndarray  # (N,) float64
-    sm_scale: float
-    device: str  # backend.describe() where it ran
-    seconds: float  # wall time of the traced launch, compile included
-    # split-KV (config.kv_splits > 1), else None: each split's partial state, natural units
-    split_m: np.ndarray | None = None  # (S, N) the split's running max after its last kv-block (-inf: no key seen)
-    split_l: np.ndarray | None = None  # (S, N) its running sum
-    split_out: np.ndarray | None = None  # (S, N, d) its normalized output acc / l (0 where l = 0)
+    q: np.ndarray = array("N, d", "f4", "the inputs as the kernel saw them (after the dtype cast)")
+    k: np.ndarray = array("N, d", "f4", "")
+    v: np.ndarray = array("N, d", "f4", "")
+    out: np.ndarray = array("N, d", "f4", "the kernel's output")
+    lse: np.ndarray = array("N", "f4", "log-sum-exp per row, natural log")
+    m: np.ndarray = array("Tq, Tk, bm", "f4", "running max of each row after kv-block j; NaN where the tile was skipped "
+                          "or the row is past N")
+    l: np.ndarray = array("Tq, Tk, bm", "f4", "running sum l = sum exp(s - m)")
+    alpha: np.ndarray = array("Tq, Tk, bm", "f4", "the tile's rescale factor exp(m_prev - m_new)")
+    visit_order: np.ndarray = array("Tq, Tk", "i4", "the step at which the tile's program computed it, -1 skipped "
+                                    "(FA1: the one program's step; split-KV: each split's program counts its own)")
+    tile_q_blocks: np.ndarray = array("n", "i8", "the q-blocks whose tiles were kept, in slot order")
+    s: np.ndarray = array("n, Tk, bm, bn", "f4", "score tiles s = q.k * sm_scale; -inf masked, NaN past N or not "
+                          "computed")
+    p: np.ndarray = array("n, Tk, bm, bn", "f4", "exp(s - m_new)")
+    acc_before: np.ndarray = array("n, Tk, bm, d", "f4", "the accumulator before the tile (FA1: O read from memory)")
+    acc_after: np.ndarray = array("n, Tk, bm, d", "f4", "after alpha * acc + p V (FA1: O written back)")
+    ref_out: np.ndarray = array("N, d", "f8", "float64 reference")
+    ref_lse: np.ndarray = array("N", "f8", "float64 reference")
+    counters: dict = field()  # elements loaded / stored, counted by the kernel (scalars counter_KEY in the file)
+    sm_scale: float = field()
+    device: str = field()  # backend.describe() where it ran
+    seconds: float = field()  # wall time of the traced launch, compile included
+    split_m: np.ndarray | None = array("S, N", "f4", "each split's running max after its last kv-block (-inf: no key "
+                                       "seen)", when="split", default=None)
+    split_l: np.ndarray | None = array("S, N", "f4", "each split's running sum", when="split", default=None)
+    split_out: np.ndarray | None = array("S, N, d", "f4", "each split's normalized output acc / l (0 where l = 0)",
+                                         when="split", default=None)
 
     @property
     def visited(self) -> np.ndarray:

@@ -12,12 +12,13 @@ dK = sm_scale * dS^T Q, dQ = sm_scale * dS K, dV = P^T dO.
 Not for: drawing (viz/), the fast path (attention.py) or the file format (trace_io.py).
 """
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from kernels import backend, limits, reference, traffic
 from kernels.inputs import make_do, make_inputs
+from kernels.schema import array
 from kernels.trace import TraceConfig, tile_blocks
 
 # One traced backward in the interpreter (forward, preprocess, dK/dV with TRACE on, dQ) takes
@@ -39,31 +40,32 @@ def tile_bytes(cfg: TraceConfig) -> int:
 class BackwardTrace:
     config: TraceConfig
     do_seed: int
-    q: np.ndarray  # (N, d) as the kernels saw them (after the dtype cast), float32
-    k: np.ndarray
-    v: np.ndarray
-    do: np.ndarray  # (N, d) output gradient
-    out: np.ndarray  # (N, d) forward kernel output
-    lse: np.ndarray  # (N,) natural log-sum-exp the forward stored
-    delta: np.ndarray  # (N,) D = rowsum(dO o O), written by the preprocess kernel
-    dq: np.ndarray  # (N, d) kernel gradients, float32
-    dk: np.ndarray
-    dv: np.ndarray
-    visit_order: np.ndarray  # (Tk, Tq) int32: step at which kv-block j's program visited q-block i, -1 skipped
-    tile_kv_blocks: np.ndarray  # (n,) kv-blocks whose tiles were kept, in slot order
-    p: np.ndarray  # (n, Tq, block_m, block_n) exp(s - lse); 0 where causal-masked, NaN past seq_len
-    dp: np.ndarray  # (n, Tq, block_m, block_n) dO V^T
-    ds: np.ndarray  # (n, Tq, block_m, block_n) P o (dP - D)
-    dk_acc: np.ndarray  # (n, Tq, block_n, d) dK_j after the step (sm_scale applied)
-    dv_acc: np.ndarray  # (n, Tq, block_n, d) dV_j after the step
-    counters: dict  # elements loaded / stored by the three kernels (BWD_COUNTER_KEYS)
-    ref_delta: np.ndarray  # (N,) float64, from the float64 output
-    ref_dq: np.ndarray  # (N, d) float64
-    ref_dk: np.ndarray
-    ref_dv: np.ndarray
-    sm_scale: float
-    device: str
-    seconds: float  # wall time of the traced backward launches, compile included
+    q: np.ndarray = array("N, d", "f4", "the inputs as the kernels saw them (after the dtype cast)")
+    k: np.ndarray = array("N, d", "f4", "")
+    v: np.ndarray = array("N, d", "f4", "")
+    do: np.ndarray = array("N, d", "f4", "the output gradient dO")
+    out: np.ndarray = array("N, d", "f4", "the forward kernel's output")
+    lse: np.ndarray = array("N", "f4", "the log-sum-exp the forward stored")
+    delta: np.ndarray = array("N", "f4", "D = rowsum(dO o O), written by the preprocess kernel")
+    dq: np.ndarray = array("N, d", "f4", "the kernels' gradients")
+    dk: np.ndarray = array("N, d", "f4", "")
+    dv: np.ndarray = array("N, d", "f4", "")
+    visit_order: np.ndarray = array("Tk, Tq", "i4", "the step at which kv-block j's program visited q-block i, -1 "
+                                    "skipped")
+    tile_kv_blocks: np.ndarray = array("n", "i8", "the kv-blocks whose tiles were kept, in slot order")
+    p: np.ndarray = array("n, Tq, bm, bn", "f4", "P = exp(s - lse) recomputed; 0 where causal-masked, NaN past N")
+    dp: np.ndarray = array("n, Tq, bm, bn", "f4", "dP = dO V^T")
+    ds: np.ndarray = array("n, Tq, bm, bn", "f4", "dS = P o (dP - D)")
+    dk_acc: np.ndarray = array("n, Tq, bn, d", "f4", "dK_j after the step (sm_scale applied)")
+    dv_acc: np.ndarray = array("n, Tq, bn, d", "f4", "dV_j after the step")
+    ref_delta: np.ndarray = array("N", "f8", "float64 reference, from the float64 output")
+    ref_dq: np.ndarray = array("N, d", "f8", "float64 references")
+    ref_dk: np.ndarray = array("N, d", "f8", "")
+    ref_dv: np.ndarray = array("N, d", "f8", "")
+    counters: dict = field()  # elements loaded / stored by the three kernels (traffic.BACKWARD_COUNTERS)
+    sm_scale: float = field()
+    device: str = field()
+    seconds: float = field()  # wall time of the traced backward launches, compile included
 
     @property
     def visited(self) -> np.ndarray:

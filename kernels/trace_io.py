@@ -18,11 +18,12 @@ Not for: capturing traces (trace.py, trace_backward.py) or drawing them (viz/).
 """
 import dataclasses
 import io
+import sys
 import zipfile
 
 import numpy as np
 
-from kernels import limits, traffic
+from kernels import limits, schema, traffic
 from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace
 from kernels.trace import AttentionTrace, TraceConfig, expected_visits
 from kernels.trace_backward import BackwardTrace
@@ -79,12 +80,8 @@ def _softmax_members(trace: SoftmaxTrace) -> dict:
 
 
 def _softmax_schema(c: SoftmaxConfig) -> dict:
-    L, C, S = c.length, c.n_chunks, c.n_slices
-    f4, f8 = np.float32, np.float64
-    return {"x": ((L,), f4), "m": ((C,), f4), "d": ((C,), f4), "ref_m": ((C,), f8), "ref_d": ((C,), f8),
-            "y": ((L,), f4), "ref_y": ((L,), f8), "split_m": ((S,), f4), "split_l": ((S,), f4),
-            "x100": ((L,), f4), "out100": ((3, L), f4), "ref100": ((L,), f8),
-            "x16": ((L,), f4), "out16": ((3, L), f4), "out16_fp32": ((L,), f4), "ref16": ((L,), f8)}
+    """{array member: (shape, dtype)} of a softmax trace of this config (declared in SoftmaxTrace)."""
+    return schema.shapes(SoftmaxTrace, {"L": c.length, "C": c.n_chunks, "Sl": c.n_slices}, set())
 
 
 def to_bytes(trace) -> bytes:
@@ -99,24 +96,12 @@ def _n_tiles(trace, kind: str) -> int:
 
 # ---------------------------------------------------------------- the contract
 def _schema(kind: str, c: TraceConfig, n: int) -> dict:
-    """{array member: (shape, dtype)} of a trace of this kind and config with n blocks' tiles."""
-    N, d, tq, tk, bm, bn = c.seq_len, c.head_dim, c.n_q_blocks, c.n_kv_blocks, c.block_m, c.block_n
-    f4, f8, i4, i8 = np.float32, np.float64, np.int32, np.int64
-    if kind == "forward":
-        split = {"split_m": ((c.kv_splits, N), f4), "split_l": ((c.kv_splits, N), f4),
-                 "split_out": ((c.kv_splits, N, d), f4)} if c.kv_splits > 1 else {}
-        return {"q": ((N, d), f4), "k": ((N, d), f4), "v": ((N, d), f4), "out": ((N, d), f4), "lse": ((N,), f4),
-                "m": ((tq, tk, bm), f4), "l": ((tq, tk, bm), f4), "alpha": ((tq, tk, bm), f4),
-                "visit_order": ((tq, tk), i4), "tile_q_blocks": ((n,), i8),
-                "s": ((n, tk, bm, bn), f4), "p": ((n, tk, bm, bn), f4),
-                "acc_before": ((n, tk, bm, d), f4), "acc_after": ((n, tk, bm, d), f4),
-                "ref_out": ((N, d), f8), "ref_lse": ((N,), f8), **split}
-    return {"q": ((N, d), f4), "k": ((N, d), f4), "v": ((N, d), f4), "do": ((N, d), f4), "out": ((N, d), f4),
-            "lse": ((N,), f4), "delta": ((N,), f4), "dq": ((N, d), f4), "dk": ((N, d), f4), "dv": ((N, d), f4),
-            "visit_order": ((tk, tq), i4), "tile_kv_blocks": ((n,), i8),
-            "p": ((n, tq, bm, bn), f4), "dp": ((n, tq, bm, bn), f4), "ds": ((n, tq, bm, bn), f4),
-            "dk_acc": ((n, tq, bn, d), f4), "dv_acc": ((n, tq, bn, d), f4),
-            "ref_delta": ((N,), f8), "ref_dq": ((N, d), f8), "ref_dk": ((N, d), f8), "ref_dv": ((N, d), f8)}
+    """{array member: (shape, dtype)} of a trace of this kind and config with n blocks' tiles, as
+    the trace class declares it (kernels/schema.py)."""
+    dims = {"N": c.seq_len, "d": c.head_dim, "Tq": c.n_q_blocks, "Tk": c.n_kv_blocks, "bm": c.block_m,
+            "bn": c.block_n, "n": n, "S": c.kv_splits}
+    return schema.shapes(AttentionTrace if kind == "forward" else BackwardTrace, dims,
+                         {"split"} if c.kv_splits > 1 else set())
 
 
 def _counter_keys(kind: str, cfg: TraceConfig) -> tuple:
@@ -403,3 +388,25 @@ def _check_backward(name: str, c: TraceConfig, a: dict) -> None:
     acc_ok = np.broadcast_to((visited[kept][:, :, None] & cols[kept][:, None, :])[..., None], a["dk_acc"].shape)
     for m in ("dk_acc", "dv_acc"):
         _check_tiles(name, m, a[m], acc_ok, False)
+
+
+# ---------------------------------------------------------------- the contract's docs
+CLASSES = {"forward": AttentionTrace, "backward": BackwardTrace, "softmax": SoftmaxTrace}
+
+
+def docs_main(argv) -> int:
+    """--docs: rewrite docs/trace-contract.md's tables from the trace classes; --check-docs: 1 if they differ."""
+    text = schema.DOCS.read_text()
+    new = schema.render(text, CLASSES)
+    if "--check-docs" in argv:
+        if new != text:
+            print(f"{schema.DOCS} is out of date with the trace classes: python -m kernels.trace_io --docs",
+                  file=sys.stderr)
+            return 1
+        return 0
+    schema.DOCS.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(docs_main(sys.argv[1:]))

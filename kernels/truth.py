@@ -119,18 +119,22 @@ def merge_checks(trace, row: int) -> list[Check]:
 def forward_violations(trace, q_blocks=None, rows=None, label: str = ""):
     """Every check that fails, at every step and row the pages can show (the kept q-blocks)."""
     c = trace.config
-    for i in (q_blocks if q_blocks is not None else [int(b) for b in trace.tile_q_blocks]):
-        for step in steps.steps(trace, i):
-            n_rows = len(step.rows)
-            for r in (rows if rows is not None else range(n_rows)):
-                if r < n_rows:
-                    yield from (x for x in row_checks(trace, step, r, f"{label} q-block {i} step {step.index + 1} "
-                                                                      f"row {step.rows.start + r}") if not x.ok)
-        if c.kv_splits == 1:
+    blocks = q_blocks if q_blocks is not None else [int(b) for b in trace.tile_q_blocks]
+    if c.loop_order == "fa1":  # one program walks every tile: each tile of the kept q-blocks once
+        walk = [s for s in steps.steps(trace, 0) if s.q_block in blocks]
+    else:
+        walk = [s for i in blocks for s in steps.steps(trace, i)]
+    for step in walk:
+        for r in (rows if rows is not None else range(len(step.rows))):
+            if r < len(step.rows):
+                where = f"{label} q-block {step.q_block} step {step.index + 1} row {step.rows.start + r}"
+                yield from (x for x in row_checks(trace, step, r, where) if not x.ok)
+    if c.kv_splits == 1:
+        for i in blocks:
             for r in (rows if rows is not None else range(len(c.rows(i)))):
                 if r < len(c.rows(i)):
                     yield from (x for x in output_checks(trace, i, r) if not x.ok)
-    if c.kv_splits > 1:
+    else:
         for row in range(c.seq_len):
             yield from (x for x in merge_checks(trace, row) if not x.ok)
 

@@ -103,3 +103,22 @@ def check_grads(got, q, k, v, do, causal, scale, what: str) -> None:
 def low(x, dtype: str) -> np.ndarray:
     """x rounded to a kernel's input dtype, as a kernel rounds P or dS before a dot."""
     return torch.from_numpy(np.asarray(x, dtype=np.float64)).to(getattr(torch, dtype)).double().numpy()
+
+
+def walk_blocks(trace, block: int) -> np.ndarray:
+    """The blocks a traced program stepped through, in its order (kernels/steps.py): a forward
+    trace's kv-blocks for q-block `block`, a backward trace's q-blocks for kv-block `block`."""
+    from kernels import steps
+    from kernels.trace_backward import BackwardTrace
+
+    if isinstance(trace, BackwardTrace):
+        return np.array([b.q_block for b in steps.backward_steps(trace, block)])
+    return np.array([s.kv_block for s in steps.steps(trace, block) if s.q_block == block])
+
+
+def n_rows(trace, q_block: int) -> int:
+    return len(trace.config.rows(q_block))
+
+
+def n_cols(trace, kv_block: int) -> int:
+    return len(trace.config.keys(kv_block))

@@ -2,7 +2,7 @@
 and play without re-running the kernel, deep links and invalid URL parameters, the followed q-block
 staying put, scenes and trace files replayed, bad input as a message and never a traceback.
 
-Stepping here sets `{prefix}.step` as the stepper component does (its presses are counted in the
+Stepping here sets the spec's `step` key as the stepper component does (its presses are counted in the
 browser: tests/test_browser.py; the arithmetic of the counts: test_apply_presses)."""
 import re
 from pathlib import Path
@@ -14,7 +14,9 @@ from streamlit.testing.v1 import AppTest
 from kernels import backend, limits, results, scenes, trace_io
 from kernels import trace as ktrace
 from kernels.trace import TraceConfig, capture_trace
+from viz.specs import ATTENTION, BACKWARD, ORDERS, SOFTMAX
 from viz.stepper import apply_presses
+from viz.stepping import PRESENT
 
 # naive softmax overflowing in the interpreter (the "large" input and the overflow demos) is the point
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
@@ -25,9 +27,8 @@ PAGES = {"attention": "viz/pages/attention.py", "orders": "viz/pages/orders.py",
          "backward": "viz/pages/backward.py", "benchmarks": "viz/pages/benchmarks.py", "start": "viz/pages/start.py"}
 TIMEOUT = 180
 # the CPU defaults, pinned so that the tests read the same on a GPU machine (whose defaults are larger)
-SMALL = {"attn.seq_len": 256, "attn.head_dim": 64, "attn.block_m": 64, "attn.block_n": 64, "attn.follow": 3,
-         "attn.dtype": "float32"}
-BWD_SMALL = {"bwd.seq_len": 256, "bwd.head_dim": 64, "bwd.block_m": 64, "bwd.block_n": 64, "bwd.dtype": "float32"}
+SMALL = ATTENTION.keyed(seq_len=256, head_dim=64, block_m=64, block_n=64, follow=3, dtype="float32")
+BWD_SMALL = BACKWARD.keyed(seq_len=256, head_dim=64, block_m=64, block_n=64, dtype="float32")
 SHIPPED, _ = scenes.read_manifest()
 
 
@@ -58,9 +59,9 @@ def _step(at: AppTest) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def _goto(at: AppTest, prefix: str, step: int) -> AppTest:
+def _goto(at: AppTest, spec, step: int) -> AppTest:
     """Step to `step` (1-based) as the stepper's on_change does."""
-    at.session_state[f"{prefix}.step"] = step - 1
+    at.session_state[spec.key("step")] = step - 1
     return at.run()
 
 
@@ -119,7 +120,7 @@ def test_stepping_changes_the_label_equations_and_url():
     assert "first tile of Q3: m starts at −∞" in _step_label(at)
     trace = ktrace.capture_trace(TraceConfig(seq_len=256, head_dim=64, block_m=64, block_n=64))
     for k in (2, 4, 3):
-        _goto(at, "attn", k)
+        _goto(at, ATTENTION, k)
         _ok(at)
         assert _step(at) == (k, 4)
         assert at.query_params["step"] == str(k) and at.query_params["q_block"] == "3"
@@ -129,35 +130,35 @@ def test_stepping_changes_the_label_equations_and_url():
 
 
 def test_stepping_does_not_rerun_the_kernel(monkeypatch):
-    at = _app(**{"attn.seq_len": 96, "attn.block_m": 32, "attn.block_n": 32, "attn.follow": 1})
+    at = _app(**ATTENTION.keyed(seq_len=96, block_m=32, block_n=32, follow=1))
     calls = []
     real = ktrace.capture_trace
     monkeypatch.setattr(ktrace, "capture_trace", lambda *a, **k: calls.append(a) or real(*a, **k))
     for k in (2, 3, 1, 2):
-        _goto(at, "attn", k)
-    at.session_state["attn.row"] = 5
+        _goto(at, ATTENTION, k)
+    at.session_state[ATTENTION.key("row")] = 5
     at.run()
     assert calls == [], f"stepping launched the kernel {len(calls)} times"
-    at.sidebar.slider(key="attn.seq_len").set_value(97).run()  # a new config captures once
+    at.sidebar.slider(key=ATTENTION.key("seq_len")).set_value(97).run()  # a new config captures once
     assert len(calls) == 1
     _ok(at)
 
 
 def test_play_advances_stops_and_loops():
-    at = _app(**{"attn.seq_len": 128, "attn.follow": 1})
+    at = _app(**ATTENTION.keyed(seq_len=128, follow=1))
     assert _step(at) == (1, 2)
-    at.session_state["attn.playing"] = True
+    at.session_state[ATTENTION.key("playing")] = True
     at.run()  # the run that starts the timer shows the current step
     assert _step(at)[0] == 1
     at.run()  # a tick of the timer
     assert _step(at)[0] == 2
     at.run()
-    assert _step(at)[0] == 2 and not at.session_state["attn.playing"], "play must stop at the last step"
-    at.session_state["attn.loop"] = True
-    at.session_state["attn.playing"] = True
+    assert _step(at)[0] == 2 and not at.session_state[ATTENTION.key("playing")], "play must stop at the last step"
+    at.session_state[ATTENTION.key("loop")] = True
+    at.session_state[ATTENTION.key("playing")] = True
     at.run()
     at.run()
-    assert _step(at)[0] == 1 and at.session_state["attn.playing"], "loop: after the last step, the first"
+    assert _step(at)[0] == 1 and at.session_state[ATTENTION.key("playing")], "loop: after the last step, the first"
 
 
 EDGES = [
@@ -175,12 +176,12 @@ EDGES = [
 
 @pytest.mark.parametrize("edge", EDGES, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()))
 def test_edge_settings(edge):
-    at = _app(**{f"attn.{k}": v for k, v in edge.items()})
+    at = _app(**{ATTENTION.key(f"{k}"): v for k, v in edge.items()})
     _ok(at)
     k, n = _step(at)
     assert k == 1 and n >= 1
     if n > 1:
-        _goto(at, "attn", 2)
+        _goto(at, ATTENTION, 2)
         _ok(at)
         assert _step(at)[0] == 2
     assert at.latex, "no equations"
@@ -189,12 +190,12 @@ def test_edge_settings(edge):
 
 
 def test_split_kv_steps_split_by_split_then_shows_the_merge():
-    at = _app(**{"attn.seq_len": 200, "attn.block_m": 32, "attn.block_n": 16, "attn.kv_splits": 3, "attn.follow": 2})
+    at = _app(**ATTENTION.keyed(seq_len=200, block_m=32, block_n=16, kv_splits=3, follow=2))
     _ok(at)
     assert "split 0 of 3 (keys 0–63)" in _step_label(at) and "first tile of Q2 in this split" in _step_label(at)
     assert not any("merged row" in c.value for c in at.caption), "the merge comes after every split's last step"
     k, n = _step(at)
-    _goto(at, "attn", n)
+    _goto(at, ATTENTION, n)
     _ok(at)
     assert "split 2 of 3" in _step_label(at)
     caption = next(c.value for c in at.caption if "merged row against the unsplit float64 reference" in c.value)
@@ -204,21 +205,21 @@ def test_split_kv_steps_split_by_split_then_shows_the_merge():
 
 
 def test_followed_q_block_stays_put():
-    at = _app(**{"attn.follow": 2})
+    at = _app(**ATTENTION.keyed(follow=2))
     assert "Q2" in _step_label(at)
-    at.sidebar.slider(key="attn.seq_len").set_value(260).run()
-    assert at.session_state["attn.follow"] == 2 and "Q2" in _step_label(at)
-    at.sidebar.select_slider(key="attn.block_m").set_value(32).run()
-    assert at.session_state["attn.follow"] == 2 and "Q2 (rows 64–95)" in _step_label(at)
-    at.sidebar.slider(key="attn.seq_len").set_value(40).run()  # only 2 q-blocks now: the last one
+    at.sidebar.slider(key=ATTENTION.key("seq_len")).set_value(260).run()
+    assert at.session_state[ATTENTION.key("follow")] == 2 and "Q2" in _step_label(at)
+    at.sidebar.select_slider(key=ATTENTION.key("block_m")).set_value(32).run()
+    assert at.session_state[ATTENTION.key("follow")] == 2 and "Q2 (rows 64–95)" in _step_label(at)
+    at.sidebar.slider(key=ATTENTION.key("seq_len")).set_value(40).run()  # only 2 q-blocks now: the last one
     assert "Q1" in _step_label(at)
-    at.sidebar.slider(key="attn.seq_len").set_value(256).run()  # more blocks again: it stays where it is
-    assert at.session_state["attn.follow"] == 1 and "Q1" in _step_label(at)
+    at.sidebar.slider(key=ATTENTION.key("seq_len")).set_value(256).run()  # more blocks again: it stays where it is
+    assert at.session_state[ATTENTION.key("follow")] == 1 and "Q1" in _step_label(at)
     _ok(at)
 
 
 def test_row_is_the_sequence_row():
-    at = _app(**{"attn.follow": 3, "attn.row": 10})
+    at = _app(**ATTENTION.keyed(follow=3, row=10))
     assert "Row 202" in " ".join(m.value for m in at.markdown)
     assert at.query_params["row"] == "202"
     row_slider = next(s for s in at.sidebar.slider if s.label == "row")
@@ -235,7 +236,7 @@ CPU_ONLY = pytest.mark.skipif(not backend.INTERPRET, reason="a limit of the CPU 
     (dict(seq_len=100, block_n=32, kv_splits=8), "kv_splits must be at most the number of kv-blocks"),
 ])
 def test_refused_sizes_show_a_message(state, words):
-    at = _app(**{f"attn.{k}": v for k, v in state.items()})
+    at = _app(**{ATTENTION.key(f"{k}"): v for k, v in state.items()})
     assert not at.exception
     assert at.error and words in at.error[0].value, [e.value for e in at.error]
     assert not at.get("plotly_chart"), "nothing may run or draw for a refused config"
@@ -243,18 +244,18 @@ def test_refused_sizes_show_a_message(state, words):
 
 def test_state_survives_switching_pages():
     at = _app()
-    at.sidebar.slider(key="attn.seq_len").set_value(120).run()
-    _goto(at, "attn", 2)
+    at.sidebar.slider(key=ATTENTION.key("seq_len")).set_value(120).run()
+    _goto(at, ATTENTION, 2)
     at.switch_page(PAGES["softmax"]).run()
     _ok(at)
-    at.session_state["sm.length"] = 40
+    at.session_state[SOFTMAX.key("length")] = 40
     at.run()
     at.switch_page(PAGES["attention"]).run()
     _ok(at)
-    assert at.sidebar.slider(key="attn.seq_len").value == 120
+    assert at.sidebar.slider(key=ATTENTION.key("seq_len")).value == 120
     assert _step(at)[0] == 2
     at.switch_page(PAGES["softmax"]).run()
-    assert at.sidebar.slider(key="sm.length").value == 40
+    assert at.sidebar.slider(key=SOFTMAX.key("length")).value == 40
 
 
 def test_a_kernel_failure_is_a_message(monkeypatch):
@@ -265,7 +266,7 @@ def test_a_kernel_failure_is_a_message(monkeypatch):
             raise RuntimeError("at 57:26: a long compiler dump") from e
 
     monkeypatch.setattr(ktrace, "capture_trace", broken)
-    at = _app(**{"attn.seq_len": 77, "attn.seed": 12345})  # a config no other test has cached
+    at = _app(**ATTENTION.keyed(seq_len=77, seed=12345))  # a config no other test has cached
     assert not at.exception
     assert at.error and "AttributeError: 'int' object has no attribute 'to'" in at.error[0].value
     assert not at.get("plotly_chart")
@@ -275,12 +276,12 @@ def test_slow_softmax_counts_wait_for_a_click(monkeypatch):
     from viz import state
 
     monkeypatch.setattr(state, "AUTO_COUNT_SECONDS", 0.0)  # as if this size took minutes to count
-    at = _app(**{"attn.seq_len": 128})
+    at = _app(**ATTENTION.keyed(seq_len=128))
     _ok(at)
     assert list(at.dataframe[0].value["equal?"]) == ["—", "—", "—", "—", "—", "✓"]  # model only, and FA's own
-    _goto(at, "attn", 2)  # stepping still never runs them
-    assert at.button(key="attn.count").label.startswith("Count the softmax accesses")
-    at.button(key="attn.count").click().run()
+    _goto(at, ATTENTION, 2)  # stepping still never runs them
+    assert at.button(key=ATTENTION.key("count")).label.startswith("Count the softmax accesses")
+    at.button(key=ATTENTION.key("count")).click().run()
     _ok(at)
     assert list(at.dataframe[0].value["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"]
 
@@ -309,8 +310,8 @@ def test_deep_link_restores_the_attention_state():
     _ok(at)
     assert _step(at) == (3, 6)  # causal: q-block 2 (rows 128-191) visits kv-blocks 0-5 (keys 0-191)
     s = at.session_state
-    assert (s["attn.seq_len"], s["attn.head_dim"], s["attn.block_n"], s["attn.causal"], s["attn.scenario"],
-            s["attn.seed"]) == (200, 32, 32, True, "large", 3)
+    assert tuple(s[ATTENTION.key(k)] for k in ("seq_len", "head_dim", "block_n", "causal", "scenario", "seed")) == (
+        200, 32, 32, True, "large", 3)
     assert "Row 140" in " ".join(m.value for m in at.markdown)
     url = dict(at.query_params.items())
     for k, v in query.items():  # the URL still says exactly this state
@@ -320,7 +321,7 @@ def test_deep_link_restores_the_attention_state():
 def test_deep_link_to_a_scene_and_presenter_view():
     at = _app(query={"scene": "causal", "step": 2, "present": 1})
     _ok(at)
-    assert _step(at)[0] == 2 and at.session_state["app.present"]
+    assert _step(at)[0] == 2 and at.session_state[PRESENT]
     keys = {e.proto.id for e in at.get("plotly_chart")}
     assert keys, "presenter view draws charts"
     assert len(at.get("plotly_chart")) == 4 and len(at.latex) == 1  # grid, m/l, alpha, acc; the equations
@@ -328,11 +329,11 @@ def test_deep_link_to_a_scene_and_presenter_view():
 
 
 @pytest.mark.parametrize("page, query, state", [
-    ("softmax", dict(length=100, block=32, scenario="increasing", seed=2, step=5), {"sm.length": 100, "sm.block": 32}),
+    ("softmax", dict(length=100, block=32, scenario="increasing", seed=2, step=5), SOFTMAX.keyed(length=100, block=32)),
     ("backward", dict(seq_len=128, head_dim=32, block_m=32, block_n=32, causal=1, kv_block=1, row=70, step=2,
-                      dtype="float32"), {"bwd.kv_block": 1, "bwd.row": 70, "bwd.causal": True}),
+                      dtype="float32"), BACKWARD.keyed(kv_block=1, row=70, causal=True)),
     ("orders", dict(seq_len=100, block_m=32, block_n=32, head_dim=32, causal=1, dtype="float32", row=40, step=4),
-     {"ord.row_abs": 40, "ord.seq_len": 100}),
+     ORDERS.keyed(row_abs=40, seq_len=100)),
 ])
 def test_deep_link_restores_each_page(page, query, state):
     at = _app(page, query=query)
@@ -376,7 +377,7 @@ def test_load_a_recorded_trace(tmp_path):
     _ok(at)
     assert any("replaying the file t.npz" in c.value for c in at.caption)
     assert _step(at) == (1, 3) or _step(at)[1] <= 3
-    at.button(key="attn.back").click().run()
+    at.button(key=ATTENTION.key("back")).click().run()
     _ok(at)
     assert not any("replaying the file" in c.value for c in at.caption)
 
@@ -398,10 +399,10 @@ def test_load_a_broken_file_shows_an_error():
 
 # ---------------------------------------------------------------- softmax page
 def test_softmax_page_values():
-    at = _app("softmax", **{"sm.length": 64, "sm.block": 16, "sm.scenario": "increasing"})
+    at = _app("softmax", **SOFTMAX.keyed(length=64, block=16, scenario="increasing"))
     _ok(at)
     assert _step(at) == (1, 12)
-    _goto(at, "sm", 7)
+    _goto(at, SOFTMAX, 7)
     assert "pass 2, chunk 3" in _step_label(at)
     table = at.dataframe[0].value  # the online kernel's (m, d): every chunk of a sorted row grows
     assert np.isfinite(table["d ×"].iloc[1:].astype(float)).all()
@@ -415,7 +416,7 @@ def test_softmax_page_values():
 def test_softmax_overflow_is_labelled_with_the_arithmetic_dtype():
     import json
 
-    at = _app("softmax", **{"sm.length": 64, "sm.scenario": "randn"})
+    at = _app("softmax", **SOFTMAX.keyed(length=64, scenario="randn"))
     _ok(at)
     charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     titles = {k: [a["text"] for a in spec["layout"].get("annotations", [])] for k, spec in charts.items()}
@@ -428,8 +429,8 @@ def test_softmax_overflow_is_labelled_with_the_arithmetic_dtype():
 
 
 @pytest.mark.parametrize("state", [
-    {"sm.length": 1}, {"sm.length": 100, "sm.block": 32}, {"sm.length": 1000, "sm.block": 16},
-    *[{"sm.scenario": s} for s in ("randn", "large", "increasing", "decreasing")],
+    SOFTMAX.keyed(length=1), SOFTMAX.keyed(length=100, block=32), SOFTMAX.keyed(length=1000, block=16),
+    *[SOFTMAX.keyed(scenario=s) for s in ("randn", "large", "increasing", "decreasing")],
 ])
 def test_softmax_edges(state):
     at = _app("softmax", **state)  # 1000 / 16: 63 chunks, the split-row kernel's 64 slices
@@ -438,7 +439,7 @@ def test_softmax_edges(state):
 
 
 def test_softmax_refuses_too_many_slices():
-    at = _app("softmax", **{"sm.length": 2000, "sm.block": 16})
+    at = _app("softmax", **SOFTMAX.keyed(length=2000, block=16))
     assert not at.exception
     assert at.error and "at most 64 slices" in at.error[0].value
 
@@ -448,7 +449,7 @@ def test_backward_page_values():
     at = _app("backward")
     _ok(at)
     assert _step(at) == (1, 4)
-    _goto(at, "bwd", 3)
+    _goto(at, BACKWARD, 3)
     assert _step(at)[0] == 3 and "Q2" in _step_label(at)
     row_table = at.dataframe[0].value
     assert (row_table["difference"].abs() < 1e-6).all(), row_table
@@ -464,23 +465,23 @@ def test_backward_worked_example():
     assert r"- 0.04a - 0.2b + 0.24c" in tex.replace("\\,", ""), tex
     assert "0.28" in tex and "-0.13" in tex
     assert any("dS = [-0.13, -0.15, 0.28], D = 2.3" in m.value for m in at.markdown)
-    at.number_input(key="bwd.ex_p0").set_value(0.5).run()  # sums to 1.4: not a softmax output
+    at.number_input(key=BACKWARD.key("ex_p0")).set_value(0.5).run()  # sums to 1.4: not a softmax output
     assert any("P must be non-negative and sum to 1" in e.value for e in at.error)
 
 
 def test_backward_stepping_does_not_rerun_the_kernel(monkeypatch):
     from kernels import trace_backward
 
-    at = _app("backward", **{"bwd.seq_len": 200, "bwd.causal": True})
+    at = _app("backward", **BACKWARD.keyed(seq_len=200, causal=True))
     calls = []
     real = trace_backward.capture_backward_trace
     monkeypatch.setattr(trace_backward, "capture_backward_trace", lambda *a, **k: calls.append(a) or real(*a, **k))
-    _goto(at, "bwd", 2)
-    at.session_state["bwd.row"] = 150
+    _goto(at, BACKWARD, 2)
+    at.session_state[BACKWARD.key("row")] = 150
     at.run()
-    _goto(at, "bwd", 1)
+    _goto(at, BACKWARD, 1)
     assert calls == [], f"stepping launched the kernel {len(calls)} times"
-    at.session_state["bwd.kv_block"] = 2
+    at.session_state[BACKWARD.key("kv_block")] = 2
     at.run()
     assert calls == [] and _step(at)[1] == 2  # causal: kv-block 2 (keys 128-191) meets q-blocks 2, 3
     _ok(at)
@@ -496,12 +497,12 @@ BWD_EDGES = [
 
 @pytest.mark.parametrize("edge", BWD_EDGES, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()))
 def test_backward_edge_settings(edge):
-    at = _app("backward", **{f"bwd.{k}": v for k, v in edge.items()})
+    at = _app("backward", **{BACKWARD.key(f"{k}"): v for k, v in edge.items()})
     _ok(at)
     k, n = _step(at)
     assert k == 1 and n >= 1
     if n > 1:
-        _goto(at, "bwd", 2)
+        _goto(at, BACKWARD, 2)
         _ok(at)
         assert _step(at)[0] == 2
     assert list(at.dataframe[-1].value["equal?"])[1:] == ["✓"] * 4
@@ -512,7 +513,7 @@ def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
 
     cfg = TraceConfig(seq_len=96, head_dim=64, block_m=32, block_n=32, seed=4321)
     monkeypatch.setattr(limits, "TILE_BUDGET_BYTES", trace_backward.tile_bytes(cfg))  # one kv-block fits
-    at = _app("backward", **{"bwd.seq_len": 96, "bwd.block_m": 32, "bwd.block_n": 32, "bwd.seed": 4321})
+    at = _app("backward", **BACKWARD.keyed(seq_len=96, block_m=32, block_n=32, seed=4321))
     _ok(at)
     assert any("recomputed in float64" in c.value for c in at.caption)
     assert (at.dataframe[0].value["difference"].abs() < 1e-6).all()
@@ -520,12 +521,12 @@ def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
 
 # ---------------------------------------------------------------- FA1 vs FA2
 def test_orders_page_walks_and_counts():
-    at = _app("orders", **{"ord.seq_len": 100, "ord.block_m": 32, "ord.block_n": 32, "ord.head_dim": 32,
-                           "ord.causal": True, "ord.dtype": "float32", "ord.row_abs": 40})
+    at = _app("orders", **ORDERS.keyed(seq_len=100, block_m=32, block_n=32, head_dim=32, causal=True, dtype="float32",
+                                       row_abs=40))
     _ok(at)
     k, n = _step(at)
     assert (k, n) == (1, 10)  # 4 x 4 tiles, causal: 1 + 2 + 3 + 4
-    _goto(at, "ord", n)
+    _goto(at, ORDERS, n)
     table = at.dataframe[0].value
     assert list(table["equal?"]) == ["✓", "✓"]
     fa1 = table.iloc[1]

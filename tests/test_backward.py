@@ -12,7 +12,7 @@ from kernels.inputs import make_do
 from kernels.launch import Config
 from kernels.trace import TraceConfig, spaced_blocks
 from kernels.trace_backward import BackwardTrace, capture_backward_trace, tile_bytes
-from tests.helpers import NP_FLOOR, check_grads, grads_float64, low, rand
+from tests.helpers import NP_FLOOR, check_grads, grads_float64, low, n_cols, n_rows, rand, walk_blocks
 
 
 # ---------------------------------------------------------------- gradients
@@ -158,11 +158,11 @@ def check_trace(tr: BackwardTrace):
     ds64 = p64 * (dp64 - tr.delta.astype(np.float64)[:, None])
     big = max(1.0, float(np.abs(s[np.isfinite(s)]).max()))
     for slot, j in enumerate(tr.tile_kv_blocks):
-        c0, cols = j * c.block_n, tr.cols(j)
+        c0, cols = j * c.block_n, n_cols(tr, j)
         dk = np.zeros((cols, c.head_dim))
         dv = np.zeros((cols, c.head_dim))
-        for _step, i in enumerate(tr.steps(j)):
-            r0, rows = i * c.block_m, tr.rows(i)
+        for _step, i in enumerate(walk_blocks(tr, j)):
+            r0, rows = i * c.block_m, n_rows(tr, i)
             where = f"tile (q-block {i}, kv-block {j})"
             p = tr.p[slot, i, :rows, :cols].astype(np.float64)
             # float32 scores carry an ulp of |s| into the exponent
@@ -179,7 +179,7 @@ def check_trace(tr: BackwardTrace):
             np.testing.assert_allclose(tr.dv_acc[slot, i, :cols], dv, rtol=1e-4, atol=1e-4, err_msg=f"dV acc {where}")
             np.testing.assert_allclose(tr.dk_acc[slot, i, :cols], dk, rtol=1e-4, atol=1e-4 * big,
                                        err_msg=f"dK acc {where}")
-        last = tr.steps(j)[-1]
+        last = walk_blocks(tr, j)[-1]
         np.testing.assert_allclose(tr.dv[c0:c0 + cols], tr.dv_acc[slot, last, :cols], rtol=2 * floor, atol=floor)
         np.testing.assert_allclose(tr.dk[c0:c0 + cols], tr.dk_acc[slot, last, :cols], rtol=2 * floor,
                                    atol=floor * big)

@@ -6,7 +6,7 @@ import pytest
 
 from kernels import reference, traffic
 from kernels.trace import TraceConfig, capture_trace, expected_visits
-from tests.helpers import NP_FLOOR
+from tests.helpers import NP_FLOOR, n_cols, n_rows, walk_blocks
 
 FA1 = [
     TraceConfig(seq_len=113, head_dim=16, block_m=32, block_n=16, causal=False, loop_order="fa1"),
@@ -50,15 +50,15 @@ def test_fa1_order_steps_match_float64(cfg):
     assert tr.counters == {k: model[k] for k in tr.counters}, f"counted {tr.counters}, model {model}"
     floor = NP_FLOOR[c.dtype]
     for slot, i in enumerate(tr.tile_q_blocks):
-        r0, rows = i * c.block_m, tr.rows(i)
-        for j in tr.steps(i):
-            hi = j * c.block_n + tr.cols(j)
+        r0, rows = i * c.block_m, n_rows(tr, i)
+        for j in walk_blocks(tr, i):
+            hi = j * c.block_n + n_cols(tr, j)
             m, l, o = _prefix_state(tr, hi, r0, rows)
             scale = max(1.0, float(np.abs(m).max()))
             np.testing.assert_allclose(tr.m[i, j, :rows], m, rtol=0, atol=4e-6 * scale, err_msg=f"m ({i}, {j})")
             np.testing.assert_allclose(tr.l[i, j, :rows], l, rtol=1e-5 * scale, err_msg=f"l ({i}, {j})")
             # O is normalized after every tile and goes through memory in the input dtype
-            np.testing.assert_allclose(tr.acc_after[slot, j, :rows], o, rtol=0, atol=4 * floor * len(tr.steps(i)),
+            np.testing.assert_allclose(tr.acc_after[slot, j, :rows], o, rtol=0, atol=4 * floor * len(walk_blocks(tr, i)),
                                        err_msg=f"normalized O after tile ({i}, {j})")
     assert tr.max_abs_err < 4 * floor * c.n_kv_blocks + 1e-6, f"out differs from float64 by {tr.max_abs_err:.3g}"
 

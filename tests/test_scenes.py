@@ -13,6 +13,7 @@ from kernels import scenes
 from kernels.record import check
 from kernels.softmax_trace import SoftmaxTrace
 from kernels.trace_backward import BackwardTrace
+from tests.helpers import n_rows, walk_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED, RECORDED = scenes.read_manifest()
@@ -35,13 +36,13 @@ def test_every_scene_loads_and_matches_float64(scene):
         return
     c = trace.config
     if isinstance(trace, BackwardTrace):
-        assert trace.tile_slot(scene.follow) is not None and scene.step <= len(trace.steps(scene.follow))
+        assert trace.tile_slot(scene.follow) is not None and scene.step <= len(walk_blocks(trace, scene.follow))
         assert scene.row < c.seq_len
     else:
         assert trace.tile_slot(scene.follow) is not None, f"{scene.name} follows a q-block it did not keep"
         # FA1 order: one program per head, whose walk over every tile is the step
-        steps = int(trace.visited.sum()) if c.loop_order == "fa1" else len(trace.steps(scene.follow))
-        assert scene.step <= steps and scene.row < trace.rows(scene.follow)
+        steps = int(trace.visited.sum()) if c.loop_order == "fa1" else len(walk_blocks(trace, scene.follow))
+        assert scene.step <= steps and scene.row < n_rows(trace, scene.follow)
 
 
 def test_a_bad_manifest_is_refused(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from kernels import backend, reference, traffic
 from kernels.trace import TraceConfig, capture_trace, scores_softmax_counts
-from tests.helpers import NP_FLOOR, low
+from tests.helpers import NP_FLOOR, low, n_rows, walk_blocks
 
 CONFIGS = [
     TraceConfig(seq_len=113, head_dim=16, block_m=32, block_n=16, causal=False, scenario="randn"),
@@ -46,8 +46,8 @@ def test_running_state_invariants(trace):
     m_ref, l_ref = reference.running_state(s, c.block_n)  # (N, Tk)
     # state in float32: the kernel's own rounding; scores of fp16 inputs are exact products in fp32
     for i in range(c.n_q_blocks):
-        js = trace.steps(i)
-        rows = trace.rows(i)
+        js = walk_blocks(trace, i)
+        rows = n_rows(trace, i)
         m = trace.m[i][js][:, :rows].astype(np.float64)  # (steps, rows)
         l = trace.l[i][js][:, :rows].astype(np.float64)
         alpha = trace.alpha[i][js][:, :rows].astype(np.float64)
@@ -69,7 +69,7 @@ def test_running_state_invariants(trace):
         # and at every visited step, the state equals the float64 state over the kv-blocks seen so far
         np.testing.assert_allclose(m, m_ref[r0:r0 + rows][:, js].T, rtol=0, atol=2e-6 * scale)
         np.testing.assert_allclose(l, l_ref[r0:r0 + rows][:, js].T, rtol=l_rtol)
-    assert np.isnan(trace.m[:, :, :][-1, :, trace.rows(c.n_q_blocks - 1):]).all(), "rows past seq_len written"
+    assert np.isnan(trace.m[:, :, :][-1, :, n_rows(trace, c.n_q_blocks - 1):]).all(), "rows past seq_len written"
 
 
 def test_tiles_match_float64(trace):
@@ -77,9 +77,9 @@ def test_tiles_match_float64(trace):
     s_ref = ref_scores(trace)
     v = trace.v.astype(np.float64)
     for slot, i in enumerate(trace.tile_q_blocks):
-        rows = trace.rows(i)
+        rows = n_rows(trace, i)
         r0 = i * c.block_m
-        for j in trace.steps(i):
+        for j in walk_blocks(trace, i):
             c0 = j * c.block_n
             cols = min(c.block_n, c.seq_len - c0)
             s = trace.s[slot, j, :rows, :cols].astype(np.float64)
@@ -99,7 +99,7 @@ def test_tiles_match_float64(trace):
             expect = trace.acc_before[slot, j, :rows] * alpha[:, None] + p @ v[c0:c0 + cols]
             np.testing.assert_allclose(trace.acc_after[slot, j, :rows], expect, rtol=1e-4, atol=1e-4,
                                        err_msg=f"acc_after != alpha * acc_before + p @ V in tile ({i}, {j})")
-        last = trace.steps(i)[-1]
+        last = walk_blocks(trace, i)[-1]
         out = trace.acc_after[slot, last, :rows] / trace.l[i, last, :rows, None]
         floor = NP_FLOOR[c.dtype]  # output rounding: 2**-11 / 2**-8 relative in fp16 / bf16
         np.testing.assert_allclose(trace.out[r0:r0 + rows], out, rtol=max(2 * floor, 1e-5), atol=max(floor, 1e-6))
@@ -119,7 +119,7 @@ def test_counters_equal_model(trace):
 def test_scenarios_show_their_point():
     inc = capture_trace(TraceConfig(seq_len=100, head_dim=32, block_m=32, block_n=16, scenario="increasing"))
     for i in range(inc.config.n_q_blocks):
-        a = inc.alpha[i, 1:, : inc.rows(i)]
+        a = inc.alpha[i, 1:, : n_rows(inc, i)]
         assert np.all(a < 1), f"increasing: some row of q-block {i} did not rescale at every step"
     dec = capture_trace(TraceConfig(seq_len=100, head_dim=32, block_m=32, block_n=16, scenario="decreasing"))
     assert np.all(dec.alpha[:, 1:][~np.isnan(dec.alpha[:, 1:])] == 1.0), "decreasing: a rescale after the first block"

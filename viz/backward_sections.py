@@ -6,10 +6,12 @@ Not for: the stepping itself (viz/pages/backward.py) or anything kernels/ comput
 import numpy as np
 import streamlit as st
 
-from viz import controls, state
+from viz import controls, specs, state
 from viz.figures import backward as fb
 from viz.figures import memory
 from viz.sections import chart
+
+SPEC = specs.BACKWARD
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -21,7 +23,7 @@ def one_row(trace) -> None:
     st.markdown("##### One row of the softmax backward, two ways")
     r1, r2 = st.columns([1, 2.1])
     with r1:
-        row = controls.follow_slider("query row", "bwd.row", n, help="the row of P whose backward is shown")
+        row = controls.follow_slider("query row", SPEC.key("row"), n, help="the row of P whose backward is shown")
         parts = fb.backward_row_parts(trace, row)
         per = BYTES.get(c.dtype, 4)
         st.latex(r"dS = \underbrace{(\mathrm{diag}(P) - P P^\top)}_{N \times N}\, dP")
@@ -30,9 +32,9 @@ def one_row(trace) -> None:
         st.markdown(f"needs **{memory.elements_text(n, per, c.dtype)}** per row, plus one number D",
                     help="D = rowsum(dO ∘ O) from the preprocess kernel: N numbers for the whole matrix")
     with r2:
-        chart(fb.backward_row_figure(parts, row), "bwd.rowfig")
+        chart(fb.backward_row_figure(parts, row), SPEC.key("rowfig"))
     num = st.column_config.NumberColumn(format="%.6g")
-    st.dataframe(fb.backward_row_table(parts), hide_index=True, key="bwd.row_table", width="stretch",
+    st.dataframe(fb.backward_row_table(parts), hide_index=True, key=SPEC.key("row_table"), width="stretch",
                  column_config={k: num for k in ("P", "dP", "(diag(P) − P Pᵀ) dP", "P ∘ (dP − D)", "difference")})
     where = ("P, dP (as the kernel computed it, masked keys included) and P ∘ (dP − D) are the kernel's own "
              "tiles; the Jacobian form is computed here from them (float64)." if parts["source"] == "kernel" else
@@ -46,9 +48,9 @@ def worked_example() -> None:
     """The post's P = [0.1, 0.5, 0.4] through the softmax-backward kernel, and its sign slip."""
     st.markdown("##### The source's worked example: P = [0.1, 0.5, 0.4]")
     pc, dc = st.columns(3), st.columns(3)
-    p_in = [pc[j].number_input(f"P[{j}]", 0.0, 1.0, fb.EXAMPLE_P[j], step=0.05, format="%.4f", key=f"bwd.ex_p{j}")
+    p_in = [pc[j].number_input(f"P[{j}]", 0.0, 1.0, fb.EXAMPLE_P[j], step=0.05, format="%.4f", key=SPEC.key(f"ex_p{j}"))
             for j in range(3)]
-    dp_in = [dc[j].number_input(f"dP[{j}] = {'abc'[j]}", -1e6, 1e6, fb.EXAMPLE_DP[j], step=0.5, key=f"bwd.ex_dp{j}")
+    dp_in = [dc[j].number_input(f"dP[{j}] = {'abc'[j]}", -1e6, 1e6, fb.EXAMPLE_DP[j], step=0.5, key=SPEC.key(f"ex_dp{j}"))
              for j in range(3)]
     try:
         kernel = state.softmax_backward_example(tuple(p_in), tuple(dp_in))
@@ -80,14 +82,14 @@ def traffic(trace, note: str) -> None:
                 unsafe_allow_html=True)
     t1, t2 = st.columns([1.1, 1])
     count = st.column_config.NumberColumn(format="localized")
-    t1.dataframe(memory.memory_table(rows), hide_index=True, key="bwd.mem_table", width="stretch", placeholder="—",
+    t1.dataframe(memory.memory_table(rows), hide_index=True, key=SPEC.key("mem_table"), width="stretch", placeholder="—",
                  column_config={"model": count, "counted by the kernel": count,
                                 "equal?": st.column_config.TextColumn(width="small")})
     t1.caption("Elements loaded + stored (logical counts, not bytes that reached DRAM). Model: kernels/traffic.py. "
                "Counted: the three backward kernels' own loads and stores (COUNT on); the standard backward has no "
                "kernel here, so model only.")
     with t2:
-        chart(memory.memory_figure(rows), "bwd.mem")
+        chart(memory.memory_figure(rows), SPEC.key("mem"))
     errs = trace.max_abs_errs()
     st.caption(f"Ran on **{controls.plain(trace.device)}** ({controls.plain(note) or 'live'}) · the traced backward "
                f"took {trace.seconds:.2f} s (compile included) · max |kernel − float64|: dQ {errs['dq']:.1e}, "

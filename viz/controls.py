@@ -87,6 +87,19 @@ def config_sidebar(prefix: str, on_change, orders: bool = False, seed_help=None,
                         help="split-KV: each q-block's keys in this many programs, their (m, l, O) merged (FA2 only)")
 
 
+def softmax_row_sidebar(spec, on_change) -> None:
+    """The softmax page's live row: length, chunk, input and seed."""
+    from kernels import softmax_trace
+
+    persist = dict(on_change=on_change, disabled=not live_possible(), persist_state="session")
+    st.slider("row length", 1, softmax_trace.MAX_LENGTH, key=spec.key("length"), **persist)
+    st.select_slider("chunk (BLOCK)", softmax_trace.BLOCKS, key=spec.key("block"), **persist,
+                     help="columns each streaming kernel loads at a time; the split-row kernel's slice")
+    st.selectbox("input", limits.SCENARIOS, key=spec.key("scenario"), **persist,
+                 format_func=lambda s: f"{s}: {inputs.SOFTMAX_SCENARIO_HELP[s]}")
+    st.number_input("seed", 0, 2**31 - 1, step=1, key=spec.key("seed"), **persist)
+
+
 def config_from_state(prefix: str, orders: bool = False) -> ktrace.TraceConfig:
     """The TraceConfig the widgets hold; ValueError naming what is not allowed."""
     ss = st.session_state

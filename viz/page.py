@@ -44,6 +44,10 @@ class PageSpec:
     def get(self, name: str):
         return st.session_state[self.key(name)]
 
+    def keyed(self, **values) -> dict:
+        """{session key: value} for values named without the prefix (tests and callbacks set state so)."""
+        return {self.key(k): v for k, v in values.items()}
+
     def url_spec(self) -> dict:
         return {**self.config, **{p: urlstate.POSITION[p] for p in self.positions},
                 **{p: urlstate.POSITION[p] for p in ("step", "scene", "present")}}
@@ -68,7 +72,7 @@ class Source:
 
     def url(self, positions: dict) -> dict:
         """The URL's query parameters for this source at these positions (step 1-based)."""
-        pos = {**positions, "present": st.session_state["app.present"] or None}
+        pos = {**positions, "present": st.session_state[stepping.PRESENT] or None}
         if self.file is not None:
             return pos
         if self.scene is not None:
@@ -112,7 +116,7 @@ def arrive(spec: PageSpec, opening=None) -> None:
     if "step" in values:
         ss[spec.key("step")], ss[spec.key("url_step")] = values["step"] - 1, values["step"]
     if "present" in values:
-        ss["app.present"] = values["present"]
+        ss[stepping.PRESENT] = values["present"]
     ss[spec.key("url_problems")] = problems
 
 
@@ -236,7 +240,7 @@ def step_header(spec: PageSpec, n: int, k: int, label_html: str) -> None:
     from viz.stepper import stepper
 
     ss = st.session_state
-    if ss["app.present"]:
+    if ss[stepping.PRESENT]:
         top = st.columns([2.2, 3.4], vertical_alignment="center")
         with top[0]:
             stepper(spec.prefix, n)

@@ -6,13 +6,13 @@ Not for: the step itself (the page's draw) or anything kernels/ computes.
 import streamlit as st
 
 from kernels import limits, results
-from viz import state
+from viz import state, stepping
 from viz.figures import memory, split
 from viz.figures.style import themed
 
 
 def chart(fig, key: str) -> None:
-    st.plotly_chart(themed(fig, st.session_state["app.dark"]), width="stretch", key=key, theme=None,
+    st.plotly_chart(themed(fig, st.session_state[stepping.DARK]), width="stretch", key=key, theme=None,
                     config={"displaylogo": False, "toImageButtonOptions": {"scale": 3}})
 
 
@@ -75,3 +75,111 @@ def memory_accesses(spec, trace) -> None:
                        "64, 64 x 64 blocks, float16). FlashAttention's K, V re-reads mostly hit the L2 cache, and O "
                        "can still sit in L2 when the kernel ends, so its measured bytes are a few percent of the "
                        "model; standard attention's S and P do not fit and reach DRAM.")
+
+
+# ---------------------------------------------------------------- the kernel's source, published rules, backends
+def source_panel(trace, step, compact: bool = False) -> None:
+    """The lines of the @triton.jit source that computed this step's m, alpha, p, l and acc (and out
+    after the last tile), read from the kernel modules, for the branch of the tile update that ran."""
+    import html
+
+    from kernels import source_lines
+
+    c = trace.config
+    branch = source_lines.branch(c, step)
+    kernel = "fa1" if c.loop_order == "fa1" else "fa2"
+    names = ["m", "alpha", "p", "l", "acc"] + (["out"] if step.last and c.kv_splits == 1 else [])
+    rows = []
+    for name in names:
+        for line in source_lines.lines(name, kernel, branch):
+            rows.append(f"<tr><td class='fa-src-q'>{html.escape(name)}</td><td class='fa-src-at'>"
+                        f"{html.escape(line.file.removeprefix('kernels/'))}:{line.line}</td>"
+                        f"<td class='fa-src-code'>{html.escape(line.code.strip())}</td></tr>")
+    size = "0.95rem" if compact else "0.85rem"
+    st.html(f"<style>.fa-src td{{padding:1px 8px 1px 0;font-size:{size};vertical-align:top}} .fa-src-q{{font-weight:600}}"
+            f" .fa-src-at{{color:#6b7280;white-space:nowrap}} .fa-src-code{{font-family:monospace;white-space:pre}}"
+            f"</style><div id='attn-source'><div style='font-size:{size}'>The kernel's source for this step "
+            f"({html.escape(branch)} tile: softmax_tile's {html.escape(branch)} branch), read from "
+            f"kernels/ now:</div><table class='fa-src'>{''.join(rows)}</table></div>")
+
+
+def rules_panel(spec, trace, step, row: int, compact: bool = False) -> None:
+    """Published update rules evaluated on the kernel's numbers: this step's residual, and whether
+    the rule holds at every step of the followed row's walk."""
+    import math
+
+    from kernels import rules
+
+    res = rules.evaluate(trace, step.q_block, row)
+    k = [s.index for s in _walk_of(trace, step)].index(step.index)
+    table = []
+    for r in res:
+        now = r["residuals"][k]
+        table.append({"rule": r["rule"].name, "printed": "correct" if r["rule"].correct else "wrong",
+                      "residual now": "inf / NaN (÷ 0)" if not math.isfinite(now) else f"{now:.2e}",
+                      "holds now": "✓" if r["ok"][k] else "✗",
+                      "every step": "✓" if r["holds"] else "✗"} | ({} if compact else {"where": r["rule"].source}))
+    st.dataframe(table, hide_index=True, width="stretch", key=spec.key("rules"))
+    if not compact:
+        st.caption("Each rule is evaluated on this row's numbers as the kernel wrote them (m, ℓ, acc before and after, "
+                   "p·V from the kernel's own p and V) and compared with the kernel's next acc (or O = acc / ℓ); "
+                   "residual: max |rule − kernel| over head_dim. At a program's first tile α = 0 and ℓ_old = 0, so a "
+                   "rule that divides by either gives inf or NaN; after it, the ^-1 of the printed lines misses "
+                   "wherever the max grew (α < 1) and only there.")
+
+
+def _walk_of(trace, step):
+    from kernels import steps
+
+    return [s for s in steps.steps(trace, step.q_block) if s.q_block == step.q_block]
+
+
+def consistency_panel(spec, trace, interpreter_trace, note: str) -> None:
+    """The GPU's numbers, the interpreter's for the same source and config, and float64, tile by
+    tile: the largest differences in ulps, and what each operation adds by itself."""
+    from kernels import consistency
+
+    a_name = "GPU" if "interpreter" not in trace.device.lower() else "interpreter"
+    b_name = None if interpreter_trace is None else "interpreter"
+    rows = consistency.compare(trace, interpreter_trace)
+    st.dataframe(consistency.table(a_name, b_name, rows), hide_index=True, width="stretch", key=spec.key("cons"),
+                 column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
+                                (f"{a_name} vs float64", f"{b_name} vs float64", f"{a_name} vs {b_name}")})
+    own = consistency.own_errors(trace)
+    mine = consistency.own_errors(interpreter_trace) if interpreter_trace is not None else None
+    where = [{"operation": k, f"{a_name}: ulps it adds": own[k]} | (
+        {"interpreter: ulps it adds": mine[k]} if mine else {}) | {"what": consistency.WHERE[k]} for k in own]
+    st.dataframe(where, hide_index=True, width="stretch", key=spec.key("cons_where"),
+                 column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
+                                (f"{a_name}: ulps it adds", "interpreter: ulps it adds")})
+    st.caption("ulps of float32 at the magnitude each value was summed from (m: |q|·|k|·scale, ℓ: ℓ, acc: Σ e^(s−m)|v|), "
+               "and of the input dtype for out. m, ℓ and acc are float32 in the kernel; float64 is the same walk "
+               "recomputed from the trace's own inputs. " + note)
+
+
+def consistency(spec, trace) -> None:
+    """The consistency panel in an expander: a recording against the interpreter's run of the same
+    config (on a click: it runs the kernel) and float64; a live interpreter trace against float64."""
+    from kernels import backend
+
+    ss = st.session_state
+    with st.expander("GPU, interpreter and float64, tile by tile: where they differ, by how many ulps"):
+        recorded = "interpreter" not in trace.device.lower()
+        twin, note = None, ""
+        if not recorded:
+            note = "This trace is the interpreter's own: it is compared with float64 only (a GPU scene adds the GPU)."
+        elif trace.config.dtype == "bfloat16":
+            note = "The interpreter has no bfloat16 arithmetic: this recording is compared with float64 only."
+        elif not backend.HAVE_TRITON:
+            note = "Triton is not installed here: the recording is compared with float64 only."
+        elif ss.get(spec.key("twin")) == trace.config.fields():
+            with st.spinner("Tracing the same config in the interpreter" + state.busy_note() + "…"):
+                try:
+                    twin = state.interpreter_twin(trace.config.fields(), tuple(int(i) for i in trace.tile_q_blocks))
+                except (ValueError, TimeoutError) as e:
+                    note = f"The interpreter could not run it here: {e}"
+        else:
+            st.button("Run the same config in the interpreter and compare", key=spec.key("twin_go"),
+                      on_click=lambda: ss.update({spec.key("twin"): trace.config.fields()}))
+            note = "Until then: the recording against float64."
+        consistency_panel(spec, trace, twin, note)

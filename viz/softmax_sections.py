@@ -7,9 +7,11 @@ import numpy as np
 import streamlit as st
 
 from kernels import softmax_trace, traffic
-from viz import controls, state
+from viz import controls, specs, state
 from viz.figures import softmax as fsm
 from viz.sections import chart
+
+SPEC = specs.SOFTMAX
 
 
 def overflow(trace) -> None:
@@ -21,13 +23,13 @@ def overflow(trace) -> None:
                     "float32 once x > 88.72, so naive softmax gives inf / inf = NaN and 0; safe and online subtract "
                     "the max first.", unsafe_allow_html=True)
         outs = {v: trace.out100[i] for i, v in enumerate(softmax_trace.OVERFLOW_VARIANTS)}
-        chart(fsm.overflow_figure(trace.x100, outs, trace.ref100, height=280), "sm.overflow32")
+        chart(fsm.overflow_figure(trace.x100, outs, trace.ref100, height=280), SPEC.key("overflow32"))
     with v2:
         st.markdown("**float16 arithmetic, a float16 row around 8 ± 4**: e<sup>x</sup> overflows float16's "
                     "65504 once x > 11.09. The same row through the float32 kernels stays finite: what overflows "
                     "is the arithmetic, not the input.", unsafe_allow_html=True)
         outs = {v: trace.out16[i] for i, v in enumerate(softmax_trace.OVERFLOW_VARIANTS)}
-        chart(fsm.overflow_figure(trace.x16, outs, trace.ref16, height=280), "sm.overflow16")
+        chart(fsm.overflow_figure(trace.x16, outs, trace.ref16, height=280), SPEC.key("overflow16"))
         bad32 = int((~np.isfinite(trace.out16_fp32)).sum())
         st.caption(f"Naive softmax of this float16 row computing in float32: {bad32} NaN/inf of {length}, max error "
                    f"{np.nanmax(np.abs(trace.out16_fp32 - trace.ref16)):.1e}.")
@@ -38,7 +40,7 @@ def split_row(trace) -> None:
     parts = fsm.split_row_parts(trace)
     s1, s2 = st.columns([1.6, 1])
     with s1:
-        chart(fsm.split_row_figure(trace), "sm.split")
+        chart(fsm.split_row_figure(trace), SPEC.key("split"))
     s2.latex(rf"\begin{{aligned}} M &= \max_s m_s = {parts['M']:.6g}\\ L &= \sum_s \ell_s e^{{m_s - M}} = "
              rf"{parts['L']:.6g}\end{{aligned}}")
     s2.caption(f"The float64 row: max {parts['ref_M']:.6g}, sum e^(x − max) {parts['ref_L']:.6g}. The kernel ran "
@@ -64,7 +66,7 @@ def ladder(counts: dict, length: int) -> None:
                      "how": f"S and P never leave the chip; each K, V element is read {reads:g}× (once per q-block)"})
         link_note = (f" FlashAttention row: the counters of the scene “{controls.plain(first_look.title)}” "
                      f"(N = {fc.seq_len}, block_m = {fc.block_m}, {controls.plain(fl.device)}).")
-    st.dataframe(rows, hide_index=True, width="stretch", key="sm.ladder")
+    st.dataframe(rows, hide_index=True, width="stretch", key=SPEC.key("ladder"))
     st.caption("Counted by the kernels on this row. FlashAttention folds online softmax's second pass into P V: "
                "the output is accumulated in the same pass that finds the max and the sum." + link_note)
     st.page_link("viz/pages/attention.py", label="See it tile by tile: the FlashAttention page",
@@ -74,7 +76,7 @@ def ladder(counts: dict, length: int) -> None:
 def accesses(trace, counts: dict, note: str) -> None:
     length = trace.config.length
     st.markdown("#### Accesses per element: model and counted")
-    st.dataframe(fsm.softmax_access_rows(length, counts, trace.split_path), hide_index=True, key="sm.access",
+    st.dataframe(fsm.softmax_access_rows(length, counts, trace.split_path), hide_index=True, key=SPEC.key("access"),
                  width="stretch", placeholder="—")
     st.caption(f"Model: kernels/traffic.py. Counted: the kernels' own loads and stores on this row "
                f"({traffic.total(counts['online']):,} for online). Ran on {controls.plain(trace.device)}"

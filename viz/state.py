@@ -219,3 +219,16 @@ def scene_pairs() -> dict[str, tuple]:
             if c2.loop_order == "fa2" and c2.kv_splits == 1 and dict(c2.fields()) | {"loop_order": "fa1"} == dict(c1.fields()):
                 pairs[s1.name] = (s2, s1)
     return pairs
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def interpreter_twin(fields: tuple, q_blocks: tuple):
+    """The same forward config traced by Triton's interpreter (the consistency panel): here, when
+    this machine runs the interpreter; on a GPU machine in a child process (kernels/consistency.py)."""
+    from kernels import consistency
+
+    cfg = ktrace.TraceConfig.recorded(**dict(fields))
+    with kernel_turn():
+        if backend.INTERPRET:
+            return ktrace.capture_trace(ktrace.TraceConfig(**dict(fields)), q_blocks=q_blocks)
+        return consistency.interpreter_twin(cfg, q_blocks)

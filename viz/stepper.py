@@ -10,6 +10,8 @@ Not for: what a step shows (the pages) or the URL (viz/urlstate.py).
 """
 import streamlit as st
 
+from viz import stepping
+
 HTML = ""
 CSS = """
 .fa-stepper { display: flex; gap: 0.5rem; align-items: center; font-family: inherit; }
@@ -107,7 +109,7 @@ def stepper(prefix: str, n_steps: int) -> None:
         ss[f"{prefix}.step"], ss[f"{prefix}.playing"], ss[f"{prefix}.seen"], present = apply_presses(
             ss[f"{prefix}.step"], n_steps, ss[f"{prefix}.playing"], presses, ss.get(f"{prefix}.seen"))
         if present % 2:
-            ss["app.present"] = not ss.get("app.present", False)
+            ss[stepping.PRESENT] = not ss.get(stepping.PRESENT, False)
 
     step = ss[f"{prefix}.step"]
     _component(key=f"{prefix}.stepper", data={"playing": bool(ss[f"{prefix}.playing"]), "at_first": step <= 0,

@@ -12,12 +12,13 @@ import streamlit as st
 from viz import present
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0)
+PRESENT, DARK = "app.present", "app.dark"  # presenter view and the dark theme: one for every page
 
 
 def defaults(prefix: str) -> None:
     ss = st.session_state
     for key, value in {f"{prefix}.step": 0, f"{prefix}.playing": False, f"{prefix}.speed": 1.0,
-                       f"{prefix}.loop": False, "app.present": False, "app.dark": False}.items():
+                       f"{prefix}.loop": False, PRESENT: False, DARK: False}.items():
         ss.setdefault(key, value)
 
 
@@ -27,14 +28,14 @@ def restart(prefix: str) -> None:
 
 def page_style() -> None:
     """The presenter and dark CSS for this run (call before drawing anything)."""
-    present.apply(st.session_state["app.present"], st.session_state["app.dark"])
+    present.apply(st.session_state[PRESENT], st.session_state[DARK])
 
 
 def play_controls(prefix: str) -> None:
     """Presenter view, dark theme, play speed and loop (in the sidebar)."""
-    st.toggle("presenter view", key="app.present", help="one projector screen per step (key P); the URL's present=1",
+    st.toggle("presenter view", key=PRESENT, help="one projector screen per step (key P); the URL's present=1",
               persist_state="session")
-    st.toggle("dark projector theme", key="app.dark", persist_state="session")
+    st.toggle("dark projector theme", key=DARK, persist_state="session")
     st.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
     st.toggle("loop when playing", key=f"{prefix}.loop", help="play again from the first step after the last",
               persist_state="session")
@@ -44,7 +45,7 @@ def play_controls(prefix: str) -> None:
 def exit_presenter(prefix: str) -> None:
     """A small button in presenter view (the sidebar is hidden there)."""
     st.button("exit presenter view (P)", key=f"{prefix}.exit_present", type="tertiary",
-              on_click=lambda: st.session_state.update({"app.present": False}))
+              on_click=lambda: st.session_state.update({PRESENT: False}))
 
 
 def step_fragment(prefix: str, n_steps: int, draw) -> None:
@@ -55,12 +56,12 @@ def step_fragment(prefix: str, n_steps: int, draw) -> None:
     if asked is not None and asked > n_steps:
         st.warning(f"URL parameter step={asked} is past the last step of this view ({n_steps}): showing "
                    f"step {n_steps}.")
-    playing, presenting = bool(ss[f"{prefix}.playing"]), bool(ss["app.present"])
+    playing, presenting = bool(ss[f"{prefix}.playing"]), bool(ss[PRESENT])
     tick_key = f"{prefix}.tick_seen"
 
     @st.fragment(run_every=ss[f"{prefix}.speed"] if playing else None)
     def view():
-        if bool(ss[f"{prefix}.playing"]) != playing or bool(ss["app.present"]) != presenting:
+        if bool(ss[f"{prefix}.playing"]) != playing or bool(ss[PRESENT]) != presenting:
             st.rerun()  # the whole page: start or stop the timer, or change the layout
         step = min(max(0, int(ss[f"{prefix}.step"])), n_steps - 1)
         if playing and ss.get(tick_key) is not None:  # a tick of the play timer: one step forward

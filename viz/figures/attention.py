@@ -154,7 +154,7 @@ def alpha_figure(trace, step, row: int, height: int = 300) -> go.Figure:
                                  hovertemplate="row %{x}: max grew, α = %{y:.3g}<extra></extra>"))
     if step.first:
         where = f"split {step.split}'s first tile" if step.splits > 1 else "first tile"
-        fig.add_annotation(text=f"{where}: m_old = −∞, so α = 0 for every row", x=0.5, y=0.5, xref="paper",
+        fig.add_annotation(text=f"{where}: m_old = −∞, so α = 0", x=0.5, y=0.5, xref="paper",
                            yref="paper", showarrow=False, font=dict(size=14), bgcolor="rgba(255,255,255,0.85)")
     fig.update_xaxes(title_text="query row", showgrid=False, nticks=8)
     fig.update_yaxes(range=[-0.06, 1.08])

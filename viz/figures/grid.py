@@ -64,9 +64,9 @@ def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, n
             if s:
                 fig.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=c.seq_len, name=f"split {s} starts", layer="above",
                               line=dict(color="#1f2430", width=1, dash="dash"))
-            fig.add_annotation(x=(x0 + x1) / 2, y=c.seq_len, yanchor="top", yshift=-2, showarrow=False,
+            fig.add_annotation(x=(x0 + x1) / 2, y=rows.start, yanchor="bottom", yshift=1, showarrow=False,
                                text=f"<b>split {s}</b>", font=dict(size=12, color=color), name=f"split {s} label",
-                               bgcolor="rgba(255,255,255,0.8)")
+                               bgcolor="rgba(255,255,255,0.85)")
     return fig
 
 

@@ -1,52 +1,52 @@
 """FlashAttention tiles: step through the tiles of the real FlashAttention kernel's trace."""
 import streamlit as st
 
-from kernels import backend, steps
-from viz import controls, export, page, sections, state, stepping, urlstate
+from kernels import steps
+from viz import controls, export, page, sections, specs, stepping, urlstate
 from viz.figures import attention as fa
 from viz.figures import grid
 from viz.sections import chart
+from viz.stepping import PRESENT
 
 ss = st.session_state
-SPEC = page.PageSpec(
-    prefix="attn", page="attention", title="FlashAttention, tile by tile", kind="forward", config=urlstate.CONFIG,
-    positions={"q_block": "follow", "row": "row_abs"},
-    defaults={**controls.config_defaults(), "follow": 3 if backend.INTERPRET else 8, "row": 0, "count_ok": None},
-    opening=lambda s: {"follow": s.follow, "row_rel": s.row, "step": s.step - 1},  # the row within its q-block
-    config_widgets=lambda spec, on_change: controls.config_sidebar(spec.prefix, on_change, orders=True),
-    make_config=lambda spec: controls.config_from_state(spec.prefix, orders=True), capture=state.trace_for)
+SPEC = specs.ATTENTION
 
 src = page.resolve(SPEC)
 config = src.trace.config if src.trace is not None else src.config
 if config is not None:
     with src.follow_box:
-        controls.follow_q_block(SPEC, config, on_change=lambda: stepping.restart("attn"))
+        controls.follow_q_block(SPEC, config, on_change=lambda: stepping.restart(SPEC.prefix))
 page.sidebar_end(SPEC)
 page.stop_if_error(src)
-trace = page.load(src, q_block=min(int(ss["attn.follow"]), config.n_q_blocks - 1))
+trace = page.load(src, q_block=min(int(SPEC.get("follow")), config.n_q_blocks - 1))
 c = trace.config
-follow = min(int(ss["attn.follow"]), c.n_q_blocks - 1)
+follow = min(int(SPEC.get("follow")), c.n_q_blocks - 1)
 if trace.tile_slot(follow) is None:  # a recording keeps the tiles of some q-blocks only
     kept = [int(i) for i in trace.tile_q_blocks]
     follow = min(kept, key=lambda i: abs(i - follow))
     st.caption(f"This recording kept the tiles of q-blocks {kept}: following q-block {follow}.")
 WALK = steps.steps(trace, follow)
-export_at = ss.setdefault("attn.export_at", {})  # the step on screen, for the export buttons
-if not ss["app.present"]:
+export_at = ss.setdefault(SPEC.key("export_at"), {})  # the step on screen, for the export buttons
+if not ss[PRESENT]:
     with st.sidebar, st.expander("Export for slides"):
-        export.download_buttons("attn", trace, follow, export_at, trace_file=src.live)
+        export.download_buttons(SPEC.prefix, trace, follow, export_at, trace_file=src.live)
 
 
 def row_of(step) -> int:
-    return min(int(ss["attn.row"]), len(step.rows) - 1)
+    return min(int(SPEC.get("row")), len(step.rows) - 1)
 
 
 def equations(step, row: int, big: bool) -> None:
-    with st.container(key="attn.eq"):
+    with st.container(key=SPEC.key("eq")):
         where = "this step, with the kernel's numbers" if big else "the update, with the kernel's numbers"
         st.markdown(f"**Row {step.rows.start + row}**, {where}" if big else
                     f"##### Row {step.rows.start + row}: {where}")
         st.latex(fa.update_equations(trace, step, row))
+    if not big:
+        sections.source_panel(trace, step)
+
+
+PANELS = {"acc": "accumulator", "source": "kernel source", "rules": "published rules"}
 
 
 def draw(k: int) -> None:
@@ -55,54 +55,63 @@ def draw(k: int) -> None:
     export_at.update(step=k, row=row_of(WALK[0]))
     urlstate.write(src.url({"q_block": follow, "row": step.rows.start + row, "step": k + 1}))
     page.step_header(SPEC, len(WALK), k, fa.step_label(trace, step))
-    if ss["app.present"]:
+    if ss[PRESENT]:
         a1, a2, a3 = st.columns([1.05, 1.9, 1.35])
         with a1:
-            chart(grid.tile_grid_figure(trace, step, height=300, title="tiles of S"), "attn.grid")
+            chart(grid.tile_grid_figure(trace, step, height=300, title="tiles of S"), SPEC.key("grid"))
         with a2:
-            chart(fa.running_state_figure(trace, step, row, height=280), "attn.ml")
+            chart(fa.running_state_figure(trace, step, row, height=280), SPEC.key("ml"))
         with a3:
-            chart(fa.alpha_figure(trace, step, row, height=280), "attn.alpha")
+            chart(fa.alpha_figure(trace, step, row, height=280), SPEC.key("alpha"))
         b1, b2 = st.columns([1.3, 1])
         with b1:
             equations(step, row, big=True)
         with b2:
-            chart(fa.accumulator_figure(trace, step, row, height=250), "attn.acc")
+            panel = st.segmented_control("panel", list(PANELS), format_func=PANELS.get, key=SPEC.key("panel"),
+                                         label_visibility="collapsed") or "acc"
+            if panel == "source":
+                sections.source_panel(trace, step, compact=True)
+            elif panel == "rules":
+                sections.rules_panel(SPEC, trace, step, row, compact=True)
+            else:
+                chart(fa.accumulator_figure(trace, step, row, height=215), SPEC.key("acc"))
         return
     g1, g2, g3 = st.columns([1.15, 1, 1])
     with g1:
-        chart(grid.tile_grid_figure(trace, step), "attn.grid")
+        chart(grid.tile_grid_figure(trace, step), SPEC.key("grid"))
     with g2:
-        chart(fa.tile_heatmap_figure(trace, step, "s", row), "attn.s")
+        chart(fa.tile_heatmap_figure(trace, step, "s", row), SPEC.key("s"))
     with g3:
-        chart(fa.tile_heatmap_figure(trace, step, "p", row), "attn.p")
+        chart(fa.tile_heatmap_figure(trace, step, "p", row), SPEC.key("p"))
     st.caption("Solid outline: Q_i on chip; dotted: K_j, V_j streaming through. Tile numbers: the step at which "
                "the walk reaches the tile" + (" (split by split: each split is its own program)" if c.kv_splits > 1
                                               else "") + ". Heatmap colours are fixed over all of this q-block's "
                "tiles; masked cells (s = −∞, p = 0) are grey; the white outline is the row you follow.")
     l1, l2 = st.columns([1.7, 1])
     with l1:
-        chart(fa.running_state_figure(trace, step, row), "attn.ml")
+        chart(fa.running_state_figure(trace, step, row), SPEC.key("ml"))
     with l2:
-        chart(fa.alpha_figure(trace, step, row), "attn.alpha")
+        chart(fa.alpha_figure(trace, step, row), SPEC.key("alpha"))
     e1, e2 = st.columns([1.1, 1])
     with e1:
         equations(step, row, big=False)
     with e2:
-        chart(fa.accumulator_figure(trace, step, row), "attn.acc")
+        chart(fa.accumulator_figure(trace, step, row), SPEC.key("acc"))
         st.caption("FlashAttention-1 keeps O normalized in memory; its middle rows are derived from the trace."
                    if c.loop_order == "fa1" else
                    "acc stays unnormalized (FlashAttention-2). The middle rows are derived: α × acc before, and p·V "
                    "from the kernel's own p (rounded to the input dtype, as the kernel does) and V. Colours fixed "
                    "over all steps.")
     finish(step, row)
+    with st.expander("Published update rules, checked on the kernel's numbers at this step"):
+        sections.rules_panel(SPEC, trace, step, row)
 
 
 def finish(step, row: int) -> None:
     """After the program's last tile: out = acc / l against float64, or a split's partial state and the merge."""
     if c.kv_splits > 1:
         if step.last_of_walk:
-            sections.split_merge(trace, step.rows.start + row, "attn.split")
+            sections.split_merge(trace, step.rows.start + row, SPEC.key("split"))
         elif step.last:
             st.caption(f"Split {step.split} is done: its partial (m, ℓ, O = acc / ℓ) is written for the merge; the "
                        f"next step starts split {step.split + 1} from m = −∞, ℓ = 0.")
@@ -113,13 +122,14 @@ def finish(step, row: int) -> None:
     out = steps.output_row(trace, step.q_block, row)
     st.markdown(f"##### After Q<sub>{step.q_block}</sub>'s last tile: out = acc / ℓ, written once "
                 f"(ℓ = {out['l']:.5g})", unsafe_allow_html=True)
-    chart(fa.output_figure(trace, step.q_block, row), "attn.out")
+    chart(fa.output_figure(trace, step.q_block, row), SPEC.key("out"))
     st.caption(f"max |out − float64 reference| for this row: {out['err']:.2e} ({c.dtype} inputs; whole output: "
                f"{trace.max_abs_err:.2e})")
 
 
-stepping.step_fragment("attn", len(WALK), draw)
-if not ss["app.present"]:
+stepping.step_fragment(SPEC.prefix, len(WALK), draw)
+if not ss[PRESENT]:
+    sections.consistency(SPEC, trace)
     sections.memory_accesses(SPEC, trace)
     st.caption(f"Ran on {trace.device} · the traced launch took {trace.seconds:.2f} s (compile included) · "
                f"max |out − float64 reference| = {trace.max_abs_err:.2e}" + (f" · {src.note}" if src.note else ""))

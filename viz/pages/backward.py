@@ -3,36 +3,29 @@ kernel tile by tile."""
 import streamlit as st
 
 from kernels import steps
-from viz import backward_sections, controls, page, state, stepping, urlstate
+from viz import backward_sections, controls, page, specs, stepping, urlstate
 from viz.figures import backward as fb
 from viz.figures import grid
 from viz.sections import chart
+from viz.stepping import PRESENT
 
 ss = st.session_state
 BLOCK_HELP = ("rows of Q, dO per tile: what streams past each kv-block's program",
               "rows of K, V per tile: one program per kv-block")
-SPEC = page.PageSpec(
-    prefix="bwd", page="backward", title="Backward: dS = P ∘ (dP − D), no N × N Jacobian", kind="backward",
-    config={f: urlstate.CONFIG[f] for f in controls.CONFIG_FIELDS}, positions={"kv_block": "kv_block", "row": "row"},
-    defaults={**controls.config_defaults(), "kv_block": 0, "row": 0},
-    opening=lambda s: {"kv_block": s.follow, "row": s.row, "step": s.step - 1},
-    config_widgets=lambda spec, on_change: controls.config_sidebar(spec.prefix, on_change, seed_help="q, k, v and dO",
-                                                                   block_help=BLOCK_HELP),
-    make_config=lambda spec: controls.config_from_state(spec.prefix), capture=state.backward_trace_for,
-    capture_what=lambda cfg: "Running the FlashAttention-2 forward, then the backward with TRACE on")
+SPEC = specs.BACKWARD
 
 src = page.resolve(SPEC)
 config = src.trace.config if src.trace is not None else src.config
 if config is not None:
     with src.follow_box:
-        controls.follow_slider("follow kv-block", "bwd.kv_block", config.n_kv_blocks,
-                               on_change=lambda: stepping.restart("bwd"),
+        controls.follow_slider("follow kv-block", SPEC.key("kv_block"), config.n_kv_blocks,
+                               on_change=lambda: stepping.restart(SPEC.prefix),
                                help="the dK/dV program (one per kv-block) whose tiles you step through")
 page.sidebar_end(SPEC)
 page.stop_if_error(src)
-trace = page.load(src, kv_block=min(int(ss["bwd.kv_block"]), config.n_kv_blocks - 1))
+trace = page.load(src, kv_block=min(int(SPEC.get("kv_block")), config.n_kv_blocks - 1))
 c = trace.config
-kv_block = min(int(ss["bwd.kv_block"]), c.n_kv_blocks - 1)
+kv_block = min(int(SPEC.get("kv_block")), c.n_kv_blocks - 1)
 if trace.tile_slot(kv_block) is None:  # a recording keeps the tiles of some kv-blocks only
     kept = [int(j) for j in trace.tile_kv_blocks]
     kv_block = min(kept, key=lambda j: abs(j - kv_block))
@@ -41,7 +34,7 @@ WALK = steps.backward_steps(trace, kv_block)
 
 
 def row_now() -> int:
-    return min(max(0, int(ss["bwd.row"])), c.seq_len - 1)
+    return min(max(0, int(SPEC.get("row"))), c.seq_len - 1)
 
 
 def step_label(b) -> str:
@@ -55,48 +48,48 @@ def draw(k: int) -> None:
     b, row = WALK[k], row_now()
     urlstate.write(src.url({"kv_block": kv_block, "row": row, "step": k + 1}))
     page.step_header(SPEC, len(WALK), k, step_label(b))
-    if ss["app.present"]:
+    if ss[PRESENT]:
         g1, g2, g3 = st.columns([1, 1, 1.5])
         with g1:
-            chart(grid.bwd_tile_grid_figure(trace, b, height=290), "bwd.grid")
+            chart(grid.bwd_tile_grid_figure(trace, b, height=290), SPEC.key("grid"))
         with g2:
-            chart(fb.bwd_tile_heatmap_figure(trace, b, "ds", row, height=290), "bwd.ds")
+            chart(fb.bwd_tile_heatmap_figure(trace, b, "ds", row, height=290), SPEC.key("ds"))
         with g3:
-            chart(fb.bwd_acc_figure(trace, b, height=270), "bwd.acc")
+            chart(fb.bwd_acc_figure(trace, b, height=270), SPEC.key("acc"))
         parts = fb.backward_row_parts(trace, row)
         b1, b2 = st.columns([1.25, 1])
-        with b1, st.container(key="bwd.eq"):
+        with b1, st.container(key=SPEC.key("eq")):
             st.markdown(f"**Row {row}, two ways:** the Jacobian needs {c.seq_len}² numbers per row, P ∘ (dP − D) one")
             st.latex(fb.row_forms_tex(parts, row))
         with b2:
-            chart(fb.row_forms_figure(parts, height=240), "bwd.rowfig")
+            chart(fb.row_forms_figure(parts, height=240), SPEC.key("rowfig"))
         return
     g1, g2, g3, g4 = st.columns([1.15, 1, 1, 1])
     with g1:
-        chart(grid.bwd_tile_grid_figure(trace, b), "bwd.grid")
+        chart(grid.bwd_tile_grid_figure(trace, b), SPEC.key("grid"))
     for col, name in ((g2, "p"), (g3, "dp"), (g4, "ds")):
         with col:
-            chart(fb.bwd_tile_heatmap_figure(trace, b, name, row if b.rows.start <= row else None), f"bwd.{name}")
+            chart(fb.bwd_tile_heatmap_figure(trace, b, name, row if b.rows.start <= row else None), SPEC.key(f"{name}"))
     st.caption("Solid outline: K_j, V_j on chip (one program per kv-block); dotted: the q-block streaming through. "
                "Heatmap colours are fixed over this program's steps, clipped at the 99th percentile (hover for "
                "every value); grey cells are masked; the outlined row is the query row of the section above.")
     a1, a2 = st.columns([1, 1.6])
     with a1:
-        chart(fb.delta_figure(trace, b), "bwd.delta")
+        chart(fb.delta_figure(trace, b), SPEC.key("delta"))
     with a2:
-        chart(fb.bwd_acc_figure(trace, b), "bwd.acc")
+        chart(fb.bwd_acc_figure(trace, b), SPEC.key("acc"))
     st.caption("D comes from the preprocess kernel, one number per row. The accumulators stay on chip across the "
                "steps and are written once, after the last one, as this kv-block's rows of dK and dV.")
 
 
-if not ss["app.present"]:
+if not ss[PRESENT]:
     st.markdown(f"#### {SPEC.title}")
     st.caption(f"{c.seq_len} × {c.seq_len} scores in {c.block_m} × {c.block_n} tiles ({c.n_q_blocks} × "
                f"{c.n_kv_blocks}) · head_dim {c.head_dim} · {c.dtype} · {'causal' if c.causal else 'no mask'} · input: "
                f"{c.scenario} · dO ~ N(0, 1) · the forward stored O and lse; the backward recomputes P from lse")
     st.fragment(backward_sections.one_row)(trace)  # its own fragment: moving the row reruns only this
     st.markdown("##### The dK/dV kernel, tile by tile")
-stepping.step_fragment("bwd", len(WALK), draw)
-if not ss["app.present"]:
+stepping.step_fragment(SPEC.prefix, len(WALK), draw)
+if not ss[PRESENT]:
     backward_sections.worked_example()
     backward_sections.traffic(trace, src.note)

@@ -4,46 +4,42 @@ import dataclasses
 import streamlit as st
 
 from kernels import backend, traffic
-from viz import controls, page, state, stepping, urlstate
+from viz import controls, page, specs, state, stepping, urlstate
 from viz.figures import attention as fa
 from viz.figures import orders as fo
 from viz.sections import chart
+from viz.stepping import PRESENT
 
 ss = st.session_state
 PAIRS = state.scene_pairs()  # {fa1 scene name: (fa2 scene, fa1 scene)}: one config recorded in both orders
-SPEC = page.PageSpec(
-    prefix="ord", page="orders", title="FlashAttention-1 against FlashAttention-2", kind="forward",
-    config={f: urlstate.CONFIG[f] for f in controls.CONFIG_FIELDS}, positions={"row": "row_abs"},
-    defaults={**controls.config_defaults(), "row_abs": 0, "seq_len": 200 if backend.INTERPRET else 256, "causal": True},
-    opening=lambda s: {}, config_widgets=lambda spec, on_change: controls.config_sidebar(spec.prefix, on_change),
-    make_config=lambda spec: controls.config_from_state(spec.prefix), capture=None)
+SPEC = specs.ORDERS
 
 page.defaults(SPEC)
 page.arrive(SPEC, opening=lambda name: {} if name in PAIRS else None)  # a pair opens at the URL's step
 stepping.page_style()
 st.html("<style>[class*='st-key-ord-eq'] .katex {font-size: %s !important}</style>"
-        % ("1.08em" if ss["app.present"] else "0.98em"))
+        % ("1.08em" if ss[PRESENT] else "0.98em"))
 names = ([controls.LIVE] if controls.live_possible() else []) + list(PAIRS)
 if not names:
     st.markdown(f"#### {SPEC.title}")
     st.info(controls.NO_TRITON + " No scene pair (the same config recorded in both orders) ships with this copy.")
     st.stop()
-if ss.get("ord.source") not in names:
-    ss["ord.source"] = names[0]
+if ss.get(SPEC.key("source")) not in names:
+    ss[SPEC.key("source")] = names[0]
 with st.sidebar:
-    st.selectbox("Scenes", names, key="ord.source", on_change=lambda: stepping.restart("ord"), persist_state="session",
-                 format_func=lambda n: n if n == controls.LIVE else PAIRS[n][1].title.replace("'s loop order", "")
-                 + " + FA2, recorded")
+    st.selectbox("Scenes", names, key=SPEC.key("source"), on_change=lambda: stepping.restart(SPEC.prefix),
+                 persist_state="session", format_func=lambda n: n if n == controls.LIVE else
+                 PAIRS[n][1].title.replace("'s loop order", "") + " + FA2, recorded")
     if not controls.live_possible():
         st.caption(controls.NO_TRITON)
-    live = ss["ord.source"] == controls.LIVE
+    live = SPEC.get("source") == controls.LIVE
     if live:
         with st.expander("Kernel config", expanded=True):
-            controls.config_sidebar("ord", lambda: stepping.restart("ord"))
+            controls.config_sidebar(SPEC.prefix, lambda: stepping.restart(SPEC.prefix))
 page.show_url_problems(SPEC)
 if live:
     try:
-        cfg = controls.config_from_state("ord")
+        cfg = controls.config_from_state(SPEC.prefix)
     except ValueError as e:
         page.stop_with(SPEC, str(e))
     cfg1 = dataclasses.replace(cfg, loop_order="fa1")
@@ -53,7 +49,7 @@ if live:
         except Exception as e:  # a kernel failure is shown, never a traceback
             controls.show_kernel_failure(e)
 else:
-    s2, s1 = PAIRS[ss["ord.source"]]
+    s2, s1 = PAIRS[SPEC.get("source")]
     t2, t1 = state.scene_trace(s2.name), state.scene_trace(s1.name)
 c = t2.config
 if len(t2.tile_q_blocks) < c.n_q_blocks or len(t1.tile_q_blocks) < c.n_q_blocks:
@@ -61,8 +57,8 @@ if len(t2.tile_q_blocks) < c.n_q_blocks or len(t1.tile_q_blocks) < c.n_q_blocks:
                          "choose a shorter sequence or larger blocks.")
 n = len(fo.walk(t2))
 with st.sidebar:
-    row_abs = controls.follow_slider("row", "ord.row_abs", c.seq_len, help="the row whose updates both orders show")
-    stepping.play_controls("ord")
+    row_abs = controls.follow_slider("row", SPEC.key("row_abs"), c.seq_len, help="the row whose updates both orders show")
+    stepping.play_controls(SPEC.prefix)
 
 
 def label(k: int) -> str:
@@ -76,14 +72,14 @@ def side(trace, k: int, compact: bool) -> None:
     order = trace.config.loop_order
     i = row_abs // c.block_m
     r = row_abs - i * c.block_m
-    chart(fo.order_grid_figure(trace, k, height=250 if compact else 300), f"ord.grid.{order}")
+    chart(fo.order_grid_figure(trace, k, height=250 if compact else 300), SPEC.key(f"grid.{order}"))
     so_far, total = fo.traffic_so_far(trace, k), fo.counted(trace)
     whole = "" if compact else (f" · whole run, counted by the kernel: {total['loads']:,} / {total['stores']:,}")
     st.markdown(f"<span style='font-size:1.05rem'>{(fo.ON_CHIP_SHORT if compact else fo.ON_CHIP)[order]}<br>moved "
                 f"so far: <b>{so_far['loads']:,}</b> loads, <b>{so_far['stores']:,}</b> stores (derived from the "
                 f"walk){whole}</span>", unsafe_allow_html=True)
     step = fo.row_update(trace, k, i)
-    with st.container(key=f"ord.eq.{order}"):
+    with st.container(key=SPEC.key(f"eq.{order}")):
         if step is None:
             st.markdown(f"Row {row_abs}'s q-block Q<sub>{i}</sub> is not reached yet.", unsafe_allow_html=True)
         else:
@@ -93,18 +89,18 @@ def side(trace, k: int, compact: bool) -> None:
 
 
 def draw(k: int) -> None:
-    urlstate.write(({f: getattr(c, f) for f in controls.CONFIG_FIELDS} if live else {"scene": ss["ord.source"]})
-                   | {"row": row_abs, "step": k + 1, "present": ss["app.present"] or None})
+    urlstate.write(({f: getattr(c, f) for f in controls.CONFIG_FIELDS} if live else {"scene": SPEC.get("source")})
+                   | {"row": row_abs, "step": k + 1, "present": ss[PRESENT] or None})
     page.step_header(SPEC, n, k, label(k))
     left, right = st.columns(2, gap="medium")
     for col, trace in ((left, t2), (right, t1)):
         with col:
             st.markdown(f"##### {fo.NAMES[trace.config.loop_order]}")
-            side(trace, k, ss["app.present"])
+            side(trace, k, ss[PRESENT])
 
 
-stepping.step_fragment("ord", n, draw)
-if not ss["app.present"]:
+stepping.step_fragment(SPEC.prefix, n, draw)
+if not ss[PRESENT]:
     st.markdown("#### What the two orders move, whole run")
     rows = []
     for trace in (t2, t1):
@@ -114,7 +110,7 @@ if not ss["app.present"]:
                      "loads (counted by the kernel)": got["loads"], "stores (model)": model["stores"],
                      "stores (counted by the kernel)": got["stores"], "equal?": "✓" if got == model else "✗ differs",
                      "max |out − float64|": f"{trace.max_abs_err:.2e}"})
-    st.dataframe(rows, hide_index=True, width="stretch", key="ord.table")
+    st.dataframe(rows, hide_index=True, width="stretch", key=SPEC.key("table"))
     st.caption("FA1 reads K and V once but moves Q, O, m and ℓ through memory at every tile; FA2 reads Q once and "
                "K, V once per q-block, and writes O once. FA1's update keeps O normalized: "
                "O⁽²⁾ = (ℓ₁/ℓ₂)·e^(m₁−m₂)·O⁽¹⁾ + P̃⁽²⁾V⁽²⁾. The FA2 review's line for it, copied from the FA2 paper, "

@@ -1,0 +1,114 @@
+"""Reading back the numbers a page rendered: the LaTeX of the update equations and of the split-KV
+merge, as the page hands them to st.latex, parsed into the values the audience sees (4
+significant digits) so tests can check each equation with exactly those values.
+
+`check_update(tex)` and `check_merge(tex)` return the list of equations that do not hold with
+the printed numbers, to the rounding of the printed numbers."""
+import math
+import re
+
+NUM = r"(-?\\infty|\\mathrm\{NaN\}|-?[0-9.]+(?: \\times 10\^\{-?\d+\})?)"
+PRINTED = 5e-4  # half a unit in the 4th significant digit, relative
+
+
+def num(text: str) -> float:
+    text = text.strip()
+    if text in (r"-\infty", r"\infty"):
+        return -math.inf if text.startswith("-") else math.inf
+    if text == r"\mathrm{NaN}":
+        return math.nan
+    m = re.fullmatch(r"(-?[0-9.]+) \\times 10\^\{(-?\d+)\}", text)
+    return float(m[1]) * 10 ** int(m[2]) if m else float(text)
+
+
+def vec(text: str) -> list[float]:
+    """'[1.2, -3.4, \\dots]' -> [1.2, -3.4] (the shown entries)."""
+    inner = text.strip()[1:-1]
+    return [num(x) for x in inner.split(",") if x.strip() != r"\dots"]
+
+
+def _close(got: float, want: float, terms: float) -> bool:
+    """got == want up to the rounding of printed numbers whose magnitudes add up to `terms`."""
+    if math.isinf(got) or math.isinf(want):
+        return got == want
+    return abs(got - want) <= 2 * PRINTED * (terms + abs(got)) + 1e-12
+
+
+def check_update(tex: str) -> list[str]:
+    """The equations of viz/figures/attention.update_equations that fail with their printed numbers."""
+    lines = [x.strip() for x in tex.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}").split(r"\\[4pt]")]
+    bad = []
+    m = re.search(r"\\max\(" + NUM + r",\\ " + NUM + r"\) = \\mathbf\{" + NUM + r"\}", lines[0])
+    if not m:
+        return [f"no max line in {lines[0]!r}"]
+    m_old, rowmax, m_new = (num(x) for x in m.groups())
+    if m_new != max(m_old, rowmax):
+        bad.append(f"max({m_old}, {rowmax}) = {m_new}")
+    if r"every key so far is masked" in lines[1]:  # the row has seen no key: alpha = 0, l = 0
+        if m_new != -math.inf:
+            bad.append(f"a row with no key seen shows m_new = {m_new}")
+        return bad
+    a = re.search(r"= e\^\{" + NUM + r" - \(?" + NUM + r"\)?\} = \\mathbf\{" + NUM + r"\}", lines[1])
+    if not a:
+        return bad + [f"no alpha line in {lines[1]!r}"]
+    x_old, x_new, alpha = (num(x) for x in a.groups())
+    if (x_old, x_new) != (m_old, m_new):
+        bad.append(f"alpha's exponent shows {x_old} - {x_new}, the max line {m_old} - {m_new}")
+    if math.isfinite(x_old):
+        want = math.exp(x_old - x_new)
+        tol = want * 2 * PRINTED * (1 + abs(x_old) + abs(x_new)) + 1e-12
+    else:  # the program's first tile: m_old = -inf
+        want, tol = 0.0, 0.0
+    if not abs(alpha - want) <= tol:
+        bad.append(f"alpha = e^({x_old} - {x_new}) = {want:.6g}, shown {alpha}")
+    lm = re.search(r"= " + NUM + r" \\cdot " + NUM + r" \+ " + NUM + r" = \\mathbf\{" + NUM + r"\}", lines[2])
+    if not lm:
+        return bad + [f"no l line in {lines[2]!r}"]
+    a2, l_old, rowsum, l_new = (num(x) for x in lm.groups())
+    if a2 != alpha:
+        bad.append(f"l's alpha {a2} is not the alpha line's {alpha}")
+    if not _close(l_new, a2 * l_old + rowsum, abs(a2 * l_old) + abs(rowsum)):
+        bad.append(f"l_new = {a2} * {l_old} + {rowsum} = {a2 * l_old + rowsum:.6g}, shown {l_new}")
+    new = vec(lines[4].removeprefix("&= "))
+    if r"\frac" in lines[3]:  # FA1: O_new = (l_old alpha O_old + pV) / l_new
+        f = re.search(r"\\frac\{" + NUM + r" \\cdot " + NUM + r" \\cdot (\[.*?\]) \+ (\[.*?\])\}\{" + NUM + r"\}",
+                      lines[3])
+        if not f:
+            return bad + [f"no O line in {lines[3]!r}"]
+        lo, al, old, pv, ln = num(f[1]), num(f[2]), vec(f[3]), vec(f[4]), num(f[5])
+        for k, (o, p, n) in enumerate(zip(old, pv, new, strict=False)):
+            want = (lo * al * o + p) / ln
+            if not _close(n, want, (abs(lo * al * o) + abs(p)) / ln):
+                bad.append(f"O_new[{k}] = ({lo} * {al} * {o} + {p}) / {ln} = {want:.6g}, shown {n}")
+        return bad
+    acc = re.search(r"pV = " + NUM + r" \\cdot (\[.*?\]) \+ (\[.*?\])", lines[3])
+    if not acc:
+        return bad + [f"no acc line in {lines[3]!r}"]
+    a3, old, pv = num(acc[1]), vec(acc[2]), vec(acc[3])
+    if a3 != alpha:
+        bad.append(f"acc's alpha {a3} is not the alpha line's {alpha}")
+    for k, (o, p, n) in enumerate(zip(old, pv, new, strict=False)):
+        if not _close(n, a3 * o + p, abs(a3 * o) + abs(p)):
+            bad.append(f"acc_new[{k}] = {a3} * {o} + {p} = {a3 * o + p:.6g}, shown {n}")
+    return bad
+
+
+def check_merge(tex: str) -> list[str]:
+    """viz/figures/split.merge_equations: M = max of the shown m_s; L = the sum of the shown terms."""
+    bad = []
+    mm = re.search(r"\\max\((.*?)\) = " + NUM, tex)
+    ms = [num(x) for x in mm[1].split(",") if x.strip() != r"\dots"]
+    big_m = num(mm[2])
+    if r"\dots" not in mm[1] and big_m != max(ms):
+        bad.append(f"max({ms}) = {big_m}")
+    terms = re.findall(NUM + r"\\,e\^\{" + NUM + r"\}", tex)
+    big_l = num(re.search(r"= " + NUM + r"\\\\\s*O &", tex)[1])
+    shown = [(num(a), num(b)) for a, b in terms]
+    for (_, x), m_s in zip(shown, ms, strict=False):
+        if abs(x - (m_s - big_m)) > 2 * PRINTED * (abs(m_s) + abs(big_m)) + 1e-9:
+            bad.append(f"exponent {x} is not m_s - M = {m_s} - {big_m}")
+    if r"+ \dots" not in tex:
+        want = sum(l * math.exp(x) for l, x in shown)
+        if not _close(big_l, want, sum(abs(l * math.exp(x)) for l, x in shown) * (1 + max(abs(x) for _, x in shown))):
+            bad.append(f"L = {want:.6g} from the shown terms, shown {big_l}")
+    return bad
