@@ -127,11 +127,19 @@ class RowUpdate:
 
 
 def round_to(x, dtype: str) -> np.ndarray:
-    """x rounded to the input dtype as the kernel rounds p before its dot (float64 result)."""
-    import torch
-
-    t = torch.from_numpy(np.asarray(x, dtype=np.float32))
-    return t.to(getattr(torch, dtype)).double().numpy()
+    """x (float32) rounded to nearest even in `dtype`, as the kernel rounds p before its dot and a
+    tensor cast rounds; a float64 result. NumPy only (bfloat16 by its bits): replays need no torch."""
+    x = np.asarray(x, dtype=np.float32)
+    if dtype == "float32":
+        return x.astype(np.float64)
+    if dtype == "float16":
+        with np.errstate(over="ignore"):  # past 65504: inf, as the cast does
+            return x.astype(np.float16).astype(np.float64)
+    if dtype != "bfloat16":
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    u = np.ascontiguousarray(x).view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000).astype(np.uint32).view(np.float32)
+    return np.where(np.isfinite(x), rounded, x).astype(np.float64)
 
 
 def row_update(trace, step: Step, row: int) -> RowUpdate:

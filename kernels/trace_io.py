@@ -23,9 +23,9 @@ import zipfile
 
 import numpy as np
 
-from kernels import limits, schema, traffic
+from kernels import limits, schema, trace_verify, traffic
 from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace
-from kernels.trace import AttentionTrace, TraceConfig, expected_visits
+from kernels.trace import AttentionTrace, TraceConfig
 from kernels.trace_backward import BackwardTrace
 
 FORMAT_VERSION = 2
@@ -153,20 +153,34 @@ class _Reader:
                 offset = f.tell()
             except ValueError as e:
                 raise ValueError(f"{self.name}: member {member!r} is not a plain .npy array ({e})") from None
-        if fortran or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-            raise ValueError(f"{self.name}: member {member!r} has dtype {dtype}; a trace holds plain numbers")
+        if fortran:
+            raise ValueError(f"{self.name}: member {_short(member, 40)!r} is stored in Fortran order; a trace holds "
+                             f"C-order arrays")
+        if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+            raise ValueError(f"{self.name}: member {_short(member, 40)!r} has dtype {_short(str(dtype), 40)}; a trace "
+                             f"holds plain numbers")
         return dtype, tuple(shape), offset
 
-    def array(self, member: str, dtype, shape) -> np.ndarray:
-        """The member's data, checked against the dtype and shape the contract gives."""
+    def check(self, member: str, dtype, shape) -> tuple[np.dtype, int, int]:
+        """The member's header and declared size against the contract's dtype and shape (nothing inflated)."""
         got_dtype, got_shape, offset = self.header(member)
         if got_dtype != np.dtype(dtype).newbyteorder("<") or got_shape != tuple(shape):
-            raise ValueError(f"{self.name}: {member} is {got_dtype.str} {got_shape}, the config needs "
-                             f"{np.dtype(dtype).str} {tuple(shape)}")
+            order = " (big-endian: a trace is little-endian)" if got_dtype.byteorder == ">" else ""
+            shown = got_dtype.name if got_dtype.kind in "biufc" else got_dtype.str
+            raise ValueError(f"{self.name}: {member} is {shown}{order} of shape {got_shape}, the config needs "
+                             f"{np.dtype(dtype).name} of shape {tuple(shape)}")
         nbytes = int(np.prod(shape, dtype=np.int64)) * got_dtype.itemsize
         if self.info[member].file_size != offset + nbytes:
             raise ValueError(f"{self.name}: {member} declares {self.info[member].file_size} bytes, its header "
                              f"{offset + nbytes}")
+        return got_dtype, offset, nbytes
+
+    def array(self, member: str, dtype, shape) -> np.ndarray:
+        """The member's data, checked against the dtype and shape the contract gives."""
+        got_dtype, offset, nbytes = self.check(member, dtype, shape)
+        return self._read(member, got_dtype, shape, offset, nbytes)
+
+    def _read(self, member: str, got_dtype, shape, offset: int, nbytes: int) -> np.ndarray:
         data = bytearray(nbytes + 1)  # + 1: a member longer than declared shows
         with self.zf.open(self.info[member]) as f:
             f.read(offset)
@@ -187,17 +201,69 @@ class _Reader:
         return str(value) if kind == "U" else value
 
 
-def load(source, name: str | None = None):
-    """An AttentionTrace or BackwardTrace from a path or a binary file object, checked as the module
-    docstring says. ValueError, naming `name` (default: the path), for anything else."""
-    name = name or str(getattr(source, "name", source))
+MAX_MEMBERS = 120  # a trace has about 50 members
+MAX_DIRECTORY_BYTES = 64 << 10  # the zip's central directory of that many short names
+RECOMPUTED = ("ref_out", "ref_lse", "ref_delta", "ref_dq", "ref_dk", "ref_dv", "ref_m", "ref_d", "ref_y", "ref100",
+              "ref16")  # float64 references: recomputed from the inputs on load, never read from a file
+
+
+def _directory_bounds(source, name: str) -> None:
+    """Refuse a zip whose central directory lists too many members or is too large, from its end
+    record alone (the last bytes of the file), before zipfile reads a single entry."""
+    f = open(source, "rb") if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else source
     try:
+        f.seek(0, io.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - (1 << 16) - 22))
+        tail = f.read()
+    finally:
+        if f is not source:
+            f.close()
+        else:
+            f.seek(0)
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) < end + 22:
+        raise ValueError(f"{name} is corrupt or not a trace file (no zip directory at its end)")
+    entries, cd_size = int.from_bytes(tail[end + 10:end + 12], "little"), int.from_bytes(tail[end + 12:end + 16], "little")
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:  # zip64: the counts sit in the zip64 end record
+        z64 = tail.rfind(b"PK\x06\x06")
+        if z64 >= 0 and len(tail) >= z64 + 56:
+            entries = int.from_bytes(tail[z64 + 32:z64 + 40], "little")
+            cd_size = int.from_bytes(tail[z64 + 40:z64 + 48], "little")
+    if entries > MAX_MEMBERS or cd_size > MAX_DIRECTORY_BYTES:
+        raise ValueError(f"{name} lists {entries} members in a {cd_size >> 10} KiB directory; a trace has about 50 "
+                         f"members (limit {MAX_MEMBERS}, {MAX_DIRECTORY_BYTES >> 10} KiB)")
+
+
+def load(source, name: str | None = None):
+    """A forward, backward or softmax trace from a path or a binary file object, checked as the
+    module docstring says and then for meaning (kernels/trace_verify.py), its float64 references
+    recomputed from its inputs. ValueError, naming `name` (default: the file's name), for anything else."""
+    name = _short(name or str(getattr(source, "name", source)))
+    try:
+        _directory_bounds(source, name)
         with zipfile.ZipFile(source) as zf:
             return _load(_Reader(zf, name))
+    except ValueError as e:
+        raise ValueError(_short(str(e), 400)) from None
+    except MemoryError:
+        raise ValueError(f"{name} does not fit in this server's memory") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
-        raise ValueError(f"{name} is corrupt or not a trace file: {e}") from None
-    except (NotImplementedError, RuntimeError) as e:  # an unsupported compression method, a bad CRC
-        raise ValueError(f"{name} cannot be read: {e}") from None
+        raise ValueError(f"{name} is corrupt or not a trace file: {_short(str(e), 120)}") from None
+    except Exception as e:  # zlib.error, lzma.LZMAError, a CRC RuntimeError, text no codec takes, ...
+        raise ValueError(f"{name} cannot be read: {type(e).__name__}: {_short(str(e), 120)}") from None
+
+
+def _short(text: str, most: int = 60) -> str:
+    """A name or a message cut to `most` characters (a file names itself: it may be a megabyte long)."""
+    text = str(text)
+    if text and not text.isprintable():
+        text = "".join(ch if ch.isprintable() else "?" for ch in text[: most + 1])
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def _placeholders(schema: dict) -> dict:
+    return {m: np.zeros(s, dtype=t) for m, (s, t) in schema.items() if m in RECOMPUTED}
 
 
 def _load(r: _Reader):
@@ -209,7 +275,7 @@ def _load(r: _Reader):
                          f"(record it again with this version of the app)")
     kind = r.scalar("kind", "U")
     if kind not in KINDS:
-        raise ValueError(f"{r.name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise ValueError(f"{r.name}: kind must be one of {', '.join(KINDS)}, got {_short(kind, 20)!r}")
     if kind == "softmax":
         return _load_softmax(r)
     values = {f: r.scalar(f"config_{f}", t) for f, t in _CONFIG_TYPES.items()}
@@ -229,22 +295,23 @@ def _load(r: _Reader):
                          f"{cfg.loop_order!r} and {cfg.kv_splits}")
     schema = _schema(kind, cfg, shape[0])
     scalars = _scalar_members(kind, cfg)
-    _check_members(r, kind, set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES})
+    recomputed = {m for m in schema if m in RECOMPUTED}
+    _check_members(r, kind, set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES}, optional=recomputed)
     need = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(t).itemsize for s, t in schema.values())
     if need > MAX_FILE_BYTES:
         raise ValueError(f"{r.name}: a {kind} trace of this config takes {need >> 20} MiB "
                          f"(limit {MAX_FILE_BYTES >> 20} MiB)")
     meta = {m: r.scalar(m, t) for m, t in scalars.items()}
-    arrays = {m: r.array(m, t, s) for m, (s, t) in schema.items()}
     _check_meta(r.name, cfg, meta)
+    arrays = {m: r.array(m, t, s) for m, (s, t) in schema.items() if m not in RECOMPUTED}
+    for m in recomputed & set(r.info):  # a reference the file carries is not read, but must be well formed
+        r.check(m, *schema[m][::-1])
     counters = {k: meta[f"counter_{k}"] for k in _counter_keys(kind, cfg)}
     common = dict(config=cfg, counters=counters, sm_scale=meta["sm_scale"], device=meta["device"],
-                  seconds=meta["seconds"], **arrays)
+                  seconds=meta["seconds"], **arrays, **_placeholders(schema))
     if kind == "forward":
-        _check_forward(r.name, cfg, arrays)
-        return AttentionTrace(**common)
-    _check_backward(r.name, cfg, arrays)
-    return BackwardTrace(do_seed=meta["do_seed"], **common)
+        return trace_verify.forward(r.name, AttentionTrace(**common))
+    return trace_verify.backward(r.name, BackwardTrace(do_seed=meta["do_seed"], **common))
 
 
 def _load_softmax(r: _Reader) -> SoftmaxTrace:
@@ -258,29 +325,41 @@ def _load_softmax(r: _Reader) -> SoftmaxTrace:
                      for w in ("loads", "stores"))
     scalars = {"format_version": "i", "kind": "U", "device": "U", "seconds": "f", "split_path": "U",
                **{f"counter_{k}": "i" for k in counters}}
-    _check_members(r, "softmax", set(schema) | set(scalars) | {f"config_{f}" for f in _SOFTMAX_CONFIG_TYPES})
+    recomputed = {m for m in schema if m in RECOMPUTED}
+    _check_members(r, "softmax", set(schema) | set(scalars) | {f"config_{f}" for f in _SOFTMAX_CONFIG_TYPES},
+                   optional=recomputed)
     meta = {m: r.scalar(m, t) for m, t in scalars.items()}
-    a = {m: r.array(m, t, s) for m, (s, t) in schema.items()}
     _check_meta(r.name, None, meta)
     if meta["split_path"] not in SPLIT_PATHS:
-        raise ValueError(f"{r.name}: split_path must be one of {', '.join(SPLIT_PATHS)}, got {meta['split_path']!r}")
-    _finite(r.name, a, ("x", "m", "d", "ref_m", "ref_d", "y", "ref_y", "split_l", "x100", "x16", "out16_fp32"))
-    if np.any(np.diff(a["m"]) < 0) or np.any(a["d"] <= 0) or np.any((a["y"] < 0) | (a["y"] > 1 + 1e-6)):
-        raise ValueError(f"{r.name}: the online kernel's m never decreases, its d is > 0 and y lies in [0, 1]")
+        raise ValueError(f"{r.name}: split_path must be one of {', '.join(SPLIT_PATHS)}, got "
+                         f"{_short(meta['split_path'], 20)!r}")
+    a = {m: r.array(m, t, s) for m, (s, t) in schema.items() if m not in RECOMPUTED}
+    for m in recomputed & set(r.info):
+        r.check(m, *schema[m][::-1])
+    trace_verify.finite(r.name, a, ("x", "m", "d", "y", "split_l", "x100", "x16", "out16_fp32"))
     if np.isnan(a["split_m"]).any() or (a["split_m"] == np.inf).any() or (a["split_l"] < 0).any():
         raise ValueError(f"{r.name}: split_m must be a max (finite, or -inf for a slice past the row) and split_l >= 0")
-    return SoftmaxTrace(config=cfg, counts={k: meta[f"counter_{k}"] for k in counters}, split_path=meta["split_path"],
-                        device=meta["device"], seconds=meta["seconds"], **a)
+    trace = SoftmaxTrace(config=cfg, counts={k: meta[f"counter_{k}"] for k in counters}, split_path=meta["split_path"],
+                         device=meta["device"], seconds=meta["seconds"], **a, **_placeholders(schema))
+    return trace_verify.softmax(r.name, trace)
 
 
 # ---------------------------------------------------------------- values
-def _check_members(r: _Reader, kind: str, expected: set) -> None:
-    """The file holds exactly the members of its kind's contract, before any of them is read."""
-    missing, unknown = expected - set(r.info), set(r.info) - expected
+def _check_members(r: _Reader, kind: str, expected: set, optional: set = frozenset()) -> None:
+    """The file holds exactly the members of its kind's contract (`optional` may be absent), before
+    any of them is read; a refusal names at most a few of them."""
+    missing, unknown = expected - set(r.info) - optional, set(r.info) - expected
     if missing or unknown:
         raise ValueError(f"{r.name} does not match the {kind} trace contract"
-                         + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
-                         + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+                         + (f"; missing: {_few(missing)}" if missing else "")
+                         + (f"; unknown: {_few(unknown)}" if unknown else ""))
+
+
+def _few(names, most: int = 5) -> str:
+    """Some names, each cut to 40 characters, and how many more."""
+    names = sorted(names)
+    shown = ", ".join((n if len(n) <= 40 else n[:37] + "...") for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _check_meta(name: str, cfg: TraceConfig, meta: dict) -> None:
@@ -295,99 +374,6 @@ def _check_meta(name: str, cfg: TraceConfig, meta: dict) -> None:
             raise ValueError(f"{name}: {key[8:]} must be a count >= 0, got {value}")
     if "do_seed" in meta:
         limits.check_int("do_seed", meta["do_seed"], 0, 2**31 - 1)
-
-
-def _finite(name: str, arrays: dict, members) -> None:
-    for m in members:
-        if not np.isfinite(arrays[m]).all():
-            raise ValueError(f"{name}: {m} holds NaN or inf; the kernel's {m} is finite")
-
-
-def _check_blocks_list(name: str, member: str, blocks: np.ndarray, n_max: int) -> None:
-    if not (np.all(np.diff(blocks) > 0) and blocks[0] >= 0 and blocks[-1] < n_max):
-        raise ValueError(f"{name}: {member} must be increasing block indices in [0, {n_max - 1}], got "
-                         f"{blocks[:8].tolist()}{'...' if blocks.size > 8 else ''}")
-
-
-def _check_visits(name: str, order: np.ndarray, expected: np.ndarray, what: str) -> None:
-    """order and expected (programs, tiles): -1 exactly where the kernel skips a tile, and the step
-    numbers of the kernel's walk everywhere else."""
-    if not np.array_equal(order >= 0, expected >= 0) or (order < -1).any():
-        raise ValueError(f"{name}: visit_order marks other tiles than the kernel computes for this config")
-    if not np.array_equal(order, expected):
-        raise ValueError(f"{name}: visit_order is not the order in which {what} walks its tiles")
-
-
-def _check_tiles(name: str, member: str, a: np.ndarray, computed: np.ndarray, allow_neg_inf: bool,
-                 lo: float | None = None, hi: float | None = None) -> None:
-    """a: NaN exactly outside `computed` (same shape); inside, finite (or -inf where masked) in [lo, hi]
-    (a bound of 1 allows the ulps a GPU's exp2 rounds above it: 1.0000001 seen on an H200)."""
-    inside = a[computed]
-    if np.isnan(a[~computed]).sum() != (~computed).sum():
-        raise ValueError(f"{name}: {member} holds numbers where the kernel computed nothing")
-    bad = np.isnan(inside) | (inside == np.inf) | ((inside == -np.inf) if not allow_neg_inf else False)
-    if bad.any():
-        raise ValueError(f"{name}: {member} holds NaN or inf where the kernel computed finite values")
-    finite = inside[np.isfinite(inside)]
-    if finite.size and ((lo is not None and finite.min() < lo) or (hi is not None and finite.max() > hi)):
-        raise ValueError(f"{name}: {member} lies outside [{lo}, {hi}], which the kernel's {member} never leaves")
-
-
-def _exp_tol(exponents: np.ndarray) -> float:
-    """How far e^0 computed as exp2(x - m) in float32 may land from 1 when |m| is this large."""
-    big = float(np.nanmax(np.abs(np.where(np.isfinite(exponents), exponents, np.nan)), initial=1.0)) * 1.4427
-    return 8 * 2**-23 * max(1.0, big)
-
-
-def _row_col_valid(c: TraceConfig, n_rows_blocks: int, rows_per: int, n_cols_blocks: int, cols_per: int):
-    rows = (np.arange(n_rows_blocks)[:, None] * rows_per + np.arange(rows_per)[None, :]) < c.seq_len
-    cols = (np.arange(n_cols_blocks)[:, None] * cols_per + np.arange(cols_per)[None, :]) < c.seq_len
-    return rows, cols  # (blocks, per) each
-
-
-def _check_forward(name: str, c: TraceConfig, a: dict) -> None:
-    _finite(name, a, ("q", "k", "v", "out", "lse", "ref_out", "ref_lse"))
-    visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal)  # (Tq, Tk)
-    _check_visits(name, a["visit_order"], expected_visits(c), "the kernel")
-    rows, cols = _row_col_valid(c, c.n_q_blocks, c.block_m, c.n_kv_blocks, c.block_n)
-    state_ok = visited[:, :, None] & rows[:, None, :]  # (Tq, Tk, block_m)
-    split = c.kv_splits > 1  # a split's program may start inside the causal band: m -inf, l 0 there
-    _check_tiles(name, "m", a["m"], state_ok, split)
-    # l >= 1 (the max term is e^0) and p, alpha <= 1, up to the rounding of an exponent of size |m|
-    # (log2 units, float32): a GPU's exp2 of s - m for the max itself lands an ulp or two off 1
-    tol = _exp_tol(a["m"])
-    _check_tiles(name, "l", a["l"], state_ok, False, lo=0.0 if split else 1.0 - tol)
-    _check_tiles(name, "alpha", a["alpha"], state_ok, False, lo=0.0, hi=1.0 + tol)
-    kept = a["tile_q_blocks"]
-    _check_blocks_list(name, "tile_q_blocks", kept, c.n_q_blocks)
-    tile_ok = visited[kept][:, :, None, None] & rows[kept][:, None, :, None] & cols[None, :, None, :]
-    _check_tiles(name, "s", a["s"], tile_ok, allow_neg_inf=c.causal)
-    _check_tiles(name, "p", a["p"], tile_ok, False, lo=0.0, hi=1.0 + tol)
-    acc_ok = np.broadcast_to((visited[kept][:, :, None] & rows[kept][:, None, :])[..., None], a["acc_before"].shape)
-    for m in ("acc_before", "acc_after"):
-        _check_tiles(name, m, a[m], acc_ok, False)
-    if split:
-        _finite(name, a, ("split_l", "split_out"))
-        if np.isnan(a["split_m"]).any() or (a["split_m"] == np.inf).any() or (a["split_l"] < 0).any():
-            raise ValueError(f"{name}: split_m must be a max (finite, or -inf where a split saw no key) and split_l >= 0")
-
-
-def _check_backward(name: str, c: TraceConfig, a: dict) -> None:
-    _finite(name, a, ("q", "k", "v", "do", "out", "lse", "delta", "dq", "dk", "dv",
-                      "ref_delta", "ref_dq", "ref_dk", "ref_dv"))
-    visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal).T  # (Tk, Tq)
-    _check_visits(name, a["visit_order"], np.where(visited, np.cumsum(visited, axis=1) - 1, -1),
-                  "a kv-block's program")
-    rows, cols = _row_col_valid(c, c.n_q_blocks, c.block_m, c.n_kv_blocks, c.block_n)
-    kept = a["tile_kv_blocks"]
-    _check_blocks_list(name, "tile_kv_blocks", kept, c.n_kv_blocks)
-    tile_ok = visited[kept][:, :, None, None] & rows[None, :, :, None] & cols[kept][:, None, None, :]
-    _check_tiles(name, "p", a["p"], tile_ok, False, lo=0.0, hi=1.0 + _exp_tol(a["lse"]))
-    for m in ("dp", "ds"):
-        _check_tiles(name, m, a[m], tile_ok, False)
-    acc_ok = np.broadcast_to((visited[kept][:, :, None] & cols[kept][:, None, :])[..., None], a["dk_acc"].shape)
-    for m in ("dk_acc", "dv_acc"):
-        _check_tiles(name, m, a[m], acc_ok, False)
 
 
 # ---------------------------------------------------------------- the contract's docs

@@ -92,3 +92,47 @@ def test_loading_bombs_stays_in_bounded_memory(files, tmp_path):
     assert "ACCEPTED" not in out, out
     growth = int(re.search(r"growth_kib (\d+)", out).group(1))
     assert growth < 64 * 1024, f"loading the corpus grew the peak RSS by {growth / 1024:.0f} MiB"
+
+
+# ---------------------------------------------------------------- lying files: well formed, not the kernel's
+@pytest.fixture(scope="module")
+def lying(good):
+    from kernels.softmax_trace import SoftmaxConfig, capture_softmax
+    from tests.lying_corpus import lies
+
+    files = {k: trace_io.to_bytes(good[k]) for k in ("forward", "fa1", "split", "backward")}
+    files["softmax"] = trace_io.to_bytes(capture_softmax(SoftmaxConfig(length=40, block=16, scenario="increasing")))
+    return lies(files)
+
+
+def test_the_corpus_is_large(files, lying):
+    assert len(files) + len(lying) >= 150, (len(files), len(lying))
+
+
+def test_every_lying_file_is_refused(lying):
+    """A well-formed file whose numbers are not what a kernel computes from its own inputs is a
+    ValueError naming the file: never accepted, never another exception."""
+    accepted, crashed = [], []
+    for name, data in lying:
+        try:
+            trace_io.load(io.BytesIO(data), name)
+            accepted.append(name)
+        except ValueError as e:
+            assert name in str(e), f"{name}: the refusal does not name the file: {e}"
+        except Exception as e:  # noqa: BLE001  a crash is what this test is for
+            crashed.append(f"{name}: {type(e).__name__}: {e}")
+    assert not crashed, crashed[:5]
+    assert not accepted, f"{len(accepted)} lying files accepted as the kernel's numbers: {accepted[:10]}"
+
+
+def test_lying_files_load_in_bounded_memory(lying, tmp_path):
+    """Lying files in a fresh process: refused, the peak RSS growing by under 300 MB over the imports."""
+    paths = []
+    for name, data in lying[::7]:
+        paths.append(tmp_path / f"{name}.npz")
+        paths[-1].write_bytes(data)
+    out = subprocess.run([sys.executable, "-c", LOAD_ALL, *map(str, paths)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert "ACCEPTED" not in out, out
+    peak = int(re.search(r"growth_kib (\d+)", out).group(1))
+    assert peak < 300 * 1024, f"peak RSS grew by {peak / 1024:.0f} MB"

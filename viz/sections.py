@@ -95,9 +95,10 @@ def source_panel(trace, step, compact: bool = False) -> None:
             rows.append(f"<tr><td class='fa-src-q'>{html.escape(name)}</td><td class='fa-src-at'>"
                         f"{html.escape(line.file.removeprefix('kernels/'))}:{line.line}</td>"
                         f"<td class='fa-src-code'>{html.escape(line.code.strip())}</td></tr>")
-    size = "0.95rem" if compact else "0.85rem"
+    size = "0.9rem" if compact else "0.85rem"
     st.html(f"<style>.fa-src td{{padding:1px 8px 1px 0;font-size:{size};vertical-align:top}} .fa-src-q{{font-weight:600}}"
-            f" .fa-src-at{{color:#6b7280;white-space:nowrap}} .fa-src-code{{font-family:monospace;white-space:pre}}"
+            f" .fa-src-at{{color:#6b7280;white-space:nowrap}} .fa-src-code{{font-family:monospace;white-space:pre-wrap;"
+            f"word-break:break-word}}"
             f"</style><div id='attn-source'><div style='font-size:{size}'>The kernel's source for this step "
             f"({html.escape(branch)} tile: softmax_tile's {html.escape(branch)} branch), read from "
             f"kernels/ now:</div><table class='fa-src'>{''.join(rows)}</table></div>")
@@ -115,10 +116,14 @@ def rules_panel(spec, trace, step, row: int, compact: bool = False) -> None:
     table = []
     for r in res:
         now = r["residuals"][k]
+        shown = "inf / NaN (÷ 0)" if not math.isfinite(now) else f"{now:.2e}"
+        if compact:
+            table.append({"rule": r["rule"].name, "": "✓" if r["rule"].correct else "✗ as printed", "residual": shown,
+                          "now": "✓" if r["ok"][k] else "✗", "all steps": "✓" if r["holds"] else "✗"})
+            continue
         table.append({"rule": r["rule"].name, "printed": "correct" if r["rule"].correct else "wrong",
-                      "residual now": "inf / NaN (÷ 0)" if not math.isfinite(now) else f"{now:.2e}",
-                      "holds now": "✓" if r["ok"][k] else "✗",
-                      "every step": "✓" if r["holds"] else "✗"} | ({} if compact else {"where": r["rule"].source}))
+                      "residual now": shown, "holds now": "✓" if r["ok"][k] else "✗",
+                      "every step": "✓" if r["holds"] else "✗", "where": r["rule"].source})
     st.dataframe(table, hide_index=True, width="stretch", key=spec.key("rules"))
     if not compact:
         st.caption("Each rule is evaluated on this row's numbers as the kernel wrote them (m, ℓ, acc before and after, "
