@@ -167,7 +167,7 @@ def corpus(forward: bytes, backward: bytes, split: bytes | None = None) -> list[
         ("m-nan", with_(f, m=nan_m), "m holds NaN or inf where the kernel computed finite"),
         ("q-inf", with_(f, q=np.full_like(f["q"], np.inf)), "q holds NaN or inf"),
         ("out-nan", with_(f, out=np.full_like(f["out"], np.nan)), "out holds NaN or inf"),
-        ("p-above-1", with_(f, p=np.where(np.isnan(f["p"]), np.nan, 2.0).astype(np.float32)), "p = e\\^\\(s - m_new\\)|p lies outside"),
+        ("p-above-1", with_(f, p=np.where(np.isnan(f["p"]), np.nan, 2.0).astype(np.float32)), "p = e\\^\\(s - m_new\\)"),
         ("alpha-above-1", with_(f, alpha=np.where(np.isnan(f["alpha"]), np.nan, 3.0).astype(np.float32)),
          "alpha = e\\^|alpha does not"),
         ("l-zero", with_(f, l=np.where(np.isnan(f["l"]), np.nan, 0.0).astype(np.float32)), "l = the running sum|l_new"),
