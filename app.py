@@ -5,6 +5,9 @@
 import streamlit as st
 
 from kernels import backend  # picks the GPU or the interpreter before triton is imported
+from viz import serving
+
+serving.no_outbound_lookups()  # a refused foreign-origin WebSocket never makes the server reach outside
 
 # an emoji icon: a :material: one makes the browser fetch the favicon from Google's servers
 st.set_page_config(page_title="FlashAttention, tile by tile", page_icon="🟧", layout="wide")

@@ -46,6 +46,9 @@ def check_inputs(q, k, v, causal) -> tuple:
         raise ValueError(f"batch, heads and seq_len must be at least 1, got shape {tuple(q.shape)}")
     if q.shape[3] not in HEAD_DIMS:
         raise ValueError(f"head_dim must be one of {', '.join(map(str, HEAD_DIMS))}, got {q.shape[3]}")
+    if q.device.type == "meta" or k.device.type == "meta" or v.device.type == "meta":
+        raise ValueError("q, k, v must hold data: meta tensors have none (this function launches kernels; "
+                         "torch.compile's fake tensors go through torch.ops.fa_viz)")
     if not (q.device == k.device == v.device) or q.device.type != backend.DEVICE:
         raise ValueError(f"q, k, v must be on {backend.DEVICE!r} for this backend ({backend.describe()}), "
                          f"got {q.device}, {k.device}, {v.device}")
@@ -120,10 +123,37 @@ def _check_backward_inputs(q, out, lse, do) -> None:
 
 def flash_attention_bwd(q, k, v, out, lse, do, causal=False, sm_scale=None, block_m=None, block_n=None):
     """(dq, dk, dv) given the forward's out and lse and the output gradient do. Gradients are
-    contiguous, in q's dtype. Without block sizes: tuned on a GPU, 64 x 64 in the interpreter."""
+    contiguous, in q's dtype. Without block sizes: tuned on a GPU, 64 x 64 in the interpreter.
+    out and lse must be this forward's (a few rows are recomputed to check: ValueError if not)."""
     q, k, v, causal = check_inputs(q, k, v, causal)
     _check_backward_inputs(q, out, lse, do)
     sm_scale = sm_scale_of(sm_scale, q.shape[3])
+    _check_forward_outputs(q, k, v, out, lse, causal, sm_scale)
+    return _backward(q, k, v, out, lse, do, causal, sm_scale, block_m, block_n)
+
+
+def _check_forward_outputs(q, k, v, out, lse, causal, sm_scale, rows: int = 4) -> None:
+    """out and lse of a few (batch, head, row) triples, spread over the tensor, recomputed in float32:
+    a forward's outputs that belong to other inputs give wrong gradients, so they are refused."""
+    b, h, n, _ = q.shape
+    g = torch.Generator().manual_seed(n * 131 + b * 7 + h)
+    pick = [(int(torch.randint(b, (1,), generator=g)), int(torch.randint(h, (1,), generator=g)),
+             int(torch.randint(n, (1,), generator=g))) for _ in range(rows)] + [(b - 1, h - 1, n - 1)]
+    zb, zh, zr = (torch.tensor(x, device=q.device) for x in zip(*pick, strict=True))
+    s = torch.einsum("td,tnd->tn", q[zb, zh, zr].float(), k[zb, zh].float()) * sm_scale  # (t, N)
+    if causal:
+        s = s.masked_fill(torch.arange(n, device=q.device)[None, :] > zr[:, None], float("-inf"))
+    want_lse = torch.logsumexp(s, dim=-1)
+    want_out = torch.einsum("tn,tnd->td", torch.softmax(s, dim=-1), v[zb, zh].float())
+    lse_err = float((lse[zb, zh, zr] - want_lse).abs().max())
+    out_err = float((out[zb, zh, zr].float() - want_out).abs().max())
+    tol = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}[q.dtype]
+    if not (lse_err <= tol * max(1.0, float(want_lse.abs().max())) and out_err <= tol * max(1.0, float(want_out.abs().max()))):
+        raise ValueError(f"out and lse must be the forward's of these q, k, v (flash_attention_fwd(q, k, v, causal="
+                         f"{causal})): recomputed rows differ by {max(lse_err, out_err):.3g}")
+
+
+def _backward(q, k, v, out, lse, do, causal, sm_scale, block_m=None, block_n=None):
     config = _given_blocks(block_m, block_n, q.shape[3])
     if config is not None:
         return flash_bwd.launch(q, k, v, out, lse, do, causal, sm_scale, config, config)[:3]
@@ -190,7 +220,10 @@ def _(q, k, v, causal, sm_scale):
 @torch.library.custom_op("fa_viz::flash_attention_bwd", mutates_args=())
 def _op_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
             do: torch.Tensor, causal: bool, sm_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dq, dk, dv = flash_attention_bwd(q, k, v, out, lse, do, causal=causal, sm_scale=sm_scale)
+    # out and lse are the operator's own forward's (saved by autograd): no check needed
+    q, k, v, causal = check_inputs(q, k, v, causal)
+    _check_backward_inputs(q, out, lse, do)
+    dq, dk, dv = _backward(q, k, v, out, lse, do, causal, sm_scale)
     return dq, dk, dv
 
 

@@ -142,17 +142,43 @@ def _merged(directory: Path, recorded: dict, entries: list) -> tuple[dict, list]
     return {**old["recorded"], "date": date[:120]}, merged
 
 
+def softmax_counts(directory: Path, names=None) -> dict:
+    """Run every softmax kernel over each attention scene's scores with counting on and write
+    directory/softmax_counts.json: the memory table of a replayed scene then needs no kernel run."""
+    from kernels import scenes
+    from kernels.trace import scores_softmax_counts
+
+    path = directory / scenes.COUNTS_FILE
+    old = json.loads(path.read_text()).get("scenes", {}) if path.exists() else {}
+    shipped, _ = scenes.read_manifest(directory)
+    for s in shipped:
+        if s.page != "attention" or (names and s.name not in names):
+            continue
+        trace = scenes.load_scene(s, directory)
+        old[s.name] = {"seq_len": trace.config.seq_len, "counts": scores_softmax_counts(trace)}
+        print(f"softmax counts of {s.name}: {old[s.name]['counts']['online']}", flush=True)
+    data = {"counted_by": backend.describe(), "scenes": old}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return data
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernels.record", description=__doc__.split("\n\n")[0])
     ap.add_argument("directory", type=Path, help="where the scenes and manifest.json go (the app reads scenes/)")
     ap.add_argument("--only", nargs="+", help="record only these scenes")
     ap.add_argument("--allow-cpu", action="store_true", help="record in the interpreter (for tests; not shipped)")
+    ap.add_argument("--softmax-counts", action="store_true",
+                    help="only count the softmax kernels over the attention scenes' scores (runs anywhere)")
     args = ap.parse_args(argv)
+    if args.softmax_counts:
+        softmax_counts(args.directory, args.only)
+        return 0
     if backend.INTERPRET and not args.allow_cpu:
         print("kernels.record records the shipped scenes on a GPU; this machine runs the interpreter "
               "(--allow-cpu records anyway, for tests).", file=sys.stderr)
         return 2
     record(args.directory, args.only)
+    softmax_counts(args.directory, args.only)
     return 0
 
 

@@ -354,9 +354,10 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
         y = torch.empty((rows, cols), dtype=x.dtype, device=x.device)
     else:
         if (not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype
-                or out.device != x.device or out.stride(1) != 1):
+                or out.device != x.device or out.stride(1) != 1 or (out.shape[0] > 1 and out.stride(0) < out.shape[1])):
             raise ValueError(
-                f"out must match x ({tuple(x.shape)}, {x.dtype}, {x.device}) with dense columns, "
+                f"out must match x ({tuple(x.shape)}, {x.dtype}, {x.device}) with dense columns and rows that do not "
+                f"overlap (an expanded tensor has overlapping rows), "
                 f"got {tuple(out.shape)}, {out.dtype}, {out.device}, strides {out.stride()}"
             )
         y = out

@@ -23,6 +23,12 @@ VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 OVERFLOW_VARIANTS = ("naive", "safe", "online")
 MAX_LENGTH = 4096  # one row on the page: its cells stay visible
 BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
+MAX_SLICES = 64  # the split-row kernel's programs per row
+
+
+def max_length(block: int) -> int:
+    """The longest row the page runs at this chunk: MAX_SLICES slices of `block`, at most MAX_LENGTH."""
+    return min(MAX_LENGTH, MAX_SLICES * block)
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,10 @@ class SoftmaxConfig:
         limits.check_choice("block", self.block, BLOCKS)
         limits.check_choice("scenario", self.scenario, limits.SCENARIOS)
         limits.check_int("seed", self.seed, 0, 2**31 - 1)
-        if self.n_slices > 64:
-            raise ValueError(f"length / block must be at most 64 slices for the split-row kernel, got "
-                             f"{self.length} / {self.block}: use a larger block")
+        if self.n_slices > MAX_SLICES:
+            raise ValueError(f"length / block must be at most {MAX_SLICES} slices for the split-row kernel, got "
+                             f"{self.length} / {self.block}: at chunk {self.block} a row takes at most "
+                             f"{max_length(self.block)} elements; use a larger block")
 
     @property
     def n_chunks(self) -> int:

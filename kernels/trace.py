@@ -37,6 +37,17 @@ class TraceConfig:
 
     def __post_init__(self):
         self.check_shape()
+        self._plain_values()
+        self.check_live()
+
+    def _plain_values(self) -> None:
+        """NumPy integers and bools become Python's (the kernels' launch code takes no np.int64)."""
+        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "causal", bool(self.causal))
+
+    def check_live(self) -> None:
+        """This backend's live limits: the sequence length, the dtypes, the interpreter's tiles."""
         limit = limits.max_seq_len()
         if self.seq_len > limit:
             raise ValueError(f"seq_len must be between 1 and {limit} on this backend ({backend.describe()}), "
@@ -86,9 +97,7 @@ class TraceConfig:
                 raise ValueError(f"the trace's config has no {f.name}")
             object.__setattr__(cfg, f.name, values[f.name])
         cfg.check_shape()
-        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits"):  # plain ints from here on
-            object.__setattr__(cfg, name, int(getattr(cfg, name)))
-        object.__setattr__(cfg, "causal", bool(cfg.causal))
+        cfg._plain_values()
         return cfg
 
     def fields(self) -> tuple:
@@ -245,6 +254,7 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
 
     if not isinstance(cfg, TraceConfig):
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
+    cfg.check_live()  # a config read from a file (TraceConfig.recorded) may be longer than this backend runs
     q_blocks = tile_blocks(cfg, q_blocks, cfg.n_q_blocks, tile_bytes(cfg), "q_blocks")
     host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in make_inputs(cfg)]
     q, k, v = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)

@@ -118,6 +118,10 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
 
     if not isinstance(cfg, TraceConfig):
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
+    if cfg.loop_order != "fa2" or cfg.kv_splits != 1:
+        raise ValueError(f"the backward is FlashAttention-2's: loop_order must be 'fa2' and kv_splits 1, got "
+                         f"{cfg.loop_order!r} and {cfg.kv_splits}")
+    cfg.check_live()
     do_seed = cfg.seed if do_seed is None else limits.check_int("do_seed", do_seed, 0, 2**31 - 1)
     kv_blocks = tile_blocks(cfg, kv_blocks, cfg.n_kv_blocks, tile_bytes(cfg), "kv_blocks")
     dt = attention.torch_dtype(cfg.dtype)

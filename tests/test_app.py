@@ -43,6 +43,18 @@ def _app(page: str = "attention", query: dict | None = None, small: bool = True,
     return at.run()
 
 
+def _table(at: AppTest, column: str, last: bool = False):
+    """The first (or last) dataframe on the page that has this column."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with a column {column!r}"
+    return found[-1] if last else found[0]
+
+
+def _shown(markdown: str) -> str:
+    """Markdown as it reads on screen: the backslash escapes of text from files and URLs removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def _ok(at: AppTest) -> None:
     assert not at.exception, f"exception on the page: {[e.value for e in at.exception]}"
     assert not at.error, f"error on the page: {[e.value for e in at.error]}"
@@ -185,7 +197,7 @@ def test_edge_settings(edge):
         _ok(at)
         assert _step(at)[0] == 2
     assert at.latex, "no equations"
-    table = at.dataframe[0].value  # memory: the kernel's counts equal the model, whatever the order
+    table = _table(at, "equal?")  # memory: the kernel's counts equal the model, whatever the order
     assert table["equal?"].iloc[-1] == "✓", table
 
 
@@ -238,7 +250,7 @@ CPU_ONLY = pytest.mark.skipif(not backend.INTERPRET, reason="a limit of the CPU 
 def test_refused_sizes_show_a_message(state, words):
     at = _app(**{ATTENTION.key(f"{k}"): v for k, v in state.items()})
     assert not at.exception
-    assert at.error and words in at.error[0].value, [e.value for e in at.error]
+    assert at.error and words in _shown(at.error[0].value), [e.value for e in at.error]
     assert not at.get("plotly_chart"), "nothing may run or draw for a refused config"
 
 
@@ -278,12 +290,12 @@ def test_slow_softmax_counts_wait_for_a_click(monkeypatch):
     monkeypatch.setattr(state, "AUTO_COUNT_SECONDS", 0.0)  # as if this size took minutes to count
     at = _app(**ATTENTION.keyed(seq_len=128))
     _ok(at)
-    assert list(at.dataframe[0].value["equal?"]) == ["—", "—", "—", "—", "—", "✓"]  # model only, and FA's own
+    assert list(_table(at, "equal?")["equal?"]) == ["—", "—", "—", "—", "—", "✓"]  # model only, and FA's own
     _goto(at, ATTENTION, 2)  # stepping still never runs them
     assert at.button(key=ATTENTION.key("count")).label.startswith("Count the softmax accesses")
     at.button(key=ATTENTION.key("count")).click().run()
     _ok(at)
-    assert list(at.dataframe[0].value["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"]
+    assert list(_table(at, "equal?")["equal?"]) == ["✓", "✓", "✓", "✓", "—", "✓"]
 
 
 def test_measured_bytes_show_where_the_config_matches():
@@ -351,7 +363,7 @@ def test_deep_link_restores_each_page(page, query, state):
 def test_invalid_url_parameters_are_a_message(query, words):
     at = _app(query=query)
     assert not at.exception
-    messages = " ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error)
+    messages = _shown(" ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error))
     assert words in messages, messages
     if "scene" not in query:
         assert _step(at)[0] == 1, "the page still opens, at the defaults"
@@ -375,7 +387,7 @@ def test_load_a_recorded_trace(tmp_path):
     at = _app()
     at.sidebar.file_uploader[0].set_value(("t.npz", path.read_bytes(), "application/octet-stream")).run()
     _ok(at)
-    assert any("replaying the file t.npz" in c.value for c in at.caption)
+    assert any("replaying the file t.npz" in _shown(c.value) for c in at.caption)
     assert _step(at) == (1, 3) or _step(at)[1] <= 3
     at.button(key=ATTENTION.key("back")).click().run()
     _ok(at)
@@ -466,7 +478,7 @@ def test_backward_worked_example():
     assert "0.28" in tex and "-0.13" in tex
     assert any("dS = [-0.13, -0.15, 0.28], D = 2.3" in m.value for m in at.markdown)
     at.number_input(key=BACKWARD.key("ex_p0")).set_value(0.5).run()  # sums to 1.4: not a softmax output
-    assert any("P must be non-negative and sum to 1" in e.value for e in at.error)
+    assert any("P must be non-negative and sum to 1" in _shown(e.value) for e in at.error)
 
 
 def test_backward_stepping_does_not_rerun_the_kernel(monkeypatch):
@@ -505,7 +517,7 @@ def test_backward_edge_settings(edge):
         _goto(at, BACKWARD, 2)
         _ok(at)
         assert _step(at)[0] == 2
-    assert list(at.dataframe[-1].value["equal?"])[1:] == ["✓"] * 4
+    assert list(_table(at, "equal?", last=True)["equal?"])[1:] == ["✓"] * 4
 
 
 def test_backward_row_falls_back_when_tiles_were_not_kept(monkeypatch):
@@ -559,3 +571,56 @@ def test_measured_dram_bytes_are_on_the_page():
     col = "DRAM MB, NVIDIA H200 (ncu)"
     assert shown[-1][col] == pytest.approx(1.58848) and shown[-2][col] > 100  # FlashAttention, standard
     assert "L2 cache absorbs" in memory.memory_note(trace.config, rows, measured)
+
+
+def test_a_scene_never_waits_on_the_kernel_lock(monkeypatch):
+    """Replaying a scene runs no kernel (its softmax counts were counted when it was prepared): it
+    draws while another visitor holds the lock."""
+    from viz import state
+
+    lock = state.kernel_lock()
+    assert lock.acquire(timeout=5)
+    state.kernel_holder().update(what="someone's capture", since=0.0)
+    try:
+        monkeypatch.setattr(state, "LOCK_WAIT_SECONDS", 0.5)
+        for scene in ("first-look", "bf16-long", "backward", "softmax-overflow"):
+            page = next(s.page for s in SHIPPED if s.name == scene)
+            at = _app(page, {"scene": scene})
+            _ok(at)
+            assert not at.warning or all("Not run" not in w.value for w in at.warning)
+        table = next(d.value for d in _app("attention", {"scene": "ragged"}).dataframe if "equal?" in d.value.columns)
+        assert (table["equal?"] == "✓").sum() >= 4, "the scene's softmax rows carry the kernels' counts"
+        assert "someone" in state.busy_note() and "running for" in state.busy_note()
+    finally:
+        state.kernel_holder().clear()
+        lock.release()
+
+
+MARKUP = "[click](http://evil.example/) ![i](http://evil.example/x.png) :red[ALARM] <img src=http://evil.example/y>"
+UNESCAPED = re.compile(r"(?<!\\)\]\(|(?<!\\)!\[|(?<!\\):red(?<!\\)\[|(?<!\\)<img")
+
+
+def _texts(at: AppTest) -> list[str]:
+    out = []
+    for kind in ("markdown", "caption", "warning", "error", "info", "success"):
+        out += [e.value for e in getattr(at, kind)]
+    return out
+
+
+def test_text_from_files_and_urls_is_text(tmp_path):
+    """A device string, a file name and URL values with markup are shown as their characters: no
+    link, no image, no colour (every markdown character escaped)."""
+    import dataclasses
+
+    trace = capture_trace(TraceConfig(seq_len=48, head_dim=16, block_m=16, block_n=16))
+    data = trace_io.to_bytes(dataclasses.replace(trace, device=MARKUP))
+    at = _app()
+    at.sidebar.file_uploader[0].set_value(("[x](http://evil.example).npz", data, "application/octet-stream")).run()
+    _ok(at)
+    assert any("evil.example" in _shown(t) for t in _texts(at)), "the device string is shown"
+    bad = [t for t in _texts(at) if "evil" in t and UNESCAPED.search(t)]
+    assert not bad, bad
+    at = _app(query={"scenario": MARKUP, "seed": "<img src=x>", "scene": "[a](http://evil.example)"})
+    assert not at.exception
+    bad = [t for t in _texts(at) if UNESCAPED.search(t) and ("evil" in t or "img" in t)]
+    assert not bad and at.warning, (bad, [w.value for w in at.warning])

@@ -280,3 +280,32 @@ def test_fused_dq_schedule_matches_float64(n, bm, bn, causal):
     dq = torch.zeros(q.shape, dtype=torch.float32)
     dk, dv = flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, 32 ** -0.5, Config(bm, bn), dq_acc=dq)
     check_grads((dq, dk, dv), q, k, v, do, causal, 32 ** -0.5, f"fused dQ N={n} {bm}x{bn}")
+
+
+def test_backward_refuses_a_forward_of_other_inputs():
+    """out and lse that belong to other q, k, v would give wrong gradients: a ValueError, not numbers."""
+    q, k, v, do = rand(1, 2, 40, 16, torch.float32, seed=5, count=4)
+    out, lse = attention.flash_attention_fwd(q, k, v, causal=True)
+    attention.flash_attention_bwd(q, k, v, out, lse, do, causal=True)  # its own: fine
+    other_out, other_lse = attention.flash_attention_fwd(q + 1, k, v, causal=True)
+    with pytest.raises(ValueError, match="out and lse must be the forward's of these q, k, v"):
+        attention.flash_attention_bwd(q, k, v, other_out, lse, do, causal=True)
+    with pytest.raises(ValueError, match="out and lse must be the forward's"):
+        attention.flash_attention_bwd(q, k, v, out, other_lse, do, causal=True)
+    with pytest.raises(ValueError, match="out and lse must be the forward's"):
+        attention.flash_attention_bwd(q, k, v, out, lse, do, causal=False)  # a causal forward's, used as full
+
+
+def test_capture_backward_refuses_what_its_loader_would():
+    for kw in (dict(loop_order="fa1"), dict(kv_splits=2)):
+        with pytest.raises(ValueError, match="the backward is FlashAttention-2's"):
+            capture_backward_trace(TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16, **kw))
+
+
+def test_meta_tensors_and_numpy_integers():
+    q = torch.empty(1, 1, 8, 16, device="meta")
+    with pytest.raises(ValueError, match="meta tensors have none"):
+        attention.flash_attention(q, q, q)
+    cfg = TraceConfig(seq_len=np.int64(40), head_dim=np.int32(16), block_m=np.int64(16), block_n=np.int64(16))
+    assert type(cfg.seq_len) is int and type(cfg.head_dim) is int
+    assert capture_backward_trace(cfg).dq.shape == (40, 16)

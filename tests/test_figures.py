@@ -473,3 +473,20 @@ def test_memory_rows_for_other_orders():
         flash = rows[-1]
         assert flash["equal"] and flash["what"] == memory.flash_name(trace.config)
         assert "2·block_m/d = 2.0×" in memory.memory_note(trace.config, rows)
+
+
+def test_export_stays_within_its_budget(causal, monkeypatch):
+    """The animated HTML is measured on its first frame before it is built: past the budget it
+    keeps every k-th step, and what it builds stays within the budget."""
+    from viz import export
+
+    whole = export.plan(causal, 3, 1)
+    assert whole["stride"] == 1 and whole["frames"] == steps.step_count(causal, 3)
+    frame = (whole["bytes"] - export.PLOTLY_JS_BYTES) / whole["frames"]
+    monkeypatch.setattr(export, "BUDGET_BYTES", int(export.PLOTLY_JS_BYTES + 2.5 * frame))
+    tight = export.plan(causal, 3, 1)
+    assert tight["stride"] > 1 and tight["frames"] <= 2 and tight["bytes"] <= export.BUDGET_BYTES
+    html = export.animation_html(causal, 3, 1, tight["stride"])
+    assert len(html) <= export.BUDGET_BYTES * 1.1, (len(html), export.BUDGET_BYTES)
+    monkeypatch.setattr(export, "BUDGET_BYTES", export.PLOTLY_JS_BYTES + 10)
+    assert not export.plan(causal, 3, 1)["fits"], "one frame over the budget: no animation, the PNG instead"

@@ -2,6 +2,7 @@
 float64 reference within its dtype's bound, and opens at a step and a block it has. The recorder's
 command refuses the interpreter unless asked, and records scenes that load back."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -45,8 +46,11 @@ def test_every_scene_loads_and_matches_float64(scene):
         assert scene.step <= steps and scene.row < n_rows(trace, scene.follow)
 
 
-def test_a_bad_manifest_is_refused(tmp_path):
+def test_a_bad_manifest_entry_says_why(tmp_path):
     good = json.loads((scenes.SCENES_DIR / "manifest.json").read_text())
+    import shutil
+
+    shutil.copy(scenes.SCENES_DIR / good["scenes"][0]["file"], tmp_path / good["scenes"][0]["file"])
     for change, match in [
         ({"name": "../../etc"}, "scene names are unique"),
         ({"file": "../outside.npz"}, "file must be"),
@@ -56,8 +60,8 @@ def test_a_bad_manifest_is_refused(tmp_path):
     ]:
         bad = {**good, "scenes": [{**good["scenes"][0], **change}]}
         (tmp_path / "manifest.json").write_text(json.dumps(bad))
-        with pytest.raises(ValueError, match=match):
-            scenes.read_manifest(tmp_path)
+        shipped, _, notes = scenes.read_manifest_notes(tmp_path)
+        assert shipped == [] and len(notes) == 1 and re.search(match, notes[0]), (change, notes)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a readable scene manifest"):
         scenes.read_manifest(tmp_path)
@@ -76,3 +80,23 @@ def test_record_refuses_the_interpreter_and_records_when_asked(tmp_path):
     for s in got:
         check(s.name, scenes.load_scene(s, tmp_path / "s"))
     shutil.rmtree(tmp_path / "s")
+
+
+def test_a_bad_manifest_entry_is_left_out_the_others_stay(tmp_path):
+    import json
+    import shutil
+
+    from kernels import scenes as ks
+
+    data = json.loads((ks.SCENES_DIR / "manifest.json").read_text())
+    good = data["scenes"][:3]
+    for e in good:
+        shutil.copy(ks.SCENES_DIR / e["file"], tmp_path / e["file"])
+    lying = [dict(good[0], name="ghost", file="ghost.npz"),  # no such file
+             dict(good[1], page="nowhere"), dict(good[2], step="3"), {"name": "x"}, "not an entry",
+             dict(good[0], title="[click](http://evil.example) " + "x" * 100)]
+    data["scenes"] = lying + good
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    shipped, _, notes = ks.read_manifest_notes(tmp_path)
+    assert [s.name for s in shipped] == [e["name"] for e in good], "the good entries stay"
+    assert len(notes) == len(lying) and all(str(tmp_path) not in n for n in notes), notes

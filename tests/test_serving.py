@@ -116,3 +116,25 @@ def test_a_busy_kernel_is_a_wait_with_a_limit(monkeypatch):
     with state.kernel_turn():  # free again: no wait
         assert lock.locked()
     assert not lock.locked()
+
+
+def test_a_foreign_origin_is_refused_without_reaching_outside(monkeypatch):
+    """Streamlit's origin check would look this machine's addresses up over the network (UDP to
+    8.8.8.8, HTTP to checkip.amazonaws.com) on the serving thread: after no_outbound_lookups it
+    refuses a foreign origin from the filled-in loopback addresses alone."""
+    import socket
+
+    from streamlit import net_util
+    from streamlit.web.server import server_util
+
+    from viz import serving
+
+    monkeypatch.setattr(net_util, "_internal_ip", None)
+    monkeypatch.setattr(net_util, "_external_ip", None)
+    serving.no_outbound_lookups()
+    calls = []
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(net_util, "_make_blocking_http_get", lambda *a, **k: calls.append(a))
+    assert not server_util.is_url_from_allowed_origins("http://evil.example:8501")
+    assert server_util.is_url_from_allowed_origins("http://localhost:8501")
+    assert calls == [], f"the origin check reached outside: {calls}"

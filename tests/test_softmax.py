@@ -333,3 +333,9 @@ def test_softmax_backward_refuses_bad_rows(p, dp, words):
 
     with pytest.raises(ValueError, match=words):
         softmax_bwd.softmax_backward(p, dp)
+
+
+def test_softmax_refuses_an_out_with_overlapping_rows():
+    x = torch.randn(4, 32)
+    with pytest.raises(ValueError, match="rows that do not overlap"):
+        sm.softmax(x, "online", out=torch.empty(1, 32).expand(4, 32))

@@ -52,11 +52,15 @@ def worked_example() -> None:
             for j in range(3)]
     dp_in = [dc[j].number_input(f"dP[{j}] = {'abc'[j]}", -1e6, 1e6, fb.EXAMPLE_DP[j], step=0.5, key=SPEC.key(f"ex_dp{j}"))
              for j in range(3)]
+    busy = False
     try:
-        kernel = state.softmax_backward_example(tuple(p_in), tuple(dp_in))
+        try:
+            kernel = state.softmax_backward_example(tuple(p_in), tuple(dp_in))
+        except TimeoutError:  # another visitor's run holds the kernels: float64 only, no wait
+            kernel, busy = None, True
         ex = fb.example_parts(p_in, dp_in, kernel)
     except ValueError as e:
-        st.error(str(e))
+        st.error(controls.plain(str(e)))
         return
     for block in fb.example_tex(ex):
         st.latex(block)
@@ -67,6 +71,9 @@ def worked_example() -> None:
                     f"[{', '.join(f'{v:.6g}' for v in ex['ds_kernel'])}], D = {ex['d_kernel']:.6g}; "
                     f"max |kernel − Jacobian form| = {np.max(np.abs(ex['ds_kernel'] - ex['ds_jacobian'])):.1e} "
                     "(float32).")
+    elif busy:
+        st.caption("Another visitor's kernel run holds the kernels: both forms above are float64 for now; the "
+                   "softmax-backward kernel runs on the next rerun when the kernels are free.")
     else:
         st.caption("Triton is not installed here: both forms above are float64, no kernel ran.")
     st.caption("The post writes the third entry of J dP as −0.04a − 0.2b − 0.24c: a sign slip. "

@@ -36,10 +36,12 @@ def source_picker(prefix: str, page: str, on_change) -> scenes.Scene | None:
     """The Scenes control: a scene recorded on a GPU, or the live kernel. Returns the scene chosen."""
     ss = st.session_state
     try:
-        shipped, recorded = scenes.read_manifest()
+        shipped, recorded, notes = scenes.read_manifest_notes()
     except ValueError as e:
-        st.error(f"The shipped scenes cannot be read: {e}")
-        shipped, recorded = [], {}
+        st.error(f"The shipped scenes cannot be read: {plain(str(e))}")
+        shipped, recorded, notes = [], {}, []
+    for note in notes[:3]:
+        st.caption(plain(note))
     mine = [s for s in shipped if s.page == page]
     names = ([LIVE] if live_possible() else []) + [s.name for s in mine]
     titles = {s.name: s.title for s in mine} | {LIVE: LIVE}
@@ -47,8 +49,8 @@ def source_picker(prefix: str, page: str, on_change) -> scenes.Scene | None:
     if ss.get(key) not in names:
         ss[key] = names[0] if names else LIVE
     st.selectbox("Scenes", names, key=key, format_func=titles.get, on_change=on_change, persist_state="session",
-                 help=(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "
-                       f"triton {recorded.get('triton', '?')} ({recorded.get('date', '?')[:10]}), replayed here"
+                 help=(plain(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "
+                             f"triton {recorded.get('triton', '?')} ({recorded.get('date', '?')[:10]}), replayed here")
                        if recorded else "No scenes ship with this copy of the app."))
     if not live_possible():
         st.caption(NO_TRITON)
@@ -92,7 +94,13 @@ def softmax_row_sidebar(spec, on_change) -> None:
     from kernels import softmax_trace
 
     persist = dict(on_change=on_change, disabled=not live_possible(), persist_state="session")
-    st.slider("row length", 1, softmax_trace.MAX_LENGTH, key=spec.key("length"), **persist)
+    ss = st.session_state
+    most = softmax_trace.max_length(int(ss[spec.key("block")]))  # the split-row kernel's slices at this chunk
+    if int(ss[spec.key("length")]) > most:
+        ss[spec.key("length")] = most
+    st.slider("row length", 1, most, key=spec.key("length"), **persist,
+              help=f"up to {most} at chunk {ss[spec.key('block')]}: the split-row kernel runs at most "
+                   f"{softmax_trace.MAX_SLICES} slices (a larger chunk allows a longer row, up to {softmax_trace.MAX_LENGTH})")
     st.select_slider("chunk (BLOCK)", softmax_trace.BLOCKS, key=spec.key("block"), **persist,
                      help="columns each streaming kernel loads at a time; the split-row kernel's slice")
     st.selectbox("input", limits.SCENARIOS, key=spec.key("scenario"), **persist,
@@ -134,7 +142,7 @@ def follow_slider(label: str, key: str, n: int, help: str, first: int = 0, on_ch
 def show_kernel_failure(e: Exception) -> None:
     """A kernel that failed on a config: its root cause as an error, never a traceback; stops the page."""
     if isinstance(e, TimeoutError):  # other visitors' runs held the kernels: a wait, not a failure
-        st.warning(f"Not run: {e}")
+        st.warning(f"Not run: {plain(str(e))}")
         st.stop()
     if isinstance(e, MemoryError):
         st.error("The float64 reference ran out of memory for this config: choose a shorter sequence.")
@@ -142,7 +150,7 @@ def show_kernel_failure(e: Exception) -> None:
     root = e
     while root.__cause__ is not None:  # a Triton CompilationError wraps the real reason
         root = root.__cause__
-    st.error(f"The kernel failed on this config: {type(root).__name__}: {root}")
+    st.error(f"The kernel failed on this config: {type(root).__name__}: {plain(str(root)[:400])}")
     with st.expander("Details"):
         st.code(f"{type(e).__name__}: {e}", language=None)
     st.stop()

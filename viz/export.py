@@ -7,6 +7,7 @@ running max and running sum of the followed row, one animation frame per step.
 
 Not for: the page's own layout (viz/pages/) or the trace file (kernels/trace_io.py).
 """
+import html
 import os
 import re
 import shutil
@@ -18,12 +19,16 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from kernels import steps, trace_io
+from viz import controls
 from viz.figures import attention as fa
 from viz.figures import grid
 from viz.figures.style import layout
 
 PNG_SIZE = (1920, 1080)
 MAX_FRAMES = 400  # an HTML animation of more steps would be tens of MB
+BUDGET_BYTES = 30 << 20  # one animated HTML file: what a browser plays and a server builds at once
+BUDGET_SECONDS = 30.0  # the time the server spends building it
+PLOTLY_JS_BYTES = 4_700_000  # plotly.js, inlined once
 
 
 def _axis(axis) -> dict:
@@ -38,7 +43,7 @@ def step_figure(trace, q_block: int, row: int, index: int) -> go.Figure:
     """The tile grid (left) and the followed row's running max and sum (right) at one step."""
     step = steps.step_at(trace, q_block, index)
     row = min(row, len(step.rows) - 1)
-    g = grid.tile_grid_figure(trace, step)
+    g = grid.tile_grid_figure(trace, step, hover=False)
     s = fa.running_state_figure(trace, step, row)
     fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.32, 0.32], horizontal_spacing=0.07,
                         subplot_titles=("tiles of S: keys →, queries ↓", "running max m", "running sum ℓ"))
@@ -57,26 +62,46 @@ def step_figure(trace, q_block: int, row: int, index: int) -> go.Figure:
     c = trace.config
     fig.update_layout(title=dict(text=f"Step {step.index + 1}: Q<sub>{i}</sub> meets K<sub>{j}</sub>, V<sub>{j}</sub> · "
                                       f"row {step.rows.start + row} · N={c.seq_len}, d={c.head_dim}, "
-                                      f"{c.block_m}×{c.block_n} blocks, {c.dtype} · {trace.device}",
+                                      f"{c.block_m}×{c.block_n} blocks, {c.dtype} · {html.escape(trace.device)}",
                                  x=0, xref="paper", font=dict(size=18)),
                       showlegend=False)
     return layout(fig, 560, t=90)
 
 
-def animation_html(trace, q_block: int, row: int) -> str:
-    """Every step of q_block as plotly frames, with play and a step slider; plotly.js inline."""
-    n = min(steps.step_count(trace, q_block), MAX_FRAMES)
-    figs = [step_figure(trace, q_block, row, k) for k in range(n)]
+def plan(trace, q_block: int, row: int) -> dict:
+    """What an animated HTML of q_block costs, measured on its first frame: {"steps", "stride"
+    (export every stride-th step), "frames", "bytes", "seconds", "fits"} within BUDGET_BYTES and
+    BUDGET_SECONDS (a larger trace gets every k-th step; one whose single frame is over the budget,
+    none: the PNG of the step is offered)."""
+    import time
+
+    n = steps.step_count(trace, q_block)
+    t0 = time.perf_counter()
+    frame = len(step_figure(trace, q_block, row, 0).to_json())
+    secs = time.perf_counter() - t0
+    room = BUDGET_BYTES - PLOTLY_JS_BYTES
+    most = max(0, min(MAX_FRAMES, room // max(frame, 1), int(BUDGET_SECONDS // max(secs, 1e-3))))
+    stride = max(1, -(-n // most)) if most else 0
+    frames = len(range(0, n, stride)) if stride else 0
+    return {"steps": n, "stride": stride, "frames": frames, "bytes": PLOTLY_JS_BYTES + frames * frame,
+            "seconds": frames * secs, "fits": frames > 0}
+
+
+def animation_html(trace, q_block: int, row: int, stride: int = 1) -> str:
+    """Every stride-th step of q_block as plotly frames, with play and a step slider; plotly.js inline."""
+    picked = list(range(0, steps.step_count(trace, q_block), max(1, stride)))[:MAX_FRAMES]
+    figs = [step_figure(trace, q_block, row, k) for k in picked]
     base = go.Figure(figs[0])
     base.frames = [go.Frame(data=f.data, layout=dict(shapes=f.layout.shapes, title=f.layout.title), name=str(k))
                    for k, f in enumerate(figs)]
+    n = len(picked)
     anim = dict(frame=dict(duration=900, redraw=True), transition=dict(duration=0), mode="immediate")
     base.update_layout(
         updatemenus=[dict(type="buttons", x=0, y=-0.08, xanchor="left", yanchor="top", direction="left", buttons=[
             dict(label="Play", method="animate", args=[None, dict(anim, fromcurrent=True)]),
             dict(label="Pause", method="animate", args=[[None], dict(anim, frame=dict(duration=0, redraw=False))])])],
         sliders=[dict(active=0, x=0.12, len=0.88, y=-0.05, currentvalue=dict(prefix="step "), steps=[
-            dict(label=str(k + 1), method="animate", args=[[str(k)], anim]) for k in range(n)])],
+            dict(label=str(picked[k] + 1), method="animate", args=[[str(k)], anim]) for k in range(n)])],
         height=640, margin=dict(b=110))
     return base.to_html(include_plotlyjs=True, full_html=True, auto_play=False,
                         config={"displaylogo": False, "responsive": True})
@@ -129,6 +154,11 @@ def png_title(png: bytes) -> str | None:
     return None
 
 
+def plans() -> dict:
+    """This session's export plans, {(config, device, q-block): plan}: measured once per trace."""
+    return st.session_state.setdefault("export.plans", {})
+
+
 def download_buttons(prefix: str, trace, q_block: int, at: dict, trace_file: bool = False) -> None:
     """Two download buttons; each file is made only when its button is pressed, for the row and
     step in `at` at that moment ({"row", "step"}: the step fragment keeps it current, so a press
@@ -139,9 +169,18 @@ def download_buttons(prefix: str, trace, q_block: int, at: dict, trace_file: boo
         st.download_button("Trace file (.npz)", data=lambda: trace_io.to_bytes(trace),
                            file_name=f"trace_{c.seq_len}_{c.block_m}x{c.block_n}{'_causal' if c.causal else ''}.npz",
                            mime="application/octet-stream", key=f"{prefix}.download", on_click="ignore")
-    st.download_button("Animated HTML (this q-block, plays offline)", key=f"{prefix}.export_html",
-                       data=lambda: animation_html(trace, q_block, at["row"]).encode(), file_name=f"{stem}.html",
-                       mime="text/html", on_click="ignore")
+    key = (trace.config.fields(), trace.device, q_block)
+    cost = plans().get(key) or plans().setdefault(key, plan(trace, q_block, at.get("row", 0)))
+    if cost["fits"]:
+        every = "" if cost["stride"] == 1 else f", every {cost['stride']}th of {cost['steps']} steps"
+        st.download_button(f"Animated HTML (this q-block{every}, about {cost['bytes'] / 1e6:.0f} MB, plays offline)",
+                           key=f"{prefix}.export_html", file_name=f"{stem}.html", mime="text/html", on_click="ignore",
+                           data=lambda: animation_html(trace, q_block, at.get("row", 0), cost["stride"]).encode())
+        if cost["stride"] > 1:
+            st.caption(f"Every step would exceed {BUDGET_BYTES >> 20} MB or {BUDGET_SECONDS:.0f} s to build: the "
+                       "animation keeps evenly spaced steps, and the PNG below any single one.")
+    else:
+        st.caption(f"One frame of this trace's animation is over {BUDGET_BYTES >> 20} MB: export the step as a PNG.")
     if chromium() is None:
         st.caption("PNG export needs Chrome or Chromium installed; the HTML export does not.")
         return
@@ -151,7 +190,7 @@ def download_buttons(prefix: str, trace, q_block: int, at: dict, trace_file: boo
             return step_png(trace, q_block, at["row"], at["step"])
         except Exception as e:  # kaleido could not start its browser: say so, never a traceback
             try:
-                st.toast(f"The PNG could not be drawn: {type(e).__name__}: {e}")
+                st.toast(controls.plain(f"The PNG could not be drawn: {type(e).__name__}: {str(e)[:200]}"))
             except Exception:  # no script context to show it in
                 pass
             return b""

@@ -111,13 +111,41 @@ def arrive(spec: PageSpec, opening=None) -> None:
             ss.update(opened)
     elif any(f in values for f in spec.config):
         ss[spec.key("source")] = controls.LIVE
-        ss.update({spec.key(f): values[f] for f in spec.config if f in values})
+        problems += _apply_config(spec, {f: values[f] for f in spec.config if f in values})
     ss.update({spec.key(key): values[param] for param, key in spec.positions.items() if param in values})
     if "step" in values:
         ss[spec.key("step")], ss[spec.key("url_step")] = values["step"] - 1, values["step"]
     if "present" in values:
         ss[stepping.PRESENT] = values["present"]
     ss[spec.key("url_problems")] = problems
+
+
+def _apply_config(spec: PageSpec, given: dict) -> list[str]:
+    """The URL's config values that this machine runs, set in the session; each one it does not
+    (a sequence longer than the interpreter takes, bfloat16 on a CPU, a block the page has no
+    setting for, a combination no kernel runs) is named in a message and left at its default."""
+    ss = st.session_state
+    problems, kept = [], {}
+    for name, value in given.items():  # each value alone, on the defaults
+        ss.update({spec.key(k): spec.defaults[k] for k in given if k in spec.defaults})
+        ss[spec.key(name)] = value
+        try:
+            spec.make_config(spec)
+            kept[name] = value
+        except ValueError as e:
+            problems.append(f"URL parameter {name}={str(value)[:20]!r} cannot run here: {str(e)[:160]}; using "
+                            f"{spec.defaults.get(name)!r}.")
+    ss.update({spec.key(k): spec.defaults[k] for k in given if k in spec.defaults})
+    ss.update(spec.keyed(**kept))
+    for name in list(kept)[::-1]:  # then together: drop from the last until the combination runs
+        try:
+            spec.make_config(spec)
+            break
+        except ValueError as e:
+            ss[spec.key(name)] = spec.defaults.get(name)
+            problems.append(f"URL parameter {name}={str(kept[name])[:20]!r} does not go with the others: "
+                            f"{str(e)[:160]}; using {spec.defaults.get(name)!r}.")
+    return problems
 
 
 def _callbacks(spec: PageSpec):
@@ -131,19 +159,33 @@ def _callbacks(spec: PageSpec):
         stepping.restart(spec.prefix)
         ss.update(_opening(spec, ss[spec.key("source")]) or {})
 
+    store, me = state.upload_store(), state.session_id()
+
+    def let_go():
+        if ss.get(spec.key("loaded")):
+            store.release(ss[spec.key("loaded")]["key"], me)
+        ss[spec.key("loaded")] = None
+
     def uploaded():
         f = ss.get(spec.key(f"upload.{ss[spec.key('upload_n')]}"))
         if f is None:
             return
+        let_go()
+        data = f.getvalue()
+        key = store.key(data)
         try:
-            ss[spec.key("loaded")] = {"name": f.name, "trace": state.load_trace(f.getvalue(), f.name, kind=spec.kind)}
+            if store.get(key, me) is None:  # the same file another visitor loaded is held once
+                store.put(key, state.load_trace(data, f.name, kind=spec.kind), me)
+            ss[spec.key("loaded")] = {"name": f.name[:80], "key": key}
             ss[spec.key("load_error")] = None
             stepping.restart(spec.prefix)
         except ValueError as e:
-            ss[spec.key("loaded")], ss[spec.key("load_error")] = None, str(e)
+            ss[spec.key("load_error")] = str(e)
+        del data
 
     def back():
-        ss[spec.key("loaded")], ss[spec.key("load_error")] = None, None
+        let_go()
+        ss[spec.key("load_error")] = None
         ss[spec.key("upload_n")] += 1  # a fresh uploader: the old file is gone
         stepping.restart(spec.prefix)
 
@@ -162,6 +204,11 @@ def resolve(spec: PageSpec) -> Source:
         src.scene = controls.source_picker(spec.prefix, spec.page, new_source)
         src.follow_box = st.container()  # in view at 720 px: above the config
         loaded = ss[spec.key("loaded")]
+        held = state.upload_store().get(loaded["key"], state.session_id()) if loaded is not None else None
+        if loaded is not None and held is None:  # freed: the server's budget for uploads, or the visitor was away
+            ss[spec.key("loaded")], loaded = None, None
+            ss[spec.key("load_error")] = ("Your trace file was freed (the server keeps uploads within a memory budget "
+                                          "and frees those of visitors who left): load it again.")
         if loaded is not None:
             src.scene = None
         elif src.scene is not None:
@@ -171,7 +218,7 @@ def resolve(spec: PageSpec) -> Source:
                 spec.config_widgets(spec, lambda: stepping.restart(spec.prefix))
     show_url_problems(spec)
     if loaded is not None:
-        src.file, src.trace = loaded["name"], loaded["trace"]
+        src.file, src.trace = loaded["name"], held
         src.note = f"replaying the file {loaded['name']}"
     elif src.scene is not None:
         try:
@@ -189,13 +236,13 @@ def resolve(spec: PageSpec) -> Source:
 
 def show_url_problems(spec: PageSpec) -> None:
     for problem in st.session_state.pop(spec.key("url_problems"), []):
-        st.warning(problem)
+        st.warning(controls.plain(problem))
 
 
 def stop_with(spec: PageSpec, message: str) -> None:
     """The page's heading and a message saying why there is nothing to draw; the page stops."""
     st.markdown(f"#### {spec.title}")
-    st.error(message)
+    st.error(controls.plain(message))
     st.stop()
 
 

@@ -29,16 +29,21 @@ def split_merge(trace, row: int, key: str, compact: bool = False) -> None:
                                                  "flash-decoding and of attention across several GPUs."))
 
 
-def memory_accesses(spec, trace) -> None:
+def memory_accesses(spec, trace, scene=None) -> None:
     """Naive / safe / online / single-pass softmax and standard attention against FlashAttention:
-    the model next to the kernels' own counts (the softmax kernels run over this trace's scores
-    when that is quick, else on a click), and DRAM bytes a GPU measured for this shape."""
+    the model next to the kernels' own counts (for a scene, counted when it was prepared: no wait;
+    live, the softmax kernels run over this trace's scores when that is quick, else on a click),
+    and DRAM bytes a GPU measured for this shape."""
     ss = st.session_state
     c = trace.config
     st.markdown("#### Memory accesses at this size")
     counts, count_note = None, None
     plan = limits.count_plan(c.seq_len)
-    if not plan.allowed:
+    prepared = state.scene_softmax_counts().get(scene.name) if scene is not None else None
+    if prepared is not None:
+        counts = prepared
+        count_note = "Softmax rows: counted by the softmax kernels over this scene's scores when the scene was prepared."
+    elif not plan.allowed:
         count_note = plan.refusal
     elif plan.seconds <= state.AUTO_COUNT_SECONDS or ss[spec.key("count_ok")] == c.fields():
         with st.spinner(f"Running the softmax kernels over the {c.seq_len} × {c.seq_len} scores with counting on…"):
@@ -188,3 +193,12 @@ def consistency(spec, trace) -> None:
                       on_click=lambda: ss.update({spec.key("twin"): trace.config.fields()}))
             note = "Until then: the recording against float64."
         consistency_panel(spec, trace, twin, note)
+
+
+def footer(trace, note: str) -> None:
+    """Where the trace ran and how it compares with float64 (device and note are text from a file)."""
+    from viz import controls
+
+    st.caption(f"Ran on {controls.plain(trace.device)} · the traced launch took {trace.seconds:.2f} s (compile "
+               f"included) · max |out − float64 reference| = {trace.max_abs_err:.2e}"
+               + (f" · {controls.plain(note)}" if note else ""))

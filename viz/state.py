@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,30 +33,43 @@ def kernel_lock() -> threading.Lock:
     return threading.Lock()
 
 
+@st.cache_resource
+def kernel_holder() -> dict:
+    """What holds the kernel lock now, and since when: {"what": str, "since": time.monotonic()}."""
+    return {}
+
+
 @contextmanager
-def kernel_turn():
+def kernel_turn(what: str = "a kernel run", wait: float | None = None):
     """Hold the kernel lock for one launch; TimeoutError (shown as a message) after LOCK_WAIT_SECONDS
-    of other visitors' runs. Only launches take it: a cached result is read without waiting."""
+    of other visitors' runs. Only launches take it: a cached result, a scene and a file replay
+    without it."""
     lock = kernel_lock()
-    if not lock.acquire(timeout=LOCK_WAIT_SECONDS):
+    if not lock.acquire(timeout=LOCK_WAIT_SECONDS if wait is None else wait):
         raise TimeoutError(f"the kernels were busy with other visitors' runs for {LOCK_WAIT_SECONDS:.0f} s: "
                            "try again in a moment, or replay a scene")
+    kernel_holder().update(what=what, since=time.monotonic())
     try:
         yield
     finally:
+        kernel_holder().clear()
         lock.release()
 
 
 def busy_note() -> str:
-    """Said in a spinner when another visitor's kernel run holds the lock."""
-    return " (after another visitor's kernel run, which is using the kernels now)" if kernel_lock().locked() else ""
+    """Said in a spinner when another visitor's kernel run holds the lock: what it runs, for how long."""
+    held = dict(kernel_holder())
+    if not kernel_lock().locked() or not held:
+        return ""
+    return (f" (waiting for another visitor's {held.get('what', 'kernel run')}, running for "
+            f"{time.monotonic() - held.get('since', time.monotonic()):.0f} s: it goes first)")
 
 
 @st.cache_data(max_entries=6, show_spinner=False)
 def capture(fields: tuple, q_blocks: tuple | None = None) -> ktrace.AttentionTrace:
     """capture_trace(TraceConfig(**fields)), once per config (and per q_blocks choice)."""
     cfg = ktrace.TraceConfig(**dict(fields))
-    with kernel_turn():
+    with kernel_turn(f"FlashAttention capture (N {cfg.seq_len}, {cfg.block_m} x {cfg.block_n})"):
         return ktrace.capture_trace(cfg, q_blocks=q_blocks)
 
 
@@ -70,7 +84,7 @@ def trace_for(cfg: ktrace.TraceConfig, q_block: int) -> ktrace.AttentionTrace:
 @st.cache_data(max_entries=8, show_spinner=False)
 def softmax_counts(fields: tuple, _trace: ktrace.AttentionTrace) -> dict:
     """scores_softmax_counts(trace), once per trace config."""
-    with kernel_turn():
+    with kernel_turn(f"softmax counting over {_trace.config.seq_len} x {_trace.config.seq_len} scores"):
         return ktrace.scores_softmax_counts(_trace)
 
 
@@ -81,7 +95,7 @@ def softmax_capture(fields: tuple):
     from kernels.softmax_trace import SoftmaxConfig, capture_softmax
 
     cfg = SoftmaxConfig(**dict(fields))
-    with kernel_turn():
+    with kernel_turn(f"softmax row (length {cfg.length})"):
         return capture_softmax(cfg)
 
 
@@ -93,7 +107,7 @@ def recorded_results() -> dict[str, dict]:
 def live_benchmark(progress) -> dict:
     """`python -m bench --small` in a child process (the benchmark CLI stays out of the app's
     imports), holding the kernel lock; progress(fraction, message) from its stderr."""
-    with kernel_turn(), tempfile.TemporaryDirectory() as tmp:
+    with kernel_turn("live benchmark"), tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "small.json")
         proc = subprocess.Popen([sys.executable, "-m", "bench", "--small", "--json", path], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -116,7 +130,7 @@ def capture_backward(fields: tuple, kv_blocks: tuple | None = None):
     from kernels import trace_backward
 
     cfg = ktrace.TraceConfig(**dict(fields))
-    with kernel_turn():
+    with kernel_turn(f"backward capture (N {cfg.seq_len})"):
         return trace_backward.capture_backward_trace(cfg, kv_blocks=kv_blocks)
 
 
@@ -166,6 +180,23 @@ def scene_trace(name: str):
     return scenes.load_scene(scene)
 
 
+@st.cache_resource
+def upload_store():
+    """The server's one store of uploaded traces (viz/uploads.py), pruned on a timer."""
+    from viz import uploads
+
+    store = uploads.UploadStore(uploads.UPLOAD_BUDGET_MB << 20, uploads.active_sessions)
+    uploads.start_pruning(store)
+    return store
+
+
+def session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
+
+
 def load_trace(data: bytes, name: str, kind: str | None = None):
     """A trace from uploaded bytes (trace_io.load checks everything); kind: the kind this page
     replays ("forward", "backward", "softmax"), refused with a message naming the right page."""
@@ -191,7 +222,7 @@ def softmax_backward_example(p: tuple, dp: tuple) -> tuple | None:
         return None
     from kernels import softmax_bwd
 
-    with kernel_turn():
+    with kernel_turn("softmax-backward example", wait=0.0):  # never makes a replay wait: None when busy
         return softmax_bwd.softmax_backward(p, dp)
 
 
@@ -228,7 +259,17 @@ def interpreter_twin(fields: tuple, q_blocks: tuple):
     from kernels import consistency
 
     cfg = ktrace.TraceConfig.recorded(**dict(fields))
-    with kernel_turn():
+    with kernel_turn(f"interpreter run of N {cfg.seq_len}"):
         if backend.INTERPRET:
             return ktrace.capture_trace(ktrace.TraceConfig(**dict(fields)), q_blocks=q_blocks)
         return consistency.interpreter_twin(cfg, q_blocks)
+
+
+@st.cache_resource(show_spinner=False)
+def scene_softmax_counts() -> dict:
+    """{scene name: {variant: {"loads", "stores"}}} the softmax kernels counted over each shipped
+    attention scene's scores when the scenes were prepared (scenes/softmax_counts.json, checked
+    against the traffic model): a replayed scene's memory table needs no kernel run, so no wait."""
+    from kernels import scenes
+
+    return scenes.softmax_counts()

@@ -38,7 +38,8 @@ def tile_states(trace, step) -> np.ndarray:
     return states
 
 
-def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, numbers: bool = True) -> go.Figure:
+def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, numbers: bool = True,
+                     hover: bool = True) -> go.Figure:
     """The seq_len x seq_len score matrix cut into block_m x block_n tiles, row 0 at the top; each
     tile of the walk numbered with its step; split-KV: each split's keys marked along the top and
     its tiles of the followed q-block outlined in its colour."""
@@ -52,7 +53,7 @@ def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, n
             text[i, j] = str(k + 1)
     shapes = [("Q_i on chip", "row", step.q_block, "solid"), ("K_j, V_j on chip", "col", step.kv_block, "dot")]
     fig = tile_grid(c, states, text.tolist(), shapes=shapes, title=title or "tiles of S: keys →, queries ↓",
-                    height=height)
+                    height=height, hover=hover)
     if c.kv_splits > 1:
         rows = c.rows(step.q_block)
         for s in range(c.kv_splits):
@@ -77,7 +78,7 @@ def _ticks(edges: list[int]) -> list[int]:
 
 
 def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other: str = "programs",
-              height: int = 360) -> go.Figure:
+              height: int = 360, hover: bool = True) -> go.Figure:
     """The tile grid every pass draws: states (Tq, Tk) coloured, step numbers as text, the causal
     diagonal, and outlines (name, "row" | "col", block index, "solid" | "dot"). Its legend always
     lists every state, so the grid keeps its size from step to step."""
@@ -88,13 +89,14 @@ def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other
     y_edges = [min(i * c.block_m, c.seq_len) for i in range(tq + 1)]
     labels = {s: TILE_LABELS[s].replace("programs", other) for s in TILE_STATES}
     hover = [[f"rows {y_edges[i]}–{y_edges[i + 1] - 1} × keys {x_edges[j]}–{x_edges[j + 1] - 1}: {labels[states[i, j]]}"
-              for j in range(tk)] for i in range(tq)]
+              for j in range(tk)] for i in range(tq)] if hover else None
     gap = 2 if max(tq, tk) <= 32 else 0
     fig = go.Figure(go.Heatmap(
         z=z, x=x_edges, y=y_edges, zmin=-0.5, zmax=len(TILE_STATES) - 0.5,
         colorscale=discrete_colorscale([TILE_COLORS[s] for s in TILE_STATES]), showscale=False,
         xgap=gap, ygap=gap, text=text, texttemplate="%{text}",
-        textfont=dict(size=14 if max(tq, tk) <= 8 else 11, color="white"), hovertext=hover, hoverinfo="text",
+        textfont=dict(size=14 if max(tq, tk) <= 8 else 11, color="white"), hovertext=hover,
+        hoverinfo="text" if hover else "skip",
         name="tiles"))
     for s in TILE_STATES:  # legend entries, every state always: the plot area never changes size
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=labels[s],

@@ -130,6 +130,5 @@ def finish(step, row: int) -> None:
 stepping.step_fragment(SPEC.prefix, len(WALK), draw)
 if not ss[PRESENT]:
     sections.consistency(SPEC, trace)
-    sections.memory_accesses(SPEC, trace)
-    st.caption(f"Ran on {trace.device} · the traced launch took {trace.seconds:.2f} s (compile included) · "
-               f"max |out − float64 reference| = {trace.max_abs_err:.2e}" + (f" · {src.note}" if src.note else ""))
+    sections.memory_accesses(SPEC, trace, scene=src.scene)
+    sections.footer(trace, src.note)

@@ -1,7 +1,7 @@
 """Benchmarks: the app's own kernels (TRACE off) against PyTorch on the same GPU.
 
-Recorded results from `python -m kernels.bench` (kernels/results/*.json); with a GPU present, a
-small live run with a progress bar.
+Recorded results from `python -m bench` (bench/results/*.json); with a GPU present, a small live
+run with a progress bar, shown once it is done.
 """
 import streamlit as st
 
@@ -11,6 +11,7 @@ from viz.figures import benchmarks as fbench
 
 ss = st.session_state
 ss.setdefault("bench.live", None)
+LIVE = "live run on this GPU"
 
 st.markdown("#### Benchmarks: the kernel you step through, timed")
 recorded = state.recorded_results()
@@ -23,6 +24,7 @@ if not backend.INTERPRET:
         if st.button("Run", key="bench.run", icon=":material/speed:"):
             bar = st.progress(0.0, text="starting")
             ss["bench.live"] = state.live_benchmark(lambda f, msg: bar.progress(min(f, 1.0), text=msg))
+            ss["bench.file"] = LIVE  # the run just made is the one to look at
             bar.empty()
 
 # the newest run first, and of one day's runs the one with the most parts (forward, backward, softmax)
@@ -30,13 +32,15 @@ choices = sorted(recorded, key=lambda k: (str(recorded[k].get("env", {}).get("da
                                           sum(bool(recorded[k].get(p)) for p in ("attention", "backward", "softmax"))),
                  reverse=True)
 if ss["bench.live"] is not None:
-    choices = ["live run on this GPU"] + choices
+    choices = [LIVE] + choices
 if not choices:
-    st.error("No recorded results under kernels/results/ and no GPU here to measure: "
-             "run `python -m kernels.bench --json kernels/results/NAME.json` on a GPU machine.")
+    st.error("No recorded results under bench/results/ and no GPU here to measure: "
+             "run `python -m bench --json bench/results/NAME.json` on a GPU machine.")
     st.stop()
+if ss.get("bench.file") not in choices:
+    ss["bench.file"] = choices[0]
 name = st.selectbox("results", choices, key="bench.file", persist_state="session")
-result = ss["bench.live"] if name == "live run on this GPU" else recorded[name]
+result = ss["bench.live"] if name == LIVE else recorded[name]
 ceil = result.get("ceilings", {})
 
 if backend.INTERPRET:

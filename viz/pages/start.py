@@ -3,6 +3,7 @@ to the page (and the GPU-recorded scene) that tells it."""
 import streamlit as st
 
 from kernels import backend, scenes
+from viz.controls import plain
 
 ATTN, SOFTMAX, BWD, ORDERS, BENCH = ("viz/pages/attention.py", "viz/pages/softmax.py", "viz/pages/backward.py",
                                      "viz/pages/orders.py", "viz/pages/benchmarks.py")
@@ -33,12 +34,12 @@ st.markdown("Step through the tiles of a **real Triton FlashAttention kernel**: 
 try:
     shipped, recorded = scenes.read_manifest()
 except ValueError as e:
-    st.error(f"The shipped scenes cannot be read: {e}")
+    st.error(f"The shipped scenes cannot be read: {plain(str(e))}")
     shipped, recorded = [], {}
 by_name = {s.name: s for s in shipped}
 if recorded:
-    st.caption(f"Scenes recorded on {recorded.get('gpu')} (torch {recorded.get('torch')}, triton "
-               f"{recorded.get('triton')}, {recorded.get('date', '')[:10]}). Keys on every stepping page: ← → "
+    st.caption(plain(f"Scenes recorded on {recorded.get('gpu')} (torch {recorded.get('torch')}, triton "
+                     f"{recorded.get('triton')}, {recorded.get('date', '')[:10]}).") + " Keys on every stepping page: ← → "
                "(or a clicker's PgUp / PgDn) step, Space plays, P switches to presenter view.")
 left, right = st.columns(2, gap="large")
 for k, (title, what, page, names) in enumerate(STORY):
@@ -46,6 +47,6 @@ for k, (title, what, page, names) in enumerate(STORY):
         st.markdown(f"**{title}**  \n{what}")
         links = [by_name[n] for n in names if n in by_name]
         for s in links:
-            st.page_link(page, label=s.title, icon=":material/play_circle:", query_params={"scene": s.name})
+            st.page_link(page, label=plain(s.title), icon=":material/play_circle:", query_params={"scene": s.name})
         if not links:
             st.page_link(page, label="open the page", icon=":material/arrow_forward:")
