@@ -168,7 +168,7 @@ def scene_by_name(name: str):
     return next((s for s in shipped if s.name == name), None)
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def scene_trace(name: str):
     """A shipped scene's trace, read and checked once per server (every visitor replays the same
     file, so it is shared, never copied per session). ValueError if it cannot be read."""

@@ -18,7 +18,7 @@ PRESENT, DARK = "app.present", "app.dark"  # presenter view and the dark theme: 
 def defaults(prefix: str) -> None:
     ss = st.session_state
     for key, value in {f"{prefix}.step": 0, f"{prefix}.playing": False, f"{prefix}.speed": 1.0,
-                       f"{prefix}.loop": False, PRESENT: False, DARK: False}.items():
+                       f"{prefix}.loop": False, PRESENT: False, DARK: False, "talk.on": False}.items():
         ss.setdefault(key, value)
 
 
@@ -36,6 +36,8 @@ def play_controls(prefix: str) -> None:
     st.toggle("presenter view", key=PRESENT, help="one projector screen per step (key P); the URL's present=1",
               persist_state="session")
     st.toggle("dark projector theme", key=DARK, persist_state="session")
+    st.toggle("talk mode", key="talk.on", help="past a scene's last step, Next goes on to the next scene of the "
+              "story (Start: the talk), before its first step back; the URL's talk=1")
     st.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
     st.toggle("loop when playing", key=f"{prefix}.loop", help="play again from the first step after the last",
               persist_state="session")
@@ -44,16 +46,21 @@ def play_controls(prefix: str) -> None:
 
 def exit_presenter(prefix: str) -> None:
     """A small button in presenter view (the sidebar is hidden there)."""
-    st.button("exit presenter view (P)", key=f"{prefix}.exit_present", type="tertiary",
+    st.button("exit (P)", key=f"{prefix}.exit_present", type="tertiary", help="leave presenter view",
               on_click=lambda: st.session_state.update({PRESENT: False}))
 
 
-def step_fragment(prefix: str, n_steps: int, draw) -> None:
+def step_fragment(prefix: str, n_steps: int, draw, here: int | None = None) -> None:
     """Run draw(step) in a fragment that the play timer reruns every `{prefix}.speed` seconds
-    while playing; a press that starts or stops play, or toggles presenter view, reruns the page."""
+    while playing; a press that starts or stops play, or toggles presenter view, reruns the page.
+    here: the page's stop in the talk; a window that follows a room goes where its console goes."""
     ss = st.session_state
+    from viz import talk
+
+    talk.follower(f"{prefix}.step", here)
     asked = ss.pop(f"{prefix}.url_step", None)
-    if asked is not None and asked > n_steps:
+    to_last = ss.pop("talk.to_last", False)  # the talk came back from the next stop: the last step, no warning
+    if asked is not None and asked > n_steps and not to_last:
         st.warning(f"URL parameter step={asked} is past the last step of this view ({n_steps}): showing "
                    f"step {n_steps}.")
     playing, presenting = bool(ss[f"{prefix}.playing"]), bool(ss[PRESENT])
