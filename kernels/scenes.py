@@ -138,6 +138,26 @@ def _entry(entry, names: set, directory: Path) -> Scene:
         words=check_words(name, entry["page"], entry.get("words", {})))
 
 
+def order_pairs(shipped: list[Scene], config_of) -> dict[str, tuple]:
+    """{fa1 scene name: (fa2 scene, fa1 scene)}: shipped attention scenes recorded with the same
+    config in both loop orders (the FA1 vs FA2 page replays them side by side). config_of(scene)
+    -> its TraceConfig, or None when its trace cannot be read."""
+    configs = {}
+    for s in shipped:
+        if s.page == "attention":
+            c = config_of(s)
+            if c is not None:
+                configs[s.name] = (s, c)
+    pairs = {}
+    for s1, c1 in configs.values():
+        if c1.loop_order != "fa1":
+            continue
+        for s2, c2 in configs.values():
+            if c2.loop_order == "fa2" and c2.kv_splits == 1 and dict(c2.fields()) | {"loop_order": "fa1"} == dict(c1.fields()):
+                pairs[s1.name] = (s2, s1)
+    return pairs
+
+
 def scene_path(scene: Scene, directory: Path = SCENES_DIR) -> Path:
     return Path(directory) / scene.file
 

@@ -132,3 +132,24 @@ def test_room_names_are_checked(bad):
         talk.room_name(bad)
     at = _app("viz/pages/start.py", follow=bad or "x y")
     assert any("follow" in w.value for w in at.warning)
+
+
+def test_a_cuda_build_without_a_gpu_is_named(monkeypatch):
+    """pip's silent fallback to PyPI's CUDA build on a machine without a GPU: the install check
+    exits 1 and the start page says what to do."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from kernels import backend
+
+    assert backend.torch_build_problem() is None  # this machine: the CPU build
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    problem = backend.torch_build_problem()
+    assert "CUDA 12.8 build" in problem and "download.pytorch.org/whl/cpu" in problem
+    at = _app("viz/pages/start.py")
+    assert any("CUDA 12.8 build" in w.value.replace("\\", "") for w in at.warning)
+    ok = subprocess.run([sys.executable, "-m", "kernels.install_check"], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0 and "interpreter" in ok.stdout.lower()

@@ -31,17 +31,25 @@ def page_style() -> None:
     present.apply(st.session_state[PRESENT], st.session_state[DARK])
 
 
+def _view_toggle(label: str, key: str, help: str | None = None) -> None:
+    """A sidebar toggle for a view setting kept under a plain session key (`key`): the widget has its
+    own key, set from the setting before it is drawn, so the setting survives every page (a widget's
+    own state is dropped on a page that does not draw it) and the P key or the URL may change it."""
+    ss = st.session_state
+    ss[f"{key}_w"] = bool(ss.get(key, False))
+    st.toggle(label, key=f"{key}_w", help=help, on_change=lambda: ss.update({key: ss[f"{key}_w"]}))
+
+
 def play_controls(prefix: str) -> None:
-    """Presenter view, dark theme, play speed and loop (in the sidebar)."""
-    st.toggle("presenter view", key=PRESENT, help="one projector screen per step (key P); the URL's present=1",
-              persist_state="session")
-    st.toggle("dark projector theme", key=DARK, persist_state="session")
-    st.toggle("talk mode", key="talk.on", help="past a scene's last step, Next goes on to the next scene of the "
-              "story (Start: the talk), before its first step back; the URL's talk=1")
+    """Presenter view, dark theme, talk mode, play speed and loop (in the sidebar)."""
+    _view_toggle("presenter view", PRESENT, help="one projector screen per step (key P); the URL's present=1")
+    _view_toggle("dark projector theme", DARK, help="the URL's theme=dark")
+    _view_toggle("talk mode", "talk.on", help="past a scene's last step, Next goes on to the next scene of the story "
+                 "(Start: the talk), before its first step back; the URL's talk=1")
     st.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
     st.toggle("loop when playing", key=f"{prefix}.loop", help="play again from the first step after the last",
               persist_state="session")
-    st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view.")
+    st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view, ] / [ chapters.")
 
 
 def exit_presenter(prefix: str) -> None:

@@ -8,6 +8,7 @@ derived. `row` is a row of the q-block (0 .. block_m - 1); labels show its numbe
 Not for: which tile a step is or a row's numbers (kernels/steps.py), whether they hold (kernels/truth.py).
 """
 import math
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -269,6 +270,37 @@ def update_equations(trace, step, row: int, n_vec: int = 2, gap: str = "4pt", te
                      rf" {acc_old} + {pv}")
     lines.append(rf"&= {acc_new}")
     return r"\begin{aligned}" + rf" \\[{gap}] ".join(lines) + r"\end{aligned}"
+
+
+def html_num(v: float, digits: int = 4) -> str:
+    """tex_num for HTML: the same 4 significant digits, −∞, ×10<sup>k</sup>."""
+    t = tex_num(v, digits)
+    t = t.replace(r"-\infty", "−∞").replace(r"\infty", "∞").replace(r"\mathrm{NaN}", "NaN")
+    t = re.sub(r" \\times 10\^\{(-?\d+)\}", r"×10<sup>\1</sup>", t)
+    return t.replace("-", "−")
+
+
+def update_html(trace, step, row: int, n_vec: int = 2) -> list[str]:
+    """update_equations as HTML lines (the offline deck and the exports, where no LaTeX renders),
+    with the same numbers."""
+    u = steps.row_update(trace, step, row)
+    n = {k: html_num(getattr(u, k)) for k in ("m_old", "rowmax_s", "m_new", "alpha", "l_old", "rowsum_p", "l_new")}
+    vec = lambda a: "[" + ", ".join([html_num(x) for x in a[:n_vec]] + (["…"] if a.size > n_vec else [])) + "]"  # noqa: E731
+    lines = [f"m<sub>new</sub> = max(m<sub>old</sub>, rowmax(s)) = max({n['m_old']}, {n['rowmax_s']}) = "
+             f"<b>{n['m_new']}</b>"]
+    if u.empty:
+        return lines + ["α = 0, ℓ<sub>new</sub> = 0: every key so far is masked for this row"]
+    lines.append(f"α = e<sup>m<sub>old</sub> − m<sub>new</sub></sup> = e<sup>{n['m_old']} − {n['m_new']}</sup> = "
+                 f"<b>{n['alpha']}</b>")
+    lines.append(f"ℓ<sub>new</sub> = α ℓ<sub>old</sub> + rowsum(p) = {n['alpha']} · {n['l_old']} + {n['rowsum_p']} = "
+                 f"<b>{n['l_new']}</b>")
+    if u.normalized:
+        lines.append(f"O<sub>new</sub> = (ℓ<sub>old</sub> α O<sub>old</sub> + pV) / ℓ<sub>new</sub> = ({n['l_old']} · "
+                     f"{n['alpha']} · {vec(u.acc_old)} + {vec(u.pv)}) / {n['l_new']} = {vec(u.acc_new)}")
+    else:
+        lines.append(f"acc<sub>new</sub> = α acc<sub>old</sub> + pV = {n['alpha']} · {vec(u.acc_old)} + {vec(u.pv)} = "
+                     f"{vec(u.acc_new)}")
+    return lines
 
 
 def step_label(trace, step, short: bool = False) -> str:

@@ -40,7 +40,7 @@ if ss[stepping.PRESENT]:
     result = ss["bench.live"] if ss["bench.file"] == LIVE else recorded[ss["bench.file"]]
     with top[1]:
         stepping.exit_presenter("bench")
-    top[2].markdown(f"**7 · How fast** · {fbench.bench_measured_on(result)}")
+    top[2].markdown(f"**Benchmarks: the kernel you step through, timed** · {fbench.bench_measured_on(result)}")
     if result.get("attention"):
         chart(fbench.bench_attention_figure(result).update_layout(height=480), "bench.attn_fig_p")
     screens.say(script.bench_words(result))

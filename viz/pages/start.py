@@ -6,7 +6,7 @@ import html
 import streamlit as st
 
 from kernels import backend, scenes
-from viz import page, stepping, talk, urlstate
+from viz import page, state, stepping, talk, urlstate
 from viz.controls import plain
 from viz.stepper import stepper
 
@@ -66,10 +66,23 @@ def story() -> None:
                          f"{recorded.get('triton')}, {recorded.get('date', '')[:10]}).") + " Keys on every stepping "
                    "page: ← → (or a clicker's PgUp / PgDn) step, Space plays, P presenter view; in a talk, ] / [ "
                    "jump between chapters.")
-    b1, b2, _ = st.columns([1, 1, 2])
+    b1, b2, b3 = st.columns([1, 1, 1.4])
     b1.page_link("viz/pages/start.py", label="Give the talk (presenter view)", icon=":material/slideshow:",
                  query_params={"chapter": 1, "talk": 1, "present": 1})
     b2.page_link("viz/pages/console.py", label="Speaker console", icon=":material/co_present:")
+    with b3:
+        dark = bool(ss.get(stepping.DARK))
+
+        def deck() -> bytes:
+            try:
+                return state.deck_html(dark)
+            except Exception as e:  # the kernels are busy, or a scene cannot be read: say so
+                st.toast(plain(f"The deck could not be built now: {type(e).__name__}: {str(e)[:160]}"))
+                return b""
+
+        st.download_button("The whole talk as one offline HTML file (about 18 MB; 30 s to build the first time)",
+                           data=deck, file_name=f"flashattention-talk{'-dark' if dark else ''}.html", mime="text/html",
+                           icon=":material/download:", on_click="ignore", key="start.deck")
     left, right = st.columns(2, gap="large")
     for k, (title, what, target, names) in enumerate(talk.STORY):
         with (left if k < 4 else right).container(border=True):
