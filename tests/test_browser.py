@@ -30,7 +30,7 @@ PAGES = {
     "orders": ("/orders?scene=fa1-order", None, "Step 1 of 10", 2, 2),
     "softmax": ("/softmax?scene=softmax-rescales", None, "Step 5 of 24", 5, 2),
     "backward": ("/backward?scene=backward", None, "Step 3 of 4", 8, 4),
-    "benchmarks": ("/benchmarks", "Benchmarks: the kernel you step through, timed", None, 3, 3),
+    "benchmarks": ("/benchmarks", "Benchmarks: the kernel you step through, timed", None, 3, 1),
 }
 
 

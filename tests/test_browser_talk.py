@@ -21,37 +21,43 @@ def _press(pg, key: str, times: int = 1):
 
 
 # ---------------------------------------------------------------- keys never reach a widget
-def _slider_values(pg) -> list[str]:
-    return pg.locator('[data-testid="stSidebar"] [role="slider"]').evaluate_all(
-        "els => els.map(e => e.getAttribute('aria-valuenow'))")
+def _control_values(pg) -> list[str]:
+    return pg.locator('[data-testid="stSidebar"] input').evaluate_all(
+        "els => els.map(e => e.type === 'checkbox' ? String(e.checked) : e.value)")
 
 
 def test_a_clicker_after_touching_each_control_steps_and_changes_nothing_else(server, page):
+    """Each sidebar control focused in turn (sliders, switches, selects, number fields): a clicker's
+    PageDown steps; Right steps too unless the control is a field being typed in (a number field);
+    no control's value changes, the URL's config stays, the kernel is not run again."""
     b.open_page(page, f"{server}/attention?{LIVE}&q_block=1&step=2")
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    controls = sidebar.locator('[role="slider"], input[type="checkbox"], [data-baseweb="select"] input')
-    n = controls.count()
-    kinds = controls.evaluate_all("els => els.map(e => e.getAttribute('role') || e.type || e.tagName)")
-    assert n >= 5 and "slider" in kinds and "checkbox" in kinds and "combobox" in kinds, kinds
+    controls = page.locator('[data-testid="stSidebar"] input:not([type="file"])')
+    kinds = controls.evaluate_all("els => els.map(e => e.getAttribute('role') || e.type)")
+    assert {"range", "switch", "combobox", "number"} <= set(kinds), kinds
     before_q = {k: v for k, v in b.query(page).items() if k != "step"}
-    want = b.step(page)
-    for k in range(n):
+    _press(page, "Home")
+    b.wait_step(page, 1)
+    b.idle(page)
+    for k, kind in enumerate(kinds):
         control = controls.nth(k)
         if not control.is_visible():
             continue
-        sliders = _slider_values(page)
+        values = _control_values(page)
         control.focus()
-        for key in ("PageDown", "ArrowRight"):
+        keys = ["PageDown"] + ([] if kind == "number" else ["ArrowRight"])
+        for n, key in enumerate(keys, start=2):
             page.keyboard.press(key)
-            want = min(want + 1, b.n_steps(page))
-            b.wait_step(page, want)
+            b.wait_step(page, n)
+            b.idle(page)
         b.idle(page)
-        assert _slider_values(page) == sliders, f"control {k}: a stepping key moved a slider"
+        assert _control_values(page) == values, f"control {k} ({kind}): a stepping key changed a control"
         assert {k2: v for k2, v in b.query(page).items() if k2 != "step"} == before_q, page.url
         assert page.get_by_text("Running the kernel").count() == 0, "a stepping key re-ran the kernel"
-        _press(page, "Home")
-        want = 1
+        page.keyboard.press("PageUp")
+        if len(keys) == 2:
+            page.keyboard.press("PageUp")
         b.wait_step(page, 1)
+        b.idle(page)
     b.no_errors(page)
 
 

@@ -97,7 +97,7 @@ def test_a_busy_kernel_is_a_wait_with_a_limit(monkeypatch):
     release = threading.Event()
 
     def other_visitor():
-        with lock:
+        with state.kernel_turn("FlashAttention capture (N 4096)"):
             held.set()
             release.wait(5)
 
@@ -105,7 +105,7 @@ def test_a_busy_kernel_is_a_wait_with_a_limit(monkeypatch):
     t.start()
     held.wait(5)
     try:
-        assert "another visitor's kernel run" in state.busy_note()
+        assert "another visitor's FlashAttention capture (N 4096), running for" in state.busy_note()
         with pytest.raises(TimeoutError, match="busy with other visitors' runs"):
             with state.kernel_turn():
                 pass

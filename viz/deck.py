@@ -225,6 +225,17 @@ def build(loader: script.Loader | None = None, dark: bool = False) -> str:
     return head + plotly.offline.get_plotlyjs().replace("</script", "<\\/script") + middle + data + tail
 
 
+def cached(dark: bool) -> bytes:
+    """The deck for the start page's download, built once per server and theme (about 30 s)."""
+    import streamlit as st
+
+    @st.cache_resource(max_entries=2, show_spinner=False)
+    def build_once(dark: bool) -> bytes:
+        return build(script.app_loader(), dark=dark).encode()  # replays only: no kernel lock
+
+    return build_once(dark)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m viz.deck", description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="the HTML file to write")

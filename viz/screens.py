@@ -143,7 +143,7 @@ def backward(spec, trace, walk: list, k: int, row: int, scene) -> None:
     with b1, st.container(key=spec.key("eq")):
         st.markdown(f"**Row {row}, two ways:** the Jacobian needs {trace.config.seq_len}² numbers per row, "
                     "P ∘ (dP − D) one")
-        st.latex(fb.row_forms_tex(parts, row))
+        st.latex(fb.row_forms_tex(parts, row, n_show=1))
     with b2:
         chart(fb.row_forms_figure(parts, height=220), spec.key("rowfig"))
     say(words.backward(trace, b, row, scene))

@@ -267,11 +267,3 @@ def scene_softmax_counts() -> dict:
 
     return scenes.softmax_counts()
 
-
-@st.cache_resource(max_entries=2, show_spinner=False)
-def deck_html(dark: bool) -> bytes:
-    """The whole talk as one offline HTML file (viz/deck.py), built once per server and theme
-    (about 30 s and 18 MB with the shipped scenes)."""
-    from viz import deck, script
-
-    return deck.build(script.app_loader(), dark=dark).encode()  # replays only: no kernel lock

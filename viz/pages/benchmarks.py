@@ -18,6 +18,19 @@ ss.setdefault("bench.live", None)
 LIVE = "live run on this GPU"
 
 recorded = state.recorded_results()
+if not ss[stepping.PRESENT]:
+    st.markdown("#### Benchmarks: the kernel you step through, timed")
+if not backend.INTERPRET and not ss[stepping.PRESENT]:
+    with st.expander("Run a small benchmark on this GPU", expanded=False):
+        st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
+                   "About 45-50 s the first time (H100: it compiles and times every candidate config), "
+                   "less after; the app is busy meanwhile.")
+        if st.button("Run", key="bench.run", icon=":material/speed:"):
+            bar = st.progress(0.0, text="starting")
+            ss["bench.live"] = state.live_benchmark(lambda f, msg: bar.progress(min(f, 1.0), text=msg))
+            ss["bench.file"] = LIVE  # the run just made is the one to look at
+            bar.empty()
+
 
 choices = fbench.ordered_runs(recorded)
 if ss["bench.live"] is not None:
@@ -45,18 +58,6 @@ if ss[stepping.PRESENT]:
         chart(fbench.bench_attention_figure(result).update_layout(height=480), "bench.attn_fig_p")
     screens.say(script.bench_words(result))
     st.stop()
-st.markdown("#### Benchmarks: the kernel you step through, timed")
-if not backend.INTERPRET:
-    with st.expander("Run a small benchmark on this GPU", expanded=False):
-        st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
-                   "About 45-50 s the first time (H100: it compiles and times every candidate config), "
-                   "less after; the app is busy meanwhile.")
-        if st.button("Run", key="bench.run", icon=":material/speed:"):
-            bar = st.progress(0.0, text="starting")
-            ss["bench.live"] = state.live_benchmark(lambda f, msg: bar.progress(min(f, 1.0), text=msg))
-            ss["bench.file"] = LIVE  # the run just made is the one to look at
-            bar.empty()
-
 name = st.selectbox("results", choices, key="bench.file", persist_state="session")
 result = ss["bench.live"] if name == LIVE else recorded[name]
 ceil = result.get("ceilings", {})

@@ -6,7 +6,7 @@ import html
 import streamlit as st
 
 from kernels import backend, scenes
-from viz import page, state, stepping, talk, urlstate
+from viz import deck, page, stepping, talk, urlstate
 from viz.controls import plain
 from viz.stepper import stepper
 
@@ -73,15 +73,15 @@ def story() -> None:
     with b3:
         dark = bool(ss.get(stepping.DARK))
 
-        def deck() -> bytes:
+        def deck_file() -> bytes:
             try:
-                return state.deck_html(dark)
+                return deck.cached(dark)
             except Exception as e:  # the kernels are busy, or a scene cannot be read: say so
                 st.toast(plain(f"The deck could not be built now: {type(e).__name__}: {str(e)[:160]}"))
                 return b""
 
         st.download_button("The whole talk as one offline HTML file (about 18 MB; 30 s to build the first time)",
-                           data=deck, file_name=f"flashattention-talk{'-dark' if dark else ''}.html", mime="text/html",
+                           data=deck_file, file_name=f"flashattention-talk{'-dark' if dark else ''}.html", mime="text/html",
                            icon=":material/download:", on_click="ignore", key="start.deck")
     left, right = st.columns(2, gap="large")
     for k, (title, what, target, names) in enumerate(talk.STORY):
