@@ -43,7 +43,7 @@ def max_seq_len() -> int:
 
 
 # ---------------------------------------------------------------- argument checks
-def _got(value) -> str:
+def shown_value(value) -> str:
     """The value as received, with its type: '64' (str) must not read like the allowed 64."""
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     return f"{shown} ({type(value).__name__})"
@@ -52,7 +52,7 @@ def _got(value) -> str:
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """An int (Python or NumPy integer, never a bool or a float) in [lo, hi]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {_got(value)}")
+        raise ValueError(f"{name} must be an integer, got {shown_value(value)}")
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         span = f"between {lo} and {hi}" if lo is not None and hi is not None else (
@@ -72,7 +72,7 @@ def check_pow2(name: str, value, lo: int, hi: int) -> int:
 def check_bool(name: str, value) -> bool:
     """True or False (a NumPy bool too); never a string or a number standing in for one."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {_got(value)}")
+        raise ValueError(f"{name} must be True or False, got {shown_value(value)}")
     return bool(value)
 
 
@@ -84,13 +84,13 @@ def check_choice(name: str, value, choices: tuple, what: str = "") -> object:
         if isinstance(c, int) and isinstance(value, np.integer) and int(value) == c:
             return c
     allowed = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
-    raise ValueError(f"{name} must be one of {allowed}{what}, got {_got(value)}")
+    raise ValueError(f"{name} must be one of {allowed}{what}, got {shown_value(value)}")
 
 
 def check_float(name: str, value, positive: bool = False) -> float:
     """A finite real number (int or float, never a bool), > 0 when positive."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {_got(value)}")
+        raise ValueError(f"{name} must be a number, got {shown_value(value)}")
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value!r}")
