@@ -77,12 +77,12 @@ def softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_KV, MASKED: tl.conste
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
         qk = tl.where(keep, qk * qk_scale, float("-inf"))
-        m_ij = tl.maximum(m_i, tl.max(qk, 1))  # [m: masked split]
+        m_ij = tl.maximum(m_i, tl.max(qk, 1))  # [m: masked empty]
         if EMPTY_ROWS:
             m_use = tl.where(m_ij == float("-inf"), 0.0, m_ij)
-            p = tl.math.exp2(qk - m_use[:, None])  # [p: split]
-            alpha = tl.math.exp2(m_i - m_use)  # [alpha: split]
-            l_i = l_i * alpha + tl.sum(p, 1)  # [l: split]
+            p = tl.math.exp2(qk - m_use[:, None])  # [p: empty]
+            alpha = tl.math.exp2(m_i - m_use)  # [alpha: empty]
+            l_i = l_i * alpha + tl.sum(p, 1)  # [l: empty]
             return p, m_ij, alpha, l_i, qk
         p = tl.math.exp2(qk - m_ij[:, None])  # [p: masked]
     else:

@@ -22,6 +22,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 SCENARIOS = ("randn", "large", "increasing", "decreasing")
 LOOP_ORDERS = ("fa2", "fa1")  # FlashAttention-2's loop order (q-blocks outside), or FlashAttention-1's
 MAX_KV_SPLITS = 8
+MAX_GROUP = 8  # query heads per K/V head in a trace (the rows of a q-block are the group's queries)
+MAX_DOCUMENTS = 16  # packed documents in a trace
 
 # Live traces. The interpreter runs every tile in NumPy: 6-7 ms a tile with tracing on, whatever the
 # block size (experiments/README.md, "interpreter speed"). 2048 tiles keep a capture near 15 s.
@@ -130,18 +132,20 @@ class CountPlan(NamedTuple):
     refusal: str  # why not, when not allowed
 
 
-def count_plan(seq_len: int) -> CountPlan:
-    """Whether the softmax kernels may count over seq_len x seq_len scores here, and how long it takes."""
-    seconds = seq_len * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
+def count_plan(seq_len: int, rows: int | None = None) -> CountPlan:
+    """Whether the softmax kernels may count over rows x seq_len scores here (rows: seq_len unless
+    GQA or decode), and how long it takes."""
+    rows = seq_len if rows is None else rows
+    seconds = rows * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
     if not backend.HAVE_TRITON:
         return CountPlan(False, seconds, "Triton is not installed here: the softmax rows show the model; the "
                                          "FlashAttention row the recording's counts.")
     if backend.INTERPRET and seconds > MAX_COUNT_SECONDS_CPU:
-        return CountPlan(False, seconds, f"Counting the softmax kernels over {seq_len} × {seq_len} scores would take "
+        return CountPlan(False, seconds, f"Counting the softmax kernels over {rows} × {seq_len} scores would take "
                                          f"the interpreter about {seconds / 60:.0f} min (limit "
                                          f"{MAX_COUNT_SECONDS_CPU:.0f} s): the softmax rows show the model.")
-    if not backend.INTERPRET and seq_len > MAX_COUNT_SEQ_LEN_GPU:
-        return CountPlan(False, seconds, f"The {seq_len} × {seq_len} scores would take {seq_len * seq_len * 4 >> 20} "
+    if not backend.INTERPRET and max(rows, seq_len) > MAX_COUNT_SEQ_LEN_GPU:
+        return CountPlan(False, seconds, f"The {rows} × {seq_len} scores would take {rows * seq_len * 4 >> 20} "
                                          f"MiB in float32 (limit {MAX_COUNT_SEQ_LEN_GPU} rows): the softmax rows show "
                                          "the model.")
     return CountPlan(True, seconds, "")

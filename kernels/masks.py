@@ -109,7 +109,12 @@ class Masks:
 
     @property
     def default(self) -> bool:
-        return not self.intervals and not self.causal and self.group == 1 and self.n_queries == self.n_keys
+        return self.plain_or_causal and not self.causal
+
+    @property
+    def plain_or_causal(self) -> bool:
+        """No mask but causal: self-attention, one query head per K/V head."""
+        return not self.intervals and self.group == 1 and self.n_queries == self.n_keys
 
     def positions(self, rows) -> np.ndarray:
         return np.asarray(rows, dtype=np.int64) % self.n_queries
@@ -201,5 +206,5 @@ class Masks:
         if self.group > 1:
             parts.append(f"{self.group} query heads per K/V head")
         if self.n_queries != self.n_keys:
-            parts.append(f"{self.n_queries} queries against {self.n_keys} keys")
+            parts.append(f"{self.n_queries} {'query' if self.n_queries == 1 else 'queries'} against {self.n_keys} keys")
         return ", ".join(parts) or "no mask"

@@ -107,8 +107,8 @@ def measured_bytes(cfg) -> dict | None:
     the shape the audience is looking at, or not at all. FA2's measurement is the unsplit kernel's,
     FA1's its own; the softmax rows only need the sequence length."""
     data = dram_bytes()
-    if data is None:
-        return None
+    if data is None or (hasattr(cfg, "masks") and not cfg.masks().plain_or_causal):
+        return None  # the measurements are of plain and causal attention
     found = {}
     for case in data["cases"]:
         if case.get("seq_len") != cfg.seq_len:

@@ -158,13 +158,14 @@ def flash_walk(loop_order: str, tiles: list[tuple[int, int]], seq_len: int, head
     return out
 
 
-def standard_attention(seq_len: int, head_dim: int) -> dict:
+def standard_attention(seq_len: int, head_dim: int, rows: int | None = None) -> dict:
     """S = QK^T, P = softmax(S), O = PV as three kernels with S and P in HBM (FlashAttention
-    paper, Algorithm 0). Causal masking does not shrink it: S is still N x N."""
-    n, d = seq_len, head_dim
-    loads = (2 * n * d) + (n * n) + (n * n + n * d)  # QK^T ; softmax(S) ; PV
-    stores = (n * n) + (n * n) + (n * d)  # S ; P ; O
-    return {"loads": loads, "stores": stores, "s_p_elements": 2 * n * n}
+    paper, Algorithm 0). Masking does not shrink it: S is still rows x N (rows = N unless GQA's
+    packed heads or decode)."""
+    n, d, m = seq_len, head_dim, seq_len if rows is None else rows
+    loads = (m * d + n * d) + (m * n) + (m * n + n * d)  # QK^T ; softmax(S) ; PV
+    stores = (m * n) + (m * n) + (m * d)  # S ; P ; O
+    return {"loads": loads, "stores": stores, "s_p_elements": 2 * m * n}
 
 
 def total(counts: dict) -> int:

@@ -16,7 +16,7 @@ def memory_rows(trace, softmax_counts: dict | None, measured: dict | None = None
     """Model next to counted, in elements, and the DRAM bytes a GPU measured where it measured this
     shape. softmax_counts: scores_softmax_counts(trace) or None; measured: state.measured_bytes."""
     c = trace.config
-    n = c.seq_len
+    n, m = c.seq_len, c.n_rows  # keys, and the rows of the score matrix
     rows = []
     names = {"naive": "naive softmax", "safe": "safe softmax", "online": "online softmax",
              "single_pass": "single-pass softmax"}
@@ -27,9 +27,9 @@ def memory_rows(trace, softmax_counts: dict | None, measured: dict | None = None
         if variant == "single_pass" and counted is None and softmax_counts is not None:
             continue  # the row does not fit on chip: the kernel refuses, so no row
         rows.append({"id": variant, "what": names[variant], "group": "softmax",
-                     "model": traffic.softmax(variant, n, n), "counted": counted})
+                     "model": traffic.softmax(variant, m, n), "counted": counted})
     rows.append({"id": "standard", "what": "standard attention", "group": "attention",
-                 "model": traffic.standard_attention(n, c.head_dim), "counted": None})
+                 "model": traffic.standard_attention(n, c.head_dim, m), "counted": None})
     rows.append({"id": "flash", "what": flash_name(c), "group": "attention",
                  "model": traffic.summed(trace.model_counters(), c.counter_keys()),
                  "counted": traffic.summed(trace.counters, c.counter_keys())})
