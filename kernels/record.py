@@ -58,20 +58,20 @@ SCENES = [
      "attention", 2, 5, 0, dict(seq_len=512, kv_splits=4, **F), (4, 5, 6)),
     ("sliding-window", "Sliding window: the tiles a window skips",
      "Causal with a 256-key window: each q-block runs only the tiles its rows' windows reach, masked at the "
-     "window's two edges, whole between; the rest are never loaded.", "attention", 2, 10, 20,
-     dict(seq_len=1024, causal=True, window_left=256, **F), (9, 10, 11)),
+     "window's two edges, whole between; the rest are never loaded.", "attention", 2, 8, 20,
+     dict(seq_len=768, causal=True, window_left=256, **F), (8,)),
     ("documents", "Packed documents: a q-block across two of them",
-     "Five documents packed into 1024 positions (cu_seqlens): q-block 8 holds the end of one and the start of the "
-     "next, so it runs only their keys, masked where a row meets the other document.", "attention", 2, 8, 10,
-     dict(seq_len=1024, causal=True, documents=5, seed=2, **F), (7, 8, 9)),
+     "Four documents packed into 768 positions (cu_seqlens): q-block 7 holds the end of one and the start of the "
+     "next, so it runs only their keys, masked where a row meets the other document.", "attention", 2, 7, 25,
+     dict(seq_len=768, causal=True, documents=4, seed=4, **F), (7,)),
     ("gqa", "GQA: four query heads share one K/V head",
-     "Four query heads per K/V head, their queries packed head after head into the rows: q-block 9 is head 1's "
-     "queries 64-127, and each K/V tile it loads serves the group.", "attention", 2, 9, 5,
-     dict(seq_len=512, causal=True, group=4, **F), (8, 9, 10)),
+     "Four query heads per K/V head, their queries packed head after head into the rows: q-block 5 is head 1's "
+     "queries 64-127, and each K/V tile it loads serves the group.", "attention", 2, 5, 5,
+     dict(seq_len=256, causal=True, group=4, **F), (5,)),
     ("decode", "Decode: one query, a long cache, split-KV",
-     "One new query for each of 8 heads sharing a K/V head, against 4096 cached keys: one 16-row q-block, so its "
+     "One new query for each of 8 heads sharing a K/V head, against 1024 cached keys: one 16-row q-block, so its "
      "keys are split over 8 programs (flash-decoding) and their (m, l, O) merged.", "attention", 1, 0, 3,
-     dict(seq_len=4096, causal=True, q_len=1, group=8, head_dim=64, block_m=16, block_n=64, dtype="float16",
+     dict(seq_len=1024, causal=True, q_len=1, group=8, head_dim=64, block_m=16, block_n=64, dtype="float16",
           kv_splits=8), None),
     ("backward", "The backward, one kv-block's program",
      "K_j, V_j stay on chip while the q-blocks stream through; P is recomputed from the stored log-sum-exp.",
