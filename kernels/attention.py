@@ -135,7 +135,8 @@ def _forward_tuned(q, k, v, causal, sm_scale, window=(-1, -1), docs=None):
     key = ("fwd", n_q, n_kv, heads // kv_heads, head_dim, causal, window, docs is not None, prec, use_tma, splits,
            q.device)
     return run(tuning.forward_tuner.pick(
-        key, lambda: tuning.forward_candidates(head_dim, prec, use_tma, intervals, splits), run))
+        key, lambda: tuning.forward_candidates(head_dim, prec, use_tma, intervals, splits, heads // kv_heads * n_q),
+        run))
 
 
 def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None, window_size=(-1, -1),

@@ -77,14 +77,18 @@ def kv_split_counts(programs: int, n_kv_blocks: int, sms: int) -> tuple[int, ...
     return tuple(sorted({min(max(2, s), n_kv_blocks, MAX_KV_SPLITS) for s in (best // 2, best, 2 * best)}))
 
 
-def forward_candidates(head_dim: int, precision: str, use_tma: bool, intervals: bool, splits: tuple) -> list[Config]:
+def forward_candidates(head_dim: int, precision: str, use_tma: bool, intervals: bool, splits: tuple,
+                       rows: int | None = None) -> list[Config]:
     """The forward's configs for a call: FORWARD_CONFIGS (row intervals run whole q-blocks: no SPLIT
-    2); when splitting pays (splits other than (1,)), DECODE_CONFIGS at each split count instead,
-    beside the smallest unsplit tile."""
+    2). When splitting pays (splits other than (1,)): for decode (at most 64 rows per K/V head: its
+    queries, a group's packed heads) DECODE_CONFIGS at each split count beside the unsplit 64 x 64;
+    for a longer sequence of few heads, the unsplit list and 64 x 64 at each split count."""
+    kept = [c for c in candidates(FORWARD_CONFIGS, head_dim, precision, use_tma) if not (intervals and c.split == 2)]
     if splits == (1,):
-        kept = candidates(FORWARD_CONFIGS, head_dim, precision, use_tma)
-        return [c for c in kept if not (intervals and c.split == 2)] or [INTERPRETER_CONFIG]
+        return kept or [INTERPRETER_CONFIG]
     decode = candidates(DECODE_CONFIGS, head_dim, precision, use_tma=False)
+    if rows is not None and rows > 64:
+        return kept + [dataclasses.replace(decode[-1], kv_splits=s) for s in splits]
     return decode[-1:] + [dataclasses.replace(c, kv_splits=s) for c in decode for s in splits]
 
 

@@ -237,3 +237,20 @@ def test_bad_mask_arguments_raise(kwargs, match):
     for fn in (attention.flash_attention, attention.flash_attention_fwd):
         with pytest.raises(ValueError, match=match):
             fn(q, k, v, **kw)
+
+
+def test_the_tuner_splits_the_keys_when_the_q_blocks_leave_the_gpu_idle(monkeypatch):
+    """flash-decoding's choice: programs (q-blocks x batch x K/V heads) that fill the SMs are not
+    split; fewer are, into counts around two waves (at most the kv-blocks), each timed with the
+    decode configs; a row-interval mask never gets SPLIT 2 (its rows run whole q-blocks)."""
+    from kernels import tuning
+
+    monkeypatch.setattr(tuning.backend, "INTERPRET", False)
+    assert tuning.kv_split_counts(132, 256, 132) == (1,) and tuning.kv_split_counts(8, 1, 132) == (1,)
+    counts = tuning.kv_split_counts(16, 256, 132)
+    assert counts == (8, 17, 32) and tuning.kv_split_counts(16, 12, 132) == (8, 12)
+    decode = tuning.forward_candidates(128, "tf32", True, True, counts, rows=8)
+    assert {c.kv_splits for c in decode} == {1, *counts} and all(c.block_m <= 64 for c in decode)
+    long = tuning.forward_candidates(64, "tf32", True, True, counts, rows=4096)
+    assert not any(c.split == 2 for c in long) and {c.kv_splits for c in long} == {1, *counts}
+    assert any(c.split == 2 for c in tuning.forward_candidates(64, "tf32", True, False, (1,)))
