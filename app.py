@@ -19,6 +19,7 @@ page = st.navigation([
             url_path="softmax"),
     st.Page("viz/pages/backward.py", title="Backward", icon=":material/undo:", url_path="backward"),
     st.Page("viz/pages/benchmarks.py", title="Benchmarks", icon=":material/speed:", url_path="benchmarks"),
+    st.Page("viz/pages/console.py", title="Speaker console", icon=":material/co_present:", url_path="console"),
 ])
 st.sidebar.badge(backend.describe(), icon=":material/memory:", color="orange" if backend.INTERPRET else "green",
                  help="Where the Triton kernels run: compiled on a GPU, Triton's interpreter on CPU, or "

@@ -73,3 +73,21 @@ def require_triton() -> None:
             "triton is not installed on this machine (it ships wheels for Linux only); "
             "load a recorded trace instead"
         )
+
+
+def torch_build_problem() -> str | None:
+    """A sentence when this PyTorch is a CUDA build on a machine whose CUDA is not usable (the
+    CPU index could not be reached and pip fell back to PyPI's CUDA build: gigabytes, no error),
+    else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    cuda = getattr(torch.version, "cuda", None)
+    if cuda is None or torch.cuda.is_available():
+        return None
+    return (f"This PyTorch ({torch.__version__}) is a CUDA {cuda} build on a machine without a usable GPU: several "
+            "GB of NVIDIA libraries it cannot use. On a machine without a GPU, install the CPU build: "
+            "pip uninstall -y torch && pip install torch --index-url https://download.pytorch.org/whl/cpu "
+            "(README, Troubleshooting).")
+

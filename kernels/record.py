@@ -35,11 +35,12 @@ SCENES = [
      "The largest scores sit in the first kv-block: after it alpha stays 1 and nothing is rescaled.",
      "attention", 4, 2, 0, dict(seq_len=512, scenario="decreasing", **F), (1, 2, 3)),
     ("scores-x100", "Scores 100 times larger",
-     "Scores near +-100 would overflow e^x in float32 without the running max; the kernel subtracts it first.",
+     "Scores scaled by 100 (hundreds here) would overflow e^x in float32 without the running max; the kernel "
+     "subtracts it first.",
      "attention", 2, 1, 3, dict(seq_len=384, scenario="large", **F), (0, 1, 2)),
     ("causal", "Causal: skipped and masked tiles",
      "Tiles wholly above the diagonal are never loaded; the diagonal band is masked inside the tile.",
-     "attention", 5, 4, 20, dict(seq_len=500, causal=True, **F), (3, 4, 7)),
+     "attention", 4, 4, 20, dict(seq_len=500, causal=True, **F), (3, 4, 7)),
     ("ragged", "A ragged last block",
      "1000 is not a multiple of the blocks: the last q-block and kv-block hold padding rows and columns, masked.",
      "attention", 8, 7, 40, dict(seq_len=1000, head_dim=64, block_m=128, block_n=64, dtype="float16"), (7,)),
@@ -52,7 +53,7 @@ SCENES = [
      "attention", 6, 2, 0, dict(seq_len=256, causal=True, loop_order="fa1", **F), None),
     ("fa2-order", "FlashAttention-2's loop order, the same tiles",
      "The q loop outside, one program per q-block: Q_i, acc, m and l stay on chip; O is written once.",
-     "attention", 3, 2, 0, dict(seq_len=256, causal=True, **F), None),
+     "attention", 2, 2, 0, dict(seq_len=256, causal=True, **F), None),
     ("split-kv", "Split-KV: four partial states, merged",
      "Each q-block's keys are cut into 4 programs; their (m, l, O) are merged: M = max M_s, L = sum L_s e^(M_s - M).",
      "attention", 2, 5, 0, dict(seq_len=512, kv_splits=4, **F), (4, 5, 6)),
@@ -85,6 +86,20 @@ SCENES = [
 ]
 
 
+# the speaker's words where a scene's point needs more than the generated sentence (kernels/scenes.py
+# check_words: facts in braces, no number of their own); other steps say what viz/words.py generates
+WORDS = {
+    "softmax-overflow": {"1": "Multiply the row by a hundred and eˣ overflows float32: naive softmax returns {naive_bad} NaN "
+                              "or inf of {length}. Safe and online subtract the max first: {safe_bad} and {online_bad}, "
+                              "online {online_err} from float64. Chunk {chunk}: m starts at {m_new}."},
+    "scores-x100": {"2": "Scores a hundred times larger: row {row}'s largest score in this tile is {rowmax}; e to that "
+                         "overflows float32, but the kernel subtracts m = {m_new} first, so every p is at most one "
+                         "and ℓ = {l_new}."},
+    "causal": {"4": "Q{q} meets K{kv}: wholly below the diagonal, no mask, m = {m_new}, ℓ = {l_new}. Next: the diagonal "
+                    "tile, masked inside; the tiles right of it are never loaded."},
+}
+
+
 def check(name: str, trace) -> float:
     """The kernel's max error against float64; ValueError past the dtype's bound."""
     from kernels.softmax_trace import SoftmaxTrace
@@ -115,7 +130,7 @@ def record(directory: Path, names=None) -> dict:
 
     directory.mkdir(parents=True, exist_ok=True)
     entries, errors = [], {}
-    for name, title, narration, page, step, follow, row, kwargs, blocks in SCENES:
+    for name, _, _, page, _, _, _, kwargs, blocks in SCENES:
         if names and name not in names:
             continue
         config = SoftmaxConfig(**kwargs) if page == "softmax" else TraceConfig(**kwargs)
@@ -128,7 +143,7 @@ def record(directory: Path, names=None) -> dict:
         errors[name] = check(name, trace)
         trace_io.save(trace, directory / f"{name}.npz")
         trace_io.load(directory / f"{name}.npz")  # what the app will read: refused here, not on stage
-        entries.append(Scene(name, title, narration, page, step, follow, row, f"{name}.npz").__dict__)
+        entries.append(_entry(name))
         print(f"{name:22s} {errors[name]:.2e}  {(directory / f'{name}.npz').stat().st_size / 1e6:6.2f} MB", flush=True)
     recorded = {"gpu": backend.device_name(), "torch": torch.__version__, "triton": triton.__version__,
                 "cuda": str(torch.version.cuda), "python": platform.python_version(), "mode": backend.describe(),
@@ -138,6 +153,31 @@ def record(directory: Path, names=None) -> dict:
     manifest = {"recorded": recorded, "scenes": entries}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return {"manifest": manifest, "max_errors": errors}
+
+
+def _entry(name: str) -> dict:
+    """Scene `name`'s manifest entry from SCENES and WORDS."""
+    for n, title, narration, page, step, follow, row, _, _ in SCENES:
+        if n == name:
+            entry = Scene(name, title, narration, page, step, follow, row, f"{name}.npz", WORDS.get(name, {})).__dict__
+            return {k: v for k, v in entry.items() if k != "words" or v}
+    raise ValueError(f"no scene named {name!r}")
+
+
+def retext(directory: Path) -> dict:
+    """The manifest's titles, narrations, opening steps and words from SCENES and WORDS, the recorded
+    traces and their `recorded` kept (`--text`): what a scene says changes without a GPU."""
+    from kernels import scenes
+
+    path = directory / "manifest.json"
+    old = json.loads(path.read_text())
+    entries = [_entry(e["name"]) if any(e["name"] == n for n, *_ in SCENES) else e for e in old["scenes"]]
+    manifest = {"recorded": old["recorded"], "scenes": entries}
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    shipped, _, notes = scenes.read_manifest_notes(directory)
+    if notes:
+        raise ValueError("; ".join(notes))
+    return manifest
 
 
 def _merged(directory: Path, recorded: dict, entries: list) -> tuple[dict, list]:
@@ -186,7 +226,12 @@ def main(argv=None) -> int:
     ap.add_argument("--allow-cpu", action="store_true", help="record in the interpreter (for tests; not shipped)")
     ap.add_argument("--softmax-counts", action="store_true",
                     help="only count the softmax kernels over the attention scenes' scores (runs anywhere)")
+    ap.add_argument("--text", action="store_true",
+                    help="only rewrite the manifest's titles, narrations, steps and words from SCENES (runs anywhere)")
     args = ap.parse_args(argv)
+    if args.text:
+        retext(args.directory)
+        return 0
     if args.softmax_counts:
         softmax_counts(args.directory, args.only)
         return 0

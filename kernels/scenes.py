@@ -10,7 +10,8 @@ Not for: recording (kernels/record.py, on a GPU) or drawing (viz/).
 """
 import json
 import re
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernels import limits
@@ -19,6 +20,14 @@ SCENES_DIR = Path(__file__).resolve().parents[1] / "scenes"
 PAGES = ("attention", "backward", "softmax")
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 MAX_MANIFEST_BYTES = 64 << 10
+# the facts a scene's words may name, per page (viz/words.py fills them from the trace at each step)
+WORD_FACTS = {
+    "attention": {"q", "kv", "row", "m_old", "m_new", "rowmax", "alpha", "l_old", "l_new", "rowsum", "masked", "keys",
+                  "split", "splits", "tile", "tiles", "err", "dtype", "merged_m"},
+    "softmax": {"pass", "chunk", "chunks", "lo", "hi", "length", "m_new", "d_new", "cmax", "m_old", "d_old", "factor",
+                "naive_bad", "safe_bad", "online_bad", "online_err"},
+    "backward": {"kv", "q", "rows_lo", "rows_hi", "step", "steps", "row", "ds_max", "p_max", "dk_err", "D"},
+}
 
 
 @dataclass(frozen=True)
@@ -31,12 +40,39 @@ class Scene:
     follow: int  # the q-block (attention), kv-block (backward) or row (softmax page: 0) it follows
     row: int  # the row within the q-block (attention) or the query row (backward) it shows
     file: str  # under scenes/
+    # the speaker's words for some steps: {"N" (1-based) or "*": template naming WORD_FACTS in braces}
+    words: dict = field(default_factory=dict, hash=False)
 
 
 def _text(name: str, value, most: int) -> str:
     if not isinstance(value, str) or not value.isprintable() or not 0 < len(value) <= most:
         raise ValueError(f"scene {name}: must be printable text of 1 to {most} characters, got {value!r:.60}")
     return value
+
+
+def check_words(name: str, page: str, words) -> dict:
+    """A scene's words: at most 64 templates keyed by a step number or "*", each 1-400 printable
+    characters naming only the page's facts in braces and holding no digit of its own (a number
+    the speaker reads out is the kernel's); ValueError names the step and what is wrong."""
+    if not isinstance(words, dict) or len(words) > 64:
+        raise ValueError(f"scene {name}: words must be a mapping of at most 64 steps")
+    out = {}
+    for key, template in words.items():
+        if not (key == "*" or (isinstance(key, str) and key.isdigit() and 0 < int(key) <= 1 << 20)):
+            raise ValueError(f"scene {name}: words are keyed by a step number or '*', got {str(key)[:20]!r}")
+        where = f"scene {name}: words for step {key}"
+        _text(where, template, 400)
+        try:
+            names = {n for _, n, _, _ in string.Formatter().parse(template) if n is not None}
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        unknown = names - WORD_FACTS[page]
+        if unknown:
+            raise ValueError(f"{where} name facts the {page} page has not: {sorted(unknown)[:4]}")
+        if re.search(r"\b\d", re.sub(r"\{[^{}]*\}", " ", template)):  # float32 is a name, 100 a number
+            raise ValueError(f"{where} hold a number of their own: numbers come from the kernel's facts")
+        out[key] = template
+    return out
 
 
 def read_manifest(directory: Path = SCENES_DIR) -> tuple[list[Scene], dict]:
@@ -83,8 +119,9 @@ def read_manifest_notes(directory: Path = SCENES_DIR) -> tuple[list[Scene], dict
 
 
 def _entry(entry, names: set, directory: Path) -> Scene:
-    if not isinstance(entry, dict) or set(entry) != set(Scene.__dataclass_fields__):
-        raise ValueError(f"a scene must have exactly the fields {', '.join(sorted(Scene.__dataclass_fields__))}")
+    needed = set(Scene.__dataclass_fields__) - {"words"}
+    if not isinstance(entry, dict) or not needed <= set(entry) <= needed | {"words"}:
+        raise ValueError(f"a scene must have exactly the fields {', '.join(sorted(needed))} (and words)")
     name = entry["name"]
     if not isinstance(name, str) or not NAME.match(name) or name in names:
         raise ValueError(f"scene names are unique lowercase words with dashes, got {str(name)[:40]!r}")
@@ -97,7 +134,28 @@ def _entry(entry, names: set, directory: Path) -> Scene:
         page=limits.check_choice(f"scene {name}: page", entry["page"], PAGES),
         step=limits.check_int(f"scene {name}: step", entry["step"], 1, 1 << 20),
         follow=limits.check_int(f"scene {name}: follow", entry["follow"], 0, 1 << 20),
-        row=limits.check_int(f"scene {name}: row", entry["row"], 0, 1 << 20), file=entry["file"])
+        row=limits.check_int(f"scene {name}: row", entry["row"], 0, 1 << 20), file=entry["file"],
+        words=check_words(name, entry["page"], entry.get("words", {})))
+
+
+def order_pairs(shipped: list[Scene], config_of) -> dict[str, tuple]:
+    """{fa1 scene name: (fa2 scene, fa1 scene)}: shipped attention scenes recorded with the same
+    config in both loop orders (the FA1 vs FA2 page replays them side by side). config_of(scene)
+    -> its TraceConfig, or None when its trace cannot be read."""
+    configs = {}
+    for s in shipped:
+        if s.page == "attention":
+            c = config_of(s)
+            if c is not None:
+                configs[s.name] = (s, c)
+    pairs = {}
+    for s1, c1 in configs.values():
+        if c1.loop_order != "fa1":
+            continue
+        for s2, c2 in configs.values():
+            if c2.loop_order == "fa2" and c2.kv_splits == 1 and dict(c2.fields()) | {"loop_order": "fa1"} == dict(c1.fields()):
+                pairs[s1.name] = (s2, s1)
+    return pairs
 
 
 def scene_path(scene: Scene, directory: Path = SCENES_DIR) -> Path:

@@ -135,37 +135,74 @@ def flash_split_kv(seq_len: int, head_dim: int, block_m: int, block_n: int, caus
     return out
 
 
-def flash_walk(loop_order: str, tiles: list[tuple[int, int]], seq_len: int, head_dim: int, block_m: int,
-               block_n: int) -> list[dict]:
-    """{"loads", "stores"} the forward moves at each tile of its walk (tiles: (q-block, kv-block) in
-    the order the kernel computes them). FA2: Q_i at a q-block's first tile, K_j and V_j at every
-    tile, O_i and the log-sum-exp at its last. FA1: K_j and V_j at a kv-block's first tile, Q_i,
-    O_i, m_i, l_i read and O_i, m_i, l_i written at every tile. Summed: flash_fa2 / flash_fa1."""
+def flash_walk(loop_order: str, tiles: list[tuple], seq_len: int, head_dim: int, block_m: int,
+               block_n: int, splits: int = 1, n_rows: int | None = None) -> list[dict]:
+    """{"loads", "stores", "stats"} the forward moves at each tile of its walk (tiles: (q-block,
+    kv-block) or (q-block, kv-block, split), in the order the kernel computes them; "stats": how
+    many of those elements are float32 m, l or log-sum-exp). FA2: Q_i at a program's first tile, K_j
+    and V_j at every tile, O_i and the log-sum-exp at its last. Split-KV (splits > 1): each split's
+    program loads Q_i and stores its partial O_i, m_i, l_i; after a q-block's last tile the merge
+    reads every split's partials and writes O_i and the log-sum-exp (a split with no tile, inside the
+    causal band, still loads Q_i and stores its partials: counted there). FA1: K_j and V_j at a
+    kv-block's first tile, Q_i, O_i, m_i, l_i read and O_i, m_i, l_i written at every tile. Summed
+    over every program's walk: flash_fa2 / flash_split_kv / flash_fa1, the kernels' counters."""
     if loop_order not in ("fa1", "fa2"):
         raise ValueError(f"loop_order must be 'fa1' or 'fa2', got {loop_order!r}")
+    if loop_order == "fa1" and splits != 1:
+        raise ValueError(f"splits must be 1 with loop_order 'fa1', got {splits}")
     d, out = head_dim, []
-    for k, (i, j) in enumerate(tiles):
-        rows, cols = min(block_m, seq_len - i * block_m), min(block_n, seq_len - j * block_n)
+    tiles = [(t[0], t[1], t[2] if len(t) > 2 else 0) for t in tiles]
+    for k, (i, j, sp) in enumerate(tiles):
+        rows = min(block_m, (seq_len if n_rows is None else n_rows) - i * block_m)  # n_rows: GQA's packed heads, decode
+        cols = min(block_n, seq_len - j * block_n)
+        before, after = tiles[k - 1] if k else None, tiles[k + 1] if k + 1 < len(tiles) else None
         if loop_order == "fa1":
-            first_of_col = k == 0 or tiles[k - 1][1] != j
+            first_of_col = before is None or before[1] != j
             out.append({"loads": (2 * cols * d if first_of_col else 0) + 2 * rows * d + 2 * rows,
-                        "stores": rows * d + 2 * rows})
-        else:
-            first_of_row = k == 0 or tiles[k - 1][0] != i
-            last_of_row = k == len(tiles) - 1 or tiles[k + 1][0] != i
-            out.append({"loads": (rows * d if first_of_row else 0) + 2 * cols * d,
-                        "stores": rows * d + rows if last_of_row else 0})
+                        "stores": rows * d + 2 * rows, "stats": 4 * rows})
+            continue
+        first = before is None or before[0] != i or before[2] != sp
+        last = after is None or after[0] != i or after[2] != sp
+        loads, stores, stats = (rows * d if first else 0) + 2 * cols * d, 0, 0
+        if last and splits == 1:
+            stores, stats = rows * d + rows, rows
+        elif last:
+            stores, stats = rows * d + 2 * rows, 2 * rows  # the split's partial O, m, l
+        if splits > 1 and (after is None or after[0] != i):  # the q-block's last tile: its empty splits, the merge
+            empty = splits - len({t[2] for t in tiles if t[0] == i})
+            loads += empty * rows * d + splits * (rows * d + 2 * rows)
+            stores += empty * (rows * d + 2 * rows) + rows * d + rows
+            stats += 2 * empty * rows + 2 * splits * rows + rows
+        out.append({"loads": loads, "stores": stores, "stats": stats})
     return out
+
+
+def walk_bytes(parts: list[dict], itemsize: int) -> list[int]:
+    """Bytes of each tile's traffic (flash_walk): Q, K, V, O in the inputs' dtype, m, l and the
+    log-sum-exp in float32."""
+    return [(p["loads"] + p["stores"] - p["stats"]) * itemsize + 4 * p["stats"] for p in parts]
+
+
+def counted_bytes(counts: dict, keys: tuple, itemsize: int) -> int:
+    """Bytes of a kernel's counters (or a model's dict) over `keys`: m, l and the log-sum-exp in
+    float32, every other tensor in the inputs' dtype."""
+    return sum(counts[k] * (4 if k.endswith(("ml_loads", "ml_stores", "lse_loads", "lse_stores")) else itemsize)
+               for k in keys if k.endswith(("_loads", "_stores")))
+
+
+def standard_rows(rows: int, seq_len: int, head_dim: int) -> dict:
+    """Standard attention's traffic for `rows` query rows (the three kernels of standard_attention,
+    restricted to them): Q rows and K, S rows written and read, P rows written and read, V, O rows."""
+    n, d = seq_len, head_dim
+    return {"loads": rows * d + n * d + rows * n + rows * n + n * d, "stores": rows * n + rows * n + rows * d,
+            "s_p_elements": 2 * rows * n}
 
 
 def standard_attention(seq_len: int, head_dim: int, rows: int | None = None) -> dict:
     """S = QK^T, P = softmax(S), O = PV as three kernels with S and P in HBM (FlashAttention
     paper, Algorithm 0). Masking does not shrink it: S is still rows x N (rows = N unless GQA's
     packed heads or decode)."""
-    n, d, m = seq_len, head_dim, seq_len if rows is None else rows
-    loads = (m * d + n * d) + (m * n) + (m * n + n * d)  # QK^T ; softmax(S) ; PV
-    stores = (m * n) + (m * n) + (m * d)  # S ; P ; O
-    return {"loads": loads, "stores": stores, "s_p_elements": 2 * m * n}
+    return standard_rows(seq_len if rows is None else rows, seq_len, head_dim)  # QK^T ; softmax(S) ; PV
 
 
 def total(counts: dict) -> int:

@@ -36,7 +36,8 @@ def _close(got: float, want: float, terms: float) -> bool:
 
 def check_update(tex: str) -> list[str]:
     """The equations of viz/figures/attention.update_equations that fail with their printed numbers."""
-    lines = [x.strip() for x in tex.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}").split(r"\\[4pt]")]
+    body = tex.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}")
+    lines = [x.strip() for x in re.split(r"\\\\\[\d+pt\]", body)]
     bad = []
     m = re.search(r"\\max\(" + NUM + r",\\ " + NUM + r"\) = \\mathbf\{" + NUM + r"\}", lines[0])
     if not m:
@@ -111,4 +112,27 @@ def check_merge(tex: str) -> list[str]:
         want = sum(l * math.exp(x) for l, x in shown)
         if not _close(big_l, want, sum(abs(l * math.exp(x)) for l, x in shown) * (1 + max(abs(x) for _, x in shown))):
             bad.append(f"L = {want:.6g} from the shown terms, shown {big_l}")
+    return bad
+
+
+def check_out(tex: str) -> list[str]:
+    """viz/screens.out_tex: out = acc / l with the printed acc, l and out; the kernel's out within
+    its dtype of the printed acc / l (the kernel rounds out to the input dtype); |Δ| against float64."""
+    bad = []
+    fa1 = re.search(r"O_\\text\{last\} &= (\[.*?\])", tex)  # FA1 keeps O normalized: no division at the end
+    m = re.search(r"= (\[.*?\]) / " + NUM + r" = (\[.*?\])", tex)
+    if not m and not fa1:
+        return [f"no out = acc / l line in {tex[:80]!r}"]
+    acc, ell, quot = (vec(m[1]), num(m[2]), vec(m[3])) if m else ([], 1.0, vec(fa1[1]))
+    for k, (a, q) in enumerate(zip(acc, quot, strict=False)):
+        if not _close(q, a / ell, abs(a / ell)):
+            bad.append(f"acc / l [{k}] = {a} / {ell} = {a / ell:.6g}, shown {q}")
+    kern = vec(re.search(r"\\text\{kernel's out\} &= (\[.*?\])", tex)[1])
+    ref = vec(re.search(r"\\text\{float64\} &= (\[.*?\])", tex)[1])
+    err = num(re.search(r"\\max\|\\Delta\| = " + NUM, tex)[1])
+    for k, (o, q, r) in enumerate(zip(kern, quot, ref, strict=False)):
+        if abs(o - q) > 1e-3 * max(1.0, abs(q)) + 2 * PRINTED * abs(q):  # out is stored in the inputs' dtype
+            bad.append(f"the kernel's out[{k}] {o} is not acc / l = {q}")
+        if abs(o - r) > err * 1.05 + 2 * PRINTED * (abs(o) + abs(r)):
+            bad.append(f"|out[{k}] - float64[{k}]| = {abs(o - r):.3g} is more than the shown max {err}")
     return bad

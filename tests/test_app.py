@@ -85,20 +85,24 @@ def _latex(at: AppTest) -> str:
 def test_apply_presses():
     """Running totals from the browser: every press counts once, however they are batched."""
     seen = None
-    step, playing, seen, present = apply_presses(0, 10, False, {"nonce": "a", "next": 5}, seen)
-    assert (step, playing, present) == (5, False, 0)
-    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 5}, seen)
+    step, playing, seen, present, move = apply_presses(0, 10, False, {"nonce": "a", "next": 5}, seen)
+    assert (step, playing, present, move) == (5, False, 0, None)
+    step, playing, seen, *_ = apply_presses(step, 10, playing, {"nonce": "a", "next": 5}, seen)
     assert step == 5, "the same totals again are no new press"
-    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 7, "prev": 1}, seen)
+    step, playing, seen, *_ = apply_presses(step, 10, playing, {"nonce": "a", "next": 7, "prev": 1}, seen)
     assert step == 6
-    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 27, "prev": 1}, seen)
-    assert step == 9, "clamped at the last step"
-    step, playing, seen, _ = apply_presses(step, 10, playing, {"nonce": "a", "next": 27, "prev": 1, "toggle": 1}, seen)
+    step, playing, seen, _, move = apply_presses(step, 10, playing, {"nonce": "a", "next": 27, "prev": 1}, seen)
+    assert step == 9 and move == ("beyond", 1), "clamped at the last step; the talk may go on"
+    step, playing, seen, *_ = apply_presses(step, 10, playing, {"nonce": "a", "next": 27, "prev": 1, "toggle": 1}, seen)
     assert playing and step == 0, "play at the end starts again from the first step"
-    step, playing, seen, _ = apply_presses(4, 10, True, {"nonce": "a", "next": 28, "prev": 1, "toggle": 1}, seen)
+    step, playing, seen, *_ = apply_presses(4, 10, True, {"nonce": "a", "next": 28, "prev": 1, "toggle": 1}, seen)
     assert (step, playing) == (5, False), "a step press stops play"
-    step, playing, seen, present = apply_presses(5, 10, False, {"nonce": "b", "last": 1, "present": 1}, seen)
+    step, playing, seen, present, _ = apply_presses(5, 10, False, {"nonce": "b", "last": 1, "present": 1}, seen)
     assert (step, present) == (9, 1), "a remounted component (new nonce) counts from zero"
+    *_, move = apply_presses(0, 10, False, {"nonce": "b", "last": 1, "present": 1, "prev": 1}, seen)
+    assert move == ("beyond", -1)
+    *_, move = apply_presses(3, 10, False, {"nonce": "b", "last": 1, "present": 1, "chapter_next": 1}, seen)
+    assert move == ("chapter", 1)
     assert apply_presses(3, 10, False, None, seen)[:2] == (3, False)
     assert apply_presses(3, 10, False, "junk", seen)[:2] == (3, False)
 
@@ -138,7 +142,7 @@ def test_stepping_changes_the_label_equations_and_url():
         assert at.query_params["step"] == str(k) and at.query_params["q_block"] == "3"
         m = trace.m[3, k - 1, 0]
         assert f"{m:.4g}" in _latex(at), f"step {k}: the equations must carry the kernel's m = {m:.4g}"
-    assert "max grew in" in _step_label(at) and "row rescales so far" in _step_label(at)
+    assert "max grew in" in _step_label(at) and "row updates so far" in _step_label(at)
 
 
 def test_stepping_does_not_rerun_the_kernel(monkeypatch):
@@ -435,7 +439,7 @@ def test_softmax_overflow_is_labelled_with_the_arithmetic_dtype():
     f32 = next(t for k, t in titles.items() if "overflow32" in k)
     f16 = next(t for k, t in titles.items() if "overflow16" in k)
     for t in (f32, f16):
-        assert t[0].startswith("naive: ") and "NaN/inf" in t[0], t
+        assert t[0].startswith("<b>naive</b><br>") and "NaN/inf" in t[0], t
         assert all("finite, max err" in x for x in t[1:3]), t
     assert any("float16 row computing in float32: 0 NaN/inf" in c.value for c in at.caption)
 
@@ -451,9 +455,12 @@ def test_softmax_edges(state):
 
 
 def test_softmax_refuses_too_many_slices():
-    at = _app("softmax", **SOFTMAX.keyed(length=2000, block=16))
+    """The length slider stops at 64 slices of the chunk; a URL asking for more is named and defaulted."""
+    at = _app("softmax", query={"length": 2000, "block": 16})
     assert not at.exception
-    assert at.error and "at most 64 slices" in at.error[0].value
+    shown = [w.value.replace("\\", "") for w in at.warning]  # as plain text: markdown's escapes removed
+    assert any("length='2000'" in w and "at most 64 slices" in w for w in shown), shown
+    assert at.session_state[SOFTMAX.key("length")] == 64
 
 
 # ---------------------------------------------------------------- backward page

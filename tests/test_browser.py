@@ -99,7 +99,7 @@ def test_page_loads_in_normal_and_presenter_view_with_local_requests_only(server
         assert want_label in b.label(page)
         assert b.query(page).get("present") == "1", page.url
         assert page.locator(".js-plotly-plot").count() >= charts_present
-        assert page.get_by_text("exit presenter view (P)").count() == 1
+        assert page.get_by_role("button", name="exit (P)").count() == 1
     b.shot(page, tmp_path, f"{name}_presenter")
 
     leaving = b.external(requests)
@@ -255,7 +255,7 @@ def test_export_html_plays_offline_and_png_is_1920x1080(server, browser, page, t
     b.idle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Export for slides").click()
-    html_button = sidebar.get_by_role("button", name="Animated HTML (this q-block, plays offline)")
+    html_button = sidebar.get_by_role("button", name=re.compile(r"Animated HTML \(this q-block.*plays offline\)"))
     html_button.wait_for(timeout=20_000)
     with page.expect_download(timeout=120_000) as dl:
         html_button.click()

@@ -435,6 +435,18 @@ def test_export_html_is_self_contained_and_has_every_step(causal):
     fig = export.step_figure(causal, 3, 1, 2)
     assert "Step 3" in fig.layout.title.text
     assert np.array_equal(np.array(fig.data[0].z), np.array(grid.tile_grid_figure(causal, _walk(causal, 3)[2]).data[0].z))
+    # what presenter view shows: alpha per row, the accumulator's stages, the equations with the kernel's numbers, words
+    step = _walk(causal, 3)[2]
+    u = steps.row_update(causal, step, 1)
+    alpha = next(t for t in fig.data if t.name == "alpha")
+    assert np.array_equal(np.array(alpha.y), causal.alpha[3, step.kv_block, :len(step.rows)])
+    acc = next(t for t in fig.data if t.name == "acc")
+    assert np.allclose(np.array(acc.z)[3], fa.accumulator_parts(causal, step, 1)["after"])
+    notes = {a.name: a.text for a in fig.layout.annotations if a.name}
+    for v in (u.m_new, u.alpha, u.l_new):
+        assert fa.html_num(v) in notes["equations"]
+    from viz import words
+    assert words.attention(causal, step, 1).replace("'", "&#x27;") in notes["words"]
 
 
 @pytest.mark.skipif(not __import__("viz.export", fromlist=["chromium"]).chromium(), reason="needs Chromium")

@@ -129,6 +129,41 @@ def test_flash_walk_adds_up_to_the_models(n, bm, bn, causal):
         assert sum(p["loads"] for p in parts) == want["loads"] and sum(p["stores"] for p in parts) == want["stores"]
     with pytest.raises(ValueError, match="loop_order"):
         traffic.flash_walk("fa3", [], 1, d, 16, 16)
+    with pytest.raises(ValueError, match="splits must be 1"):
+        traffic.flash_walk("fa1", [], 1, d, 16, 16, splits=2)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n, bm, bn, splits", [(100, 32, 16, 2), (77, 16, 16, 3), (130, 64, 16, 4), (40, 16, 16, 3)])
+def test_split_kv_walk_adds_up_to_the_model(n, bm, bn, splits, causal):
+    """Every q-block's split-by-split walk (its empty splits and its merge included) sums to
+    flash_split_kv, the split-KV kernel's counters; the float32 statistics are the m, l, lse part."""
+    d = 16
+    cfg = TraceConfig(seq_len=n, head_dim=d, block_m=bm, block_n=bn, causal=causal, kv_splits=splits)
+    visits = expected_visits(cfg)
+    parts = []
+    for i in range(cfg.n_q_blocks):
+        tiles = []
+        for sp in range(splits):
+            lo, hi = cfg.split_range(sp)
+            tiles += [(i, j, sp) for j in range(lo, hi) if visits[i, j] >= 0]
+        parts += traffic.flash_walk("fa2", tiles, n, d, bm, bn, splits=splits)
+    want = traffic.flash_split_kv(n, d, bm, bn, causal, splits)
+    assert sum(p["loads"] for p in parts) == want["loads"] and sum(p["stores"] for p in parts) == want["stores"]
+    stats = want["partial_ml_stores"] + want["merge_ml_loads"] + want["lse_stores"]
+    assert sum(p["stats"] for p in parts) == stats
+    assert sum(traffic.walk_bytes(parts, 2)) == (want["loads"] + want["stores"] - stats) * 2 + 4 * stats
+
+
+def test_standard_rows_add_up_to_standard_attention_but_for_k_and_v():
+    """Split into q-blocks, standard attention reads K and V once per block of rows; S and P alike."""
+    n, d, bm = 100, 16, 32
+    blocks = [min(bm, n - i) for i in range(0, n, bm)]
+    parts = [traffic.standard_rows(r, n, d) for r in blocks]
+    whole = traffic.standard_attention(n, d)
+    assert sum(p["stores"] for p in parts) == whole["stores"]
+    assert sum(p["loads"] for p in parts) == whole["loads"] + (len(blocks) - 1) * 2 * n * d
+    assert sum(p["s_p_elements"] for p in parts) == whole["s_p_elements"]
 
 
 def test_merge_states_is_the_whole_rows_max_and_sum():

@@ -19,7 +19,7 @@ from kernels import scenes, steps, truth
 from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace, capture_softmax
 from kernels.trace import AttentionTrace, TraceConfig, capture_trace
 from kernels.trace_backward import BackwardTrace, capture_backward_trace
-from tests.rendered import check_merge, check_update
+from tests.rendered import check_merge, check_out, check_update
 from viz.figures import attention as fa
 from viz.figures import split
 
@@ -180,6 +180,40 @@ def test_rendered_equations_hold_on_every_scene(scene):
         assert bool(merges) == (trace.config.kv_splits > 1 and k == n), f"{scene} step {k}: the merge shows {merges}"
         for t in merges:
             assert not check_merge(t), f"{scene} merge: {check_merge(t)}"
+
+
+@pytest.mark.parametrize("scene", [s.name for s in FORWARD_SCENES])
+def test_rendered_presenter_screens_hold_on_every_scene(scene):
+    """Presenter view's own equations (one vector entry, no line gaps), `out = acc / l` after a
+    q-block's last tile and split-KV's merge (two terms written out) hold with their printed numbers."""
+    s = next(x for x in FORWARD_SCENES if x.name == scene)
+    trace = scenes.load_scene(s)
+    n = steps.step_count(trace, s.follow)
+    for k in sorted({1, n - 1, n} - {0}):
+        tex = _latex(_render({"scene": scene, "present": 1}, k))
+        updates = [t for t in tex if "m_\\text{new}" in t]
+        outs = [t for t in tex if r"\text{kernel's out}" in t]
+        merges = [t for t in tex if r"\max_s m_s" in t]
+        from viz import words
+
+        end = words.attention_facts(trace, steps.steps(trace, s.follow)[k - 1], s.row % trace.config.block_m)["end"]
+        if end == "merge":
+            assert merges and not check_merge(merges[0]), (scene, merges and check_merge(merges[0]))
+        elif end == "out":
+            assert outs and not check_out(outs[0]), (scene, k, outs and check_out(outs[0]))
+        else:
+            assert updates and not check_update(updates[0]), (scene, k, updates and check_update(updates[0]))
+
+
+def test_the_out_checker_catches_a_wrong_division():
+    from viz import screens
+
+    trace = capture_trace(TraceConfig(seq_len=40, head_dim=16, block_m=16, block_n=16, seed=4))
+    last = steps.steps(trace, 1)[-1]
+    good = screens.out_tex(trace, last, 3)
+    assert not check_out(good)
+    o = steps.output_row(trace, 1, 3)
+    assert check_out(good.replace(fa.tex_num(o["l"]), fa.tex_num(o["l"] * 1.02), 1))
 
 
 @pytest.mark.parametrize("cfg", [c for c in FUZZED if c.seq_len > 16][:6] + MASKED[:4], ids=_id)

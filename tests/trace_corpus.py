@@ -184,6 +184,8 @@ def corpus(forward: bytes, backward: bytes, split: bytes | None = None) -> list[
         ("bomb-2gib-q", bomb(f, "q", "<f4", (2 * GIB // 4,), 2 * GIB), "would inflate"),
         ("declared-4gib", declared_huge(forward, "m", 4 * GIB), "would inflate"),
         ("declared-longer-than-header", declared_huge(forward, "q", f["q"].nbytes + 4096), "declares .* bytes"),
+        ("many-members", raw_zip([(f"m{k}.npy", b"") for k in range(3000)]), "lists 3000 members"),
+        ("long-names", raw_zip([("x" * 60000 + f"{k}.npy", b"") for k in range(20)]), r"KiB directory"),
         # the backward kind
         ("bwd-ds-shape", with_(b, ds=np.zeros((1, 1), np.float32)), "ds is float32 of shape"),
         ("bwd-do-seed-missing", with_(b, do_seed=None), "missing: do_seed"),

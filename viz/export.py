@@ -40,24 +40,47 @@ def _axis(axis) -> dict:
 
 
 def step_figure(trace, q_block: int, row: int, index: int) -> go.Figure:
-    """The tile grid (left) and the followed row's running max and sum (right) at one step."""
+    """What presenter view shows at one step, as one figure: the tile grid, the followed row's
+    running max and sum, α per row (top); the accumulator's four stages, the update equations with
+    the kernel's numbers and the speaker's words (bottom)."""
+    from viz import words
+
     step = steps.step_at(trace, q_block, index)
     row = min(row, len(step.rows) - 1)
     g = grid.tile_grid_figure(trace, step, hover=False)
     s = fa.running_state_figure(trace, step, row)
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.32, 0.32], horizontal_spacing=0.07,
-                        subplot_titles=("tiles of S: keys →, queries ↓", "running max m", "running sum ℓ"))
+    a = fa.alpha_figure(trace, step, row)
+    acc = fa.accumulator_figure(trace, step, row)
+    fig = make_subplots(rows=2, cols=4, column_widths=[0.3, 0.22, 0.22, 0.26], row_heights=[0.62, 0.38],
+                        horizontal_spacing=0.06, vertical_spacing=0.16,
+                        specs=[[{}, {}, {}, {}], [None, None, {"colspan": 2}, None]],
+                        subplot_titles=("", "running max m", "running sum ℓ",
+                                        "α per row (orange: max grew)", "the accumulator of the row"))
     for t in g.data:
         fig.add_trace(t, row=1, col=1)
     for t in s.data:
-        col = 2 if (t.xaxis or "x") == "x" else 3
-        fig.add_trace(t, row=1, col=col)
+        fig.add_trace(t, row=1, col=2 if (t.xaxis or "x") == "x" else 3)
+    for t in a.data:
+        fig.add_trace(t, row=1, col=4)
+    for t in acc.data:
+        fig.add_trace(t.update(colorbar=dict(len=0.3, y=0.16, thickness=12)), row=2, col=3)
     for shape in g.layout.shapes:
         fig.add_shape(shape, row=1, col=1)
     fig.update_xaxes(_axis(g.layout.xaxis), row=1, col=1)
     fig.update_yaxes(_axis(g.layout.yaxis), row=1, col=1)
     fig.update_xaxes(_axis(s.layout.xaxis), row=1, col=2)
     fig.update_xaxes(_axis(s.layout.xaxis2), row=1, col=3)
+    fig.update_yaxes(_axis(acc.layout.yaxis), row=2, col=3)
+    fig.update_xaxes(title_text="query row", row=1, col=4)
+    fig.update_xaxes(title_text="head dim", row=2, col=3)
+    fig.update_yaxes(range=[0, 1.05], row=1, col=4)
+    eq = "<br>".join(["<b>tiles of S</b> (left): keys →, queries ↓; Q<sub>i</sub> solid, K<sub>j</sub>, V<sub>j</sub> "
+                      "dotted", ""] + fa.update_html(trace, step, row, n_vec=1))
+    fig.add_annotation(text=eq, x=0, y=0.33, xref="paper", yref="paper", xanchor="left", yanchor="top", align="left",
+                       showarrow=False, font=dict(size=15), name="equations")
+    fig.add_annotation(text="<i>" + html.escape(words.attention(trace, step, row)) + "</i>", x=0, y=-0.1,
+                       xref="paper", yref="paper", xanchor="left", yanchor="top", align="left", showarrow=False,
+                       font=dict(size=14), name="words")
     i, j = step.q_block, step.kv_block
     c = trace.config
     fig.update_layout(title=dict(text=f"Step {step.index + 1}: Q<sub>{i}</sub> meets K<sub>{j}</sub>, V<sub>{j}</sub> · "
@@ -65,7 +88,7 @@ def step_figure(trace, q_block: int, row: int, index: int) -> go.Figure:
                                       f"{c.block_m}×{c.block_n} blocks, {c.dtype} · {html.escape(trace.device)}",
                                  x=0, xref="paper", font=dict(size=18)),
                       showlegend=False)
-    return layout(fig, 560, t=90)
+    return layout(fig, 760, t=90).update_layout(margin_b=90)
 
 
 def plan(trace, q_block: int, row: int) -> dict:
@@ -92,17 +115,18 @@ def animation_html(trace, q_block: int, row: int, stride: int = 1) -> str:
     picked = list(range(0, steps.step_count(trace, q_block), max(1, stride)))[:MAX_FRAMES]
     figs = [step_figure(trace, q_block, row, k) for k in picked]
     base = go.Figure(figs[0])
-    base.frames = [go.Frame(data=f.data, layout=dict(shapes=f.layout.shapes, title=f.layout.title), name=str(k))
+    base.frames = [go.Frame(data=f.data, layout=dict(shapes=f.layout.shapes, title=f.layout.title,
+                                                     annotations=f.layout.annotations), name=str(k))
                    for k, f in enumerate(figs)]
     n = len(picked)
     anim = dict(frame=dict(duration=900, redraw=True), transition=dict(duration=0), mode="immediate")
     base.update_layout(
-        updatemenus=[dict(type="buttons", x=0, y=-0.08, xanchor="left", yanchor="top", direction="left", buttons=[
+        updatemenus=[dict(type="buttons", x=0, y=-0.16, xanchor="left", yanchor="top", direction="left", buttons=[
             dict(label="Play", method="animate", args=[None, dict(anim, fromcurrent=True)]),
             dict(label="Pause", method="animate", args=[[None], dict(anim, frame=dict(duration=0, redraw=False))])])],
-        sliders=[dict(active=0, x=0.12, len=0.88, y=-0.05, currentvalue=dict(prefix="step "), steps=[
+        sliders=[dict(active=0, x=0.12, len=0.88, y=-0.13, currentvalue=dict(prefix="step "), steps=[
             dict(label=str(picked[k] + 1), method="animate", args=[[str(k)], anim]) for k in range(n)])],
-        height=640, margin=dict(b=110))
+        height=860, margin=dict(b=150))
     return base.to_html(include_plotlyjs=True, full_html=True, auto_play=False,
                         config={"displaylogo": False, "responsive": True})
 
@@ -125,8 +149,10 @@ def step_png(trace, q_block: int, row: int, step: int) -> bytes:
                            "without one")
     os.environ.setdefault("BROWSER_PATH", browser)
     fig = step_figure(trace, q_block, row, step)
-    fig.update_layout(font=dict(size=22), title=dict(font=dict(size=28)), margin=dict(l=50, r=40, t=120, b=50))
+    fig.update_layout(font=dict(size=22), title=dict(font=dict(size=28)), margin=dict(l=50, r=40, t=120, b=120))
     fig.update_annotations(font_size=24)
+    fig.update_annotations(font_size=22, selector=dict(name="equations"))
+    fig.update_annotations(font_size=20, selector=dict(name="words"))
     fig.update_xaxes(tickfont_size=18)
     fig.update_yaxes(tickfont_size=18)
     png = pio.to_image(fig, format="png", width=PNG_SIZE[0], height=PNG_SIZE[1], scale=1)

@@ -48,9 +48,13 @@ class PageSpec:
         """{session key: value} for values named without the prefix (tests and callbacks set state so)."""
         return {self.key(k): v for k, v in values.items()}
 
+    @property
+    def file(self) -> str:
+        return f"viz/pages/{self.page}.py"
+
     def url_spec(self) -> dict:
         return {**self.config, **{p: urlstate.POSITION[p] for p in self.positions},
-                **{p: urlstate.POSITION[p] for p in ("step", "scene", "present")}}
+                **{p: urlstate.POSITION[p] for p in ("step", "scene")}, **urlstate.VIEW}
 
 
 @dataclass
@@ -70,9 +74,16 @@ class Source:
         """The kernel runs live (no scene, no file)."""
         return self.scene is None and self.file is None
 
+    def stop(self) -> int | None:
+        """This source's stop in the talk (viz/talk.py): a shipped scene's, else None."""
+        from viz import talk
+
+        return talk.stop_of(self.spec.file, self.scene.name) if self.scene is not None else None
+
     def url(self, positions: dict) -> dict:
-        """The URL's query parameters for this source at these positions (step 1-based)."""
-        pos = {**positions, "present": st.session_state[stepping.PRESENT] or None}
+        """The URL's query parameters for this source at these positions (step 1-based); urlstate.write
+        adds the view (presenter, theme, talk, room)."""
+        pos = dict(positions)
         if self.file is not None:
             return pos
         if self.scene is not None:
@@ -115,9 +126,39 @@ def arrive(spec: PageSpec, opening=None) -> None:
     ss.update({spec.key(key): values[param] for param, key in spec.positions.items() if param in values})
     if "step" in values:
         ss[spec.key("step")], ss[spec.key("url_step")] = values["step"] - 1, values["step"]
+    apply_view(values)
+    ss[spec.key("url_problems")] = problems
+
+
+def apply_view(values: dict) -> None:
+    """The URL's view parameters, in the session: presenter view, the theme, talk mode, the followed room."""
+    ss = st.session_state
     if "present" in values:
         ss[stepping.PRESENT] = values["present"]
-    ss[spec.key("url_problems")] = problems
+    if "theme" in values:
+        ss[stepping.DARK] = values["theme"] == "dark"
+    if "talk" in values:
+        ss["talk.on"] = values["talk"]
+    if "follow" in values:
+        ss["talk.follow"] = values["follow"]
+
+
+def arrive_view(page: str, extra: dict | None = None) -> dict:
+    """A page without steps (start, benchmarks, console): the view parameters of the URL once per
+    arrival (a problem named in a warning), the presenter and theme CSS; the arrival's values of
+    `extra` (parameter -> parser) are returned, {} on a rerun."""
+    ss = st.session_state
+    for key, value in {stepping.PRESENT: False, stepping.DARK: False}.items():
+        ss.setdefault(key, value)
+    got = {}
+    if urlstate.arrived(page):
+        values, problems = urlstate.read({**urlstate.VIEW, **(extra or {})})
+        apply_view(values)
+        got = {k: v for k, v in values.items() if k in (extra or {})}
+        for problem in problems:
+            st.warning(controls.plain(problem))
+    stepping.page_style()
+    return got
 
 
 def _apply_config(spec: PageSpec, given: dict) -> list[str]:
@@ -282,21 +323,30 @@ def load(src: Source, **follow):
     return src.trace
 
 
-def step_header(spec: PageSpec, n: int, k: int, label_html: str) -> None:
-    """The stepper, the step slider (normal view) or the way out of presenter view, and the step's label."""
+def step_header(spec: PageSpec, n: int, k: int, label_html: str, here: int | None = None) -> None:
+    """The stepper, the step slider (normal view) or the way out of presenter view, and the step's
+    label; `here`: the page's stop in the talk. A window following a room has no stepper: its
+    console steps it."""
     from viz.stepper import stepper
 
     ss = st.session_state
-    if ss[stepping.PRESENT]:
+    if ss.get("talk.follow"):
         top = st.columns([2.2, 3.4], vertical_alignment="center")
-        with top[0]:
-            stepper(spec.prefix, n)
-            stepping.exit_presenter(spec.prefix)
+        top[0].caption(controls.plain(f"following room {ss['talk.follow']}: step {k + 1} of {n}, "
+                                      "the speaker's console steps this window"))
         top[1].markdown(label_html, unsafe_allow_html=True)
+        return
+    if ss[stepping.PRESENT]:
+        top = st.columns([1.75, 0.5, 3.35], vertical_alignment="center")
+        with top[0]:
+            stepper(spec.prefix, n, here)
+        with top[1]:
+            stepping.exit_presenter(spec.prefix)
+        top[2].markdown(label_html, unsafe_allow_html=True)
         return
     s1, s2 = st.columns([2.4, 3.6], vertical_alignment="center")
     with s1:
-        stepper(spec.prefix, n)
+        stepper(spec.prefix, n, here)
     with s2:
         if n > 1:
             # keyed by the step and read back, no on_change: a stale slider (a press that arrived

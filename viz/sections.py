@@ -8,11 +8,14 @@ import streamlit as st
 from kernels import limits, results
 from viz import state, stepping
 from viz.figures import memory, split
-from viz.figures.style import themed
+from viz.figures.style import big, themed
 
 
 def chart(fig, key: str) -> None:
-    st.plotly_chart(themed(fig, st.session_state[stepping.DARK]), width="stretch", key=key, theme=None,
+    ss = st.session_state
+    if ss.get(stepping.PRESENT):
+        big(fig)
+    st.plotly_chart(themed(fig, ss.get(stepping.DARK, False)), width="stretch", key=key, theme=None,
                     config={"displaylogo": False, "toImageButtonOptions": {"scale": 3}})
 
 

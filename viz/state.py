@@ -168,7 +168,7 @@ def scene_by_name(name: str):
     return next((s for s in shipped if s.name == name), None)
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def scene_trace(name: str):
     """A shipped scene's trace, read and checked once per server (every visitor replays the same
     file, so it is shared, never copied per session). ValueError if it cannot be read."""
@@ -235,21 +235,14 @@ def scene_pairs() -> dict[str, tuple]:
         shipped, _ = scenes.read_manifest()
     except ValueError:
         return {}
-    configs = {}
-    for s in shipped:
-        if s.page == "attention":
-            try:
-                configs[s.name] = (s, scene_trace(s.name).config)
-            except ValueError:
-                continue
-    pairs = {}
-    for s1, c1 in configs.values():
-        if c1.loop_order != "fa1":
-            continue
-        for s2, c2 in configs.values():
-            if c2.loop_order == "fa2" and c2.kv_splits == 1 and dict(c2.fields()) | {"loop_order": "fa1"} == dict(c1.fields()):
-                pairs[s1.name] = (s2, s1)
-    return pairs
+
+    def config_of(s):
+        try:
+            return scene_trace(s.name).config
+        except ValueError:
+            return None
+
+    return scenes.order_pairs(shipped, config_of)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
@@ -273,3 +266,12 @@ def scene_softmax_counts() -> dict:
     from kernels import scenes
 
     return scenes.softmax_counts()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def deck_html(dark: bool) -> bytes:
+    """The whole talk as one offline HTML file (viz/deck.py), built once per server and theme
+    (about 30 s and 18 MB with the shipped scenes)."""
+    from viz import deck, script
+
+    return deck.build(script.app_loader(), dark=dark).encode()  # replays only: no kernel lock

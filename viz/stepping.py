@@ -18,7 +18,7 @@ PRESENT, DARK = "app.present", "app.dark"  # presenter view and the dark theme: 
 def defaults(prefix: str) -> None:
     ss = st.session_state
     for key, value in {f"{prefix}.step": 0, f"{prefix}.playing": False, f"{prefix}.speed": 1.0,
-                       f"{prefix}.loop": False, PRESENT: False, DARK: False}.items():
+                       f"{prefix}.loop": False, PRESENT: False, DARK: False, "talk.on": False}.items():
         ss.setdefault(key, value)
 
 
@@ -31,29 +31,44 @@ def page_style() -> None:
     present.apply(st.session_state[PRESENT], st.session_state[DARK])
 
 
+def _view_toggle(label: str, key: str, help: str | None = None) -> None:
+    """A sidebar toggle for a view setting kept under a plain session key (`key`): the widget has its
+    own key, set from the setting before it is drawn, so the setting survives every page (a widget's
+    own state is dropped on a page that does not draw it) and the P key or the URL may change it."""
+    ss = st.session_state
+    ss[f"{key}_w"] = bool(ss.get(key, False))
+    st.toggle(label, key=f"{key}_w", help=help, on_change=lambda: ss.update({key: ss[f"{key}_w"]}))
+
+
 def play_controls(prefix: str) -> None:
-    """Presenter view, dark theme, play speed and loop (in the sidebar)."""
-    st.toggle("presenter view", key=PRESENT, help="one projector screen per step (key P); the URL's present=1",
-              persist_state="session")
-    st.toggle("dark projector theme", key=DARK, persist_state="session")
+    """Presenter view, dark theme, talk mode, play speed and loop (in the sidebar)."""
+    _view_toggle("presenter view", PRESENT, help="one projector screen per step (key P); the URL's present=1")
+    _view_toggle("dark projector theme", DARK, help="the URL's theme=dark")
+    _view_toggle("talk mode", "talk.on", help="past a scene's last step, Next goes on to the next scene of the story "
+                 "(Start: the talk), before its first step back; the URL's talk=1")
     st.select_slider("play: seconds per step", SPEEDS, key=f"{prefix}.speed", persist_state="session")
     st.toggle("loop when playing", key=f"{prefix}.loop", help="play again from the first step after the last",
               persist_state="session")
-    st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view.")
+    st.caption("Keys: ← → (a clicker's PgUp / PgDn) step, Home / End, Space plays, P presenter view, ] / [ chapters.")
 
 
 def exit_presenter(prefix: str) -> None:
     """A small button in presenter view (the sidebar is hidden there)."""
-    st.button("exit presenter view (P)", key=f"{prefix}.exit_present", type="tertiary",
+    st.button("exit (P)", key=f"{prefix}.exit_present", type="tertiary", help="leave presenter view",
               on_click=lambda: st.session_state.update({PRESENT: False}))
 
 
-def step_fragment(prefix: str, n_steps: int, draw) -> None:
+def step_fragment(prefix: str, n_steps: int, draw, here: int | None = None) -> None:
     """Run draw(step) in a fragment that the play timer reruns every `{prefix}.speed` seconds
-    while playing; a press that starts or stops play, or toggles presenter view, reruns the page."""
+    while playing; a press that starts or stops play, or toggles presenter view, reruns the page.
+    here: the page's stop in the talk; a window that follows a room goes where its console goes."""
     ss = st.session_state
+    from viz import talk
+
+    talk.follower(f"{prefix}.step", here)
     asked = ss.pop(f"{prefix}.url_step", None)
-    if asked is not None and asked > n_steps:
+    to_last = ss.pop("talk.to_last", False)  # the talk came back from the next stop: the last step, no warning
+    if asked is not None and asked > n_steps and not to_last:
         st.warning(f"URL parameter step={asked} is past the last step of this view ({n_steps}): showing "
                    f"step {n_steps}.")
     playing, presenting = bool(ss[f"{prefix}.playing"]), bool(ss[PRESENT])

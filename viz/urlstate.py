@@ -57,8 +57,23 @@ CONFIG = {  # parameter -> parser (the kernel's own checks still run on the comb
     "documents": _int(1, limits.MAX_DOCUMENTS), "group": _int(1, limits.MAX_GROUP),
     "q_len": _int(0, limits.MAX_SEQ_LEN_GPU),
 }
+def _theme(text: str) -> str:
+    if text not in ("light", "dark"):
+        raise ValueError("must be light or dark")
+    return text
+
+
+def _room(text: str) -> str:
+    from viz.talk import room_name
+
+    return room_name(text)
+
+
 POSITION = {"q_block": _int(0, 1 << 20), "kv_block": _int(0, 1 << 20), "row": _int(0, 1 << 24),
             "step": _int(1, 1 << 24), "scene": _name, "present": _bool}
+# every page: presenter view, the projector theme, the talk's mode and the room a window follows
+VIEW = {"present": _bool, "theme": _theme, "talk": _bool, "follow": _room}
+CHAPTER = _int(1, 7)
 SOFTMAX = {"length": _int(1, 4096), "block": _int(16, 1024), "scenario": _choice(*limits.SCENARIOS),
            "seed": _int(0, 2**31 - 1)}
 
@@ -91,18 +106,21 @@ def arrived(page: str) -> bool:
     return True
 
 
+def view() -> dict:
+    """The view parameters this session carries into every URL it writes: present, theme, talk, follow."""
+    ss = st.session_state
+    return {"present": ss.get("app.present") or None, "theme": "dark" if ss.get("app.dark") else None,
+            "talk": 1 if ss.get("talk.on") else None, "follow": ss.get("talk.follow")}
+
+
 def write(values: dict) -> None:
-    """Make the URL's query string exactly `values` (None values left out), changing only what differs."""
-    want = {k: _text(v) for k, v in values.items() if v is not None}
+    """Make the URL's query string exactly `values` plus the view parameters (None values left out),
+    in one update: one browser-history entry per change, so Back undoes one step per press."""
+    want = {k: _text(v) for k, v in {**values, **view()}.items() if v is not None}
     params = st.query_params
     if dict(params.to_dict()) == want:
         return
-    for k in list(params.keys()):
-        if k not in want:
-            del params[k]
-    for k, v in want.items():
-        if params.get(k) != v:
-            params[k] = v
+    params.from_dict(want)
 
 
 def _text(v) -> str:

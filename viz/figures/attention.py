@@ -8,6 +8,7 @@ derived. `row` is a row of the q-block (0 .. block_m - 1); labels show its numbe
 Not for: which tile a step is or a row's numbers (kernels/steps.py), whether they hold (kernels/truth.py).
 """
 import math
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -243,34 +244,69 @@ def tex_vec(a: np.ndarray, n: int = 2) -> str:
     return "[" + ", ".join(items) + "]"
 
 
-def update_equations(trace, step, row: int) -> str:
+def update_equations(trace, step, row: int, n_vec: int = 2, gap: str = "4pt", terse: bool = False) -> str:
     """One aligned LaTeX block: the update equations with this row's numbers plugged in. FA2 keeps
     acc unnormalized (one division at the end); FA1 renormalizes O at every tile. A row that has
-    seen no key yet (split-KV inside the causal band) says so: nothing to rescale."""
+    seen no key yet (split-KV inside the causal band) says so: nothing to rescale. terse (a half
+    screen in presenter view): the numbers without the symbolic middle of each line."""
     u = steps.row_update(trace, step, row)
     n = {k: tex_num(getattr(u, k)) for k in ("m_old", "rowmax_s", "m_new", "alpha", "l_old", "rowsum_p", "l_new")}
-    acc_old, pv, acc_new = (tex_vec(getattr(u, k)) for k in ("acc_old", "pv", "acc_new"))
-    lines = [rf"m_\text{{new}} &= \max(m_\text{{old}},\ \mathrm{{rowmax}}(s)) = \max({n['m_old']},\ {n['rowmax_s']})"
-             rf" = \mathbf{{{n['m_new']}}}"]
+    acc_old, pv, acc_new = (tex_vec(getattr(u, k), n_vec) for k in ("acc_old", "pv", "acc_new"))
+    sym = {"m": "" if terse else r"\max(m_\text{old},\ \mathrm{rowmax}(s)) = ",
+           "a": "" if terse else r"e^{\,m_\text{old} - m_\text{new}} = ",
+           "l": "" if terse else r"\alpha\,\ell_\text{old} + \mathrm{rowsum}(p) = ",
+           "o": "" if terse else r"\frac{\ell_\text{old}\,\alpha\,O_\text{old} + pV}{\ell_\text{new}} = "}
+    lines = [rf"m_\text{{new}} &= {sym['m']}\max({n['m_old']},\ {n['rowmax_s']}) = \mathbf{{{n['m_new']}}}"]
     if u.empty:
         lines.append(r"\alpha &= 0,\ \ \ell_\text{new} = 0:\ \text{every key so far is masked for this row}")
     else:
-        lines.append(rf"\alpha &= e^{{\,m_\text{{old}} - m_\text{{new}}}} = e^{{{n['m_old']} - {paren(u.m_new)}}}"
-                     rf" = \mathbf{{{n['alpha']}}}")
-        lines.append(rf"\ell_\text{{new}} &= \alpha\,\ell_\text{{old}} + \mathrm{{rowsum}}(p) = {n['alpha']} \cdot "
-                     rf"{n['l_old']} + {n['rowsum_p']} = \mathbf{{{n['l_new']}}}")
+        lines.append(rf"\alpha &= {sym['a']}e^{{{n['m_old']} - {paren(u.m_new)}}} = \mathbf{{{n['alpha']}}}")
+        lines.append(rf"\ell_\text{{new}} &= {sym['l']}{n['alpha']} \cdot {n['l_old']} + {n['rowsum_p']} = "
+                     rf"\mathbf{{{n['l_new']}}}")
     if u.normalized:
-        lines.append(rf"O_\text{{new}} &= \frac{{\ell_\text{{old}}\,\alpha\,O_\text{{old}} + pV}}{{\ell_\text{{new}}}}"
-                     rf" = \frac{{{n['l_old']} \cdot {n['alpha']} \cdot {acc_old} + {pv}}}{{{n['l_new']}}}")
+        lines.append(rf"O_\text{{new}} &= {sym['o']}\frac{{{n['l_old']} \cdot {n['alpha']} \cdot {acc_old} + {pv}}}"
+                     rf"{{{n['l_new']}}}")
     else:
         lines.append(rf"\mathrm{{acc}}_\text{{new}} &= \alpha\,\mathrm{{acc}}_\text{{old}} + pV = {n['alpha']} \cdot"
                      rf" {acc_old} + {pv}")
     lines.append(rf"&= {acc_new}")
-    return r"\begin{aligned}" + r" \\[4pt] ".join(lines) + r"\end{aligned}"
+    return r"\begin{aligned}" + rf" \\[{gap}] ".join(lines) + r"\end{aligned}"
 
 
-def step_label(trace, step) -> str:
-    """The step's one-line label (HTML): which tile, which program, what the step did to its rows."""
+def html_num(v: float, digits: int = 4) -> str:
+    """tex_num for HTML: the same 4 significant digits, −∞, ×10<sup>k</sup>."""
+    t = tex_num(v, digits)
+    t = t.replace(r"-\infty", "−∞").replace(r"\infty", "∞").replace(r"\mathrm{NaN}", "NaN")
+    t = re.sub(r" \\times 10\^\{(-?\d+)\}", r"×10<sup>\1</sup>", t)
+    return t.replace("-", "−")
+
+
+def update_html(trace, step, row: int, n_vec: int = 2) -> list[str]:
+    """update_equations as HTML lines (the offline deck and the exports, where no LaTeX renders),
+    with the same numbers."""
+    u = steps.row_update(trace, step, row)
+    n = {k: html_num(getattr(u, k)) for k in ("m_old", "rowmax_s", "m_new", "alpha", "l_old", "rowsum_p", "l_new")}
+    vec = lambda a: "[" + ", ".join([html_num(x) for x in a[:n_vec]] + (["…"] if a.size > n_vec else [])) + "]"  # noqa: E731
+    lines = [f"m<sub>new</sub> = max(m<sub>old</sub>, rowmax(s)) = max({n['m_old']}, {n['rowmax_s']}) = "
+             f"<b>{n['m_new']}</b>"]
+    if u.empty:
+        return lines + ["α = 0, ℓ<sub>new</sub> = 0: every key so far is masked for this row"]
+    lines.append(f"α = e<sup>m<sub>old</sub> − m<sub>new</sub></sup> = e<sup>{n['m_old']} − {n['m_new']}</sup> = "
+                 f"<b>{n['alpha']}</b>")
+    lines.append(f"ℓ<sub>new</sub> = α ℓ<sub>old</sub> + rowsum(p) = {n['alpha']} · {n['l_old']} + {n['rowsum_p']} = "
+                 f"<b>{n['l_new']}</b>")
+    if u.normalized:
+        lines.append(f"O<sub>new</sub> = (ℓ<sub>old</sub> α O<sub>old</sub> + pV) / ℓ<sub>new</sub> = ({n['l_old']} · "
+                     f"{n['alpha']} · {vec(u.acc_old)} + {vec(u.pv)}) / {n['l_new']} = {vec(u.acc_new)}")
+    else:
+        lines.append(f"acc<sub>new</sub> = α acc<sub>old</sub> + pV = {n['alpha']} · {vec(u.acc_old)} + {vec(u.pv)} = "
+                     f"{vec(u.acc_new)}")
+    return lines
+
+
+def step_label(trace, step, short: bool = False) -> str:
+    """The step's one-line label (HTML): which tile, which program, what the step did to its rows;
+    short (presenter view): without the key ranges and the counts so far."""
     facts = step_facts(trace, step)
     i, j = step.q_block, step.kv_block
     program = (f"split {step.split} of {step.splits} (keys {step.split_keys.start}–{step.split_keys.stop - 1}), its "
@@ -279,11 +315,17 @@ def step_label(trace, step) -> str:
         what = ("first tile of Q<sub>{i}</sub>" + (" in this split" if step.splits > 1 else "")
                 + ": m starts at −∞, every row takes its first max (α = 0)").format(i=i)
     else:
-        what = (f"max grew in <b>{facts['grew']}</b> of {facts['rows']} rows · every row's acc × α "
-                f"({facts['multiplies_so_far']} row rescales so far, {facts['grew_so_far']} with α < 1)")
+        what = f"max grew in <b>{facts['grew']}</b> of {facts['rows']} rows"
+        if not short:
+            what += (f" · every row's acc × α ({facts['multiplies_so_far']} row updates so far, "
+                     f"{facts['grew_so_far']} of them real rescales, α < 1)")
     if facts["empty"]:
         what += f" · {facts['empty']} rows have seen no key yet (all masked): m stays −∞"
     order = "one program walks every tile · " if step.loop_order == "fa1" else ""
+    if short:
+        program = f"split {step.split} of {step.splits} · " if step.splits > 1 else ""
+        return (f"<div style='font-size:1.3rem' id='attn-step-label'><b>Step {step.index + 1} of {step.count}</b> · "
+                f"{order}{program}Q<sub>{i}</sub> meets K<sub>{j}</sub>, V<sub>{j}</sub> · {what}</div>")
     return (f"<div style='font-size:1.2rem' id='attn-step-label'><b>Step {step.index + 1} of {step.count}</b> · "
             f"{order}{program}Q<sub>{i}</sub> (rows {step.rows.start}–{step.rows.stop - 1}) meets K<sub>{j}</sub>, "
             f"V<sub>{j}</sub> (keys {step.keys.start}–{step.keys.stop - 1}) · {what}</div>")

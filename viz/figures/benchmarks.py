@@ -25,6 +25,14 @@ IMPL_COLORS = {
 }
 
 
+def ordered_runs(recorded: dict) -> list[str]:
+    """The recorded runs' names, the newest first, and of one day's runs the one with the most parts
+    (forward, backward, softmax) first: the Benchmarks page opens on it, the talk quotes it."""
+    return sorted(recorded, key=lambda k: (str(recorded[k].get("env", {}).get("date", k[5:15]))[:10],
+                                           sum(bool(recorded[k].get(p)) for p in ("attention", "backward", "softmax"))),
+                  reverse=True)
+
+
 def bench_measured_on(result: dict) -> str:
     env = result["env"]
     return (f"{env['gpu']} · torch {env['torch']} · triton {env['triton']} · "

@@ -42,7 +42,7 @@ def tile_states(trace, step) -> np.ndarray:
 
 
 def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, numbers: bool = True,
-                     hover: bool = True) -> go.Figure:
+                     hover: bool = True, legend_right: bool = False) -> go.Figure:
     """The seq_len x seq_len score matrix cut into block_m x block_n tiles, row 0 at the top; each
     tile of the walk numbered with its step; split-KV: each split's keys marked along the top and
     its tiles of the followed q-block outlined in its colour."""
@@ -56,7 +56,7 @@ def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, n
             text[i, j] = str(k + 1)
     shapes = [("Q_i on chip", "row", step.q_block, "solid"), ("K_j, V_j on chip", "col", step.kv_block, "dot")]
     fig = tile_grid(c, states, text.tolist(), shapes=shapes, title=title or "tiles of S: keys →, queries ↓",
-                    height=height, hover=hover, kinds=trace.tile_kind)
+                    height=height, hover=hover, legend_right=legend_right, kinds=trace.tile_kind)
     if c.kv_splits > 1:
         rows = c.rows(step.q_block)
         for s in range(c.kv_splits):
@@ -66,7 +66,7 @@ def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, n
             fig.add_shape(type="rect", x0=x0, x1=x1, y0=rows.start, y1=rows.stop, name=f"split {s}", layer="above",
                           line=dict(color=color, width=3 if s == step.split else 2), fillcolor="rgba(0,0,0,0)")
             if s:
-                fig.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=c.seq_len, name=f"split {s} starts", layer="above",
+                fig.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=c.n_rows, name=f"split {s} starts", layer="above",
                               line=dict(color="#1f2430", width=1, dash="dash"))
             fig.add_annotation(x=(x0 + x1) / 2, y=rows.start, yanchor="bottom", yshift=1, showarrow=False,
                                text=f"<b>split {s}</b>", font=dict(size=12, color=color), name=f"split {s} label",
@@ -111,14 +111,22 @@ def mask_line(trace) -> str:
     return line + "."
 
 
-def _ticks(edges: list[int]) -> list[int]:
-    """At most MAX_TICKS of the block edges, evenly spaced, the first one included."""
-    step = max(1, math.ceil((len(edges) - 1) / MAX_TICKS))
+def number_px(height: int, tiles_across: int) -> int | None:
+    """The font size of the tile numbers for a grid drawn `height` px tall, or None when a cell is
+    too small for a readable number (under 18 px)."""
+    cell = (height - 58 - 56) / max(1, tiles_across)  # the plot area: less the title and the legend
+    return 16 if cell >= 34 else 13 if cell >= 24 else 11 if cell >= 18 else None
+
+
+def _ticks(edges: list[int], most: int = MAX_TICKS) -> list[int]:
+    """At most `most` of the block edges, evenly spaced, the first one included."""
+    step = max(1, math.ceil((len(edges) - 1) / most))
     return edges[:-1:step]
 
 
 def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other: str = "programs",
-              height: int = 360, hover: bool = True, kinds: np.ndarray | None = None) -> go.Figure:
+              height: int = 360, hover: bool = True, legend_right: bool = False,
+              kinds: np.ndarray | None = None) -> go.Figure:
     """The tile grid every pass draws: states (Tq, Tk) coloured, step numbers as text, the mask's
     edges (the causal diagonal), outlines (name, "row" | "col", block index, "solid" | "dot"), and
     where `kinds` (the kernel's tile_kind) is given, a corner mark on every tile that ran masked. Its
@@ -138,14 +146,18 @@ def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other
               + (ran.get(int(kinds[i, j]), "") if kinds is not None else "")
               for j in range(tk)] for i in range(tq)] if hover else None
     gap = 2 if max(tq, tk) <= 32 else 0
+    size = number_px(height + (56 if legend_right else 0), max(tq, tk))
+    if size is None:  # cells too small to read a number in: none drawn
+        text = [["" for _ in row] for row in text]
     fig = go.Figure(go.Heatmap(
         z=z, x=x_edges, y=y_edges, zmin=-0.5, zmax=len(TILE_STATES) - 0.5,
         colorscale=discrete_colorscale([TILE_COLORS[s] for s in TILE_STATES]), showscale=False,
         xgap=gap, ygap=gap, text=text, texttemplate="%{text}",
-        textfont=dict(size=14 if max(tq, tk) <= 8 else 11, color="white"), hovertext=hover,
+        textfont=dict(size=size or 11, color="white"), hovertext=hover,
         hoverinfo="text" if hover else "skip",
         name="tiles"))
-    for s in TILE_STATES:  # legend entries, every state always: the plot area never changes size
+    shown = [s for s in TILE_STATES if s in ("done", "current", "pending") or (states == s).any()]
+    for s in shown:  # legend entries: every state a step of this walk can show, so the plot area never changes size
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=labels[s],
                                  marker=dict(symbol="square", size=13, color=TILE_COLORS[s],
                                              line=dict(color="#888", width=1))))
@@ -166,12 +178,16 @@ def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other
                else dict(x0=x_edges[k], x1=x_edges[k + 1], y0=0, y1=rows))
         fig.add_shape(type="rect", name=name, line=dict(color="#1f2430", width=3, dash=dash),
                       fillcolor="rgba(0,0,0,0)", layer="above", **box)
-    fig.update_xaxes(range=[0, n], side="top", tickvals=_ticks(x_edges), showgrid=False, zeroline=False,
+    most = 4 if legend_right else MAX_TICKS  # presenter view's type is larger
+    fig.update_xaxes(range=[0, n], side="top", tickvals=_ticks(x_edges, most), showgrid=False, zeroline=False,
                      constrain="domain", tickfont=dict(size=12))
     square = 0.25 <= rows / n <= 4  # decode's few rows against many keys: no square cells, or nothing shows
-    fig.update_yaxes(range=[rows, 0], tickvals=_ticks(y_edges), showgrid=False, zeroline=False,
+    fig.update_yaxes(range=[rows, 0], tickvals=_ticks(y_edges, most), showgrid=False, zeroline=False,
                      scaleanchor="x" if square else None, constrain="domain", tickfont=dict(size=12))
     fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)))
+    if legend_right:  # presenter view: the grid as tall as the row, its legend beside it
+        return layout(fig, height, t=40, legend=dict(orientation="v", y=1, yanchor="top", x=1.02, xanchor="left",
+                                                     font=dict(size=11), tracegroupgap=0))
     return layout(fig, height, t=58, legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font=dict(size=11),
                                                  itemwidth=30, tracegroupgap=0))
 
@@ -187,7 +203,7 @@ def bwd_tile_states(trace, bstep) -> np.ndarray:
     return states
 
 
-def bwd_tile_grid_figure(trace, bstep, height: int = 360) -> go.Figure:
+def bwd_tile_grid_figure(trace, bstep, height: int = 360, legend_right: bool = False) -> go.Figure:
     """The N x N score matrix in tiles, row 0 at the top; the kv-block's program walks down its column."""
     c = trace.config
     tk, tq = trace.visit_order.shape
@@ -198,4 +214,4 @@ def bwd_tile_grid_figure(trace, bstep, height: int = 360) -> go.Figure:
             text[b.q_block][bstep.kv_block] = str(b.index + 1)
     return tile_grid(c, states, text, shapes=[
         ("K_j, V_j on chip", "col", bstep.kv_block, "solid"), ("Q_i streaming", "row", bstep.q_block, "dot")],
-        title="tiles: keys →, queries ↓", other="kv-blocks", height=height)
+        title="tiles: keys →, queries ↓", other="kv-blocks", height=height, legend_right=legend_right)

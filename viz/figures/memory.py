@@ -4,6 +4,34 @@ import plotly.graph_objects as go
 from kernels import traffic
 from viz.figures.style import BLUE, ORANGE, layout
 
+ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+
+# ---------------------------------------------------------------- bytes moved so far, at a step
+def bytes_so_far(trace, walk: list, k: int) -> dict:
+    """What the followed program has moved through step k of its walk (derived: kernels/traffic
+    .flash_walk over the kernel's own visit order, in bytes), what standard attention moves for the
+    same rows (model), and the whole run: the kernel's counters and standard attention's model."""
+    c = trace.config
+    size = ITEMSIZE[c.dtype]
+    tiles = [(s.q_block, s.kv_block, s.split) for s in walk]
+    parts = traffic.walk_bytes(traffic.flash_walk(c.loop_order, tiles, c.seq_len, c.head_dim, c.block_m, c.block_n,
+                                                  splits=c.kv_splits, n_rows=c.n_rows), size)
+    rows = c.seq_len if c.loop_order == "fa1" else len(walk[0].rows)
+    std = traffic.standard_rows(rows, c.seq_len, c.head_dim)
+    return {"so_far": sum(parts[: k + 1]), "program": sum(parts), "rows": rows,
+            "standard": traffic.total(std) * size, "standard_sp": std["s_p_elements"] * size,
+            "whole_flash": traffic.counted_bytes(trace.counters, c.counter_keys(), size),
+            "whole_standard": traffic.total(traffic.standard_attention(c.seq_len, c.head_dim, c.n_rows)) * size,
+            "whole_program": c.loop_order == "fa1"}
+
+
+def nice_bytes(b: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.3g} {unit}"
+    return f"{int(b)} B"
+
 
 # ---------------------------------------------------------------- memory accesses
 def flash_name(c) -> str:

@@ -125,10 +125,15 @@ def online_table(m: np.ndarray, d: np.ndarray, ref_m: np.ndarray, ref_d: np.ndar
 
 def online_state_figure(x: np.ndarray, m: np.ndarray, d: np.ndarray, block: int, chunk: int | None,
                         ref_m: np.ndarray | None = None, ref_d: np.ndarray | None = None,
-                        height: int = 460) -> go.Figure:
-    """Top: the row and the kernel's running max after each chunk; bottom: its running sum d."""
-    n_chunks = len(m)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.2, row_heights=[0.6, 0.4],
+                        height: int = 460, done: int | None = None) -> go.Figure:
+    """Top: the row and the kernel's running max after each chunk; bottom: its running sum d.
+    done: the last chunk the online kernel has read at this step (None: every chunk); the state of
+    the chunks after it is not drawn, the kernel has not computed it yet."""
+    total = len(m)
+    n_chunks = total if done is None else min(done + 1, total)
+    m, d = m[:n_chunks], d[:n_chunks]
+    ref_d = None if ref_d is None else ref_d[:n_chunks]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.27, row_heights=[0.6, 0.4],
                         subplot_titles=("elements x, and the running max m after each chunk",
                                         "running sum d after each chunk"))
     fig.add_trace(go.Scatter(x=np.arange(len(x)), y=x, mode="markers", marker=dict(size=5, color=GREY),
@@ -155,7 +160,9 @@ def online_state_figure(x: np.ndarray, m: np.ndarray, d: np.ndarray, block: int,
         lo, hi = chunk * block - 0.5, min((chunk + 1) * block, len(x)) - 0.5
         fig.add_vrect(x0=lo, x1=hi, fillcolor=ORANGE, opacity=0.15, line_width=0, row=1, col=1)
         fig.add_vrect(x0=chunk - 0.45, x1=chunk + 0.45, fillcolor=ORANGE, opacity=0.15, line_width=0, row=2, col=1)
-    fig.update_xaxes(title_text="chunk (orange: m grew, d rescaled)", tickvals=chunks if n_chunks <= 32 else None, row=2, col=1)
+    fig.update_xaxes(title_text="chunk (orange: m grew, d rescaled)", tickvals=np.arange(total) if total <= 32 else None,
+                     range=[-0.5, total - 0.5], row=2, col=1)
+    fig.update_xaxes(range=[-0.5, len(x) - 0.5], row=1, col=1)
     fig.update_annotations(font=dict(size=14), selector=dict(showarrow=False))
     fig.update_layout(legend=dict(orientation="h", y=1.12, yanchor="bottom", x=1, xanchor="right"), bargap=0.3)
     fig.update_yaxes(exponentformat="power")
@@ -166,7 +173,7 @@ def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray, height: int
     """Kernel outputs on an overflowing row, one panel per variant, float64 reference as a line."""
     variants = list(outputs)
     fig = make_subplots(rows=1, cols=len(variants), shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=[f"{v}: {overflow_summary(outputs[v], ref)}" for v in variants])
+                        subplot_titles=[f"<b>{v}</b><br>{overflow_summary(outputs[v], ref)}" for v in variants])
     idx = np.arange(len(x16))
     for k, v in enumerate(variants):
         y = outputs[v].astype(np.float64)
@@ -180,9 +187,9 @@ def overflow_figure(x16: np.ndarray, outputs: dict, ref: np.ndarray, height: int
         fig.add_trace(go.Scatter(x=idx, y=ref, mode="lines", line=dict(color="#1f2430", width=1.5, dash="dot"),
                                  name="float64 reference", showlegend=k == 0), row=1, col=k + 1)
         fig.update_xaxes(title_text="element", row=1, col=k + 1)
-    fig.update_annotations(font=dict(size=14))
+    fig.update_annotations(font=dict(size=13))
     fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0))
-    return layout(fig, height, t=40)
+    return layout(fig, height, t=58)
 
 
 def overflow_summary(y: np.ndarray, ref: np.ndarray) -> str:

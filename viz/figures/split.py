@@ -29,21 +29,23 @@ def merge_parts(trace, row: int) -> dict:
             "ranges": [trace.config.split_range(s) for s in range(len(m_s))]}
 
 
-def partials_figure(trace, row: int, height: int = 300) -> go.Figure:
+def partials_figure(trace, row: int, height: int = 300, short: bool = False) -> go.Figure:
     """Left: each split's running max m_s at its end, and the merged max. Right: each split's
     weight l_s e^(m_s - m) / l in the merged row (derived)."""
     parts = merge_parts(trace, row)
     c = trace.config
-    names = [f"split {s}<br>keys {lo * c.block_n}–{min(hi * c.block_n, c.seq_len) - 1}"
+    names = [f"s{s}" if short else f"split {s}<br>keys {lo * c.block_n}–{min(hi * c.block_n, c.seq_len) - 1}"
              for s, (lo, hi) in enumerate(parts["ranges"])]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("m<sub>s</sub>: each split's max (kernel)",
-                                        "weight ℓ<sub>s</sub>e<sup>m<sub>s</sub>−m</sup>/ℓ in the merge (derived)"))
+    titles = (("m<sub>s</sub> (kernel)", "weight in the merge (derived)") if short else
+              ("m<sub>s</sub>: each split's max (kernel)",
+               "weight ℓ<sub>s</sub>e<sup>m<sub>s</sub>−m</sup>/ℓ in the merge (derived)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=titles)
     m_plot = np.where(parts["live"], parts["m_s"], np.nan)
     fig.add_trace(go.Bar(x=names, y=m_plot, marker_color=BLUE, name="m_s", showlegend=False,
                          hovertemplate="%{x}: m_s = %{y:.5g}<extra></extra>"), row=1, col=1)
     fig.add_hline(y=parts["m"], line=dict(color=ORANGE, width=3, dash="dash"), row=1, col=1,
-                  annotation_text=f"m = max m_s = {parts['m']:.4g}", annotation_position="top left")
+                  annotation_text=f"m = {parts['m']:.4g}" if short else f"m = max m_s = {parts['m']:.4g}",
+                  annotation_position="top left")
     fig.add_trace(go.Bar(x=names, y=parts["weights"], marker_color=[ORANGE if w > 0 else GREY for w in parts["weights"]],
                          showlegend=False, hovertemplate="%{x}: weight %{y:.4f}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(range=[0, 1.05], row=1, col=2)
@@ -51,12 +53,12 @@ def partials_figure(trace, row: int, height: int = 300) -> go.Figure:
     return layout(fig, height, t=40)
 
 
-def merge_equations(parts: dict) -> str:
-    """The merge with this row's numbers, as LaTeX."""
+def merge_equations(parts: dict, terms: int = 3) -> str:
+    """The merge with this row's numbers, as LaTeX (the first `terms` splits' terms written out)."""
     live = [s for s, ok in enumerate(parts["live"]) if ok]
-    ms = ", ".join(tex_num(parts["m_s"][s]) for s in live[:4]) + (", \\dots" if len(live) > 4 else "")
-    ls = " + ".join(f"{tex_num(parts['l_s'][s])}\\,e^{{{tex_num(parts['m_s'][s] - parts['m'])}}}" for s in live[:3])
-    ls += " + \\dots" if len(live) > 3 else ""
+    ms = ", ".join(tex_num(parts["m_s"][s]) for s in live[:terms + 1]) + (", \\dots" if len(live) > terms + 1 else "")
+    ls = " + ".join(f"{tex_num(parts['l_s'][s])}\\,e^{{{tex_num(parts['m_s'][s] - parts['m'])}}}" for s in live[:terms])
+    ls += " + \\dots" if len(live) > terms else ""
     return (r"\begin{aligned}"
             rf"m &= \max_s m_s = \max({ms}) = {tex_num(parts['m'])}\\"
             rf"\ell &= \sum_s \ell_s e^{{m_s - m}} = {ls} = {tex_num(parts['l'])}\\"

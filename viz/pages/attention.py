@@ -2,7 +2,7 @@
 import streamlit as st
 
 from kernels import steps
-from viz import controls, export, page, sections, specs, stepping, urlstate
+from viz import controls, export, page, screens, sections, specs, stepping, urlstate, words
 from viz.figures import attention as fa
 from viz.figures import grid
 from viz.sections import chart
@@ -12,6 +12,7 @@ ss = st.session_state
 SPEC = specs.ATTENTION
 
 src = page.resolve(SPEC)
+HERE = src.stop()
 config = src.trace.config if src.trace is not None else src.config
 if config is not None:
     with src.follow_box:
@@ -36,47 +37,16 @@ def row_of(step) -> int:
     return min(int(SPEC.get("row")), len(step.rows) - 1)
 
 
-def equations(step, row: int, big: bool) -> None:
-    with st.container(key=SPEC.key("eq")):
-        where = "this step, with the kernel's numbers" if big else "the update, with the kernel's numbers"
-        st.markdown(f"**Row {step.rows.start + row}**, {where}" if big else
-                    f"##### Row {step.rows.start + row}: {where}")
-        st.latex(fa.update_equations(trace, step, row))
-    if not big:
-        sections.source_panel(trace, step)
-
-
-PANELS = {"acc": "accumulator", "source": "kernel source", "rules": "published rules"}
-
-
 def draw(k: int) -> None:
     step = WALK[k]
     row = row_of(step)
     export_at.update(step=k, row=row_of(WALK[0]))
     urlstate.write(src.url({"q_block": follow, "row": step.rows.start + row, "step": k + 1}))
-    page.step_header(SPEC, len(WALK), k, fa.step_label(trace, step))
+    page.step_header(SPEC, len(WALK), k, here=HERE, label_html=fa.step_label(trace, step, short=ss[PRESENT]))
     if ss[PRESENT]:
-        a1, a2, a3 = st.columns([1.05, 1.9, 1.35])
-        with a1:
-            ran = f" · {int(trace.visited.sum())} of {trace.visited.size} ran" if not c.masks().default else ""
-            chart(grid.tile_grid_figure(trace, step, height=300, title="tiles of S" + ran), SPEC.key("grid"))
-        with a2:
-            chart(fa.running_state_figure(trace, step, row, height=280), SPEC.key("ml"))
-        with a3:
-            chart(fa.alpha_figure(trace, step, row, height=280), SPEC.key("alpha"))
-        b1, b2 = st.columns([1.3, 1])
-        with b1:
-            equations(step, row, big=True)
-        with b2:
-            panel = st.segmented_control("panel", list(PANELS), format_func=PANELS.get, key=SPEC.key("panel"),
-                                         label_visibility="collapsed") or "acc"
-            if panel == "source":
-                sections.source_panel(trace, step, compact=True)
-            elif panel == "rules":
-                sections.rules_panel(SPEC, trace, step, row, compact=True)
-            else:
-                chart(fa.accumulator_figure(trace, step, row, height=215), SPEC.key("acc"))
+        screens.attention(SPEC, trace, WALK, k, row, src.scene)
         return
+    screens.say(words.attention(trace, step, row, src.scene))
     g1, g2, g3 = st.columns([1.15, 1, 1])
     with g1:
         chart(grid.tile_grid_figure(trace, step), SPEC.key("grid"))
@@ -97,9 +67,12 @@ def draw(k: int) -> None:
         chart(fa.running_state_figure(trace, step, row), SPEC.key("ml"))
     with l2:
         chart(fa.alpha_figure(trace, step, row), SPEC.key("alpha"))
+    with st.container(key=SPEC.key("eq")):  # the whole width: the numbers are never cut
+        st.markdown(f"##### Row {step.rows.start + row}: the update, with the kernel's numbers")
+        st.latex(fa.update_equations(trace, step, row))
     e1, e2 = st.columns([1.1, 1])
     with e1:
-        equations(step, row, big=False)
+        sections.source_panel(trace, step)
     with e2:
         chart(fa.accumulator_figure(trace, step, row), SPEC.key("acc"))
         st.caption("FlashAttention-1 keeps O normalized in memory; its middle rows are derived from the trace."
@@ -132,7 +105,7 @@ def finish(step, row: int) -> None:
                f"{trace.max_abs_err:.2e})")
 
 
-stepping.step_fragment(SPEC.prefix, len(WALK), draw)
+stepping.step_fragment(SPEC.prefix, len(WALK), draw, HERE)
 if not ss[PRESENT]:
     sections.consistency(SPEC, trace)
     sections.memory_accesses(SPEC, trace, scene=src.scene)

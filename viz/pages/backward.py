@@ -3,7 +3,7 @@ kernel tile by tile."""
 import streamlit as st
 
 from kernels import steps
-from viz import backward_sections, controls, page, specs, stepping, urlstate
+from viz import backward_sections, controls, page, screens, specs, stepping, urlstate, words
 from viz.figures import backward as fb
 from viz.figures import grid
 from viz.sections import chart
@@ -15,6 +15,7 @@ BLOCK_HELP = ("rows of Q, dO per tile: what streams past each kv-block's program
 SPEC = specs.BACKWARD
 
 src = page.resolve(SPEC)
+HERE = src.stop()
 config = src.trace.config if src.trace is not None else src.config
 if config is not None:
     with src.follow_box:
@@ -38,6 +39,10 @@ def row_now() -> int:
 
 
 def step_label(b) -> str:
+    if ss[PRESENT]:
+        return (f"<div style='font-size:1.3rem' id='bwd-step-label'><b>Step {b.index + 1} of {b.count}</b> · "
+                f"K<sub>{b.kv_block}</sub>, V<sub>{b.kv_block}</sub> on chip · Q<sub>{b.q_block}</sub>, dO<sub>"
+                f"{b.q_block}</sub> stream through</div>")
     return (f"<div style='font-size:1.2rem' id='bwd-step-label'><b>Step {b.index + 1} of {b.count}</b> · "
             f"K<sub>{b.kv_block}</sub>, V<sub>{b.kv_block}</sub> (keys {b.keys.start}–{b.keys.stop - 1}) stay on "
             f"chip · Q<sub>{b.q_block}</sub>, dO<sub>{b.q_block}</sub>, lse, D (rows {b.rows.start}–"
@@ -47,23 +52,11 @@ def step_label(b) -> str:
 def draw(k: int) -> None:
     b, row = WALK[k], row_now()
     urlstate.write(src.url({"kv_block": kv_block, "row": row, "step": k + 1}))
-    page.step_header(SPEC, len(WALK), k, step_label(b))
+    page.step_header(SPEC, len(WALK), k, here=HERE, label_html=step_label(b))
     if ss[PRESENT]:
-        g1, g2, g3 = st.columns([1, 1, 1.5])
-        with g1:
-            chart(grid.bwd_tile_grid_figure(trace, b, height=290), SPEC.key("grid"))
-        with g2:
-            chart(fb.bwd_tile_heatmap_figure(trace, b, "ds", row, height=290), SPEC.key("ds"))
-        with g3:
-            chart(fb.bwd_acc_figure(trace, b, height=270), SPEC.key("acc"))
-        parts = fb.backward_row_parts(trace, row)
-        b1, b2 = st.columns([1.25, 1])
-        with b1, st.container(key=SPEC.key("eq")):
-            st.markdown(f"**Row {row}, two ways:** the Jacobian needs {c.seq_len}² numbers per row, P ∘ (dP − D) one")
-            st.latex(fb.row_forms_tex(parts, row))
-        with b2:
-            chart(fb.row_forms_figure(parts, height=240), SPEC.key("rowfig"))
+        screens.backward(SPEC, trace, WALK, k, row, src.scene)
         return
+    screens.say(words.backward(trace, b, row, src.scene))
     g1, g2, g3, g4 = st.columns([1.15, 1, 1, 1])
     with g1:
         chart(grid.bwd_tile_grid_figure(trace, b), SPEC.key("grid"))
@@ -89,7 +82,7 @@ if not ss[PRESENT]:
                f"{c.scenario} · dO ~ N(0, 1) · the forward stored O and lse; the backward recomputes P from lse")
     st.fragment(backward_sections.one_row)(trace)  # its own fragment: moving the row reruns only this
     st.markdown("##### The dK/dV kernel, tile by tile")
-stepping.step_fragment(SPEC.prefix, len(WALK), draw)
+stepping.step_fragment(SPEC.prefix, len(WALK), draw, HERE)
 if not ss[PRESENT]:
     backward_sections.worked_example()
     backward_sections.traffic(trace, src.note)

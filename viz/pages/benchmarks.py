@@ -6,16 +6,46 @@ run with a progress bar, shown once it is done.
 import streamlit as st
 
 from kernels import backend
-from viz import state
+from viz import page, screens, script, state, stepping, talk, urlstate
 from viz.figures import benchmarks as fbench
+from viz.sections import chart
+from viz.stepper import stepper
 
 ss = st.session_state
+page.arrive_view("benchmarks")
+HERE = talk.stop_of(talk.BENCH, None)
 ss.setdefault("bench.live", None)
 LIVE = "live run on this GPU"
 
-st.markdown("#### Benchmarks: the kernel you step through, timed")
 recorded = state.recorded_results()
 
+choices = fbench.ordered_runs(recorded)
+if ss["bench.live"] is not None:
+    choices = [LIVE] + choices
+if not choices:
+    st.error("No recorded results under bench/results/ and no GPU here to measure: "
+             "run `python -m bench --json bench/results/NAME.json` on a GPU machine.")
+    st.stop()
+if ss.get("bench.file") not in choices:
+    ss["bench.file"] = choices[0]
+urlstate.write({})
+if ss[stepping.PRESENT] or ss.get("talk.on"):  # the talk's last chapter: its stop, keys, the headline
+    stepping.defaults("bench")
+    talk.follower("bench.step", HERE)
+    top = st.columns([1.75, 0.5, 3.35], vertical_alignment="center")
+    if not ss.get("talk.follow"):
+        with top[0]:
+            stepper("bench", 1, HERE)
+if ss[stepping.PRESENT]:
+    result = ss["bench.live"] if ss["bench.file"] == LIVE else recorded[ss["bench.file"]]
+    with top[1]:
+        stepping.exit_presenter("bench")
+    top[2].markdown(f"**Benchmarks: the kernel you step through, timed** · {fbench.bench_measured_on(result)}")
+    if result.get("attention"):
+        chart(fbench.bench_attention_figure(result).update_layout(height=480), "bench.attn_fig_p")
+    screens.say(script.bench_words(result))
+    st.stop()
+st.markdown("#### Benchmarks: the kernel you step through, timed")
 if not backend.INTERPRET:
     with st.expander("Run a small benchmark on this GPU", expanded=False):
         st.caption("seq_len 1024 and 2048, head_dim 64, batch 2, 8 heads; softmax 4096 x 4096 float32. "
@@ -27,22 +57,9 @@ if not backend.INTERPRET:
             ss["bench.file"] = LIVE  # the run just made is the one to look at
             bar.empty()
 
-# the newest run first, and of one day's runs the one with the most parts (forward, backward, softmax)
-choices = sorted(recorded, key=lambda k: (str(recorded[k].get("env", {}).get("date", k[5:15]))[:10],
-                                          sum(bool(recorded[k].get(p)) for p in ("attention", "backward", "softmax"))),
-                 reverse=True)
-if ss["bench.live"] is not None:
-    choices = [LIVE] + choices
-if not choices:
-    st.error("No recorded results under bench/results/ and no GPU here to measure: "
-             "run `python -m bench --json bench/results/NAME.json` on a GPU machine.")
-    st.stop()
-if ss.get("bench.file") not in choices:
-    ss["bench.file"] = choices[0]
 name = st.selectbox("results", choices, key="bench.file", persist_state="session")
 result = ss["bench.live"] if name == LIVE else recorded[name]
 ceil = result.get("ceilings", {})
-
 if backend.INTERPRET:
     st.info(f"No GPU here ({backend.describe()}): these are recorded results, measured on "
             f"{fbench.bench_measured_on(result)}.", icon=":material/history:")
@@ -63,7 +80,7 @@ if result.get("attention"):
     a = result["attention"][0]
     st.caption(f"{a['dtype']}, batch {a['batch']}, {a['heads']} heads; FLOPs = 4·B·H·N²·D, halved when causal. "
                "SDPA backends pinned with torch.nn.attention.sdpa_kernel; MATH only up to N = 4096.")
-    st.plotly_chart(fbench.bench_attention_figure(result), width="stretch", key="bench.attn_fig")
+    chart(fbench.bench_attention_figure(result), "bench.attn_fig")
     st.dataframe(fbench.bench_ratio_table(result), hide_index=True, width="stretch", placeholder="—", key="bench.attn_table")
     if any(r.get("config") for r in result["attention"]):
         st.caption("config picked: the tuner's choice for that case, timed on the first call. BM x BN = "
@@ -77,7 +94,7 @@ if result.get("backward"):
     b = result["backward"][0]
     st.caption(f"{b['dtype']}, batch {b['batch']}, {b['heads']} heads; FLOPs = 3.5 x the forward's "
                "(the backward does 2.5x). Ours is flash_attention through torch.autograd.")
-    st.plotly_chart(fbench.bench_attention_figure(result, "backward"), width="stretch", key="bench.bwd_fig")
+    chart(fbench.bench_attention_figure(result, "backward"), "bench.bwd_fig")
     note = fbench.host_bound_note(result, "backward")
     if note:
         st.caption(note)
@@ -98,6 +115,6 @@ if result.get("softmax"):
                "cannot pass two thirds of the copy line. Dotted: the run's 1 GiB device copy; dashed (where "
                "recorded): a copy of the same bytes as each shape, timed next to it, the ceiling at that size. "
                "'best' is single-pass where a row fits on chip, else online.")
-    st.plotly_chart(fbench.bench_softmax_figure(result), width="stretch", key="bench.sm_fig")
+    chart(fbench.bench_softmax_figure(result), "bench.sm_fig")
     st.dataframe(fbench.bench_softmax_ratio_table(result), hide_index=True, width="stretch", placeholder="—",
                  key="bench.sm_table")

@@ -4,7 +4,7 @@ import dataclasses
 import streamlit as st
 
 from kernels import backend, traffic
-from viz import controls, page, specs, state, stepping, urlstate
+from viz import controls, page, screens, specs, state, stepping, talk, urlstate, words
 from viz.figures import attention as fa
 from viz.figures import orders as fo
 from viz.sections import chart
@@ -15,10 +15,10 @@ PAIRS = state.scene_pairs()  # {fa1 scene name: (fa2 scene, fa1 scene)}: one con
 SPEC = specs.ORDERS
 
 page.defaults(SPEC)
-page.arrive(SPEC, opening=lambda name: {} if name in PAIRS else None)  # a pair opens at the URL's step
+page.arrive(SPEC, opening=lambda name: SPEC.keyed(step=0) if name in PAIRS else None)  # a pair opens at step 1
 stepping.page_style()
 st.html("<style>[class*='st-key-ord-eq'] .katex {font-size: %s !important}</style>"
-        % ("1.08em" if ss[PRESENT] else "0.98em"))
+        % ("26px" if ss[PRESENT] else "0.98em"))
 names = ([controls.LIVE] if controls.live_possible() else []) + list(PAIRS)
 if not names:
     st.markdown(f"#### {SPEC.title}")
@@ -55,17 +55,20 @@ c = t2.config
 if len(t2.tile_q_blocks) < c.n_q_blocks or len(t1.tile_q_blocks) < c.n_q_blocks:
     page.stop_with(SPEC, "This comparison needs every tile of both traces; this config is too large for them: "
                          "choose a shorter sequence or larger blocks.")
-n = len(fo.walk(t2))
+W2, W1 = fo.walk(t2), fo.walk(t1)
+n = len(W2)
+HERE = None if live else talk.stop_of(SPEC.file, SPEC.get("source"))
 with st.sidebar:
     row_abs = controls.follow_slider("row", SPEC.key("row_abs"), c.seq_len, help="the row whose updates both orders show")
     stepping.play_controls(SPEC.prefix)
 
 
 def label(k: int) -> str:
-    a, b = fo.walk(t2)[k], fo.walk(t1)[k]
-    return (f"<div style='font-size:1.15rem' id='ord-step-label'><b>Step {k + 1} of {n}</b> · the same "
-            f"{c.n_q_blocks}×{c.n_kv_blocks} tiles in both orders · FA2 at Q<sub>{a.q_block}</sub>K<sub>{a.kv_block}"
-            f"</sub>, FA1 at Q<sub>{b.q_block}</sub>K<sub>{b.kv_block}</sub> · following row {row_abs}</div>")
+    a, b = W2[k], W1[k]
+    same = "" if ss[PRESENT] else f"the same {c.n_q_blocks}×{c.n_kv_blocks} tiles in both orders · "
+    return (f"<div style='font-size:1.15rem' id='ord-step-label'><b>Step {k + 1} of {n}</b> · {same}FA2 at Q<sub>"
+            f"{a.q_block}</sub>K<sub>{a.kv_block}</sub>, FA1 at Q<sub>{b.q_block}</sub>K<sub>{b.kv_block}</sub> · "
+            f"following row {row_abs}</div>")
 
 
 def side(trace, k: int, compact: bool) -> None:
@@ -83,7 +86,8 @@ def side(trace, k: int, compact: bool) -> None:
         if step is None:
             st.markdown(f"Row {row_abs}'s q-block Q<sub>{i}</sub> is not reached yet.", unsafe_allow_html=True)
         else:
-            st.latex(fa.update_equations(trace, step, r))
+            st.latex(fa.update_equations(trace, step, r, n_vec=1 if compact else 2, gap="0pt" if compact else "4pt",
+                                         terse=compact))
             if order == "fa1" and not compact and not step.first:
                 st.latex(fo.fa1_forms_tex(fo.fa1_forms(trace, step, r)))
 
@@ -91,15 +95,16 @@ def side(trace, k: int, compact: bool) -> None:
 def draw(k: int) -> None:
     urlstate.write(({f: getattr(c, f) for f in controls.CONFIG_FIELDS} if live else {"scene": SPEC.get("source")})
                    | {"row": row_abs, "step": k + 1, "present": ss[PRESENT] or None})
-    page.step_header(SPEC, n, k, label(k))
+    page.step_header(SPEC, n, k, label(k), HERE)
     left, right = st.columns(2, gap="medium")
     for col, trace in ((left, t2), (right, t1)):
         with col:
             st.markdown(f"##### {fo.NAMES[trace.config.loop_order]}")
             side(trace, k, ss[PRESENT])
+    screens.say(words.orders(t2, t1, k, W2, W1))
 
 
-stepping.step_fragment(SPEC.prefix, n, draw)
+stepping.step_fragment(SPEC.prefix, n, draw, HERE)
 if not ss[PRESENT]:
     st.markdown("#### What the two orders move, whole run")
     rows = []

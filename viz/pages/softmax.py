@@ -3,7 +3,7 @@ kernels, pass by pass; overflow in float32 and in float16 arithmetic; 3 -> 2 -> 
 import streamlit as st
 
 from kernels import inputs, limits, softmax_trace, steps
-from viz import controls, page, softmax_sections, specs, stepping, urlstate
+from viz import controls, page, screens, softmax_sections, specs, stepping, urlstate, words
 from viz.figures import softmax as fsm
 from viz.sections import chart
 from viz.stepping import PRESENT
@@ -24,6 +24,7 @@ def row_widgets(spec, on_change) -> None:
 SPEC = specs.SOFTMAX
 
 src = page.resolve(SPEC)
+HERE = src.stop()
 page.sidebar_end(SPEC)
 page.stop_if_error(src)
 trace = page.load(src)
@@ -43,7 +44,7 @@ def step_label(k: int) -> str:
 def online_panel(k: int, height: int) -> None:
     p, ch = steps.softmax_position(length, block, k)
     chart(fsm.online_state_figure(trace.x, trace.m, trace.d, block, ch if p == 0 else None, trace.ref_m, trace.ref_d,
-                                  height=height), SPEC.key("online"))
+                                  height=height, done=ch if p == 0 else None), SPEC.key("online"))
 
 
 def online_text() -> str:
@@ -56,15 +57,11 @@ def online_text() -> str:
 
 def draw(k: int) -> None:
     urlstate.write(src.url({"step": k + 1}))
-    page.step_header(SPEC, n, k, step_label(k))
+    page.step_header(SPEC, n, k, step_label(k), HERE)
     if ss[PRESENT]:
-        a1, a2 = st.columns([1.35, 1])
-        with a1:
-            chart(fsm.passes_figure(length, block, k, counts=counts, height=420), SPEC.key("passes"))
-        with a2:
-            online_panel(k, 420)
-        st.markdown(f"<div style='font-size:1.15rem'>{online_text()}</div>", unsafe_allow_html=True)
+        screens.softmax(SPEC, trace, k, counts, src.scene)
         return
+    screens.say(words.softmax(trace, k, src.scene))
     chart(fsm.passes_figure(length, block, k, counts=counts), SPEC.key("passes"))
     st.caption("Blue: read; green: read and y written; orange: the chunk on chip now; grey: still to come. Each "
                "streaming kernel reads the row chunk by chunk, one pass after another: safe needs a third pass, "
@@ -85,7 +82,7 @@ def draw(k: int) -> None:
 if not ss[PRESENT]:
     st.markdown("#### Softmax: naive, safe, online, one pass, split-row")
     st.markdown(online_text(), unsafe_allow_html=True)
-stepping.step_fragment(SPEC.prefix, n, draw)
+stepping.step_fragment(SPEC.prefix, n, draw, HERE)
 if not ss[PRESENT]:
     softmax_sections.overflow(trace)
     softmax_sections.split_row(trace)
