@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels import attention, flash_bwd, flash_fwd, masks
+from kernels import attention, backend, flash_bwd, flash_fwd, masks
 from kernels.launch import Config
 from tests.helpers import FLOOR
 
@@ -16,8 +16,9 @@ W = (-1, -1)
 def _docs(cu, n):
     if not cu:
         return None
-    t = torch.tensor(cu, dtype=torch.int32)
-    return flash_fwd.Docs(t, torch.searchsorted(t[1:], torch.arange(n, dtype=torch.int32), right=True).to(torch.int32))
+    t = torch.tensor(cu, dtype=torch.int32, device=backend.DEVICE)
+    pos = torch.arange(n, dtype=torch.int32, device=backend.DEVICE)
+    return flash_fwd.Docs(t, torch.searchsorted(t[1:], pos, right=True).to(torch.int32))
 
 
 def sees(n_q, n_k, causal, window, cu) -> torch.Tensor:
@@ -26,7 +27,7 @@ def sees(n_q, n_k, causal, window, cu) -> torch.Tensor:
 
 
 def _dense(q, k, v, allowed, scale, dtype):
-    g = q.shape[1] // k.shape[1]
+    g, allowed = q.shape[1] // k.shape[1], allowed.to(q.device)
     k, v = k.repeat_interleave(g, 1).to(dtype), v.repeat_interleave(g, 1).to(dtype)
     s = (q.to(dtype) @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
     return torch.softmax(s.double() if dtype == torch.float64 else s.float(), -1).to(dtype) @ v
@@ -41,16 +42,18 @@ def check_out(out, lse, q, k, v, allowed, scale, what):
     bound = 2 * torch_err + FLOOR[q.dtype] * max(1.0, float(ref.abs().max()))
     assert err <= bound, f"{what}: out differs from float64 by {err:.3g} (bound {bound:.3g}, PyTorch's {torch_err:.3g})"
     g = q.shape[1] // k.shape[1]
-    s = (q.double() @ k.double().repeat_interleave(g, 1).transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
+    s = (q.double() @ k.double().repeat_interleave(g, 1).transpose(-1, -2) * scale).masked_fill(~allowed.to(q.device),
+                                                                                             float("-inf"))
     lse_err = float((lse.double() - torch.logsumexp(s, -1)).abs().max())
     assert lse_err <= 1e-4 * max(1.0, float(s[s.isfinite()].abs().max())), f"{what}: lse off by {lse_err:.3g}"
 
 
 def _inputs(b, h, hkv, n_q, n_k, d, dtype, seed):
+    """Fresh N(0, 1) q, k, v on this backend's device (the interpreter's CPU, or the GPU)."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(b, h, n_q, d, generator=g).to(dtype)
     k, v = (torch.randn(b, hkv, n_k, d, generator=g).to(dtype) for _ in range(2))
-    return q, k, v
+    return q.to(backend.DEVICE), k.to(backend.DEVICE), v.to(backend.DEVICE)
 
 
 # (name, heads, kv_heads, n_q, n_k, causal, window, cu_seqlens, block_m, block_n, kv_splits)
@@ -104,13 +107,13 @@ def test_gradients_match_float64(case):
     with FlashAttention-2's fused schedule (dQ added atomically)."""
     name, h, hkv, n_q, n_k, causal, window, cu, bm, bn, _ = case
     q, k, v = _inputs(1, h, hkv, n_q, n_k, 16, torch.float32, seed=n_k)
-    do = torch.randn(q.shape, generator=torch.Generator().manual_seed(1))
+    do = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q.device)
     docs = _docs(cu, n_k)
     out, lse = flash_fwd.launch(q, k, v, causal, 0.25, Config(64, 64), window=window, docs=docs)
     dq, dk, dv, _, _ = flash_bwd.launch(q, k, v, out, lse, do, causal, 0.25, Config(bm, bn), Config(bn, bm),
                                         window=window, docs=docs)
     delta = flash_bwd.preprocess(out, do)
-    dq_acc = torch.zeros(q.shape)
+    dq_acc = torch.zeros(q.shape, device=q.device)
     flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, 0.25, Config(bm, bn), dq_acc=dq_acc, window=window, docs=docs)
     ref = grads64(q, k, v, do, sees(n_q, n_k, causal, window, cu), 0.25)
     for what, got, want in (("dq", dq, ref[0]), ("dk", dk, ref[1]), ("dv", dv, ref[2]), ("fused dq", dq_acc, ref[0])):
@@ -145,9 +148,9 @@ def test_autograd_and_the_operator_take_every_option():
     """flash_attention through torch.autograd (the torch.ops.fa_viz operators), every option at once,
     float16 at the interpreter's 64 x 64 blocks: gradients against float64, bound by PyTorch's own."""
     q, k, v = (t.requires_grad_() for t in _inputs(1, 4, 2, 150, 150, 32, torch.float16, seed=9))
-    cu = torch.tensor([0, 60, 61, 150], dtype=torch.int32)
+    cu = torch.tensor([0, 60, 61, 150], dtype=torch.int32, device=q.device)
     out = attention.flash_attention(q, k, v, causal=True, window_size=(40, -1), cu_seqlens=cu)
-    do = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).half()
+    do = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).half().to(q.device)
     out.backward(do)
     allowed = sees(150, 150, True, (40, -1), tuple(cu.tolist()))
     ref = grads64(q, k, v, do, allowed, 32 ** -0.5)
@@ -206,6 +209,14 @@ def test_the_plain_kernel_compiles_as_before(monkeypatch):
 Q = _inputs(1, 4, 4, 32, 32, 16, torch.float32, seed=0)
 
 
+def _t(*shape):
+    return torch.randn(*shape, device=backend.DEVICE)
+
+
+def _cu(*values):
+    return torch.tensor(values, dtype=torch.int32, device=backend.DEVICE)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(window_size=(-2, 0)), r"window_size\[left\] must be -1 \(no limit\) or at least 0, got -2"),
     (dict(window_size=(0, 1.5)), r"window_size\[right\] must be an integer \(-1: no limit\), got 1.5 \(float\)"),
@@ -216,18 +227,18 @@ Q = _inputs(1, 4, 4, 32, 32, 16, torch.float32, seed=0)
     (dict(cu_seqlens=[0, 32]), r"cu_seqlens must be a 1-D torch.int32 tensor .*got \[0, 32\] \(list\)"),
     (dict(cu_seqlens=torch.tensor([0, 32])), r"cu_seqlens must be a 1-D torch.int32 tensor .*torch.int64"),
     (dict(cu_seqlens=torch.tensor([[0, 32]], dtype=torch.int32)), r"cu_seqlens must be a 1-D"),
-    (dict(cu_seqlens=torch.tensor([1, 32], dtype=torch.int32)), r"cu_seqlens must start at 0 and end at seq_len 32"),
-    (dict(cu_seqlens=torch.tensor([0, 31], dtype=torch.int32)), r"cu_seqlens must start at 0 and end at seq_len 32"),
-    (dict(cu_seqlens=torch.tensor([0, 9, 9, 32], dtype=torch.int32)), r"cu_seqlens must be strictly increasing"),
-    (dict(cu_seqlens=torch.tensor([0, 20, 9, 32], dtype=torch.int32)), r"cu_seqlens must be strictly increasing"),
-    (dict(cu_seqlens=torch.tensor([0], dtype=torch.int32)), r"cu_seqlens must hold at least two boundaries"),
-    (dict(k=torch.randn(1, 3, 32, 16), v=torch.randn(1, 3, 32, 16)), r"k and v must have a number of heads that "
+    (dict(cu_seqlens=_cu(1, 32)), r"cu_seqlens must start at 0 and end at seq_len 32"),
+    (dict(cu_seqlens=_cu(0, 31)), r"cu_seqlens must start at 0 and end at seq_len 32"),
+    (dict(cu_seqlens=_cu(0, 9, 9, 32)), r"cu_seqlens must be strictly increasing"),
+    (dict(cu_seqlens=_cu(0, 20, 9, 32)), r"cu_seqlens must be strictly increasing"),
+    (dict(cu_seqlens=_cu(0)), r"cu_seqlens must hold at least two boundaries"),
+    (dict(k=_t(1, 3, 32, 16), v=_t(1, 3, 32, 16)), r"k and v must have a number of heads that "
                                                                       r"divides q's 4 \(GQA/MQA\), got 3"),
-    (dict(k=torch.randn(1, 2, 32, 16), v=torch.randn(1, 2, 30, 16)), r"k and v must have one shape"),
-    (dict(k=torch.randn(2, 2, 32, 16), v=torch.randn(2, 2, 32, 16)), r"one batch size and head_dim"),
-    (dict(k=torch.randn(1, 4, 16, 16), v=torch.randn(1, 4, 16, 16), causal=True),
+    (dict(k=_t(1, 2, 32, 16), v=_t(1, 2, 30, 16)), r"k and v must have one shape"),
+    (dict(k=_t(2, 2, 32, 16), v=_t(2, 2, 32, 16)), r"one batch size and head_dim"),
+    (dict(k=_t(1, 4, 16, 16), v=_t(1, 4, 16, 16), causal=True),
      r"q has 32 queries and k 16 keys: with causal or a window .* at most as many"),
-    (dict(k=torch.randn(1, 4, 40, 16), v=torch.randn(1, 4, 40, 16), cu_seqlens=torch.tensor([0, 32], dtype=torch.int32)),
+    (dict(k=_t(1, 4, 40, 16), v=_t(1, 4, 40, 16), cu_seqlens=_cu(0, 32)),
      r"cu_seqlens packs documents .* q and k must have one seq_len, got 32 and 40"),
 ])
 def test_bad_mask_arguments_raise(kwargs, match):
