@@ -181,7 +181,7 @@ def tile_grid(c, states: np.ndarray, text: list, shapes: list, title: str, other
     most = 4 if legend_right else MAX_TICKS  # presenter view's type is larger
     fig.update_xaxes(range=[0, n], side="top", tickvals=_ticks(x_edges, most), showgrid=False, zeroline=False,
                      constrain="domain", tickfont=dict(size=12))
-    square = 0.25 <= rows / n <= 4  # decode's few rows against many keys: no square cells, or nothing shows
+    square = 0.5 <= rows / n <= 2  # decode's few rows, a GQA group's many: cells not square, or the grid is a sliver
     fig.update_yaxes(range=[rows, 0], tickvals=_ticks(y_edges, most), showgrid=False, zeroline=False,
                      scaleanchor="x" if square else None, constrain="domain", tickfont=dict(size=12))
     fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)))
