@@ -10,13 +10,21 @@ from kernels import backend
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(";")[0])
-    ap.add_argument("--only", choices=("attention", "softmax", "backward", "all"), nargs="+", default=["all"],
-                    help="one or more parts (default all); backward: forward + backward through autograd")
+    ap.add_argument("--only", choices=("attention", "softmax", "backward", "masks", "all"), nargs="+", default=["all"],
+                    help="one or more parts (default all); backward: forward + backward through autograd; masks: "
+                         "sliding window, packed documents, GQA and decode against SDPA and FlexAttention")
     ap.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     ap.add_argument("--head-dims", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
+    ap.add_argument("--mask-seq-lens", type=int, nargs="+", default=[4096, 8192, 16384],
+                    help="masks: the sequence lengths of the window, documents and GQA cases")
+    ap.add_argument("--decode-lens", type=int, nargs="+", default=[4096, 16384, 65536],
+                    help="masks: the K/V cache lengths of the decode case")
+    ap.add_argument("--mask-head-dim", type=int, default=128, help="masks: head_dim of the self-attention cases")
+    ap.add_argument("--mask-cases", nargs="+", default=["window", "documents", "gqa", "decode"],
+                    choices=("window", "documents", "gqa", "decode"), help="masks: which cases")
     ap.add_argument("--quick", action="store_true", help="seq_len 1024 and 4096, one softmax shape of each kind")
     ap.add_argument("--small", action="store_true", help="the Benchmarks page's live run (bench/small.py)")
     ap.add_argument("--json", default=None, help="write every figure here (default bench-DATE.json)")
@@ -42,7 +50,7 @@ def main(argv=None) -> int:
 
 
 def run(args) -> dict:
-    from bench import attention, backward, softmax, timing
+    from bench import attention, backward, masks, softmax, timing
     from kernels.results import ratios
 
     if args.quick:
@@ -50,7 +58,7 @@ def run(args) -> dict:
     result = {"env": timing.environment(), "args": vars(args)}
     timing.log(f"{result['env']['gpu']}: measuring ceilings")
     result["ceilings"] = timing.ceilings()
-    parts = {"attention", "softmax", "backward"} if "all" in args.only else set(args.only)
+    parts = {"attention", "softmax", "backward", "masks"} if "all" in args.only else set(args.only)
     if "attention" in parts:
         result["attention"] = attention.bench_attention(args.seq_lens, args.head_dims, args.batch, args.heads,
                                                         args.dtype)
@@ -64,6 +72,11 @@ def run(args) -> dict:
         result["flops_convention"] = "forward 4*B*H*N^2*D (halved when causal); backward 2.5x; fwd+bwd 3.5x"
         if "attention" not in result:  # the forwards timed in the same rounds, as a forward table
             result["attention"] = backward.forward_rows(result["backward"])
+    if "masks" in parts:
+        result["masks"] = masks.bench_masks(args.mask_seq_lens, args.decode_lens, args.mask_head_dim, args.batch,
+                                            args.heads, args.dtype, tuple(args.mask_cases),
+                                            progress=lambda f, m: timing.log(f"progress {f:.3f} {m}"))
+        result["masks_note"] = masks.note()
     result["ratios"] = ratios(result)
     return result
 

@@ -29,6 +29,17 @@ def table(result: dict) -> str:
         for r in rows:
             lines.append(f"{r['head_dim']:4d} {r['causal']!s:>6} {r['seq_len']:6d} {r['ours_tflops'] or 0:7.1f} "
                          + _cells(r, names, width) + (f"  {r['config']}" if r.get("config") else ""))
+    mk = [r for r in rat if r["kind"] == "masks"]
+    if mk:
+        names = sorted({k for r in mk for k in r if k.startswith("vs_")})
+        lines.append("masks (" + result.get("masks_note", "") + "); vs_X = X's time / ours (above 1: ours faster)")
+        lines.append(f"{'case':>10} {'N':>6} {'q':>3} {'ours ms':>9} {'TFLOP/s':>8} {'KV GB/s':>8} "
+                     + " ".join(f"{n:>22}" for n in names))
+        for r in mk:
+            lines.append(f"{r['case']:>10} {r['seq_len']:6d} {r['q_len']:3d} {r['ours_ms'] or 0:9.3f} "
+                         f"{r['ours_tflops'] or 0:8.1f} {r['ours_kv_GBps'] or 0:8.0f} "
+                         + " ".join(f"{r[n]:22.2f}" if r.get(n) else f"{'-':>22}" for n in names)
+                         + (f"  {r['config']}" if r.get("config") else ""))
     sm = [r for r in rat if r["kind"] == "softmax"]
     if sm:
         names = ["best_vs_torch", "best_vs_copy", "best_vs_copy_same_size", "online_vs_safe", "naive_vs_online"]

@@ -6,13 +6,21 @@ flash_bwd.py. One autograd path: the forward and backward are torch.library oper
 (torch.ops.fa_viz), so eager calls, torch.compile and CUDA graphs take the same route; the
 forward saves q, k, v, out and the log-sum-exp (O(N) per row), never P.
 
+Attention as models run it, with flash-attn's conventions (kernels/masks.py): a sliding window
+`window_size=(left, right)`, packed documents `cu_seqlens`, GQA/MQA (k and v with fewer heads than
+q), decode (fewer queries than keys, aligned to the end of the keys; split-KV when the q-blocks
+alone would leave the GPU idle). Forward and backward support every combination.
+
 Not for: the kernels (flash_fwd.py, flash_bwd.py) or traces (trace.py, trace_backward.py).
 """
+import math
+
+import numpy as np
 import torch
 
-from kernels import backend, flash_bwd, flash_fwd, tuning
+from kernels import backend, flash_bwd, flash_fwd, masks, tuning
 from kernels.launch import Config, precision
-from kernels.limits import HEAD_DIMS, check_blocks, check_bool, check_choice, check_float, dtypes
+from kernels.limits import HEAD_DIMS, check_blocks, check_bool, check_choice, check_float, dtypes, shown_value
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -25,9 +33,10 @@ def sm_scale_of(sm_scale, head_dim: int) -> float:
     return head_dim ** -0.5 if sm_scale is None else check_float("sm_scale", sm_scale, positive=True)
 
 
-def check_inputs(q, k, v, causal) -> tuple:
-    """(q, k, v, causal) checked; q, k, v made contiguous where their strides differ (the kernels
-    take one set of strides for all three)."""
+def check_inputs(q, k, v, causal, window_size=(-1, -1)) -> tuple:
+    """(q, k, v, causal) checked: q (batch, heads, n_q, head_dim), k and v (batch, kv_heads, n_kv,
+    head_dim) with kv_heads dividing heads. k and v are made contiguous where their strides differ
+    (the kernels take one set for both; for q too when the shapes are one), q where GQA views it."""
     backend.require_triton()
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -35,17 +44,20 @@ def check_inputs(q, k, v, causal) -> tuple:
                              f"got {type(t).__name__}")
         if t.dim() != 4:
             raise ValueError(f"{name} must be (batch, heads, seq_len, head_dim), got shape {tuple(t.shape)}")
-    if not (q.shape == k.shape == v.shape):
-        raise ValueError(f"q, k, v must have one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have one shape, got {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"q, k, v must have one batch size and head_dim, got {tuple(q.shape)}, {tuple(k.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.dtype not in [_TORCH_DTYPES[d] for d in dtypes()]:
         note = " (the interpreter has no bfloat16 arithmetic)" if backend.INTERPRET else ""
         raise ValueError(f"q.dtype must be one of {', '.join(dtypes())} on this backend{note}, got {q.dtype}")
-    if q.shape[0] < 1 or q.shape[1] < 1 or q.shape[2] < 1:
-        raise ValueError(f"batch, heads and seq_len must be at least 1, got shape {tuple(q.shape)}")
+    if min(q.shape[:3]) < 1 or min(k.shape[1:3]) < 1:
+        raise ValueError(f"batch, heads and seq_len must be at least 1, got shapes {tuple(q.shape)}, {tuple(k.shape)}")
     if q.shape[3] not in HEAD_DIMS:
         raise ValueError(f"head_dim must be one of {', '.join(map(str, HEAD_DIMS))}, got {q.shape[3]}")
+    masks.check_group(q.shape[1], k.shape[1])
     if q.device.type == "meta" or k.device.type == "meta" or v.device.type == "meta":
         raise ValueError("q, k, v must hold data: meta tensors have none (this function launches kernels; "
                          "torch.compile's fake tensors go through torch.ops.fa_viz)")
@@ -53,9 +65,45 @@ def check_inputs(q, k, v, causal) -> tuple:
         raise ValueError(f"q, k, v must be on {backend.DEVICE!r} for this backend ({backend.describe()}), "
                          f"got {q.device}, {k.device}, {v.device}")
     causal = check_bool("causal", causal)
-    if not (q.stride() == k.stride() == v.stride()):
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if (causal or tuple(window_size) != (-1, -1)) and q.shape[2] > k.shape[2]:
+        raise ValueError(f"q has {q.shape[2]} queries and k {k.shape[2]} keys: with causal or a window the queries "
+                         f"are the last positions of the keys (decode), so q may have at most as many as k")
+    if q.shape == k.shape:
+        if not (q.stride() == k.stride() == v.stride()):
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    else:
+        if k.stride() != v.stride():
+            k, v = k.contiguous(), v.contiguous()
+        if q.shape[1] != k.shape[1] and not q.is_contiguous():  # GQA: the group's heads viewed as one column
+            q = q.contiguous()
     return q, k, v, causal
+
+
+def check_cu_seqlens(cu_seqlens, q, k) -> flash_fwd.Docs | None:
+    """cu_seqlens checked (1-D int32 on q's device, 0 = c_0 < ... < c_D = seq_len; a host copy to
+    check it), and each position's document (int32), as the kernels take them; None for none."""
+    if cu_seqlens is None:
+        return None
+    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1:
+        got = (f"{cu_seqlens.dtype} of shape {tuple(cu_seqlens.shape)}" if isinstance(cu_seqlens, torch.Tensor)
+               else shown_value(cu_seqlens))
+        raise ValueError(f"cu_seqlens must be a 1-D torch.int32 tensor of document boundaries, got {got}")
+    if cu_seqlens.device != q.device:
+        raise ValueError(f"cu_seqlens must be on q's device {q.device}, got {cu_seqlens.device}")
+    if q.shape[2] != k.shape[2]:
+        raise ValueError(f"cu_seqlens packs documents into one sequence of queries and keys: q and k must have one "
+                         f"seq_len, got {q.shape[2]} and {k.shape[2]}")
+    masks.check_cu_seqlens(cu_seqlens.tolist(), q.shape[2])
+    cu = cu_seqlens.contiguous()
+    pos = torch.arange(q.shape[2], dtype=torch.int32, device=q.device)
+    return flash_fwd.Docs(cu, torch.searchsorted(cu[1:], pos, right=True).to(torch.int32))
+
+
+def check_masks(q, k, v, causal, window_size, cu_seqlens) -> tuple:
+    """(q, k, v, causal, window, docs): every argument checked, as the kernels take them."""
+    window = masks.check_window(window_size)
+    q, k, v, causal = check_inputs(q, k, v, causal, window)
+    return q, k, v, causal, window, check_cu_seqlens(cu_seqlens, q, k)
 
 
 def _given_blocks(block_m, block_n, head_dim) -> Config | None:
@@ -70,29 +118,37 @@ def _given_blocks(block_m, block_n, head_dim) -> Config | None:
 
 
 # ------------------------------------------------------------------------------ forward
-def _forward_tuned(q, k, v, causal, sm_scale):
+def _forward_tuned(q, k, v, causal, sm_scale, window=(-1, -1), docs=None):
     out = torch.empty_like(q)
-    seq_len, head_dim = q.shape[2], q.shape[3]
-    use_tma = seq_len >= tuning.TMA_MIN_SEQ_LEN and flash_fwd.tma_supported(q, k, v, out)
+    batch, heads, n_q, head_dim = q.shape
+    kv_heads, n_kv = k.shape[1], k.shape[2]
+    use_tma = n_kv >= tuning.TMA_MIN_SEQ_LEN and flash_fwd.tma_supported(q, k, v, out)
     prec = precision(q.dtype)
+    intervals = masks.needs_intervals(causal, window, docs is not None, heads // kv_heads, n_q, n_kv)
+    splits = (1,) if backend.INTERPRET else tuning.kv_split_counts(
+        math.ceil(heads // kv_heads * n_q / 64) * batch * kv_heads, math.ceil(n_kv / 64),
+        torch.cuda.get_device_properties(q.device).multi_processor_count)
 
     def run(config):
-        return flash_fwd.launch(q, k, v, causal, sm_scale, config, out=out, use_tma=use_tma)
+        return flash_fwd.launch(q, k, v, causal, sm_scale, config, out=out, use_tma=use_tma, window=window, docs=docs)
 
-    key = ("fwd", seq_len, head_dim, causal, prec, use_tma, q.device)
+    key = ("fwd", n_q, n_kv, heads // kv_heads, head_dim, causal, window, docs is not None, prec, use_tma, splits,
+           q.device)
     return run(tuning.forward_tuner.pick(
-        key, lambda: tuning.candidates(tuning.FORWARD_CONFIGS, head_dim, prec, use_tma), run))
+        key, lambda: tuning.forward_candidates(head_dim, prec, use_tma, intervals, splits, heads // kv_heads * n_q),
+        run))
 
 
-def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None):
-    """(out, lse): out (batch, heads, seq_len, head_dim) in q's dtype, lse float32 natural log.
+def flash_attention_fwd(q, k, v, causal=False, sm_scale=None, block_m=None, block_n=None, window_size=(-1, -1),
+                        cu_seqlens=None):
+    """(out, lse): out (batch, heads, n_q, head_dim) in q's dtype, lse float32 natural log.
     Without block sizes: the tuned fast path on a GPU, 64 x 64 blocks in the interpreter."""
-    q, k, v, causal = check_inputs(q, k, v, causal)
+    q, k, v, causal, window, docs = check_masks(q, k, v, causal, window_size, cu_seqlens)
     sm_scale = sm_scale_of(sm_scale, q.shape[3])
     config = _given_blocks(block_m, block_n, q.shape[3])
     if config is None:
-        return _forward_tuned(q, k, v, causal, sm_scale)
-    return flash_fwd.launch(q, k, v, causal, sm_scale, config)
+        return _forward_tuned(q, k, v, causal, sm_scale, window, docs)
+    return flash_fwd.launch(q, k, v, causal, sm_scale, config, window=window, docs=docs)
 
 
 def tuned_config_name() -> str | None:
@@ -121,64 +177,74 @@ def _check_backward_inputs(q, out, lse, do) -> None:
                          f"returns), got {got}")
 
 
-def flash_attention_bwd(q, k, v, out, lse, do, causal=False, sm_scale=None, block_m=None, block_n=None):
+def flash_attention_bwd(q, k, v, out, lse, do, causal=False, sm_scale=None, block_m=None, block_n=None,
+                        window_size=(-1, -1), cu_seqlens=None):
     """(dq, dk, dv) given the forward's out and lse and the output gradient do. Gradients are
-    contiguous, in q's dtype. Without block sizes: tuned on a GPU, 64 x 64 in the interpreter.
-    out and lse must be this forward's (a few rows are recomputed to check: ValueError if not)."""
-    q, k, v, causal = check_inputs(q, k, v, causal)
+    contiguous, in q's (dq) and k's (dk, dv) shapes and q's dtype. Without block sizes: tuned on a
+    GPU, 64 x 64 in the interpreter. out and lse must be this forward's, with the same masks (a few
+    rows are recomputed to check: ValueError if not)."""
+    q, k, v, causal, window, docs = check_masks(q, k, v, causal, window_size, cu_seqlens)
     _check_backward_inputs(q, out, lse, do)
     sm_scale = sm_scale_of(sm_scale, q.shape[3])
-    _check_forward_outputs(q, k, v, out, lse, causal, sm_scale)
-    return _backward(q, k, v, out, lse, do, causal, sm_scale, block_m, block_n)
+    _check_forward_outputs(q, k, v, out, lse, causal, sm_scale, window, docs)
+    return _backward(q, k, v, out, lse, do, causal, sm_scale, block_m, block_n, window, docs)
 
 
-def _check_forward_outputs(q, k, v, out, lse, causal, sm_scale, rows: int = 4) -> None:
+def _check_forward_outputs(q, k, v, out, lse, causal, sm_scale, window=(-1, -1), docs=None, rows: int = 4) -> None:
     """out and lse of a few (batch, head, row) triples, spread over the tensor, recomputed in float32:
     a forward's outputs that belong to other inputs give wrong gradients, so they are refused."""
     b, h, n, _ = q.shape
+    group = h // k.shape[1]
     g = torch.Generator().manual_seed(n * 131 + b * 7 + h)
     pick = [(int(torch.randint(b, (1,), generator=g)), int(torch.randint(h, (1,), generator=g)),
              int(torch.randint(n, (1,), generator=g))) for _ in range(rows)] + [(b - 1, h - 1, n - 1)]
     zb, zh, zr = (torch.tensor(x, device=q.device) for x in zip(*pick, strict=True))
-    s = torch.einsum("td,tnd->tn", q[zb, zh, zr].float(), k[zb, zh].float()) * sm_scale  # (t, N)
-    if causal:
-        s = s.masked_fill(torch.arange(n, device=q.device)[None, :] > zr[:, None], float("-inf"))
+    kh = zh // group
+    s = torch.einsum("td,tnd->tn", q[zb, zh, zr].float(), k[zb, kh].float()) * sm_scale  # (t, N_k)
+    cu = tuple(docs.cu.tolist()) if docs is not None else ()
+    sees = masks.Masks(n, k.shape[2], causal, window, cu)
+    allowed = torch.from_numpy(np.stack([sees.allowed(r, r + 1)[0] for *_, r in pick]))
+    s = s.masked_fill(~allowed.to(q.device), float("-inf"))
     want_lse = torch.logsumexp(s, dim=-1)
-    want_out = torch.einsum("tn,tnd->td", torch.softmax(s, dim=-1), v[zb, zh].float())
+    want_out = torch.einsum("tn,tnd->td", torch.softmax(s, dim=-1), v[zb, kh].float())
     lse_err = float((lse[zb, zh, zr] - want_lse).abs().max())
     out_err = float((out[zb, zh, zr].float() - want_out).abs().max())
     tol = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}[q.dtype]
     if not (lse_err <= tol * max(1.0, float(want_lse.abs().max())) and out_err <= tol * max(1.0, float(want_out.abs().max()))):
         raise ValueError(f"out and lse must be the forward's of these q, k, v (flash_attention_fwd(q, k, v, causal="
-                         f"{causal})): recomputed rows differ by {max(lse_err, out_err):.3g}")
+                         f"{causal}, window_size={window}, cu_seqlens=...)): recomputed rows differ by "
+                         f"{max(lse_err, out_err):.3g}")
 
 
-def _backward(q, k, v, out, lse, do, causal, sm_scale, block_m=None, block_n=None):
+def _backward(q, k, v, out, lse, do, causal, sm_scale, block_m=None, block_n=None, window=(-1, -1), docs=None):
     config = _given_blocks(block_m, block_n, q.shape[3])
     if config is not None:
-        return flash_bwd.launch(q, k, v, out, lse, do, causal, sm_scale, config, config)[:3]
-    return _backward_tuned(q, k, v, out, lse, do, causal, sm_scale)
+        return flash_bwd.launch(q, k, v, out, lse, do, causal, sm_scale, config, config, window=window, docs=docs)[:3]
+    return _backward_tuned(q, k, v, out, lse, do, causal, sm_scale, window, docs)
 
 
-def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
+def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale, window=(-1, -1), docs=None):
     """The dK/dV and dQ kernels each at the config tuned for it alone; then that pair against
     FlashAttention-2's fused schedule (dQ added atomically), the faster kept per shape."""
     seq_len, head_dim = q.shape[2], q.shape[3]
     prec = precision(q.dtype)
     delta = flash_bwd.preprocess(out, do)
-    dk, dv, dq = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk, dv = (torch.empty(k.shape, dtype=q.dtype, device=q.device) for _ in range(2))
+    mask = dict(window=window, docs=docs)
 
     def run_dkdv(c):
-        return flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, c, dk=dk, dv=dv)
+        return flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, c, dk=dk, dv=dv, **mask)
 
     def run_dq(c):
-        return flash_bwd.launch_dq(q, k, v, do, lse, delta, causal, sm_scale, c, dq=dq)
+        return flash_bwd.launch_dq(q, k, v, do, lse, delta, causal, sm_scale, c, dq=dq, **mask)
 
+    shape = (seq_len, k.shape[2], q.shape[1] // k.shape[1], head_dim, causal, window, docs is not None, prec, q.device)
     picked = {}
     for kernel, run in (("dkdv", run_dkdv), ("dq", run_dq)):
-        key = ("bwd", kernel, seq_len, head_dim, causal, prec, q.device)
         picked[kernel] = tuning.backward_tuner.pick(
-            key, lambda kernel=kernel: tuning.candidates(tuning.BACKWARD_CONFIGS[kernel], head_dim, prec), run)
+            ("bwd", kernel, *shape), lambda kernel=kernel: tuning.candidates(tuning.BACKWARD_CONFIGS[kernel], head_dim,
+                                                                             prec), run)
     dq_acc = None
 
     def run_schedule(c):
@@ -187,14 +253,13 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
             run_dkdv(picked["dkdv"])
             return run_dq(picked["dq"])
         dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if dq_acc is None else dq_acc.zero_()
-        flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, c, dk=dk, dv=dv, dq_acc=dq_acc)
+        flash_bwd.launch_dkdv(q, k, v, do, lse, delta, causal, sm_scale, c, dk=dk, dv=dv, dq_acc=dq_acc, **mask)
         return dq.copy_(dq_acc)
 
     def schedules():
         return [picked["dkdv"]] + tuning.candidates(tuning.BACKWARD_CONFIGS["fused"], head_dim, prec, fused=True)
 
-    key = ("bwd", "schedule", seq_len, head_dim, causal, prec, q.device)
-    schedule = tuning.backward_tuner.pick(key, schedules, run_schedule)
+    schedule = tuning.backward_tuner.pick(("bwd", "schedule", *shape), schedules, run_schedule)
     run_schedule(schedule)
     _last_backward["name"] = (schedule.name if schedule.fused_dq
                               else f"dK/dV {picked['dkdv'].name} + dQ {picked['dq'].name}")
@@ -206,57 +271,67 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale):
 # are (an autograd.Function with Python inside breaks a compiled graph); the backward is registered
 # as the forward's autograd formula.
 @torch.library.custom_op("fa_viz::flash_attention_fwd", mutates_args=())
-def _op_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-            sm_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    out, lse = flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)
+def _op_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_scale: float, window_left: int,
+            window_right: int, cu_seqlens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    out, lse = flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale, window_size=(window_left, window_right),
+                                   cu_seqlens=cu_seqlens)
     return out, lse
 
 
 @_op_fwd.register_fake
-def _(q, k, v, causal, sm_scale):
+def _(q, k, v, causal, sm_scale, window_left, window_right, cu_seqlens):
     return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
 
 
 @torch.library.custom_op("fa_viz::flash_attention_bwd", mutates_args=())
 def _op_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-            do: torch.Tensor, causal: bool, sm_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            do: torch.Tensor, causal: bool, sm_scale: float, window_left: int, window_right: int,
+            cu_seqlens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # out and lse are the operator's own forward's (saved by autograd): no check needed
-    q, k, v, causal = check_inputs(q, k, v, causal)
+    q, k, v, causal, window, docs = check_masks(q, k, v, causal, (window_left, window_right), cu_seqlens)
     _check_backward_inputs(q, out, lse, do)
-    dq, dk, dv = _backward(q, k, v, out, lse, do, causal, sm_scale)
+    dq, dk, dv = _backward(q, k, v, out, lse, do, causal, sm_scale, window=window, docs=docs)
     return dq, dk, dv
 
 
 @_op_bwd.register_fake
-def _(q, k, v, out, lse, do, causal, sm_scale):
+def _(q, k, v, out, lse, do, causal, sm_scale, window_left, window_right, cu_seqlens):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, causal, sm_scale = inputs
+    q, k, v, causal, sm_scale, window_left, window_right, cu_seqlens = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
-    ctx.causal, ctx.sm_scale = causal, sm_scale
+    ctx.save_for_backward(q, k, v, out, lse, *(() if cu_seqlens is None else (cu_seqlens,)))
+    ctx.causal, ctx.sm_scale, ctx.window = causal, sm_scale, (window_left, window_right)
 
 
 def _op_backward(ctx, dout, dlse):
-    q, k, v, out, lse = ctx.saved_tensors
-    dq, dk, dv = torch.ops.fa_viz.flash_attention_bwd(q, k, v, out, lse, dout, ctx.causal, ctx.sm_scale)
-    return dq, dk, dv, None, None
+    q, k, v, out, lse, *cu = ctx.saved_tensors
+    dq, dk, dv = torch.ops.fa_viz.flash_attention_bwd(q, k, v, out, lse, dout, ctx.causal, ctx.sm_scale, *ctx.window,
+                                                      cu[0] if cu else None)
+    return dq, dk, dv, None, None, None, None, None
 
 
 _op_fwd.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-def flash_attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor:
+def flash_attention(q, k, v, causal=False, sm_scale=None, window_size=(-1, -1), cu_seqlens=None) -> torch.Tensor:
     """softmax(q k^T * sm_scale) v, FlashAttention-2. sm_scale defaults to 1/sqrt(head_dim).
-    Differentiable through one route, the torch.ops.fa_viz operator and its autograd formula (the
-    FlashAttention-2 backward, no N x N tensor), which torch.compile and CUDA graphs take too. A
-    call that needs no gradient, outside torch.compile, skips the dispatcher: the same kernels."""
+    window_size=(left, right): query i sees keys i + off - left .. i + off + right (-1: no limit);
+    cu_seqlens (int32, 0 .. seq_len): packed documents, a query sees only its own; k and v may have
+    fewer heads than q (GQA/MQA: a divisor) and more positions (decode: the queries are the last
+    positions, off = n_kv - n_q). Differentiable through one route, the torch.ops.fa_viz operator
+    and its autograd formula (the FlashAttention-2 backward, no N x N tensor), which torch.compile
+    and CUDA graphs take too. A call that needs no gradient, outside torch.compile, skips the
+    dispatcher: the same kernels."""
     if not isinstance(q, torch.Tensor) or q.dim() != 4:
         check_inputs(q, k, v, causal)  # the message the operator would give, before it is dispatched
+    window = masks.check_window(window_size)
     causal, sm_scale = check_bool("causal", causal), sm_scale_of(sm_scale, q.shape[-1])
+    if cu_seqlens is not None and not isinstance(cu_seqlens, torch.Tensor):
+        check_cu_seqlens(cu_seqlens, q, k)  # the message, before the operator's schema refuses it
     needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v))
     if needs_grad or torch.compiler.is_compiling():
-        return torch.ops.fa_viz.flash_attention_fwd(q, k, v, causal, sm_scale)[0]
-    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale)[0]
+        return torch.ops.fa_viz.flash_attention_fwd(q, k, v, causal, sm_scale, *window, cu_seqlens)[0]
+    return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale, window_size=window, cu_seqlens=cu_seqlens)[0]

@@ -59,8 +59,8 @@ def reference_state(trace, step) -> dict:
     v = trace.v[keys.start: keys.stop].astype(np.float64)
     s = q @ k.T * trace.sm_scale
     mag = np.abs(q) @ np.abs(k).T * trace.sm_scale
-    if c.causal:
-        seen = np.arange(keys.start, keys.stop)[None, :] <= np.arange(step.rows.start, step.rows.stop)[:, None]
+    if not c.masks().default:  # what the mask lets each row see (causal, a window, documents)
+        seen = c.masks().allowed(step.rows.start, step.rows.stop)[:, keys.start:keys.stop]
         s, mag = np.where(seen, s, -np.inf), np.where(seen, mag, 0.0)
     m = s.max(axis=1)
     with np.errstate(invalid="ignore"):

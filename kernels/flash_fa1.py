@@ -95,7 +95,7 @@ def _attn_fwd_fa1(Q, K, V, sm_scale, O, M, L, sq, so, H, N_CTX, tr, meta):
                 slot = tl.load(tr.idx + start_m // BLOCK_M)
                 o_stored = o_new.to(O.dtype.element_ty).to(tl.float32)  # what the next tile will read
                 step = trace_tile(tr, start_m // BLOCK_M, start_n // BLOCK_N, step, slot, m_new, l_new, alpha, qk, p,
-                                  o, o_stored, offs_m, offs_n, offs_d, N_CTX, meta)
+                                  o, o_stored, offs_m, offs_n, offs_d, N_CTX, N_CTX, meta, True)
 
 
 def launch(q, k, v, causal: bool, sm_scale: float, config: Config, *, trace: TraceBuffers | None = None):

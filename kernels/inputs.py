@@ -28,11 +28,11 @@ SOFTMAX_SCENARIO_HELP = {
 assert tuple(SCENARIO_HELP) == tuple(SOFTMAX_SCENARIO_HELP) == SCENARIOS
 
 
-def attention_inputs(seq_len: int, head_dim: int, block_n: int, scenario: str, seed: int):
-    """q, k, v as float32 NumPy (seq_len, head_dim)."""
+def attention_inputs(seq_len: int, head_dim: int, block_n: int, scenario: str, seed: int, q_rows: int | None = None):
+    """q (q_rows, head_dim: seq_len by default), k, v (seq_len, head_dim) as float32 NumPy."""
     rng = np.random.default_rng(seed)
     n, d = seq_len, head_dim
-    q, k, v = (rng.standard_normal((n, d)) for _ in range(3))
+    q, k, v = (rng.standard_normal((r, d)) for r in (q_rows or n, n, n))
     if scenario == "large":
         q, k = q * 10.0, k * 10.0  # s = q.k/sqrt(d) about 100x larger than for randn
     elif scenario in ("increasing", "decreasing"):
@@ -46,8 +46,8 @@ def attention_inputs(seq_len: int, head_dim: int, block_n: int, scenario: str, s
 
 
 def make_inputs(cfg):
-    """attention_inputs for a TraceConfig."""
-    return attention_inputs(cfg.seq_len, cfg.head_dim, cfg.block_n, cfg.scenario, cfg.seed)
+    """attention_inputs for a TraceConfig: q has its packed rows (the group's query heads, head-major)."""
+    return attention_inputs(cfg.seq_len, cfg.head_dim, cfg.block_n, cfg.scenario, cfg.seed, cfg.n_rows)
 
 
 def make_do(cfg, do_seed: int | None = None) -> np.ndarray:

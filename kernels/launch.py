@@ -33,6 +33,7 @@ class Config:
     late_v: bool = False  # forward: V_j loaded after the softmax instead of with K_j
     head_dims: tuple = HEAD_DIMS  # the head dims it is kept for
     fused_dq: bool = False  # backward: the dK/dV kernel also adds dQ atomically (no dQ kernel)
+    kv_splits: int = 1  # forward: split-KV, this many programs per q-block and a merge (flash-decoding)
 
     @property
     def warps(self) -> int:
@@ -41,10 +42,10 @@ class Config:
 
     @property
     def name(self) -> str:
-        """'BM128 BN128 w8 s3', plus ' ws', ' split2', ' late-V', ' fused-dQ' where they apply."""
+        """'BM128 BN128 w8 s3', plus ' ws', ' split2', ' late-V', ' fused-dQ', ' kv-split8' where they apply."""
         return (f"BM{self.block_m} BN{self.block_n} w{self.warps} s{self.num_stages}"
                 + " ws" * self.warp_spec + " split2" * (self.split == 2) + " late-V" * self.late_v
-                + " fused-dQ" * self.fused_dq)
+                + " fused-dQ" * self.fused_dq + (f" kv-split{self.kv_splits}" if self.kv_splits > 1 else ""))
 
     def fits(self, head_dim: int) -> bool:
         return (head_dim in self.head_dims

@@ -22,6 +22,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 SCENARIOS = ("randn", "large", "increasing", "decreasing")
 LOOP_ORDERS = ("fa2", "fa1")  # FlashAttention-2's loop order (q-blocks outside), or FlashAttention-1's
 MAX_KV_SPLITS = 8
+MAX_GROUP = 8  # query heads per K/V head in a trace (the rows of a q-block are the group's queries)
+MAX_DOCUMENTS = 16  # packed documents in a trace
 
 # Live traces. The interpreter runs every tile in NumPy: 6-7 ms a tile with tracing on, whatever the
 # block size (experiments/README.md, "interpreter speed"). 2048 tiles keep a capture near 15 s.
@@ -43,7 +45,7 @@ def max_seq_len() -> int:
 
 
 # ---------------------------------------------------------------- argument checks
-def _got(value) -> str:
+def shown_value(value) -> str:
     """The value as received, with its type: '64' (str) must not read like the allowed 64."""
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     return f"{shown} ({type(value).__name__})"
@@ -52,7 +54,7 @@ def _got(value) -> str:
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """An int (Python or NumPy integer, never a bool or a float) in [lo, hi]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {_got(value)}")
+        raise ValueError(f"{name} must be an integer, got {shown_value(value)}")
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         span = f"between {lo} and {hi}" if lo is not None and hi is not None else (
@@ -72,7 +74,7 @@ def check_pow2(name: str, value, lo: int, hi: int) -> int:
 def check_bool(name: str, value) -> bool:
     """True or False (a NumPy bool too); never a string or a number standing in for one."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {_got(value)}")
+        raise ValueError(f"{name} must be True or False, got {shown_value(value)}")
     return bool(value)
 
 
@@ -84,13 +86,13 @@ def check_choice(name: str, value, choices: tuple, what: str = "") -> object:
         if isinstance(c, int) and isinstance(value, np.integer) and int(value) == c:
             return c
     allowed = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
-    raise ValueError(f"{name} must be one of {allowed}{what}, got {_got(value)}")
+    raise ValueError(f"{name} must be one of {allowed}{what}, got {shown_value(value)}")
 
 
 def check_float(name: str, value, positive: bool = False) -> float:
     """A finite real number (int or float, never a bool), > 0 when positive."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {_got(value)}")
+        raise ValueError(f"{name} must be a number, got {shown_value(value)}")
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value!r}")
@@ -130,18 +132,20 @@ class CountPlan(NamedTuple):
     refusal: str  # why not, when not allowed
 
 
-def count_plan(seq_len: int) -> CountPlan:
-    """Whether the softmax kernels may count over seq_len x seq_len scores here, and how long it takes."""
-    seconds = seq_len * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
+def count_plan(seq_len: int, rows: int | None = None) -> CountPlan:
+    """Whether the softmax kernels may count over rows x seq_len scores here (rows: seq_len unless
+    GQA or decode), and how long it takes."""
+    rows = seq_len if rows is None else rows
+    seconds = rows * seq_len * COUNT_SECONDS_PER_SCORE_CPU if backend.INTERPRET else 0.5
     if not backend.HAVE_TRITON:
         return CountPlan(False, seconds, "Triton is not installed here: the softmax rows show the model; the "
                                          "FlashAttention row the recording's counts.")
     if backend.INTERPRET and seconds > MAX_COUNT_SECONDS_CPU:
-        return CountPlan(False, seconds, f"Counting the softmax kernels over {seq_len} × {seq_len} scores would take "
+        return CountPlan(False, seconds, f"Counting the softmax kernels over {rows} × {seq_len} scores would take "
                                          f"the interpreter about {seconds / 60:.0f} min (limit "
                                          f"{MAX_COUNT_SECONDS_CPU:.0f} s): the softmax rows show the model.")
-    if not backend.INTERPRET and seq_len > MAX_COUNT_SEQ_LEN_GPU:
-        return CountPlan(False, seconds, f"The {seq_len} × {seq_len} scores would take {seq_len * seq_len * 4 >> 20} "
+    if not backend.INTERPRET and max(rows, seq_len) > MAX_COUNT_SEQ_LEN_GPU:
+        return CountPlan(False, seconds, f"The {rows} × {seq_len} scores would take {rows * seq_len * 4 >> 20} "
                                          f"MiB in float32 (limit {MAX_COUNT_SEQ_LEN_GPU} rows): the softmax rows show "
                                          "the model.")
     return CountPlan(True, seconds, "")

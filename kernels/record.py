@@ -57,6 +57,23 @@ SCENES = [
     ("split-kv", "Split-KV: four partial states, merged",
      "Each q-block's keys are cut into 4 programs; their (m, l, O) are merged: M = max M_s, L = sum L_s e^(M_s - M).",
      "attention", 2, 5, 0, dict(seq_len=512, kv_splits=4, **F), (4, 5, 6)),
+    ("sliding-window", "Sliding window: the tiles a window skips",
+     "Causal with a 256-key window: each q-block runs only the tiles its rows' windows reach, masked at the "
+     "window's two edges, whole between; the rest are never loaded.", "attention", 2, 8, 20,
+     dict(seq_len=768, causal=True, window_left=256, **F), (8,)),
+    ("documents", "Packed documents: a q-block across two of them",
+     "Four documents packed into 768 positions (cu_seqlens): q-block 7 holds the end of one and the start of the "
+     "next, so it runs only their keys, masked where a row meets the other document.", "attention", 2, 7, 25,
+     dict(seq_len=768, causal=True, documents=4, seed=4, **F), (7,)),
+    ("gqa", "GQA: four query heads share one K/V head",
+     "Four query heads per K/V head, their queries packed head after head into the rows: q-block 5 is head 1's "
+     "queries 64-127, and each K/V tile it loads serves the group.", "attention", 2, 5, 5,
+     dict(seq_len=256, causal=True, group=4, **F), (5,)),
+    ("decode", "Decode: one query, a long cache, split-KV",
+     "One new query for each of 8 heads sharing a K/V head, against 1024 cached keys: one 16-row q-block, so its "
+     "keys are split over 8 programs (flash-decoding) and their (m, l, O) merged.", "attention", 1, 0, 3,
+     dict(seq_len=1024, causal=True, q_len=1, group=8, head_dim=64, block_m=16, block_n=64, dtype="float16",
+          kv_splits=8), None),
     ("backward", "The backward, one kv-block's program",
      "K_j, V_j stay on chip while the q-blocks stream through; P is recomputed from the stored log-sum-exp.",
      "backward", 3, 2, 200, dict(seq_len=384, causal=True, **F), None),
@@ -195,7 +212,7 @@ def softmax_counts(directory: Path, names=None) -> dict:
         if s.page != "attention" or (names and s.name not in names):
             continue
         trace = scenes.load_scene(s, directory)
-        old[s.name] = {"seq_len": trace.config.seq_len, "counts": scores_softmax_counts(trace)}
+        old[s.name] = {"seq_len": trace.config.seq_len, "rows": trace.config.n_rows, "counts": scores_softmax_counts(trace)}
         print(f"softmax counts of {s.name}: {old[s.name]['counts']['online']}", flush=True)
     data = {"counted_by": backend.describe(), "scenes": old}
     path.write_text(json.dumps(data, indent=1) + "\n")

@@ -87,15 +87,19 @@ def attention(q, k, v, causal: bool, sm_scale: float) -> dict:
     return {"out": out, "lse": (m + np.log(l))[:, 0], "s": s, "p": p}
 
 
-def attention_rows(q, k, v, causal: bool, sm_scale: float, chunk: int = 256) -> dict:
-    """out and lse of standard attention, a chunk of rows at a time: float64 without N x N memory."""
+def attention_rows(q, k, v, causal: bool, sm_scale: float, chunk: int = 256, masks=None) -> dict:
+    """out and lse of standard attention, a chunk of rows at a time: float64 without N x N memory.
+    masks (kernels/masks.Masks): what each row of q sees, by the definitions (causal is its own then);
+    q's rows are the packed rows (a group's heads, head-major), k and v the keys."""
     q, k, v = _f64(q), _f64(k), _f64(v)
     n = q.shape[0]
     out = np.empty((n, v.shape[1]))
     lse = np.empty(n)
     for r0 in range(0, n, chunk):
-        s = (q[r0 : r0 + chunk] @ k.T) * sm_scale  # (chunk, N)
-        if causal:
+        s = (q[r0 : r0 + chunk] @ k.T) * sm_scale  # (chunk, N_k)
+        if masks is not None:
+            s = np.where(masks.allowed(r0, r0 + s.shape[0]), s, -np.inf)
+        elif causal:
             rows = np.arange(r0, r0 + s.shape[0])[:, None]
             s = np.where(np.arange(n)[None, :] <= rows, s, -np.inf)
         m = s.max(axis=-1, keepdims=True)

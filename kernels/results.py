@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "bench" / "results"
-PARTS = ("attention", "backward", "softmax")
+PARTS = ("attention", "backward", "softmax", "masks")
 
 
 def recorded(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
@@ -72,10 +72,30 @@ def softmax_ratios(rows: list[dict], copy_tbps: float | None) -> list[dict]:
     return out
 
 
+def mask_ratios(rows: list[dict]) -> list[dict]:
+    """Per masks case (case, seq_len, q_len): ours' ms, TFLOP/s over the kept pairs and K/V GB/s,
+    and each other implementation's time over ours (above 1: ours is faster), measured in the same
+    interleaved rounds."""
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["case"], r["seq_len"], r["q_len"]), {})[r["impl"]] = r
+    out = []
+    for (case, n, q_len), impls in sorted(by_key.items()):
+        ours = impls.get("ours", {})
+        row = {"kind": "masks", "case": case, "seq_len": n, "q_len": q_len, "ours_ms": ours.get("ms"),
+               "ours_tflops": ours.get("tflops"), "ours_kv_GBps": ours.get("kv_GBps"), "config": ours.get("config")}
+        for name, r in impls.items():
+            if name != "ours":
+                row[f"vs_{name}"] = _ratio(r.get("ms"), ours.get("ms"))
+        out.append(row)
+    return out
+
+
 def ratios(result: dict) -> list[dict]:
-    """ours / each SDPA backend (forward; forward + backward); softmax variant ratios."""
+    """ours / each SDPA backend (forward; forward + backward); softmax variant ratios; the masks cases."""
     return (vs_ours(result.get("attention", []), "attention") + vs_ours(result.get("backward", []), "backward")
-            + softmax_ratios(result.get("softmax", []), result.get("ceilings", {}).get("copy_TBps")))
+            + softmax_ratios(result.get("softmax", []), result.get("ceilings", {}).get("copy_TBps"))
+            + mask_ratios(result.get("masks", [])))
 
 
 def dram_bytes(results_dir: Path = RESULTS_DIR) -> dict | None:
@@ -107,8 +127,8 @@ def measured_bytes(cfg) -> dict | None:
     the shape the audience is looking at, or not at all. FA2's measurement is the unsplit kernel's,
     FA1's its own; the softmax rows only need the sequence length."""
     data = dram_bytes()
-    if data is None:
-        return None
+    if data is None or (hasattr(cfg, "masks") and not cfg.masks().plain_or_causal):
+        return None  # the measurements are of plain and causal attention
     found = {}
     for case in data["cases"]:
         if case.get("seq_len") != cfg.seq_len:

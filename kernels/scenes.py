@@ -189,9 +189,10 @@ def softmax_counts(directory: Path = SCENES_DIR) -> dict:
     for name, entry in (data.get("scenes", {}) if isinstance(data, dict) else {}).items():
         try:
             n = limits.check_int("seq_len", entry["seq_len"], 1, limits.MAX_SEQ_LEN_GPU)
+            rows = limits.check_int("rows", entry.get("rows", n), 1, limits.MAX_GROUP * limits.MAX_SEQ_LEN_GPU)
             counts = {}
             for variant, c in entry["counts"].items():
-                model = traffic.softmax(variant, n, n)
+                model = traffic.softmax(variant, rows, n)
                 got = {k: limits.check_int(k, c[k], 0) for k in ("loads", "stores")}
                 if got != {k: model[k] for k in got}:
                     raise ValueError(f"{variant}: not the model's counts")

@@ -3,7 +3,8 @@ meaning in its fields' metadata (`array(...)` below). kernels/trace_io.py saves 
 it, and the tables of docs/trace-contract.md are generated from it (`python -m kernels.trace_io
 --docs` rewrites them, `--check-docs` fails when the two differ; tests/test_layout.py runs it).
 
-Shapes are written in the contract's symbols: N (seq_len), d (head_dim), Tq, Tk (q- and kv-blocks),
+Shapes are written in the contract's symbols: N (seq_len: the keys), M (the rows of q: group x
+queries, N without GQA or decode), d (head_dim), Tq, Tk (q- and kv-blocks),
 bm, bn (block_m, block_n), n (blocks whose tiles a trace kept), S (kv_splits); for a softmax row
 L (its length), C (chunks), Sl (slices of the split-row kernel).
 
@@ -57,7 +58,7 @@ def table(cls) -> str:
     return "\n".join(rows)
 
 
-WHEN = {"split": "kv_splits > 1"}
+WHEN = {"split": "kv_splits > 1", "kinds": "the file's format version is 3 or later"}
 
 
 def render(text: str, classes: dict) -> str:

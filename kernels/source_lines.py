@@ -3,7 +3,8 @@ alpha, p, l, acc and out (the backward's D and dS), read from the kernel modules
 
 A line is marked in the kernel source with a trailing `# [NAME]` tag, or `# [NAME: BRANCHES]` where
 the tile update has branches (softmax_tile: "masked" for the ragged end and the causal band,
-"split" for split-KV's rows that may have seen no key, "unmasked" for whole tiles); `lines(NAME,
+"empty" where a row may have seen no key yet: split-KV's splits, a window's or a document's first
+tiles; "unmasked" for whole tiles); `lines(NAME,
 ...)` finds every such line (file, line number, the code, the function it is in). Which branch ran
 at a step follows the kernel's own loop bounds (`branch`). tests/test_source_lines.py fails when
 a marked line no longer computes what its tag names.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 KERNELS = Path(__file__).resolve().parent
 TAG = re.compile(r"#\s*\[(\w+)(?::\s*([\w ]+))?\]\s*$")
-BRANCHES = ("masked", "unmasked", "split")
+BRANCHES = ("masked", "unmasked", "empty")
 NAMES = {"m": "the running max", "alpha": "the rescale factor", "p": "the probabilities", "l": "the running sum",
          "acc": "the accumulator", "out": "the output", "D": "D = rowsum(dO o O)", "dS": "dS = P o (dP - D)"}
 MODULES = {"fa2": ("flash_fwd.py",), "fa1": ("flash_fwd.py", "flash_fa1.py"), "backward": ("flash_bwd.py",)}
@@ -59,22 +60,15 @@ def lines(name: str, kernel: str = "fa2", branch: str | None = None) -> list[Sou
     return out
 
 
-def branch(cfg, step) -> str:
-    """The branch of softmax_tile the kernel ran this step's tile through: "split" for every tile
-    of a split-KV launch, "masked" for the kv-blocks from lo_masked on (the ragged end, the causal
-    diagonal band) as the forward kernel's own loop bounds put them (FA1's kernel masks every
-    tile), else "unmasked"."""
-    if cfg.kv_splits > 1:
-        return "split"
-    return "masked" if _masked(cfg, step) else "unmasked"
+def branch(trace, step) -> str:
+    """The branch of softmax_tile the kernel ran this step's tile through, from the trace's own record
+    of how the kernel ran each tile (tile_kind; a file recorded before it was kept: the kernel's loop
+    bounds, kernels/masks.py): "unmasked" for a whole tile; for a masked one "empty" where FA2 runs
+    split-KV or row intervals (a row may have seen no key yet), else "masked" (FA1 masks every tile)."""
+    from kernels import masks
 
-
-def _masked(cfg, step) -> bool:
-    if cfg.loop_order == "fa1":
-        return True
-    n, bm, bn = cfg.seq_len, cfg.block_m, cfg.block_n
-    if not (cfg.causal or n % bn):
-        return False
-    start_n = step.kv_block * bn
-    lo_masked = (min((step.q_block * bm) // bn, n // bn) if cfg.causal else n // bn) * bn
-    return start_n >= lo_masked
+    c = trace.config
+    kinds = trace.tile_kind if trace.tile_kind is not None else c.tile_kinds()
+    if kinds[step.q_block, step.kv_block] == masks.WHOLE:
+        return "unmasked"
+    return "empty" if c.loop_order == "fa2" and (c.kv_splits > 1 or c.masks().intervals) else "masked"

@@ -122,7 +122,7 @@ class RowUpdate:
     s: np.ndarray  # (cols,) the row of the score tile, -inf masked
     p: np.ndarray  # (cols,) the row of exp(s - m_new)
     masked: int  # keys of the tile masked for this row
-    empty: bool  # no key of the row seen yet (split-KV inside the causal band): m stays -inf, l 0
+    empty: bool  # no key of the row seen yet (split-KV inside the causal band, a window's or document's edge)
     normalized: bool  # FA1: acc_old / acc_new are O, normalized by l
 
 

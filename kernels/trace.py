@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels import backend, limits, reference, traffic
+from kernels import backend, limits, masks, reference, traffic
 from kernels.inputs import make_inputs
 from kernels.schema import array
+
+INT_FIELDS = ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits", "window_left", "window_right",
+              "documents", "group", "q_len")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,12 @@ class TraceConfig:
     scenario: str = "randn"
     loop_order: str = "fa2"  # "fa1": FlashAttention-1's order, kv loop outside (kernels/flash_fa1.py)
     kv_splits: int = 1  # > 1: each q-block's kv range in that many programs, merged (split-KV)
+    # masks as models run attention (kernels/masks.py), FA2's order only
+    window_left: int = -1  # sliding window: keys at most this far before the query (-1: no limit)
+    window_right: int = -1  # ... and after it
+    documents: int = 1  # packed documents of random lengths from the seed (masks.document_bounds)
+    group: int = 1  # query heads per K/V head (GQA): the K/V head's group, packed head-major into rows
+    q_len: int = 0  # queries per head: 0 = seq_len (self-attention); fewer: decode, the last q_len positions
 
     def __post_init__(self):
         self.check_shape()
@@ -42,7 +51,7 @@ class TraceConfig:
 
     def _plain_values(self) -> None:
         """NumPy integers and bools become Python's (the kernels' launch code takes no np.int64)."""
-        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits"):
+        for name in INT_FIELDS:
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "causal", bool(self.causal))
 
@@ -65,7 +74,7 @@ class TraceConfig:
     def check_shape(self) -> None:
         """Types and ranges that hold wherever a trace was recorded (a recorded trace is checked
         with this alone: it may be longer than this backend runs live)."""
-        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits"):
+        for name in INT_FIELDS:
             limits.check_int(name, getattr(self, name))
         limits.check_int("seq_len", self.seq_len, 1, limits.MAX_SEQ_LEN_GPU)
         limits.check_blocks(self.block_m, self.block_n, self.head_dim)
@@ -81,12 +90,54 @@ class TraceConfig:
         if self.loop_order == "fa1" and self.kv_splits != 1:
             raise ValueError(f"kv_splits splits FlashAttention-2's kv loop: with loop_order 'fa1' it must be 1, "
                              f"got {self.kv_splits}")
+        self._check_masks()
         state = 3 * 4 * self.n_q_blocks * self.n_kv_blocks * self.block_m
         if state > limits.STATE_BUDGET_BYTES:
             raise ValueError(
                 f"the running state of {self.n_q_blocks} x {self.n_kv_blocks} tiles takes {state >> 20} MiB "
                 f"(limit {limits.STATE_BUDGET_BYTES >> 20} MiB): use a larger block_n or a shorter seq_len"
             )
+
+    def _check_masks(self) -> None:
+        for name in ("window_left", "window_right"):
+            limits.check_int(name, getattr(self, name), -1, limits.MAX_SEQ_LEN_GPU)
+        limits.check_int("documents", self.documents, 1, min(limits.MAX_DOCUMENTS, self.seq_len))
+        limits.check_int("group", self.group, 1, limits.MAX_GROUP)
+        limits.check_int("q_len", self.q_len, 0, self.seq_len)
+        if self.documents > 1 and self.q_len not in (0, self.seq_len):
+            raise ValueError(f"documents pack queries and keys into one sequence: q_len must be 0 (all {self.seq_len}) "
+                             f"with {self.documents} documents, got {self.q_len}")
+        if self.loop_order == "fa1" and (self.window != (-1, -1) or self.documents > 1 or self.group > 1
+                                         or self.n_queries != self.seq_len):
+            raise ValueError(f"the FA1-order kernel runs plain and causal attention: with loop_order 'fa1' the window, "
+                             f"documents, group and q_len must be off, got {self.masks().describe()}")
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.window_left, self.window_right
+
+    @property
+    def n_queries(self) -> int:
+        return self.q_len or self.seq_len
+
+    @property
+    def n_rows(self) -> int:
+        """Rows the kernel runs: the group's query heads, head-major (row r: head r // n_queries)."""
+        return self.group * self.n_queries
+
+    @property
+    def cu_seqlens(self) -> tuple:
+        return masks.document_bounds(self.seq_len, self.documents, self.seed)
+
+    def masks(self) -> masks.Masks:
+        return masks.Masks(self.n_queries, self.seq_len, self.causal, self.window, self.cu_seqlens, self.group)
+
+    def tile_kinds(self) -> np.ndarray:
+        """(Tq, Tk): how the kernel's loop bounds run each tile (kernels/masks.py's kinds)."""
+        if self.loop_order == "fa1":  # one program masks every tile it visits
+            seen = traffic.visited_tiles(self.seq_len, self.block_m, self.block_n, self.causal)
+            return np.where(seen, masks.MASKED, masks.SKIPPED).astype(np.int32)
+        return self.masks().tile_kinds(self.block_m, self.block_n, self.kv_splits)
 
     @classmethod
     def recorded(cls, **values) -> "TraceConfig":
@@ -106,7 +157,7 @@ class TraceConfig:
 
     @property
     def n_q_blocks(self) -> int:
-        return math.ceil(self.seq_len / self.block_m)
+        return math.ceil(self.n_rows / self.block_m)
 
     @property
     def n_kv_blocks(self) -> int:
@@ -117,8 +168,8 @@ class TraceConfig:
         return 1.0 / math.sqrt(self.head_dim)
 
     def rows(self, q_block: int) -> range:
-        """The rows of the sequence in q-block `q_block`."""
-        return range(q_block * self.block_m, min((q_block + 1) * self.block_m, self.seq_len))
+        """The rows in q-block `q_block` (the sequence's; with GQA the packed rows of the group)."""
+        return range(q_block * self.block_m, min((q_block + 1) * self.block_m, self.n_rows))
 
     def keys(self, kv_block: int) -> range:
         """The keys of the sequence in kv-block `kv_block`."""
@@ -145,7 +196,7 @@ def expected_visits(cfg: TraceConfig) -> np.ndarray:
     """(Tq, Tk) int: the step at which the kernel computes each tile, -1 where it skips it. FA2:
     each q-block's program counts its own steps (each split's program its own); FA1: the one
     program per head counts over kv-blocks outside, q-blocks inside."""
-    visited = traffic.visited_tiles(cfg.seq_len, cfg.block_m, cfg.block_n, cfg.causal)
+    visited = cfg.tile_kinds() != masks.SKIPPED
     order = np.full(visited.shape, -1, dtype=np.int64)
     if cfg.loop_order == "fa1":
         order.T[visited.T] = np.arange(int(visited.sum()))  # column-major walk: j outside, i inside
@@ -193,13 +244,14 @@ def tile_blocks(cfg: TraceConfig, blocks, n_blocks: int, one_block_bytes: int, n
 @dataclass(frozen=True, eq=False)
 class AttentionTrace:
     config: TraceConfig
-    q: np.ndarray = array("N, d", "f4", "the inputs as the kernel saw them (after the dtype cast)")
+    q: np.ndarray = array("M, d", "f4", "the inputs as the kernel saw them (after the dtype cast); q's M rows are the "
+                          "group's query heads, head-major (M = group x queries, N without GQA or decode)")
     k: np.ndarray = array("N, d", "f4", "")
     v: np.ndarray = array("N, d", "f4", "")
-    out: np.ndarray = array("N, d", "f4", "the kernel's output")
-    lse: np.ndarray = array("N", "f4", "log-sum-exp per row, natural log")
+    out: np.ndarray = array("M, d", "f4", "the kernel's output")
+    lse: np.ndarray = array("M", "f4", "log-sum-exp per row, natural log")
     m: np.ndarray = array("Tq, Tk, bm", "f4", "running max of each row after kv-block j; NaN where the tile was skipped "
-                          "or the row is past N")
+                          "or the row is past M")
     l: np.ndarray = array("Tq, Tk, bm", "f4", "running sum l = sum exp(s - m)")
     alpha: np.ndarray = array("Tq, Tk, bm", "f4", "the tile's rescale factor exp(m_prev - m_new)")
     visit_order: np.ndarray = array("Tq, Tk", "i4", "the step at which the tile's program computed it, -1 skipped "
@@ -210,17 +262,20 @@ class AttentionTrace:
     p: np.ndarray = array("n, Tk, bm, bn", "f4", "exp(s - m_new)")
     acc_before: np.ndarray = array("n, Tk, bm, d", "f4", "the accumulator before the tile (FA1: O read from memory)")
     acc_after: np.ndarray = array("n, Tk, bm, d", "f4", "after alpha * acc + p V (FA1: O written back)")
-    ref_out: np.ndarray = array("N, d", "f8", "float64 reference")
-    ref_lse: np.ndarray = array("N", "f8", "float64 reference")
+    ref_out: np.ndarray = array("M, d", "f8", "float64 reference")
+    ref_lse: np.ndarray = array("M", "f8", "float64 reference")
     counters: dict = field()  # elements loaded / stored, counted by the kernel (scalars counter_KEY in the file)
     sm_scale: float = field()
     device: str = field()  # backend.describe() where it ran
     seconds: float = field()  # wall time of the traced launch, compile included
-    split_m: np.ndarray | None = array("S, N", "f4", "each split's running max after its last kv-block (-inf: no key "
+    split_m: np.ndarray | None = array("S, M", "f4", "each split's running max after its last kv-block (-inf: no key "
                                        "seen)", when="split", default=None)
-    split_l: np.ndarray | None = array("S, N", "f4", "each split's running sum", when="split", default=None)
-    split_out: np.ndarray | None = array("S, N, d", "f4", "each split's normalized output acc / l (0 where l = 0)",
+    split_l: np.ndarray | None = array("S, M", "f4", "each split's running sum", when="split", default=None)
+    split_out: np.ndarray | None = array("S, M, d", "f4", "each split's normalized output acc / l (0 where l = 0)",
                                          when="split", default=None)
+    tile_kind: np.ndarray | None = array("Tq, Tk", "i4", "how the kernel ran each tile: 0 skipped (never loaded), 1 "
+                                         "whole, 2 masked (the branch of its loop the tile was in)", when="kinds",
+                                         default=None)
 
     @property
     def visited(self) -> np.ndarray:
@@ -239,8 +294,9 @@ class AttentionTrace:
         if c.loop_order == "fa1":
             return traffic.flash_fa1(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal)
         if c.kv_splits > 1:
-            return traffic.flash_split_kv(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal, c.kv_splits)
-        return traffic.flash_fa2(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal)
+            return traffic.flash_split_kv(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal, c.kv_splits,
+                                          c.masks())
+        return traffic.flash_fa2(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal, c.masks())
 
 
 def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
@@ -257,15 +313,21 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
     cfg.check_live()  # a config read from a file (TraceConfig.recorded) may be longer than this backend runs
     q_blocks = tile_blocks(cfg, q_blocks, cfg.n_q_blocks, tile_bytes(cfg), "q_blocks")
     host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in make_inputs(cfg)]
-    q, k, v = (t.to(backend.DEVICE)[None, None] for t in host)  # (1, 1, N, d)
-    buf = TraceBuffers(cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE,
-                       counter_keys=cfg.counter_keys())
+    k, v = (t.to(backend.DEVICE)[None, None] for t in host[1:])  # (1, 1, N, d)
+    q = host[0].to(backend.DEVICE).view(1, cfg.group, cfg.n_queries, cfg.head_dim)  # the packed rows, per head
+    buf = TraceBuffers(cfg.n_rows, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE,
+                       counter_keys=cfg.counter_keys(), n_keys=cfg.seq_len)
+    docs = None
+    if cfg.documents > 1:
+        cu = torch.tensor(cfg.cu_seqlens, dtype=torch.int32, device=backend.DEVICE)
+        docs = flash_fwd.Docs(cu, torch.searchsorted(cu[1:], torch.arange(cfg.seq_len, dtype=torch.int32,
+                                                                          device=backend.DEVICE), right=True).int())
     t0 = time.perf_counter()
     if cfg.loop_order == "fa1":
         out, lse = flash_fa1.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.launch_config(), trace=buf)
     else:
         out, lse = flash_fwd.launch(q, k, v, cfg.causal, cfg.sm_scale, cfg.launch_config(), trace=buf,
-                                    kv_splits=cfg.kv_splits)
+                                    kv_splits=cfg.kv_splits, window=cfg.window, docs=docs)
     if backend.DEVICE == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -274,13 +336,13 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
         return t.detach().float().cpu().numpy()
 
     q64, k64, v64 = (t.double().numpy() for t in host)  # exactly what the kernel saw
-    ref = reference.attention_rows(q64, k64, v64, cfg.causal, cfg.sm_scale)
+    ref = reference.attention_rows(q64, k64, v64, cfg.causal, cfg.sm_scale, masks=cfg.masks())
     return AttentionTrace(
         config=cfg,
         q=np32(host[0]), k=np32(host[1]), v=np32(host[2]),
-        out=np32(out[0, 0]), lse=np32(lse[0, 0]),
+        out=np32(out[0].reshape(cfg.n_rows, cfg.head_dim)), lse=np32(lse[0].reshape(cfg.n_rows)),
         m=np32(buf.m), l=np32(buf.l), alpha=np32(buf.alpha),
-        visit_order=buf.visit.cpu().numpy(),
+        visit_order=buf.visit.cpu().numpy(), tile_kind=buf.kind.cpu().numpy(),
         tile_q_blocks=np.asarray(q_blocks, dtype=np.int64),
         s=np32(buf.s), p=np32(buf.p), acc_before=np32(buf.acc_before), acc_after=np32(buf.acc_after),
         counters=dict(zip(buf.counter_keys, (int(c) for c in buf.counters.cpu()), strict=True)),
@@ -291,7 +353,7 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
 
 
 def _split_partials(buf, cfg: TraceConfig) -> dict:
-    """The split-KV launch's partials of the traced (batch 0, head 0): (S, N) m, l and (S, N, d) O."""
+    """The split-KV launch's partials of the traced (batch 0, K/V head 0): (S, M) m, l and (S, M, d) O."""
     s = cfg.kv_splits
     return {"split_m": buf.split_ml[0, :s].float().cpu().numpy(), "split_l": buf.split_ml[1, :s].float().cpu().numpy(),
             "split_out": buf.split_o[0, :s].float().cpu().numpy()}
@@ -301,7 +363,7 @@ def scores_softmax_counts(trace: AttentionTrace) -> dict:
     """Run every softmax kernel over this trace's whole N x N score matrix S with counting on.
 
     {variant: {"loads", "stores"}} as the kernels counted them. S is rebuilt from the trace's own
-    q and k (in float32; causal entries -inf); single_pass only where a row fits on chip.
+    q and k (in float32; masked entries -inf); single_pass only where a row fits on chip.
     """
     backend.require_triton()
     import torch
@@ -310,8 +372,8 @@ def scores_softmax_counts(trace: AttentionTrace) -> dict:
 
     c = trace.config
     q, k = (torch.from_numpy(a).to(backend.DEVICE) for a in (trace.q, trace.k))
-    s = (q @ k.T) * trace.sm_scale  # (N, N)
-    if c.causal:
-        s = s.masked_fill(torch.ones_like(s, dtype=torch.bool).triu(1), float("-inf"))
+    s = (q @ k.T) * trace.sm_scale  # (M, N)
+    if not c.masks().default:  # masked scores are -inf (causal, a window, documents), as the kernel sees them
+        s = s.masked_fill(~torch.from_numpy(c.masks().allowed(0, c.n_rows)).to(s.device), float("-inf"))
     return {variant: softmax.softmax(s, variant=variant, return_counts=True)[1]
             for variant in softmax.variants_for(c.seq_len)}

@@ -28,13 +28,16 @@ from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace
 from kernels.trace import AttentionTrace, TraceConfig
 from kernels.trace_backward import BackwardTrace
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the masks' config (window, documents, group, q_len) and each tile's kind
+READ_VERSIONS = (2, 3)  # version 2 files (before the masks) still load: no masks, no tile kinds
 MAX_FILE_BYTES = 256 << 20  # inflated size of every member together, whatever the config says
 MAX_TEXT = 200  # characters of the device string
 KINDS = ("forward", "backward", "softmax")
 SPLIT_PATHS = ("cooperative", "two launches")
 _CONFIG_TYPES = {"seq_len": "i", "head_dim": "i", "block_m": "i", "block_n": "i", "causal": "b", "dtype": "U",
-                 "seed": "i", "scenario": "U", "loop_order": "U", "kv_splits": "i"}
+                 "seed": "i", "scenario": "U", "loop_order": "U", "kv_splits": "i", "window_left": "i",
+                 "window_right": "i", "documents": "i", "group": "i", "q_len": "i"}
+_MASK_FIELDS = ("window_left", "window_right", "documents", "group", "q_len")  # from version 3 on
 _SOFTMAX_CONFIG_TYPES = {"length": "i", "block": "i", "scenario": "U", "seed": "i"}
 
 
@@ -51,20 +54,22 @@ def kind_of(trace) -> str:
 def save(trace, path) -> None:
     """Write a forward, backward or softmax trace to `path` (a path or a binary file object)."""
     kind = kind_of(trace)
-    members = {"format_version": np.asarray(FORMAT_VERSION, dtype=np.int64), "kind": np.asarray(kind),
+    # a forward trace read from a version 2 file has no tile kinds: it is written back as version 2
+    version = 2 if kind == "forward" and trace.tile_kind is None else FORMAT_VERSION
+    members = {"format_version": np.asarray(version, dtype=np.int64), "kind": np.asarray(kind),
                "device": np.asarray(trace.device), "seconds": np.asarray(trace.seconds, dtype=np.float64)}
     if kind == "softmax":
         np.savez_compressed(path, **members, **_softmax_members(trace))
         return
     members["sm_scale"] = np.asarray(trace.sm_scale, dtype=np.float64)
-    for f in dataclasses.fields(TraceConfig):
-        value = getattr(trace.config, f.name)
-        members[f"config_{f.name}"] = np.asarray(value, dtype=np.int64 if _CONFIG_TYPES[f.name] == "i" else None)
+    for f in _config_types(version):
+        value = getattr(trace.config, f)
+        members[f"config_{f}"] = np.asarray(value, dtype=np.int64 if _CONFIG_TYPES[f] == "i" else None)
     for key, value in trace.counters.items():
         members[f"counter_{key}"] = np.asarray(value, dtype=np.int64)
     if kind == "backward":
         members["do_seed"] = np.asarray(trace.do_seed, dtype=np.int64)
-    for name, (_, dtype) in _schema(kind, trace.config, _n_tiles(trace, kind)).items():  # split_* only when split
+    for name, (_, dtype) in _schema(kind, trace.config, _n_tiles(trace, kind), version).items():  # split_* when split
         members[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
     np.savez_compressed(path, **members)
 
@@ -95,13 +100,18 @@ def _n_tiles(trace, kind: str) -> int:
 
 
 # ---------------------------------------------------------------- the contract
-def _schema(kind: str, c: TraceConfig, n: int) -> dict:
+def _config_types(version: int) -> dict:
+    """{config field: numpy dtype kind} a file of this version holds."""
+    return {f: t for f, t in _CONFIG_TYPES.items() if version >= 3 or f not in _MASK_FIELDS}
+
+
+def _schema(kind: str, c: TraceConfig, n: int, version: int = FORMAT_VERSION) -> dict:
     """{array member: (shape, dtype)} of a trace of this kind and config with n blocks' tiles, as
     the trace class declares it (kernels/schema.py)."""
-    dims = {"N": c.seq_len, "d": c.head_dim, "Tq": c.n_q_blocks, "Tk": c.n_kv_blocks, "bm": c.block_m,
-            "bn": c.block_n, "n": n, "S": c.kv_splits}
-    return schema.shapes(AttentionTrace if kind == "forward" else BackwardTrace, dims,
-                         {"split"} if c.kv_splits > 1 else set())
+    dims = {"N": c.seq_len, "M": c.n_rows, "d": c.head_dim, "Tq": c.n_q_blocks, "Tk": c.n_kv_blocks,
+            "bm": c.block_m, "bn": c.block_n, "n": n, "S": c.kv_splits}
+    conditions = ({"split"} if c.kv_splits > 1 else set()) | ({"kinds"} if version >= 3 else set())
+    return schema.shapes(AttentionTrace if kind == "forward" else BackwardTrace, dims, conditions)
 
 
 def _counter_keys(kind: str, cfg: TraceConfig) -> tuple:
@@ -270,15 +280,17 @@ def _load(r: _Reader):
     if "format_version" not in r.info:
         raise ValueError(f"{r.name} is not a trace file: it has no format_version")
     version = r.scalar("format_version", "i")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{r.name} has trace format version {version}; this app reads version {FORMAT_VERSION} "
-                         f"(record it again with this version of the app)")
+    if version not in READ_VERSIONS:
+        raise ValueError(f"{r.name} has trace format version {version}; this app reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))} (record it again with this version of the app)")
     kind = r.scalar("kind", "U")
     if kind not in KINDS:
         raise ValueError(f"{r.name}: kind must be one of {', '.join(KINDS)}, got {_short(kind, 20)!r}")
     if kind == "softmax":
         return _load_softmax(r)
-    values = {f: r.scalar(f"config_{f}", t) for f, t in _CONFIG_TYPES.items()}
+    config_types = _config_types(version)
+    values = {f: r.scalar(f"config_{f}", t) for f, t in config_types.items()}
+    values.update({f.name: f.default for f in dataclasses.fields(TraceConfig) if f.name not in values})  # version 2
     try:
         cfg = TraceConfig.recorded(**values)
     except ValueError as e:
@@ -290,13 +302,13 @@ def _load(r: _Reader):
     _, shape, _ = r.header(blocks)
     if len(shape) != 1 or not 1 <= shape[0] <= n_max:
         raise ValueError(f"{r.name}: {blocks} must list 1 to {n_max} blocks, got shape {shape}")
-    if kind == "backward" and (cfg.loop_order != "fa2" or cfg.kv_splits != 1):
-        raise ValueError(f"{r.name}: a backward trace has loop_order 'fa2' and kv_splits 1, got "
-                         f"{cfg.loop_order!r} and {cfg.kv_splits}")
-    schema = _schema(kind, cfg, shape[0])
+    if kind == "backward" and (cfg.loop_order != "fa2" or cfg.kv_splits != 1 or not cfg.masks().plain_or_causal):
+        raise ValueError(f"{r.name}: a backward trace has loop_order 'fa2', kv_splits 1 and no mask but causal, got "
+                         f"{cfg.loop_order!r}, {cfg.kv_splits} and {_short(cfg.masks().describe(), 60)}")
+    schema = _schema(kind, cfg, shape[0], version)
     scalars = _scalar_members(kind, cfg)
     recomputed = {m for m in schema if m in RECOMPUTED}
-    _check_members(r, kind, set(schema) | set(scalars) | {f"config_{f}" for f in _CONFIG_TYPES}, optional=recomputed)
+    _check_members(r, kind, set(schema) | set(scalars) | {f"config_{f}" for f in config_types}, optional=recomputed)
     need = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(t).itemsize for s, t in schema.values())
     if need > MAX_FILE_BYTES:
         raise ValueError(f"{r.name}: a {kind} trace of this config takes {need >> 20} MiB "

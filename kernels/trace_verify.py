@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from kernels import inputs, reference, steps, traffic, truth
+from kernels import inputs, masks, reference, steps, traffic, truth
 from kernels.trace import expected_visits
 
 U32 = truth.U32
@@ -75,8 +75,8 @@ def _nan_outside(name: str, member: str, a: np.ndarray, computed: np.ndarray, al
         _fail(name, f"{member} holds NaN or inf where the kernel computed finite values")
 
 
-def _valid(c, n_blocks: int, per: int) -> np.ndarray:
-    return (np.arange(n_blocks)[:, None] * per + np.arange(per)[None, :]) < c.seq_len  # (blocks, per)
+def _valid(n_blocks: int, per: int, total: int) -> np.ndarray:
+    return (np.arange(n_blocks)[:, None] * per + np.arange(per)[None, :]) < total  # (blocks, per)
 
 
 def _close(name: str, what: str, got, want, tol) -> None:
@@ -108,18 +108,23 @@ def forward(name: str, trace):
     c = trace.config
     a = {f: getattr(trace, f) for f in trace.__dataclass_fields__}
     finite(name, a, ("q", "k", "v", "out", "lse"))
-    visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal)  # (Tq, Tk)
+    kinds = c.tile_kinds()  # (Tq, Tk): the kernel's loop bounds for this config
+    visited = kinds != masks.SKIPPED
     _check_visits(name, a["visit_order"], expected_visits(c), "the kernel")
-    rows, cols = _valid(c, c.n_q_blocks, c.block_m), _valid(c, c.n_kv_blocks, c.block_n)
+    if a["tile_kind"] is not None and not np.array_equal(a["tile_kind"], kinds):
+        bad = np.argwhere(a["tile_kind"] != kinds)[0]
+        _fail(name, f"tile_kind says tile {tuple(int(x) for x in bad)} ran {a['tile_kind'][tuple(bad)]}; the kernel's "
+                    f"loop bounds run it {int(kinds[tuple(bad)])} (0 skipped, 1 whole, 2 masked)")
+    rows, cols = _valid(c.n_q_blocks, c.block_m, c.n_rows), _valid(c.n_kv_blocks, c.block_n, c.seq_len)
     state_ok = visited[:, :, None] & rows[:, None, :]  # (Tq, Tk, block_m)
     split = c.kv_splits > 1
-    _nan_outside(name, "m", a["m"], state_ok, split)
+    _nan_outside(name, "m", a["m"], state_ok, split or c.masks().intervals)
     for m in ("l", "alpha"):
         _nan_outside(name, m, a[m], state_ok, False)
     kept = a["tile_q_blocks"]
     _check_blocks_list(name, "tile_q_blocks", kept, c.n_q_blocks)
     tile_ok = visited[kept][:, :, None, None] & rows[kept][:, None, :, None] & cols[None, :, None, :]
-    _nan_outside(name, "s", a["s"], tile_ok, c.causal)
+    _nan_outside(name, "s", a["s"], tile_ok, not c.masks().default)
     _nan_outside(name, "p", a["p"], tile_ok, False)
     acc_ok = np.broadcast_to((visited[kept][:, :, None] & rows[kept][:, None, :])[..., None], a["acc_before"].shape)
     for m in ("acc_before", "acc_after"):
@@ -133,7 +138,7 @@ def forward(name: str, trace):
     for key in c.counter_keys():
         if trace.counters.get(key) != model[key]:
             _fail(name, f"counter {key} is {trace.counters.get(key)}; the kernel counts {model[key]} for this config")
-    ref = reference.attention_rows(a["q"], a["k"], a["v"], c.causal, trace.sm_scale)
+    ref = reference.attention_rows(a["q"], a["k"], a["v"], c.causal, trace.sm_scale, masks=c.masks())
     trace = dataclasses.replace(trace, ref_out=ref["out"], ref_lse=ref["lse"])
     _forward_state(name, trace)
     _forward_tiles(name, trace)
@@ -158,8 +163,7 @@ def _forward_state(name: str, trace) -> None:
         r = c.rows(i)
         s = q[r.start:r.stop] @ k.T * trace.sm_scale  # (rows, N)
         mag = np.abs(q[r.start:r.stop]) @ np.abs(k).T * trace.sm_scale
-        if c.causal:
-            s = np.where(np.arange(c.seq_len)[None, :] <= np.arange(r.start, r.stop)[:, None], s, -np.inf)
+        s = np.where(c.masks().allowed(r.start, r.stop), s, -np.inf)
         tol_s = 2 * (c.head_dim + 8) * U32 * mag.max(axis=1)  # (rows,) the dot's float32 rounding
         for split in range(c.kv_splits):
             lo, hi = c.split_range(split) if c.loop_order != "fa1" else (0, c.n_kv_blocks)
@@ -208,9 +212,9 @@ def _forward_tiles(name: str, trace) -> None:
             s64 = q[r.start:r.stop] @ k[kk.start:kk.stop].T * trace.sm_scale
             mag = np.abs(q[r.start:r.stop]) @ np.abs(k[kk.start:kk.stop]).T * trace.sm_scale
             live = np.isfinite(s_f)
-            causal_live = np.arange(kk.start, kk.stop)[None, :] <= np.arange(r.start, r.stop)[:, None]
-            if c.causal and not np.array_equal(live, causal_live):
-                _fail(name, f"{where}: s is masked where the causal mask does not mask, or the other way round")
+            if not np.array_equal(live, c.masks().allowed(r.start, r.stop)[:, kk.start:kk.stop]):
+                _fail(name, f"{where}: s is masked where the mask ({c.masks().describe()}) does not mask, or the "
+                            f"other way round")
             _close(name, f"{where}: s = q·k × scale", np.where(live, s_f, 0.0), np.where(live, s64, 0.0),
                    2 * (c.head_dim + 8) * U32 * mag + 1e-30)
             acc_before = trace.acc_before[slot, step.kv_block, :rows].astype(np.float64)
@@ -247,7 +251,7 @@ def _split_partials(name: str, trace) -> None:
             last = (trace.m[i, js[-1], :len(r)], trace.l[i, js[-1], :len(r)])
             if not (np.array_equal(m_s, last[0]) and np.array_equal(l_s, last[1])):
                 _fail(name, f"split {split}'s partial (m, l) of q-block {i} is not its program's state after its last tile")
-    for row in range(c.seq_len):
+    for row in range(c.n_rows):
         if not np.any(np.isfinite(trace.split_m[:, row]) & (trace.split_l[:, row] > 0)):
             _fail(name, f"row {row}: no split holds a key of it, so the partials cannot be merged")
         bad = [x for x in truth.merge_checks(trace, row) if not x.ok]
@@ -263,7 +267,7 @@ def backward(name: str, trace):
     finite(name, a, ("q", "k", "v", "do", "out", "lse", "delta", "dq", "dk", "dv"))
     visited = traffic.visited_tiles(c.seq_len, c.block_m, c.block_n, c.causal).T  # (Tk, Tq)
     _check_visits(name, a["visit_order"], np.where(visited, np.cumsum(visited, axis=1) - 1, -1), "a kv-block's program")
-    rows, cols = _valid(c, c.n_q_blocks, c.block_m), _valid(c, c.n_kv_blocks, c.block_n)
+    rows, cols = _valid(c.n_q_blocks, c.block_m, c.seq_len), _valid(c.n_kv_blocks, c.block_n, c.seq_len)
     kept = a["tile_kv_blocks"]
     _check_blocks_list(name, "tile_kv_blocks", kept, c.n_kv_blocks)
     tile_ok = visited[kept][:, :, None, None] & rows[None, :, :, None] & cols[kept][:, None, None, :]

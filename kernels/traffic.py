@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from kernels import masks as kmasks
+
 SOFTMAX_VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 # What the kernels count (kernels/flash_fwd.py, kernels/flash_bwd.py), named as the models below
 FA2_COUNTERS = ("q_loads", "k_loads", "v_loads", "o_stores", "lse_stores")
@@ -51,8 +53,11 @@ def softmax(variant: str, rows: int, cols: int, launches: int = 1) -> dict:
     return {"loads": ld * launches * rows * cols, "stores": st * rows * cols}
 
 
-def visited_tiles(seq_len: int, block_m: int, block_n: int, causal: bool) -> np.ndarray:
-    """(Tq, Tk) bool: the tiles a FlashAttention kernel computes (causal: none wholly above the diagonal)."""
+def visited_tiles(seq_len: int, block_m: int, block_n: int, causal: bool, masks=None) -> np.ndarray:
+    """(Tq, Tk) bool: the tiles a FlashAttention kernel computes (causal: none wholly above the
+    diagonal; masks, a kernels.masks.Masks: the tiles its loop bounds reach)."""
+    if masks is not None:
+        return masks.tile_kinds(block_m, block_n) != kmasks.SKIPPED
     tq, tk = math.ceil(seq_len / block_m), math.ceil(seq_len / block_n)
     last_row = np.minimum((np.arange(tq) + 1) * block_m, seq_len) - 1  # (Tq,)
     first_col = np.arange(tk) * block_n  # (Tk,)
@@ -61,8 +66,12 @@ def visited_tiles(seq_len: int, block_m: int, block_n: int, causal: bool) -> np.
     return first_col[None, :] <= last_row[:, None]
 
 
-def _visited(seq_len: int, block_m: int, block_n: int, causal: bool):
+def _visited(seq_len: int, block_m: int, block_n: int, causal: bool, masks=None):
     """(q-block rows, kv-block rows) of every tile the kernel computes."""
+    if masks is not None:
+        for i, j in zip(*np.nonzero(visited_tiles(seq_len, block_m, block_n, causal, masks)), strict=True):
+            yield min(block_m, masks.n_rows - i * block_m), min(block_n, masks.n_keys - j * block_n)
+        return
     for i in range(math.ceil(seq_len / block_m)):
         rows = min(block_m, seq_len - i * block_m)
         last_row = i * block_m + rows - 1
@@ -72,19 +81,21 @@ def _visited(seq_len: int, block_m: int, block_n: int, causal: bool):
             yield rows, min(block_n, seq_len - j * block_n)
 
 
-def flash_fa2(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool) -> dict:
+def flash_fa2(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool, masks=None) -> dict:
     """FlashAttention-2 forward, one (batch, head): q-block loop outside, kv loop inside.
 
     Q read once; K and V read once per q-block (for the tiles it visits); O and the
-    log-sum-exp written once. S and P never leave the chip.
+    log-sum-exp written once. S and P never leave the chip. masks (kernels.masks.Masks): one K/V
+    head and its group of query heads, packed into masks.n_rows rows.
     """
-    kv_rows = sum(c for _, c in _visited(seq_len, block_m, block_n, causal))
+    rows = seq_len if masks is None else masks.n_rows
+    kv_rows = sum(c for _, c in _visited(seq_len, block_m, block_n, causal, masks))
     out = {
-        "q_loads": seq_len * head_dim,
+        "q_loads": rows * head_dim,
         "k_loads": kv_rows * head_dim,
         "v_loads": kv_rows * head_dim,
-        "o_stores": seq_len * head_dim,
-        "lse_stores": seq_len,
+        "o_stores": rows * head_dim,
+        "lse_stores": rows,
     }
     out["loads"] = out["q_loads"] + out["k_loads"] + out["v_loads"]
     out["stores"] = out["o_stores"] + out["lse_stores"]
@@ -109,12 +120,13 @@ def flash_fa1(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: b
     return out
 
 
-def flash_split_kv(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool, splits: int) -> dict:
+def flash_split_kv(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool, splits: int,
+                   masks=None) -> dict:
     """FA2 with each q-block's kv range cut into `splits` programs (split-KV) and a merge: Q_i is
     read by every split's program, K and V once per q-block as in FA2; each program writes its
     partial O_i, m_i, l_i, which the merge reads back before writing O and the log-sum-exp."""
-    fa2 = flash_fa2(seq_len, head_dim, block_m, block_n, causal)
-    n, d = seq_len, head_dim
+    fa2 = flash_fa2(seq_len, head_dim, block_m, block_n, causal, masks)
+    n, d = (seq_len if masks is None else masks.n_rows), head_dim
     out = {"q_loads": splits * n * d, "k_loads": fa2["k_loads"], "v_loads": fa2["v_loads"],
            "partial_o_stores": splits * n * d, "partial_ml_stores": 2 * splits * n,
            "merge_o_loads": splits * n * d, "merge_ml_loads": 2 * splits * n, "o_stores": n * d, "lse_stores": n}
@@ -124,7 +136,7 @@ def flash_split_kv(seq_len: int, head_dim: int, block_m: int, block_n: int, caus
 
 
 def flash_walk(loop_order: str, tiles: list[tuple], seq_len: int, head_dim: int, block_m: int,
-               block_n: int, splits: int = 1) -> list[dict]:
+               block_n: int, splits: int = 1, n_rows: int | None = None) -> list[dict]:
     """{"loads", "stores", "stats"} the forward moves at each tile of its walk (tiles: (q-block,
     kv-block) or (q-block, kv-block, split), in the order the kernel computes them; "stats": how
     many of those elements are float32 m, l or log-sum-exp). FA2: Q_i at a program's first tile, K_j
@@ -141,7 +153,8 @@ def flash_walk(loop_order: str, tiles: list[tuple], seq_len: int, head_dim: int,
     d, out = head_dim, []
     tiles = [(t[0], t[1], t[2] if len(t) > 2 else 0) for t in tiles]
     for k, (i, j, sp) in enumerate(tiles):
-        rows, cols = min(block_m, seq_len - i * block_m), min(block_n, seq_len - j * block_n)
+        rows = min(block_m, (seq_len if n_rows is None else n_rows) - i * block_m)  # n_rows: GQA's packed heads, decode
+        cols = min(block_n, seq_len - j * block_n)
         before, after = tiles[k - 1] if k else None, tiles[k + 1] if k + 1 < len(tiles) else None
         if loop_order == "fa1":
             first_of_col = before is None or before[1] != j
@@ -185,13 +198,11 @@ def standard_rows(rows: int, seq_len: int, head_dim: int) -> dict:
             "s_p_elements": 2 * rows * n}
 
 
-def standard_attention(seq_len: int, head_dim: int) -> dict:
+def standard_attention(seq_len: int, head_dim: int, rows: int | None = None) -> dict:
     """S = QK^T, P = softmax(S), O = PV as three kernels with S and P in HBM (FlashAttention
-    paper, Algorithm 0). Causal masking does not shrink it: S is still N x N."""
-    n, d = seq_len, head_dim
-    loads = (2 * n * d) + (n * n) + (n * n + n * d)  # QK^T ; softmax(S) ; PV
-    stores = (n * n) + (n * n) + (n * d)  # S ; P ; O
-    return {"loads": loads, "stores": stores, "s_p_elements": 2 * n * n}
+    paper, Algorithm 0). Masking does not shrink it: S is still rows x N (rows = N unless GQA's
+    packed heads or decode)."""
+    return standard_rows(seq_len if rows is None else rows, seq_len, head_dim)  # QK^T ; softmax(S) ; PV
 
 
 def total(counts: dict) -> int:
@@ -206,7 +217,7 @@ def summed(counts: dict, keys: tuple) -> dict:
 
 
 # ---------------------------------------------------------------- backward
-def flash_backward(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool) -> dict:
+def flash_backward(seq_len: int, head_dim: int, block_m: int, block_n: int, causal: bool, masks=None) -> dict:
     """FlashAttention-2 backward, one (batch, head), keys as BACKWARD_COUNTERS.
 
     preprocess: read O, dO ; write D = rowsum(dO o O)          (N per row, never the Jacobian)
@@ -215,16 +226,28 @@ def flash_backward(seq_len: int, head_dim: int, block_m: int, block_n: int, caus
     dQ (one program per q-block): read Q_i, dO_i, lse_i, D_i once ; per visited tile read K_j, V_j ;
         write dQ_i
     P, dP and dS are recomputed tile by tile on chip and never written.
+    masks (kernels.masks.Masks, its group's heads one after the other): one K/V head and its group.
+    The dK/dV program walks the q-blocks holding a row that sees one of its keys; the dQ program the
+    forward's kv-blocks.
     """
-    n, d = seq_len, head_dim
-    tiles = list(_visited(seq_len, block_m, block_n, causal))
-    q_rows = sum(r for r, _ in tiles)  # rows of Q_i streamed past the kv-block programs
-    kv_rows = sum(c for _, c in tiles)  # rows of K_j streamed past the q-block programs
+    if masks is None:
+        n, d, n_k, group = seq_len, head_dim, seq_len, 1
+        tiles = list(_visited(seq_len, block_m, block_n, causal))
+        q_rows = sum(r for r, _ in tiles)  # rows of Q_i streamed past the kv-block programs
+        kv_rows = sum(c for _, c in tiles)  # rows of K_j streamed past the q-block programs
+    else:
+        group, head = masks.group, kmasks.Masks(masks.n_queries, masks.n_keys, masks.causal, masks.window,
+                                                masks.cu_seqlens)
+        n, d, n_k = group * masks.n_queries, head_dim, masks.n_keys
+        seen = head.allowed(0, head.n_rows)
+        q_rows = group * sum(min(block_m, head.n_rows - r0) for j in range(0, n_k, block_n)
+                             for r0 in range(0, head.n_rows, block_m) if seen[r0:r0 + block_m, j:j + block_n].any())
+        kv_rows = group * sum(c for _, c in _visited(n_k, block_m, block_n, masks.causal, head))
     out = {
         "pre_o_loads": n * d, "pre_do_loads": n * d, "pre_d_stores": n,
-        "dkdv_k_loads": n * d, "dkdv_v_loads": n * d,
+        "dkdv_k_loads": n_k * d, "dkdv_v_loads": n_k * d,
         "dkdv_q_loads": q_rows * d, "dkdv_do_loads": q_rows * d, "dkdv_lse_loads": q_rows, "dkdv_d_loads": q_rows,
-        "dkdv_dk_stores": n * d, "dkdv_dv_stores": n * d,
+        "dkdv_dk_stores": n_k * d, "dkdv_dv_stores": n_k * d,
         "dq_q_loads": n * d, "dq_do_loads": n * d, "dq_lse_loads": n, "dq_d_loads": n,
         "dq_k_loads": kv_rows * d, "dq_v_loads": kv_rows * d, "dq_dq_stores": n * d,
     }

@@ -135,7 +135,7 @@ def forward_violations(trace, q_blocks=None, rows=None, label: str = ""):
                 if r < len(c.rows(i)):
                     yield from (x for x in output_checks(trace, i, r) if not x.ok)
     else:
-        for row in range(c.seq_len):
+        for row in range(c.n_rows):
             yield from (x for x in merge_checks(trace, row) if not x.ok)
 
 

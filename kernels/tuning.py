@@ -8,6 +8,8 @@ with the same `interleaved_medians`.
 
 Not for: the Config type and how a launch uses it (launch.py), validating (attention.py).
 """
+import dataclasses
+import math
 import statistics
 
 from kernels import backend
@@ -28,6 +30,12 @@ FORWARD_CONFIGS = (
     Config(256, 64, 8, 3, split=2, head_dims=(128,)),
     Config(128, 128, 4, 2, split=2, late_v=True, head_dims=(16, 32, 64)),
 )
+# Decode (flash-decoding): a few query rows against a long cache leave most SMs idle with one program
+# per q-block, so each q-block's keys are split over several programs and merged (flash_merge). Thin
+# q-blocks waste less of a tile on rows that are not there; the split counts come from
+# kv_split_counts and are timed like any other choice.
+DECODE_CONFIGS = (Config(16, 128, 4, 3), Config(16, 64, 4, 3), Config(64, 64, 4, 2))
+MAX_KV_SPLITS = 32  # the API's; the trace's page keeps limits.MAX_KV_SPLITS
 # dK/dV keeps (block_n, d) twice on chip and streams thin q-blocks; dQ the other way round (the
 # shapes of Triton's tutorial 06, 32 x 128 and 128 x 32), plus square tiles. The last ones of each
 # list are the shapes that do not spill registers at head_dim 128 under triton's sm_90 build
@@ -57,6 +65,31 @@ def candidates(configs, head_dim: int, precision: str, use_tma: bool = True, fus
     if precision == "ieee":
         return [min(kept, key=lambda c: c.block_m * c.block_n)]
     return kept
+
+
+def kv_split_counts(programs: int, n_kv_blocks: int, sms: int) -> tuple[int, ...]:
+    """Split-KV counts worth timing when `programs` (q-blocks x batch x K/V heads) would leave SMs
+    idle: the count that fills about two waves, half and twice it (each at most the kv-blocks and
+    MAX_KV_SPLITS); (1,) when the q-blocks alone fill the GPU or there is nothing to split."""
+    if programs >= sms or n_kv_blocks < 2:
+        return (1,)
+    best = math.ceil(2 * sms / programs)
+    return tuple(sorted({min(max(2, s), n_kv_blocks, MAX_KV_SPLITS) for s in (best // 2, best, 2 * best)}))
+
+
+def forward_candidates(head_dim: int, precision: str, use_tma: bool, intervals: bool, splits: tuple,
+                       rows: int | None = None) -> list[Config]:
+    """The forward's configs for a call: FORWARD_CONFIGS (row intervals run whole q-blocks: no SPLIT
+    2). When splitting pays (splits other than (1,)): for decode (at most 64 rows per K/V head: its
+    queries, a group's packed heads) DECODE_CONFIGS at each split count beside the unsplit 64 x 64;
+    for a longer sequence of few heads, the unsplit list and 64 x 64 at each split count."""
+    kept = [c for c in candidates(FORWARD_CONFIGS, head_dim, precision, use_tma) if not (intervals and c.split == 2)]
+    if splits == (1,):
+        return kept or [INTERPRETER_CONFIG]
+    decode = candidates(DECODE_CONFIGS, head_dim, precision, use_tma=False)
+    if rows is not None and rows > 64:
+        return kept + [dataclasses.replace(decode[-1], kv_splits=s) for s in splits]
+    return decode[-1:] + [dataclasses.replace(c, kv_splits=s) for c in decode for s in splits]
 
 
 def interleaved_medians(fns: dict, rounds: int, bench) -> tuple[dict, dict]:

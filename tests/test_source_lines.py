@@ -54,13 +54,22 @@ def test_every_branch_has_each_line_once():
     (TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16), {"unmasked"}),
     (TraceConfig(seq_len=70, head_dim=16, block_m=16, block_n=16), {"unmasked", "masked"}),
     (TraceConfig(seq_len=64, head_dim=16, block_m=32, block_n=16, causal=True), {"unmasked", "masked"}),
-    (TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16, kv_splits=2), {"split"}),
+    # split-KV: the masked tiles (here the ragged end and the causal band) take the branch where a row
+    # may have seen no key; whole tiles the unmasked one (before the tile kinds were recorded, every
+    # split-KV tile was said to be "split")
+    (TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16, kv_splits=2), {"unmasked"}),
+    (TraceConfig(seq_len=70, head_dim=16, block_m=32, block_n=16, kv_splits=2, causal=True), {"unmasked", "empty"}),
     (TraceConfig(seq_len=64, head_dim=16, block_m=16, block_n=16, loop_order="fa1"), {"masked"}),
+    (TraceConfig(seq_len=90, head_dim=16, block_m=16, block_n=16, causal=True, window_left=40), {"unmasked", "empty"}),
+    (TraceConfig(seq_len=90, head_dim=16, block_m=16, block_n=16, documents=3), {"unmasked", "empty"}),
 ])
 def test_branch_follows_the_kernels_loop_bounds(cfg, want):
     trace = capture_trace(cfg)
-    got = {source_lines.branch(cfg, s) for i in range(cfg.n_q_blocks) for s in steps.steps(trace, i)}
+    got = {source_lines.branch(trace, s) for i in range(cfg.n_q_blocks) for s in steps.steps(trace, i)}
     assert got == want
-    if cfg.seq_len == 70:  # only the ragged last kv-block runs masked
+    kinds = {int(trace.tile_kind[s.q_block, s.kv_block]) for i in range(cfg.n_q_blocks) for s in steps.steps(trace, i)}
+    assert kinds == {1 if b == "unmasked" else 2 for b in want}  # the kernel's record (masks.WHOLE, masks.MASKED)
+    if cfg.seq_len == 70 and cfg.kv_splits == 1:  # only the ragged last kv-block runs masked
         last = steps.steps(trace, 0)[-1]
-        assert source_lines.branch(cfg, last) == "masked" and source_lines.branch(cfg, steps.steps(trace, 0)[0]) == "unmasked"
+        assert source_lines.branch(trace, last) == "masked"
+        assert source_lines.branch(trace, steps.steps(trace, 0)[0]) == "unmasked"

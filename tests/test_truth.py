@@ -2,7 +2,8 @@
 
 The invariant suite runs kernels/truth.py's checks (on the values the pages draw, through
 kernels/steps.py) at every step and row of every shipped scene and of fuzzed live configs: ragged
-sizes, causal, FA1's order, split-KV, float16. Then the pages themselves are rendered (AppTest)
+sizes, causal, FA1's order, split-KV, float16, and the masks of issue 23 (sliding windows, packed
+documents, GQA's packed heads, decode, alone and together). Then the pages themselves are rendered (AppTest)
 and the LaTeX they hand to the browser is parsed back (tests/rendered.py): each equation must hold
 with the printed numbers. The checks are shown to fail: a split's old state taken from another
 split (the bug this suite was written for), a changed alpha, l or acc, a wrong merge."""
@@ -42,7 +43,25 @@ def _fuzzed(count: int) -> list[TraceConfig]:
     return out
 
 
+def _fuzzed_masks(count: int) -> list[TraceConfig]:
+    """Small live configs with the masks models run: a window, documents, GQA, decode, and mixes."""
+    out = []
+    for k in range(count):
+        n = int(RNG.integers(40, 160))
+        bm, bn = (int(x) for x in RNG.choice([16, 32], 2))
+        mode = ("window", "documents", "gqa", "decode", "window+documents", "gqa+window", "decode+gqa", "split")[k % 8]
+        window = (int(RNG.integers(0, 40)), int(RNG.choice([-1, 0, 7]))) if "window" in mode else (-1, -1)
+        q_len = int(RNG.integers(1, 12)) if "decode" in mode else 0
+        group = int(RNG.choice([2, 4])) if "gqa" in mode or mode == "split" else 1
+        out.append(TraceConfig(seq_len=n, head_dim=16, block_m=bm, block_n=bn, causal=bool(k % 3 != 1) or "decode" in mode,
+                               dtype=("float32", "float16")[k % 2], seed=k, window_left=window[0], window_right=window[1],
+                               documents=int(RNG.integers(2, 5)) if "documents" in mode else 1, group=group, q_len=q_len,
+                               kv_splits=min(3, -(-n // bn)) if mode == "split" else 1))
+    return out
+
+
 FUZZED = _fuzzed(16)
+MASKED = _fuzzed_masks(8)
 
 
 @pytest.mark.parametrize("scene", [s.name for s in SHIPPED])
@@ -57,8 +76,13 @@ def test_every_shipped_scene_holds(scene):
     assert not bad, f"{scene}: {len(bad)} equations do not hold, e.g. " + "; ".join(map(str, bad[:3]))
 
 
-@pytest.mark.parametrize("cfg", FUZZED, ids=lambda c: f"N{c.seq_len}-{c.block_m}x{c.block_n}-{c.loop_order}-"
-                                                      f"s{c.kv_splits}-{'causal' if c.causal else 'full'}-{c.dtype}")
+def _id(c) -> str:
+    masks = f"-w{c.window_left},{c.window_right}-d{c.documents}-g{c.group}-q{c.q_len}" if not c.masks().plain_or_causal else ""
+    return f"N{c.seq_len}-{c.block_m}x{c.block_n}-{c.loop_order}-s{c.kv_splits}-{'causal' if c.causal else 'full'}-" \
+           f"{c.dtype}{masks}"
+
+
+@pytest.mark.parametrize("cfg", FUZZED + MASKED, ids=_id)
 def test_fuzzed_live_configs_hold(cfg):
     trace = capture_trace(cfg)
     bad = list(truth.forward_violations(trace, label=str(cfg.fields())))
@@ -192,8 +216,7 @@ def test_the_out_checker_catches_a_wrong_division():
     assert check_out(good.replace(fa.tex_num(o["l"]), fa.tex_num(o["l"] * 1.02), 1))
 
 
-@pytest.mark.parametrize("cfg", [c for c in FUZZED if c.seq_len > 16][:6], ids=lambda c: f"N{c.seq_len}-{c.loop_order}"
-                         f"-s{c.kv_splits}-{c.dtype}")
+@pytest.mark.parametrize("cfg", [c for c in FUZZED if c.seq_len > 16][:6] + MASKED[:4], ids=_id)
 def test_rendered_equations_hold_live(cfg):
     query = {f: (int(v) if isinstance(v, bool) else v) for f, v in cfg.fields()} | {"q_block": cfg.n_q_blocks - 1}
     trace = capture_trace(cfg)

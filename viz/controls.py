@@ -25,7 +25,11 @@ def config_defaults() -> dict:
     the first page ~10 s)."""
     return {"seq_len": 256 if backend.INTERPRET else 1024, "head_dim": 64, "block_m": 64, "block_n": 64,
             "causal": False, "dtype": "float32" if backend.INTERPRET else "float16", "scenario": "randn", "seed": 0,
-            "loop_order": "fa2", "kv_splits": 1}
+            "loop_order": "fa2", "kv_splits": 1, **MASK_DEFAULTS}
+
+
+MASK_FIELDS = ("window_left", "window_right", "documents", "group", "q_len")
+MASK_DEFAULTS = {"window_left": -1, "window_right": -1, "documents": 1, "group": 1, "q_len": 0}
 
 
 def live_possible() -> bool:
@@ -87,6 +91,26 @@ def config_sidebar(prefix: str, on_change, orders: bool = False, seed_help=None,
                           "through memory")
         c6.number_input("kv splits", 1, limits.MAX_KV_SPLITS, step=1, key=f"{prefix}.kv_splits", **persist,
                         help="split-KV: each q-block's keys in this many programs, their (m, l, O) merged (FA2 only)")
+        mask_sidebar(prefix, persist)
+
+
+def mask_sidebar(prefix: str, persist: dict) -> None:
+    """The masks as models run attention (FA2's order): a sliding window, packed documents, query
+    heads per K/V head (GQA), decode's queries; -1 and 0 mean off."""
+    st.caption("Masks and heads (FlashAttention-2's order): the tiles a mask leaves out are never loaded")
+    m1, m2 = st.columns(2)
+    m1.number_input("window left", -1, limits.MAX_SEQ_LEN_GPU, step=1, key=f"{prefix}.window_left", **persist,
+                    help="sliding window: a query sees keys at most this far before it (-1: no limit)")
+    m2.number_input("window right", -1, limits.MAX_SEQ_LEN_GPU, step=1, key=f"{prefix}.window_right", **persist,
+                    help="... and at most this far after it (-1: no limit; causal cuts it at 0)")
+    m3, m4, m5 = st.columns(3)
+    m3.number_input("documents", 1, limits.MAX_DOCUMENTS, step=1, key=f"{prefix}.documents", **persist,
+                    help="packed documents of random lengths from the seed (cu_seqlens): a query sees only its own")
+    m4.number_input("heads per K/V", 1, limits.MAX_GROUP, step=1, key=f"{prefix}.group", **persist,
+                    help="GQA: this many query heads share one K/V head; their queries are packed into the rows, "
+                         "head after head, so each K/V tile is loaded once for the group")
+    m5.number_input("queries", 0, limits.max_seq_len(), step=1, key=f"{prefix}.q_len", **persist,
+                    help="decode: this many queries, the last positions of the keys (0: as many as keys)")
 
 
 def softmax_row_sidebar(spec, on_change) -> None:
@@ -111,7 +135,8 @@ def softmax_row_sidebar(spec, on_change) -> None:
 def config_from_state(prefix: str, orders: bool = False) -> ktrace.TraceConfig:
     """The TraceConfig the widgets hold; ValueError naming what is not allowed."""
     ss = st.session_state
-    extra = {"loop_order": ss[f"{prefix}.loop_order"], "kv_splits": int(ss[f"{prefix}.kv_splits"])} if orders else {}
+    extra = {"loop_order": ss[f"{prefix}.loop_order"], "kv_splits": int(ss[f"{prefix}.kv_splits"]),
+             **{f: int(ss[f"{prefix}.{f}"]) for f in MASK_FIELDS}} if orders else {}
     return ktrace.TraceConfig(
         seq_len=int(ss[f"{prefix}.seq_len"]), head_dim=int(ss[f"{prefix}.head_dim"]),
         block_m=int(ss[f"{prefix}.block_m"]), block_n=int(ss[f"{prefix}.block_n"]),

@@ -67,7 +67,9 @@ def attention(spec, trace, walk: list, k: int, row: int, scene) -> None:
     step = walk[k]
     a1, a2, a3 = st.columns([1.25, 1.5, 1.0])
     with a1:
-        chart(grid.tile_grid_figure(trace, step, height=262, title="tiles of S", legend_right=True), spec.key("grid"))
+        ran = f" · {int(trace.visited.sum())} of {trace.visited.size} ran" if not trace.config.masks().default else ""
+        chart(grid.tile_grid_figure(trace, step, height=262, title="tiles of S" + ran, legend_right=True),
+              spec.key("grid"))
     with a2:
         chart(fa.running_state_figure(trace, step, row, height=255), spec.key("ml"))
     with a3:

@@ -41,7 +41,7 @@ def memory_accesses(spec, trace, scene=None) -> None:
     c = trace.config
     st.markdown("#### Memory accesses at this size")
     counts, count_note = None, None
-    plan = limits.count_plan(c.seq_len)
+    plan = limits.count_plan(c.seq_len, c.n_rows)
     prepared = state.scene_softmax_counts().get(scene.name) if scene is not None else None
     if prepared is not None:
         counts = prepared
@@ -49,7 +49,7 @@ def memory_accesses(spec, trace, scene=None) -> None:
     elif not plan.allowed:
         count_note = plan.refusal
     elif plan.seconds <= state.AUTO_COUNT_SECONDS or ss[spec.key("count_ok")] == c.fields():
-        with st.spinner(f"Running the softmax kernels over the {c.seq_len} × {c.seq_len} scores with counting on…"):
+        with st.spinner(f"Running the softmax kernels over the {c.n_rows} × {c.seq_len} scores with counting on…"):
             try:
                 counts = state.softmax_counts(c.fields(), trace)
             except Exception as e:  # model only, and why
@@ -61,7 +61,7 @@ def memory_accesses(spec, trace, scene=None) -> None:
     measured = results.measured_bytes(c)
     rows = memory.memory_rows(trace, counts, measured)
     st.markdown(f"<div style='font-size:1.2rem'><b>{memory.flash_headline(rows)}</b> S and P "
-                f"({2 * c.seq_len * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
+                f"({2 * c.n_rows * c.seq_len:,} elements) never leave the chip.</div>", unsafe_allow_html=True)
     t1, t2 = st.columns([1.15, 1])
     t1.dataframe(memory.memory_table(rows, measured), hide_index=True, key=spec.key("mem_table"), width="stretch",
                  placeholder="—", column_config={"equal?": st.column_config.TextColumn(width="small"),
@@ -94,7 +94,7 @@ def source_panel(trace, step, compact: bool = False) -> None:
     from kernels import source_lines
 
     c = trace.config
-    branch = source_lines.branch(c, step)
+    branch = source_lines.branch(trace, step)
     kernel = "fa1" if c.loop_order == "fa1" else "fa2"
     names = ["m", "alpha", "p", "l", "acc"] + (["out"] if step.last and c.kv_splits == 1 else [])
     rows = []

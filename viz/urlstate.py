@@ -1,9 +1,10 @@
 """The URL holds the state: page path plus query parameters, read on arrival, written on every change.
 
 `?seq_len=200&block_m=32&...&step=3` (step and rows 1-based as displayed; row is the row's number in
-the sequence) or `?scene=first-look&step=3`, and `present=1` for presenter view. Opening such a URL
-shows exactly that state; a reload keeps it. A parameter that is not valid is reported in a
-message naming it and what is allowed, and its default is used; the page still opens.
+the sequence; the masks: window_left, window_right, documents, group, q_len) or
+`?scene=first-look&step=3`, and `present=1` for presenter view. Opening such a URL shows exactly
+that state; a reload keeps it. A parameter that is not valid is reported in a message naming it
+and what is allowed, and its default is used; the page still opens.
 
 Not for: the widgets themselves (viz/controls.py) or what is valid for a kernel (kernels/limits.py).
 """
@@ -52,6 +53,9 @@ CONFIG = {  # parameter -> parser (the kernel's own checks still run on the comb
     "block_m": _choice(*limits.BLOCK_SIZES), "block_n": _choice(*limits.BLOCK_SIZES), "causal": _bool,
     "dtype": _choice(*limits.DTYPES), "scenario": _choice(*limits.SCENARIOS), "seed": _int(0, 2**31 - 1),
     "loop_order": _choice(*limits.LOOP_ORDERS), "kv_splits": _int(1, limits.MAX_KV_SPLITS),
+    "window_left": _int(-1, limits.MAX_SEQ_LEN_GPU), "window_right": _int(-1, limits.MAX_SEQ_LEN_GPU),
+    "documents": _int(1, limits.MAX_DOCUMENTS), "group": _int(1, limits.MAX_GROUP),
+    "q_len": _int(0, limits.MAX_SEQ_LEN_GPU),
 }
 def _theme(text: str) -> str:
     if text not in ("light", "dark"):

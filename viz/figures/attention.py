@@ -132,9 +132,10 @@ def step_facts(trace, step) -> dict:
     program = [s for s in steps.steps(trace, i if step.loop_order != "fa1" else 0)
                if s.q_block == i and s.split == step.split and s.index <= step.index]
     alpha = trace.alpha[i][:, :rows]  # (Tk, rows)
-    grew = [int(np.sum(alpha[s.kv_block] < 1)) for s in program if not s.first]
+    seen = np.isfinite(trace.m[i][:, :rows])  # (Tk, rows): a row with no key yet has alpha 0, no max that grew
+    grew = [int(np.sum((alpha[s.kv_block] < 1) & seen[s.kv_block])) for s in program if not s.first]
     m = trace.m[i, j, :rows]
-    return {"first": step.first, "rows": rows, "grew": int(np.sum(alpha[j] < 1)) if not step.first else 0,
+    return {"first": step.first, "rows": rows, "grew": int(np.sum((alpha[j] < 1) & seen[j])) if not step.first else 0,
             "grew_so_far": sum(grew), "multiplies_so_far": rows * len(program), "empty": int(np.sum(m == -np.inf)),
             "k": step.k, "steps": step.program_steps}
 
@@ -143,7 +144,7 @@ def alpha_figure(trace, step, row: int, height: int = 300) -> go.Figure:
     """This step's alpha = exp(m_old - m_new) per row; rows whose max grew in orange."""
     rows = len(step.rows)
     a = trace.alpha[step.q_block, step.kv_block, :rows]
-    grew = a < 1 if not step.first else np.zeros(a.size, bool)
+    grew = (a < 1) & np.isfinite(trace.m[step.q_block, step.kv_block, :rows]) if not step.first else np.zeros(a.size, bool)
     ys = np.array(step.rows)
     fig = go.Figure(go.Bar(
         x=ys, y=a, marker=dict(color=[ORANGE if g else GREY for g in grew],

@@ -183,3 +183,25 @@ def bench_softmax_ratio_table(result: dict) -> list[dict]:
                                        if r.get("best_vs_copy_same_size") else None),
              "online / safe": _r2(r["online_vs_safe"]), "naive / online": _r2(r["naive_vs_online"])}
             for r in results.ratios(result) if r["kind"] == "softmax"]
+
+
+MASK_IMPLS = {"sdpa_dense_mask": "SDPA, dense mask", "flex_attention": "FlexAttention", "sdpa_causal": "SDPA is_causal",
+              "sdpa_lower_right": "SDPA causal_lower_right"}
+
+
+def bench_masks_table(result: dict) -> list[dict]:
+    """Rows for st.dataframe: per masks case, ours' time, TFLOP/s over the pairs the mask keeps, K/V
+    GB/s (decode), the config its tuner picked, and each other implementation's time over ours."""
+    out = []
+    for r in results.ratios(result):
+        if r["kind"] != "masks":
+            continue
+        row = {"case": r["case"], "N": r["seq_len"], "queries": r["q_len"], "ours ms": _r2(r["ours_ms"]),
+               "ours TFLOP/s": round(r["ours_tflops"], 1) if r["ours_tflops"] else None,
+               "ours K/V GB/s": round(r["ours_kv_GBps"]) if r["ours_kv_GBps"] else None}
+        for k, v in r.items():
+            if k.startswith("vs_"):
+                row[f"{MASK_IMPLS.get(k[3:], k[3:])} / ours"] = _r2(v)
+        row["config picked"] = r.get("config")
+        out.append(row)
+    return out

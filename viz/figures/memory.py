@@ -16,13 +16,13 @@ def bytes_so_far(trace, walk: list, k: int) -> dict:
     size = ITEMSIZE[c.dtype]
     tiles = [(s.q_block, s.kv_block, s.split) for s in walk]
     parts = traffic.walk_bytes(traffic.flash_walk(c.loop_order, tiles, c.seq_len, c.head_dim, c.block_m, c.block_n,
-                                                  splits=c.kv_splits), size)
+                                                  splits=c.kv_splits, n_rows=c.n_rows), size)
     rows = c.seq_len if c.loop_order == "fa1" else len(walk[0].rows)
     std = traffic.standard_rows(rows, c.seq_len, c.head_dim)
     return {"so_far": sum(parts[: k + 1]), "program": sum(parts), "rows": rows,
             "standard": traffic.total(std) * size, "standard_sp": std["s_p_elements"] * size,
             "whole_flash": traffic.counted_bytes(trace.counters, c.counter_keys(), size),
-            "whole_standard": traffic.total(traffic.standard_attention(c.seq_len, c.head_dim)) * size,
+            "whole_standard": traffic.total(traffic.standard_attention(c.seq_len, c.head_dim, c.n_rows)) * size,
             "whole_program": c.loop_order == "fa1"}
 
 
@@ -44,7 +44,7 @@ def memory_rows(trace, softmax_counts: dict | None, measured: dict | None = None
     """Model next to counted, in elements, and the DRAM bytes a GPU measured where it measured this
     shape. softmax_counts: scores_softmax_counts(trace) or None; measured: state.measured_bytes."""
     c = trace.config
-    n = c.seq_len
+    n, m = c.seq_len, c.n_rows  # keys, and the rows of the score matrix
     rows = []
     names = {"naive": "naive softmax", "safe": "safe softmax", "online": "online softmax",
              "single_pass": "single-pass softmax"}
@@ -55,9 +55,9 @@ def memory_rows(trace, softmax_counts: dict | None, measured: dict | None = None
         if variant == "single_pass" and counted is None and softmax_counts is not None:
             continue  # the row does not fit on chip: the kernel refuses, so no row
         rows.append({"id": variant, "what": names[variant], "group": "softmax",
-                     "model": traffic.softmax(variant, n, n), "counted": counted})
+                     "model": traffic.softmax(variant, m, n), "counted": counted})
     rows.append({"id": "standard", "what": "standard attention", "group": "attention",
-                 "model": traffic.standard_attention(n, c.head_dim), "counted": None})
+                 "model": traffic.standard_attention(n, c.head_dim, m), "counted": None})
     rows.append({"id": "flash", "what": flash_name(c), "group": "attention",
                  "model": traffic.summed(trace.model_counters(), c.counter_keys()),
                  "counted": traffic.summed(trace.counters, c.counter_keys())})

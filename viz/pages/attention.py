@@ -57,7 +57,11 @@ def draw(k: int) -> None:
     st.caption("Solid outline: Q_i on chip; dotted: K_j, V_j streaming through. Tile numbers: the step at which "
                "the walk reaches the tile" + (" (split by split: each split is its own program)" if c.kv_splits > 1
                                               else "") + ". Heatmap colours are fixed over all of this q-block's "
-               "tiles; masked cells (s = −∞, p = 0) are grey; the white outline is the row you follow.")
+               "tiles; masked cells (s = −∞, p = 0) are grey; the white outline is the row you follow."
+               + (" A corner mark: the kernel ran the tile masked." if trace.tile_kind is not None else ""))
+    if not c.masks().default:
+        what = c.masks().describe()
+        st.markdown(f"**{what[0].upper() + what[1:]}.** {grid.mask_line(trace)}")
     l1, l2 = st.columns([1.7, 1])
     with l1:
         chart(fa.running_state_figure(trace, step, row), SPEC.key("ml"))

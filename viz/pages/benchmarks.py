@@ -102,6 +102,14 @@ if result.get("backward"):
     st.dataframe(fbench.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", placeholder="—",
                  key="bench.bwd_table")
 
+if result.get("masks"):
+    st.markdown("##### Attention as models run it: sliding window, packed documents, GQA, decode")
+    st.caption(f"{result.get('masks_note', '')}. Each case timed against SDPA with the equivalent dense boolean "
+               "mask and FlexAttention (torch.compile'd, with its block mask) in the same interleaved rounds; "
+               "X / ours above 1: ours is faster. python -m bench --only masks")
+    st.dataframe(fbench.bench_masks_table(result), hide_index=True, width="stretch", placeholder="—",
+                 key="bench.masks_table")
+
 if result.get("softmax"):
     st.markdown("##### Softmax, GB/s")
     st.caption("Bytes = one read + one write of the matrix (the minimum), so a variant that reads twice "
