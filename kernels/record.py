@@ -118,9 +118,17 @@ def record(directory: Path, names=None) -> dict:
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     if names:  # some scenes again: the others stay, if the same GPU and versions recorded them
         recorded, entries = _merged(directory, recorded, entries)
+    else:  # scenes another recorder wrote (each says what recorded it: the ring's) stay
+        entries += _own_label(directory)
     manifest = {"recorded": recorded, "scenes": entries}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return {"manifest": manifest, "max_errors": errors}
+
+
+def _own_label(directory: Path) -> list:
+    """The manifest's entries that carry their own `recorded` line (kernels/ring_local.py's scenes)."""
+    path = directory / "manifest.json"
+    return [e for e in json.loads(path.read_text())["scenes"] if "recorded" in e] if path.exists() else []
 
 
 def _merged(directory: Path, recorded: dict, entries: list) -> tuple[dict, list]:

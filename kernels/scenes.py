@@ -2,7 +2,8 @@
 
 A scene is one trace file (kernels/trace_io.py format) plus what a speaker needs to open it: a
 title, a one-line narration, the page and the step it opens at, the block or row it follows. The
-manifest says which GPU, torch, triton and date recorded them (kernels/record.py writes it).
+manifest says which GPU, torch, triton and date recorded them (kernels/record.py writes it); a
+scene recorded by something else says so itself (`recorded`: the ring scenes, kernels/ring_local.py).
 Loading needs no triton: a laptop without a GPU replays them. The manifest is checked like a
 trace file: unknown pages, names or files outside scenes/ are refused with a ValueError.
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from kernels import limits
 
 SCENES_DIR = Path(__file__).resolve().parents[1] / "scenes"
-PAGES = ("attention", "backward", "softmax")
+PAGES = ("attention", "backward", "softmax", "ring")
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 MAX_MANIFEST_BYTES = 64 << 10
 
@@ -31,6 +32,7 @@ class Scene:
     follow: int  # the q-block (attention), kv-block (backward) or row (softmax page: 0) it follows
     row: int  # the row within the q-block (attention) or the query row (backward) it shows
     file: str  # under scenes/
+    recorded: str = ""  # what recorded this scene when it is not the manifest's GPU (the CPU ring scenes)
 
 
 def _text(name: str, value, most: int) -> str:
@@ -83,8 +85,10 @@ def read_manifest_notes(directory: Path = SCENES_DIR) -> tuple[list[Scene], dict
 
 
 def _entry(entry, names: set, directory: Path) -> Scene:
-    if not isinstance(entry, dict) or set(entry) != set(Scene.__dataclass_fields__):
-        raise ValueError(f"a scene must have exactly the fields {', '.join(sorted(Scene.__dataclass_fields__))}")
+    required = set(Scene.__dataclass_fields__) - {"recorded"}
+    if not isinstance(entry, dict) or not required <= set(entry) <= required | {"recorded"}:
+        raise ValueError(f"a scene must have exactly the fields {', '.join(sorted(required))} (and may say what "
+                         f"recorded it)")
     name = entry["name"]
     if not isinstance(name, str) or not NAME.match(name) or name in names:
         raise ValueError(f"scene names are unique lowercase words with dashes, got {str(name)[:40]!r}")
@@ -97,7 +101,8 @@ def _entry(entry, names: set, directory: Path) -> Scene:
         page=limits.check_choice(f"scene {name}: page", entry["page"], PAGES),
         step=limits.check_int(f"scene {name}: step", entry["step"], 1, 1 << 20),
         follow=limits.check_int(f"scene {name}: follow", entry["follow"], 0, 1 << 20),
-        row=limits.check_int(f"scene {name}: row", entry["row"], 0, 1 << 20), file=entry["file"])
+        row=limits.check_int(f"scene {name}: row", entry["row"], 0, 1 << 20), file=entry["file"],
+        recorded=_text(f"{name}: recorded", entry["recorded"], 160) if "recorded" in entry else "")
 
 
 def scene_path(scene: Scene, directory: Path = SCENES_DIR) -> Path:

@@ -19,7 +19,8 @@ import streamlit as st
 
 from viz import controls, state, stepping, urlstate
 
-PAGE_OF_KIND = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax"}
+PAGE_OF_KIND = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax",
+                "ring": "Ring attention"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class PageSpec:
     prefix: str  # session keys are "{prefix}.{name}"
     page: str  # the URL path, and the `page` of the scenes this page replays
     title: str  # the heading shown above a message when there is no trace to draw
-    kind: str  # the trace kind a file must be: "forward", "backward" or "softmax"
+    kind: str  # the trace kind a file must be: "forward", "backward", "softmax" or "ring"
     config: dict  # URL parameter -> parser (viz/urlstate.py): the live config's fields
     positions: dict  # URL parameter -> session key name restored from the URL (the followed block, row)
     defaults: dict  # session key name -> its first value
