@@ -2,12 +2,14 @@
 gloo on CPU (the kernel in Triton's interpreter), NCCL when every rank has a GPU, gloo between
 ranks that share one. `run_local(q, k, v, world_size=P, causal=...) -> (out, trace)`.
 
-A rank that fails is named, never waited on forever: each rank reports when it has started, when
-it computed a step and when the step's transfer completed; a rank that raises reports its error,
-and one that dies says nothing. run_local fails (RankFailure, naming the rank) at the first
-failure, or (RankTimeout) when the ranks have not finished `timeout` seconds after they all
-started (START_TIMEOUT for the start), naming the ranks that got least far. The other ranks are
-then killed. The trace rank 0 wrote is read back through trace_io.load, which checks it.
+`LocalRing(P)` starts the ranks once (one process group) and runs several ring attentions on
+them; run_local starts one for a single run. A rank that fails is named, never waited on forever:
+each rank reports when it has started, when it began and computed a step and when the step's
+transfer completed; a rank that raises reports its error, and one that dies says nothing. A run
+fails (RankFailure, naming the rank) at the first failure, or (RankTimeout) when the ranks have
+not finished `timeout` seconds after it was handed to them (START_TIMEOUT for the start), naming
+the ranks that got least far; the ranks are then killed. The trace rank 0 wrote is read back
+through trace_io.load, which checks it.
 
 `python -m kernels.ring_local --world-size 4 --causal ...` runs it from the command line;
 `python -m kernels.ring_local --scenes scenes/` records the ring scenes the app ships.
@@ -29,6 +31,7 @@ from kernels import backend, limits, ring_plan
 from kernels.ring_plan import RingConfig
 
 START_TIMEOUT = 120.0  # seconds for every rank to import torch and triton and join the process group
+GROUP_TIMEOUT = 3600.0  # torch.distributed's own limit; the parent names a late rank long before
 GRACE = 1.0  # after a first failure, seconds to hear from the other ranks (who failed first)
 DEFAULT_TIMEOUT = 120.0
 
@@ -51,12 +54,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child(rank: int, fields: tuple, arrays: tuple, rows, port: int, events, out_path: str, fault, timeout: float):
-    """One rank, in its own process: join the group, run the ring, rank 0 writes the trace."""
-    step = [-1]
+def _child(rank: int, world: int, port: int, jobs, events) -> None:
+    """One rank, in its own process: join the group, then run each ring job it is given; rank 0
+    writes each job's trace. Every failure is reported (with the job and step), then the process ends."""
+    where = {"job": 0, "step": -1}
 
-    def tell(what: str, t: int = -1, text: str = "", where: str = "") -> None:
-        events.put((what, rank, t, time.time(), text, where))
+    def tell(what: str, t: int = -1, text: str = "", kind: str = "") -> None:
+        events.put((what, rank, where["job"], t, time.time(), text, kind))
 
     try:
         import torch
@@ -65,40 +69,39 @@ def _child(rank: int, fields: tuple, arrays: tuple, rows, port: int, events, out
         from kernels import backend as be  # before triton: the interpreter on CPU
         from kernels import ring, ring_trace, trace_io
 
-        cfg = RingConfig.recorded(**dict(fields))
         n_gpu = torch.cuda.device_count() if not be.INTERPRET else 0
         device = torch.device(f"cuda:{rank % n_gpu}" if n_gpu else "cpu")
         if n_gpu:
             torch.cuda.set_device(device)
-        name, stage = ring.choose_backend(device, cfg.world_size)
-        dist.init_process_group(name, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.world_size,
-                                timeout=datetime.timedelta(seconds=timeout + 60))
+        name, stage = ring.choose_backend(device, world)
+        dist.init_process_group(name, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=GROUP_TIMEOUT))
         tell("ready")
-        t0 = time.perf_counter()
+        while (job := jobs.get()) is not None:
+            where["job"], fields, arrays, rows, out_path, fault = job
+            where["step"] = -1
+            cfg = RingConfig.recorded(**dict(fields))
+            t0 = time.perf_counter()
 
-        def progress(what, t):
-            step[0] = t
-            tell(what, t)
+            def progress(what, t):
+                where["step"] = t
+                tell(what, t)
 
-        rec = ring.ring_rank(*ring.shard(cfg, rank, *arrays, device), cfg, rank,
-                             follow=ring.follow_local(cfg, rank, rows), stage=stage, fault=fault, progress=progress)
-        records = ring.gather(rec, rank, cfg.world_size)
-        if rank == 0:
-            where = transport_hosts(device, n_gpu)
-            trace = ring_trace.build(cfg, records, rows, ring.transport(name, stage, cfg.world_size, device, where),
-                                     be.describe(), time.perf_counter() - t0)
-            trace_io.save(trace, out_path)
-        tell("done")
+            rec = ring.ring_rank(*ring.shard(cfg, rank, *arrays, device), cfg, rank,
+                                 follow=ring.follow_local(cfg, rank, rows), stage=stage, fault=fault, progress=progress)
+            records = ring.gather(rec, rank, world)
+            if rank == 0:
+                hosts = "on one machine" if n_gpu == 0 else f"on one machine with {n_gpu} GPU{'s' * (n_gpu > 1)}"
+                trace = ring_trace.build(cfg, records, rows, ring.transport(name, stage, world, device, hosts),
+                                         be.describe(), time.perf_counter() - t0)
+                trace_io.save(trace, out_path)
+            tell("done")
         dist.destroy_process_group()
-    except BaseException as e:  # every failure is reported, then the process ends
+    except BaseException as e:  # reported, then the process ends: its peers are told by the parent's kill
         peer = sys.modules.get("kernels.ring")
-        where = "peer" if peer is not None and isinstance(e, peer.PeerError) else "own"
-        tell("error", step[0], f"{type(e).__name__}: {str(e)[:600]}", where)  # written before the sockets close
+        kind = "peer" if peer is not None and isinstance(e, peer.PeerError) else "own"
+        tell("error", where["step"], f"{type(e).__name__}: {str(e)[:600]}", kind)  # in the pipe before the sockets close
         os._exit(1)
-
-
-def transport_hosts(device, n_gpu: int) -> str:
-    return "on one machine" if device.type == "cpu" else f"on one machine with {n_gpu} GPU{'s' * (n_gpu > 1)}"
 
 
 PHASES = ("step", "computed", "passed")  # what ring_rank reports at each step, in this order
@@ -123,7 +126,7 @@ def _culprit(errors: dict, died: dict, progress: dict, world: int, ready: set):
         return [r], f"rank {r} failed {at}: {errors[r][1]}"
     if died:
         ranks = sorted(died)
-        hint = ("" if any(r in ready for r in ranks) else " (a script that calls run_local needs the "
+        hint = ("" if any(r in ready for r in ranks) else " (a script that starts local ranks needs the "
                 "`if __name__ == '__main__':` guard: the spawned processes import the main module)")
         return ranks, "; ".join(f"rank {r} died (exit code {died[r]}) without a message; by its last report it "
                                 f"{_progress_text(progress, r, world)}" for r in ranks) + hint
@@ -131,73 +134,121 @@ def _culprit(errors: dict, died: dict, progress: dict, world: int, ready: set):
     return [r], f"rank {r} lost its peers: {errors[r][1]}"
 
 
-def _launch(cfg: RingConfig, arrays: tuple, rows, timeout: float, fault):
-    import torch.multiprocessing as mp
+class LocalRing:
+    """world_size ranks in spawned processes on this machine, one process group, kept for several
+    ring attentions (`run`); a failure names the rank and ends them all. A context manager.
 
-    from kernels import trace_io
+    Each run must finish within its `timeout` (seconds from its submission); starting the ranks
+    (importing torch and triton, joining the group) within START_TIMEOUT."""
 
-    limits_timeout = limits.check_float("timeout", timeout, positive=True)
-    ctx = mp.get_context("spawn")
-    events = ctx.SimpleQueue()  # put() writes to the pipe at once: a report survives the sender's sudden death
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="ring-") as tmp:
-        out_path = str(Path(tmp) / "ring.npz")
-        procs = [ctx.Process(target=_child, args=(r, cfg.fields(), arrays, rows, port, events, out_path, fault,
-                                                  limits_timeout), daemon=True) for r in range(cfg.world_size)]
-        for p in procs:
+    def __init__(self, world_size: int):
+        import torch.multiprocessing as mp
+
+        self.world = limits.check_int("world_size", world_size, ring_plan.MIN_WORLD, ring_plan.MAX_WORLD)
+        ctx = mp.get_context("forkserver")  # one server process imports torch once; each rank forks from it
+        ctx.set_forkserver_preload(["torch", "torch.distributed", "numpy"])  # never CUDA: a fork could not use it
+        self.events = ctx.SimpleQueue()  # put() writes to the pipe at once: a report survives a sudden death
+        self.jobs = [ctx.SimpleQueue() for _ in range(self.world)]
+        self.tmp = tempfile.TemporaryDirectory(prefix="ring-")
+        self.job, self.broken = 0, None
+        port = _free_port()
+        self.procs = [ctx.Process(target=_child, args=(r, self.world, port, self.jobs[r], self.events), daemon=True)
+                      for r in range(self.world)]
+        for p in self.procs:
             p.start()
+        self.ready: set = set()
         try:
-            _watch(procs, events, cfg.world_size, limits_timeout)
-        finally:
-            for p in procs:
-                if p.is_alive():
-                    p.kill()
-            for p in procs:
-                p.join(timeout=10)
+            self._watch(0, START_TIMEOUT)
+        except RankFailure as e:
+            self.close(str(e))
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def run(self, cfg: RingConfig, arrays: tuple, rows, timeout: float, fault=None):
+        """One ring attention of the (N, d) NumPy arrays q, k, v: its trace, read back through
+        trace_io.load (which checks it). RankFailure / RankTimeout name the rank that failed."""
+        from kernels import trace_io
+
+        if self.broken:
+            raise RuntimeError(f"this local ring has ended ({self.broken}): start a new one")
+        if cfg.world_size != self.world:
+            raise ValueError(f"cfg.world_size must be this ring's {self.world} ranks, got {cfg.world_size}")
+        timeout = limits.check_float("timeout", timeout, positive=True)
+        self.job += 1
+        out_path = str(Path(self.tmp.name) / f"ring-{self.job}.npz")
+        for q in self.jobs:
+            q.put((self.job, cfg.fields(), arrays, rows, out_path, fault))
+        try:
+            self._watch(self.job, timeout)
+        except RankFailure as e:
+            self.close(str(e))
+            raise
         return trace_io.load(out_path, "the ring's trace")
 
+    def close(self, why: str = "closed") -> None:
+        if self.broken is None:
+            self.broken = why
+            if why == "closed":  # an orderly end: each rank leaves the group and exits; a failure kills at once
+                for q, p in zip(self.jobs, self.procs, strict=True):
+                    if p.is_alive():
+                        q.put(None)
+                deadline = time.monotonic() + 10
+                for p in self.procs:
+                    p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=10)
+        self.tmp.cleanup()
 
-def _watch(procs, events, world: int, timeout: float) -> None:
-    """Until every rank has finished: their events, their exit codes, the clocks."""
-    start, ready_at, first_bad = time.monotonic(), None, None
-    ready, done, progress, errors = set(), set(), {}, {}
-    while True:
-        if not events.empty():
-            what, rank, t, when, text, where = events.get()
-            if what == "ready":
-                ready.add(rank)
-            elif what == "done":
-                done.add(rank)
-            elif what == "error":
-                errors[rank] = (when, text, where, t)
-            else:
-                progress[rank] = len(PHASES) * t + PHASES.index(what)
-            continue
-        time.sleep(0.05)
-        now = time.monotonic()
-        died = {r: p.exitcode for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in errors}
-        if (errors or died) and first_bad is None:
-            first_bad = now
-        if first_bad is not None and now - first_bad >= GRACE:
-            ranks, message = _culprit(errors, died, progress, world, ready)
-            raise RankFailure(f"ring attention on {world} local ranks failed: {message}", ranks)
-        if first_bad is None and len(done) == world and all(p.exitcode == 0 for p in procs):
-            return
-        if len(ready) == world and ready_at is None:
-            ready_at = now
-        if ready_at is None and now - start > START_TIMEOUT:
-            late = sorted(set(range(world)) - ready)
-            raise RankTimeout(f"ring attention on {world} local ranks: rank{'s' * (len(late) > 1)} "
-                              f"{', '.join(map(str, late))} did not start within {START_TIMEOUT:.0f} s", late)
-        if ready_at is not None and first_bad is None and now - ready_at > timeout:
-            least = min(progress.get(r, -1) for r in range(world) if r not in done)
-            stuck = [r for r in range(world) if r not in done and progress.get(r, -1) == least]
-            others = [r for r in range(world) if r not in stuck]
-            raise RankTimeout(
-                f"ring attention on {world} local ranks did not finish within {timeout:g} s: rank"
-                f"{'s' * (len(stuck) > 1)} {', '.join(map(str, stuck))} {_progress_text(progress, stuck[0], world)} "
-                f"and went no further" + (f" (ranks {', '.join(map(str, others))} got further and waited)"
-                                          if others else ""), stuck)
+    def _watch(self, job: int, timeout: float) -> None:
+        """Until every rank has finished job `job` (0: started): their reports, exit codes, the clock."""
+        world, begun, first_bad = self.world, time.monotonic(), None
+        done, progress, errors = set(), {}, {}
+        while True:
+            if not self.events.empty():
+                what, rank, at_job, t, when, text, kind = self.events.get()
+                if what == "ready":
+                    self.ready.add(rank)
+                elif what == "error":
+                    errors[rank] = (when, text, kind, t)
+                elif at_job == job and what == "done":
+                    done.add(rank)
+                elif at_job == job:
+                    progress[rank] = len(PHASES) * t + PHASES.index(what)
+                continue
+            time.sleep(0.05)
+            now = time.monotonic()
+            died = {r: p.exitcode for r, p in enumerate(self.procs) if p.exitcode not in (None, 0) and r not in errors}
+            if (errors or died) and first_bad is None:
+                first_bad = now
+            if first_bad is not None and now - first_bad >= GRACE:
+                ranks, message = _culprit(errors, died, progress, world, self.ready)
+                raise RankFailure(f"ring attention on {world} local ranks failed: {message}", ranks)
+            if first_bad is None and (len(done) == world if job else len(self.ready) == world):
+                return
+            if first_bad is None and now - begun > timeout:
+                raise self._late(job, timeout, done, progress)
+
+    def _late(self, job: int, timeout: float, done: set, progress: dict) -> "RankTimeout":
+        world = self.world
+        if not job:
+            late = sorted(set(range(world)) - self.ready)
+            return RankTimeout(f"ring attention on {world} local ranks: rank{'s' * (len(late) > 1)} "
+                               f"{', '.join(map(str, late))} did not start within {timeout:.0f} s", late)
+        least = min(progress.get(r, -1) for r in range(world) if r not in done)
+        stuck = [r for r in range(world) if r not in done and progress.get(r, -1) == least]
+        others = [r for r in range(world) if r not in stuck]
+        return RankTimeout(
+            f"ring attention on {world} local ranks did not finish within {timeout:g} s: rank"
+            f"{'s' * (len(stuck) > 1)} {', '.join(map(str, stuck))} {_progress_text(progress, stuck[0], world)} and "
+            f"went no further" + (f" (ranks {', '.join(map(str, others))} got further and waited)" if others else ""),
+            stuck)
 
 
 def _check_inputs(q, k, v):
@@ -217,44 +268,56 @@ def _check_inputs(q, k, v):
 
 
 def run_local(q, k, v, world_size: int, causal: bool = False, *, layout: str | None = None, block_m: int = 16,
-              block_n: int = 16, rows=None, timeout: float = DEFAULT_TIMEOUT, fault=None):
+              block_n: int = 16, rows=None, timeout: float = DEFAULT_TIMEOUT, fault=None, ring: LocalRing | None = None):
     """Ring attention of q, k, v ((seq_len, head_dim) torch tensors, one head) on `world_size` local
     processes: (out (seq_len, head_dim) in q's dtype, RingTrace). layout: "contiguous" or "zigzag"
     (default: zigzag when causal). rows: the rows whose O the trace keeps (default: all that fit).
     Fails within `timeout` seconds of the ranks' start (RankFailure / RankTimeout naming the rank);
-    a world size that does not fit seq_len is a ValueError. fault: ring.Fault, for tests."""
+    a world size that does not fit seq_len is a ValueError, before any process starts.
+    ring: a LocalRing of world_size ranks to run on (else one is started and ended); fault: a
+    ring.Fault, for tests."""
     dtype = _check_inputs(q, k, v)
     cfg = RingConfig(seq_len=int(q.shape[0]), head_dim=int(q.shape[1]), world_size=world_size, causal=causal,
                      layout=layout or ("zigzag" if causal is True else "contiguous"), block_m=block_m,
                      block_n=block_n, dtype=dtype, scenario=ring_plan.GIVEN, seed=0)
     arrays = tuple(x.detach().float().cpu().numpy() for x in (q, k, v))
-    return _result(cfg, arrays, rows, timeout, fault)
+    return _result(cfg, arrays, rows, timeout, fault, ring)
 
 
-def run_config(cfg: RingConfig, rows=None, timeout: float = DEFAULT_TIMEOUT, fault=None):
+def run_config(cfg: RingConfig, rows=None, timeout: float = DEFAULT_TIMEOUT, fault=None,
+               ring: LocalRing | None = None):
     """run_local on the inputs cfg's scenario and seed generate: (out, trace)."""
     from kernels import inputs
 
     if not isinstance(cfg, RingConfig):
         raise ValueError(f"cfg must be a RingConfig, got {type(cfg).__name__}")
     cfg.check_live()
+    if cfg.scenario == ring_plan.GIVEN:
+        raise ValueError("cfg.scenario 'given' names inputs handed in: call run_local with them")
     arrays = inputs.attention_inputs(cfg.seq_len, cfg.head_dim, cfg.block_n, cfg.scenario, cfg.seed)
-    return _result(cfg, arrays, rows, timeout, fault)
+    return _result(cfg, arrays, rows, timeout, fault, ring)
 
 
-def _result(cfg, arrays, rows, timeout, fault):
+def _result(cfg, arrays, rows, timeout, fault, ring):
     import torch
 
-    from kernels import ring
+    from kernels import ring as kring
     from kernels.attention import torch_dtype
 
     backend.require_triton()
+    timeout = limits.check_float("timeout", timeout, positive=True)
     rows = ring_plan.follow_rows(cfg) if rows is None else _rows(rows, cfg.seq_len)
-    if fault is not None and (not isinstance(fault, ring.Fault) or fault.what not in ring.FAULTS
+    if fault is not None and (not isinstance(fault, kring.Fault) or fault.what not in kring.FAULTS
                               or not 0 <= fault.rank < cfg.world_size or not 0 <= fault.step < cfg.world_size):
         raise ValueError(f"fault must be ring.Fault(rank in 0..{cfg.world_size - 1}, step in 0.."
-                         f"{cfg.world_size - 1}, what in {ring.FAULTS}), got {fault!r}")
-    trace = _launch(cfg, arrays, rows, timeout, fault)
+                         f"{cfg.world_size - 1}, what in {kring.FAULTS}), got {fault!r}")
+    if ring is not None and not isinstance(ring, LocalRing):
+        raise ValueError(f"ring must be a LocalRing, got {type(ring).__name__}")
+    if ring is None:
+        with LocalRing(cfg.world_size) as own:
+            trace = own.run(cfg, arrays, rows, timeout, fault)
+    else:
+        trace = ring.run(cfg, arrays, rows, timeout, fault)
     return torch.from_numpy(trace.out).to(torch_dtype(cfg.dtype)), trace
 
 
@@ -286,7 +349,7 @@ def record_scenes(directory: Path, timeout: float = 600.0) -> list:
 
     entries = []
     for name, title, narration, step, row, kwargs in SCENES:
-        _, trace = run_config(RingConfig(**kwargs), timeout=timeout)
+        _, trace = run_config(RingConfig(**kwargs), timeout=timeout)  # a fresh ring each: what the scene says
         trace_io.save(trace, directory / f"{name}.npz")
         trace_io.load(directory / f"{name}.npz")
         entries.append({"name": name, "title": title, "narration": narration, "page": "ring", "step": step,

@@ -200,7 +200,7 @@ def check_fits(seq_len: int, world_size: int, layout: str) -> None:
     lower, upper = (seq_len // n) * n, (seq_len // n + 1) * n
     raise ValueError(
         f"world_size={world_size} does not fit seq_len={seq_len}: the {layout} layout cuts the sequence into "
-        f"{n} equal chunks ({per} per rank), so seq_len must be a multiple of {n} ("
+        f"{n} equal chunks ({per} per rank), so seq_len must be a multiple of {n} (nearest: "
         + (f"{lower} or {upper}" if lower else f"{upper}") + "); world sizes that fit seq_len "
         f"{seq_len} with this layout: {', '.join(map(str, fits)) if fits else 'none'}")
 
