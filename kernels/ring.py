@@ -110,6 +110,8 @@ class _Pass:
         try:
             for req in self.reqs:
                 req.wait()
+            if device.type == "cuda":  # NCCL's wait only orders the streams: the time is the transfer's
+                torch.cuda.synchronize(device)
         except Exception as e:
             raise PeerError(f"rank {self.rank}: waiting for the K/V shard of rank {self.prv} failed: "
                             f"{type(e).__name__}: {e}") from e

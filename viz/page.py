@@ -175,8 +175,15 @@ def _callbacks(spec: PageSpec):
         data = f.getvalue()
         key = store.key(data)
         try:
-            if store.get(key, me) is None:  # the same file another visitor loaded is held once
+            held = store.get(key, me)
+            if held is None:  # the same file another visitor loaded is held once
                 store.put(key, state.load_trace(data, f.name, kind=spec.kind), me)
+            else:  # held for a page of another kind, maybe: this page replays only its own
+                try:
+                    state.check_kind(held, f.name, spec.kind)
+                except ValueError:
+                    store.release(key, me)
+                    raise
             ss[spec.key("loaded")] = {"name": f.name[:80], "key": key}
             ss[spec.key("load_error")] = None
             stepping.restart(spec.prefix)

@@ -232,12 +232,17 @@ def load_trace(data: bytes, name: str, kind: str | None = None):
     import io
 
     trace = trace_io.load(io.BytesIO(data), name)
+    check_kind(trace, name, kind)
+    return trace
+
+
+def check_kind(trace, name: str, kind: str | None) -> None:
+    """ValueError naming the right page when `trace` is not of `kind` (None: any kind)."""
     got = trace_io.kind_of(trace)
     if kind is not None and got != kind:
         page = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax",
                 "ring": "Ring attention"}[got]
         raise ValueError(f"{name} is a {got} trace: open it on the {page} page (this page replays {kind} traces)")
-    return trace
 
 
 def dram_measurements() -> dict | None:
