@@ -111,7 +111,8 @@ def record(directory: Path, names=None) -> dict:
         errors[name] = check(name, trace)
         trace_io.save(trace, directory / f"{name}.npz")
         trace_io.load(directory / f"{name}.npz")  # what the app will read: refused here, not on stage
-        entries.append(Scene(name, title, narration, page, step, follow, row, f"{name}.npz").__dict__)
+        entries.append({k: v for k, v in Scene(name, title, narration, page, step, follow, row, f"{name}.npz").__dict__.items()
+                        if k != "recorded"})  # the manifest's `recorded` names this GPU for them
         print(f"{name:22s} {errors[name]:.2e}  {(directory / f'{name}.npz').stat().st_size / 1e6:6.2f} MB", flush=True)
     recorded = {"gpu": backend.device_name(), "torch": torch.__version__, "triton": triton.__version__,
                 "cuda": str(torch.version.cuda), "python": platform.python_version(), "mode": backend.describe(),

@@ -113,7 +113,7 @@ def test_generated_inputs_and_a_ragged_chunk(rings):
 
 # ---------------------------------------------------------------- the merge is split-KV's
 def test_the_merge_is_split_kv_s():
-    """ring.merge against reference.merge_states row by row, and against the split-KV merge kernel
+    """The ring's merge (ring.merge) against reference.merge_states row by row, and against the split-KV merge kernel
     (kernels/flash_merge.py) on the same partials, dead parts included."""
     from kernels import flash_merge
 
@@ -198,7 +198,7 @@ def test_a_rank_that_hangs_is_named_within_the_timeout():
 # ---------------------------------------------------------------- torchrun, the shipped scenes
 def test_the_torchrun_entry_point(tmp_path):
     """`torchrun --standalone --nproc_per_node=2 -m kernels.ring`: real ranks over gloo, rank 0 writes the trace."""
-    path = tmp_path / "ring.npz"
+    path = tmp_path / "trace.npz"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                            "kernels.ring", "--seq-len", "92", "--head-dim", "16", "--causal", "--block-m", "16",

@@ -55,7 +55,7 @@ def test_round_trip(good, kind, tmp_path):
 def test_a_ring_trace_round_trips():
     trace = trace_io.load(ROOT / "scenes" / "ring-contiguous.npz")
     assert isinstance(trace, RingTrace)
-    back = trace_io.load(io.BytesIO(trace_io.to_bytes(trace)), "ring.npz")
+    back = trace_io.load(io.BytesIO(trace_io.to_bytes(trace)), "back.npz")
     assert back.config == trace.config and back.transport == trace.transport
     for name in trace.__dataclass_fields__:
         if isinstance(getattr(trace, name), np.ndarray):

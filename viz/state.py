@@ -157,7 +157,7 @@ def ring_capture(fields: tuple):
     args = [a for name, value in cfg.fields() if name != "causal" for a in (f"--{name.replace('_', '-')}", str(value))]
     with kernel_turn(f"ring attention on {cfg.world_size} local processes (N {cfg.seq_len})"), \
             tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "ring.npz")
+        path = os.path.join(tmp, "trace.npz")
         proc = subprocess.run([sys.executable, "-m", "kernels.ring_local", *args, *(["--causal"] * cfg.causal),
                                "--timeout", str(RING_TIMEOUT), "--out", path], cwd=ROOT, capture_output=True,
                               text=True, timeout=RING_TIMEOUT + 60)
