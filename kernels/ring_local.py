@@ -323,8 +323,8 @@ def _result(cfg, arrays, rows, timeout, fault, ring):
 
 def _rows(rows, seq_len: int) -> np.ndarray:
     out = sorted({limits.check_int("rows[...]", r, 0, seq_len - 1) for r in rows})
-    if not out or len(out) > 4096:
-        raise ValueError(f"rows must name 1 to 4096 rows of the sequence, got {len(out)}")
+    if not out or len(out) > ring_plan.MAX_FOLLOWED:
+        raise ValueError(f"rows must name 1 to {ring_plan.MAX_FOLLOWED} rows of the sequence, got {len(out)}")
     return np.asarray(out, dtype=np.int64)
 
 

@@ -31,6 +31,7 @@ SKIPPED, FULL, DIAGONAL = 0, 1, 2
 KIND_NAMES = {SKIPPED: "skipped", FULL: "full", DIAGONAL: "diagonal"}
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 TAG_BYTES = 8  # the int64 that travels with a shard: whose it is
+MAX_FOLLOWED = 4096  # rows whose O a trace keeps at every step (the loader checks each one's merges)
 MAX_TILES_CPU = limits.MAX_TILES_CPU  # every rank's tiles together, in the interpreter
 
 
@@ -209,7 +210,7 @@ def follow_rows(cfg: RingConfig, budget_bytes: int = 32 << 20) -> np.ndarray:
     """The rows whose O the trace keeps at every step: all of them when they fit the budget, else
     each chunk's first, middle and last row."""
     per_row = 4 * cfg.world_size * (cfg.chunks_per_rank + 1) * cfg.head_dim  # part_o and merged_o
-    if cfg.seq_len * per_row <= budget_bytes:
+    if cfg.seq_len * per_row <= budget_bytes and cfg.seq_len <= MAX_FOLLOWED:
         return np.arange(cfg.seq_len, dtype=np.int64)
     c = cfg.chunk_len
     picks = {ch * c + off for ch in range(cfg.n_chunks) for off in (0, c // 2, c - 1)}

@@ -168,8 +168,9 @@ def keys_seen(cfg: RingConfig, rank: int, local: int, step: int) -> np.ndarray:
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-def step_view(trace: RingTrace, step: int, row: int) -> StepView:
-    """Row `row` (a followed row) at ring step `step`: the numbers the page's merge shows."""
+def step_view(trace: RingTrace, step: int, row: int, float64: bool = True) -> StepView:
+    """Row `row` (a followed row) at ring step `step`: the numbers the page's merge shows (float64:
+    also float64 over the keys it has seen, else NaN there)."""
     c = trace.config
     slot = trace.row_slot(row)
     if slot is None:
@@ -189,11 +190,14 @@ def step_view(trace: RingTrace, step: int, row: int) -> StepView:
         m_old, l_old = float(trace.merged_m[rank, step - 1, local]), float(trace.merged_l[rank, step - 1, local])
         o_old = trace.merged_o[slot, step - 1].astype(np.float64)
     keys = keys_seen(c, rank, local, step)
-    s = (trace.k[keys].astype(np.float64) @ trace.q[row].astype(np.float64)) * trace.sm_scale
-    m64 = float(s.max())
+    m64 = l64 = math.nan
+    if float64:
+        s = (trace.k[keys].astype(np.float64) @ trace.q[row].astype(np.float64)) * trace.sm_scale
+        m64 = float(s.max())
+        l64 = float(np.exp(s - m64).sum())
     return StepView(step, row, rank, local, int(trace.held[rank, step]), tuple(parts), m_old, l_old, o_old,
                     float(trace.merged_m[rank, step, local]), float(trace.merged_l[rank, step, local]),
-                    trace.merged_o[slot, step].astype(np.float64), keys, m64, float(np.exp(s - m64).sum()))
+                    trace.merged_o[slot, step].astype(np.float64), keys, m64, l64)
 
 
 def merge_view(view: StepView) -> dict:

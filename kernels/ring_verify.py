@@ -51,9 +51,9 @@ def verify(name: str, trace):
     ref = reference.attention_rows(trace.q, trace.k, trace.v, c.causal, trace.sm_scale)
     trace = dataclasses.replace(trace, ref_out=ref["out"], ref_lse=ref["lse"])
     _partials_and_merges(name, trace)
-    for row in trace.rows:
+    for row in trace.rows:  # the merge of the file's own numbers (float64 over the keys: checked above, every row)
         for t in range(c.world_size):
-            bad = [x for x in step_checks(trace, step_view(trace, t, int(row))) if not x.ok]
+            bad = [x for x in step_checks(trace, step_view(trace, t, int(row), float64=False)) if not x.ok]
             if bad:
                 _fail(name, f"row {int(row)}, ring step {t + 1}: {bad[0].equation} does not hold (the file says "
                             f"{bad[0].got:.7g}, its own numbers give {bad[0].want:.7g})")
@@ -197,6 +197,8 @@ def step_checks(trace, view) -> list:
     size = (merged["terms"] / merged["L"]) @ np.abs(o_s)
     out.append(truth._vector("O = sum_s (l_s e^(m_s - M) / L) O_s", view.o, merged["O"],
                              8 * (len(m_s) + 2) * U32 * size * (1 + spread + big) + truth.TINY, where))
+    if math.isnan(view.m64):  # a view without float64 (the loader checks it over every row itself)
+        return out
     keys = len(view.keys)
     q, k = trace.q[view.row].astype(np.float64), trace.k[view.keys].astype(np.float64)
     tol_s = 2 * (trace.config.head_dim + 8) * U32 * float((np.abs(k) @ np.abs(q)).max()) * trace.sm_scale

@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from kernels import limits, ring_trace, ring_verify, schema, trace_verify, traffic
+from kernels import limits, ring_plan, ring_trace, ring_verify, schema, trace_verify, traffic
 from kernels.ring_plan import RingConfig
 from kernels.ring_trace import RingTrace
 from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace
@@ -377,8 +377,9 @@ def _load_ring(r: _Reader) -> RingTrace:
     if "rows" not in r.info:
         raise ValueError(f"{r.name} is not a complete trace file: it has no rows")
     _, shape, _ = r.header("rows")
-    if len(shape) != 1 or not 1 <= shape[0] <= cfg.seq_len:
-        raise ValueError(f"{r.name}: rows must list 1 to {cfg.seq_len} rows, got shape {shape}")
+    most = min(cfg.seq_len, ring_plan.MAX_FOLLOWED)
+    if len(shape) != 1 or not 1 <= shape[0] <= most:
+        raise ValueError(f"{r.name}: rows must list 1 to {most} rows, got shape {shape}")
     schema = _ring_schema(cfg, shape[0])
     scalars = {"format_version": "i", "kind": "U", "device": "U", "transport": "U", "seconds": "f", "sm_scale": "f"}
     recomputed = {m for m in schema if m in RECOMPUTED}

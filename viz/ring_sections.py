@@ -71,19 +71,20 @@ def merge(trace, view, compact: bool = False) -> None:
     gone = ", ".join(f"K{p.chunk} (keys {p.chunk * cl}–{(p.chunk + 1) * cl - 1})" for p in skipped)
     if compact:
         st.markdown(f"**Row {view.row} on rank {view.rank}**, merged into its running state"
-                    + (f" · skipped, all in its future: {gone}" if skipped else ""))
+                    + (f" · skipped, all in its future: {gone}" if skipped else "")
+                    + ("" if view.live else " · nothing to merge"))
     else:
         st.markdown(f"**Row {view.row} on rank {view.rank}**: the kernel's partial (m, ℓ, O) against each key chunk "
                     f"it holds, merged into the running state (the split-KV merge)")
         if skipped:
             st.caption(f"Skipped: {gone}; every key lies after row {view.row}, so the kernel never runs on it.")
-    if not view.live:
-        st.caption("Nothing to merge at this step: the state stays as it was.")
+        if not view.live:
+            st.caption("Nothing to merge at this step: the state stays as it was.")
     st.latex(fr.merge_tex(view))
+    off = f"{abs(view.m - view.m64):.1e} and {abs(view.l - view.l64) / max(view.l64, 1e-30):.1e} relative"
     st.caption(f"float64 over the {len(view.keys)} keys row {view.row} has seen: M = {view.m64:.7g}, L = "
-               f"{view.l64:.7g}" + ("" if compact else " (from the trace's q and k)") + f"; the ranks' float32 state "
-               f"differs by {abs(view.m - view.m64):.1e} and {abs(view.l - view.l64) / max(view.l64, 1e-30):.1e} "
-               f"relative.")
+               f"{view.l64:.7g}" + (f" (the ranks' float32 state: {off} off)" if compact else
+                                    f" (from the trace's q and k); the ranks' float32 state differs by {off}."))
     if view.step == trace.config.world_size - 1 and not compact:
         final(trace, view)
 

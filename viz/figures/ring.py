@@ -14,9 +14,9 @@ from viz.figures.style import BLUE, ORANGE, discrete_colorscale, layout
 
 # what a rank did with the shard it held at a step, by its chunk pairs
 WORK = ("to come", "all keys", "causal mask inside", "part skipped", "skipped")
-WORK_COLORS = ("#EEF1F4", BLUE, "#6A4C93", "#86AEDC", "#FFFFFF")
+WORK_COLORS = ("#F1F2F4", "#7FB0E0", "#B99EDD", "#CFE0F3", "#FFFFFF")  # light: the shard names read in dark type
 PAIR_STATES = ("done", "this step", "to come", "skipped (future)")
-PAIR_COLORS = (BLUE, ORANGE, "#BFD3EA", "#FFFFFF")
+PAIR_COLORS = (BLUE, ORANGE, "#86AEDC", "#FFFFFF")
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
