@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import reference, ring, ring_local, ring_plan, ring_verify, scenes, trace_io, truth
+from kernels import backend, reference, ring, ring_local, ring_plan, ring_verify, scenes, trace_io, truth
 from kernels.attention import flash_attention_fwd
 from kernels.ring_plan import FULL, SKIPPED, RingConfig
 from kernels.ring_trace import step_view
@@ -55,10 +55,10 @@ def test_ring_matches_float64_and_the_single_device_kernel(rings, case):
     out, trace = ring_local.run_local(q, k, v, p, causal, layout=layout, block_m=bm, block_n=bn, ring=rings(p))
     assert out.dtype == dtype and out.shape == (n, d)
     ref = reference.attention_rows(q.double(), k.double(), v.double(), causal, d ** -0.5)
-    single, single_lse = flash_attention_fwd(q[None, None], k[None, None], v[None, None], causal=causal, block_m=bm,
-                                             block_n=bn)
-    single, single_lse = single[0, 0].double().numpy(), single_lse[0, 0].double().numpy()
-    sdpa = F.scaled_dot_product_attention(q[None, None], k[None, None], v[None, None], is_causal=causal)[0, 0]
+    qd, kd, vd = (x.to(backend.DEVICE)[None, None] for x in (q, k, v))
+    single, single_lse = flash_attention_fwd(qd, kd, vd, causal=causal, block_m=bm, block_n=bn)
+    single, single_lse = single[0, 0].double().cpu().numpy(), single_lse[0, 0].double().cpu().numpy()
+    sdpa = F.scaled_dot_product_attention(qd, kd, vd, is_causal=causal)[0, 0].cpu()
     got = out.double().numpy()
     err, err_single, err_torch = (float(np.abs(x - ref["out"]).max()) for x in (got, single, sdpa.double().numpy()))
     # the ring's partial outputs are the single-device kernel's on chunks; merging them adds float32
@@ -108,7 +108,8 @@ def test_generated_inputs_and_a_ragged_chunk(rings):
     out, trace = ring_local.run_config(cfg, rows=[0, 22, 23, 137], ring=rings(3))
     assert trace.rows.tolist() == [0, 22, 23, 137] and trace.part_o.shape == (4, 3, 2, 16)
     assert trace.max_abs_err <= ring_verify.bound(cfg) * max(1.0, float(np.abs(trace.ref_out).max()))
-    assert "gloo · 3 processes on one machine · CPU tensors" == trace.transport
+    assert trace.transport.startswith("gloo · 3 processes on one machine")
+    assert trace.transport.endswith("CPU tensors" if backend.INTERPRET else "each shard staged through host memory")
 
 
 # ---------------------------------------------------------------- the merge is split-KV's
@@ -130,10 +131,11 @@ def test_the_merge_is_split_kv_s():
         assert abs(big_l[r].item() - want["L"]) <= 8 * s * U32 * want["L"]
         o64 = (want["terms"] / want["L"]) @ o_s[:, r].double().numpy()
         assert np.abs(o[r].double().numpy() - o64).max() <= 8 * (s + 2) * U32 * o_s[:, r].abs().max().item()
-    out, lse = torch.empty(1, 1, rows, d), torch.empty(1, 1, rows)
-    flash_merge.merge(o_s[None].contiguous(), torch.stack([m_s, l_s]).contiguous(), out, lse, s)
-    assert torch.allclose(out[0, 0], o, atol=1e-6, rtol=1e-5)
-    assert torch.allclose(lse[0, 0], big_m + torch.log(big_l), atol=1e-5)
+    dev = backend.DEVICE
+    out, lse = torch.empty(1, 1, rows, d, device=dev), torch.empty(1, 1, rows, device=dev)
+    flash_merge.merge(o_s[None].contiguous().to(dev), torch.stack([m_s, l_s]).contiguous().to(dev), out, lse, s)
+    assert torch.allclose(out[0, 0].cpu(), o, atol=1e-6, rtol=1e-5)
+    assert torch.allclose(lse[0, 0].cpu(), big_m + torch.log(big_l), atol=1e-5)
 
 
 # ---------------------------------------------------------------- refusals, before any process starts
@@ -193,6 +195,38 @@ def test_a_rank_that_hangs_is_named_within_the_timeout():
     assert isinstance(e, ring_local.RankTimeout) and e.ranks == (1,), e
     assert "did not finish within 3 s: rank 1 was computing ring step 2 of 2 and went no further" in str(e), e
     assert 3.0 <= took < 3.0 + ring_local.GRACE + 5, f"named after {took:.1f} s (timeout 3 s)"
+
+
+# ---------------------------------------------------------------- on GPUs (-m gpu)
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_ranks_sharing_one_gpu_over_gloo(dtype):
+    """Four ranks on the GPU(s) of this machine, the compiled kernel; gloo stages each shard through
+    host memory when they share a GPU, NCCL when each has its own."""
+    import torch.cuda
+
+    cfg = RingConfig(seq_len=4096, head_dim=64, world_size=4, causal=True, layout="zigzag", block_m=64, block_n=64,
+                     dtype=dtype)
+    _, trace = ring_local.run_config(cfg, timeout=300)
+    want = "nccl" if torch.cuda.device_count() >= 4 else "gloo"
+    assert trace.transport.startswith(want) and "compiled" in trace.device, (trace.transport, trace.device)
+    assert trace.max_abs_err <= ring_verify.bound(cfg) * max(1.0, float(np.abs(trace.ref_out).max()))
+    _check_plan(trace)
+
+
+@pytest.mark.gpu
+def test_nccl_one_rank_per_gpu():
+    import torch.cuda
+
+    n = min(torch.cuda.device_count(), 8)
+    if n < 2:
+        pytest.skip("NCCL ring needs two GPUs or more (one rank per GPU)")
+    cfg = RingConfig(seq_len=2 * n * 512, head_dim=128, world_size=n, causal=True, layout="zigzag", block_m=64,
+                     block_n=64, dtype="float16")  # chunks of 512 rows
+    _, trace = ring_local.run_config(cfg, timeout=300)
+    assert trace.transport.startswith(f"nccl · {n} processes") and "one GPU per rank" in trace.transport
+    assert trace.max_abs_err <= ring_verify.bound(cfg) * max(1.0, float(np.abs(trace.ref_out).max()))
+    _check_plan(trace)
 
 
 # ---------------------------------------------------------------- torchrun, the shipped scenes

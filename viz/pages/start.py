@@ -1,12 +1,12 @@
 """Start: what this app is, and the story of the source documents in order, each chapter a link
-to the page (and the GPU-recorded scene) that tells it."""
+to the page (and the recorded scene) that tells it."""
 import streamlit as st
 
 from kernels import backend, scenes
 from viz.controls import plain
 
-ATTN, SOFTMAX, BWD, ORDERS, BENCH = ("viz/pages/attention.py", "viz/pages/softmax.py", "viz/pages/backward.py",
-                                     "viz/pages/orders.py", "viz/pages/benchmarks.py")
+ATTN, SOFTMAX, BWD, ORDERS, BENCH, RING = ("viz/pages/attention.py", "viz/pages/softmax.py", "viz/pages/backward.py",
+                                           "viz/pages/orders.py", "viz/pages/benchmarks.py", "viz/pages/ring.py")
 # (chapter, what it shows, page, scene names in the order a talk takes them)
 STORY = (
     ("1 · Softmax three ways", "Naive softmax overflows; safe softmax reads the row three times; online softmax "
@@ -20,9 +20,12 @@ STORY = (
      "what each keeps on chip, and what each sends back to memory.", ORDERS, ("fa1-order",)),
     ("5 · Merging partial states", "Split-KV: each program's (m, ℓ, O) over part of the keys, merged; the "
      "merge of flash-decoding and of attention across GPUs.", ATTN, ("split-kv",)),
-    ("6 · The backward", "dS = P ∘ (dP − D): the softmax Jacobian never built, one kv-block's program at a time.",
+    ("6 · Beyond one GPU", "Ring attention: each rank keeps a shard of Q while the K/V shards go round the "
+     "ring, and merges the kernel's partial states as split-KV does (recorded on CPU: four gloo processes).", RING,
+     ("ring-zigzag", "ring-contiguous")),
+    ("7 · The backward", "dS = P ∘ (dP − D): the softmax Jacobian never built, one kv-block's program at a time.",
      BWD, ("backward",)),
-    ("7 · How fast", "The same kernel against PyTorch's FlashAttention-2 and cuDNN, measured on the H200.",
+    ("8 · How fast", "The same kernel against PyTorch's FlashAttention-2 and cuDNN, measured on the H200.",
      BENCH, ()),
 )
 
@@ -38,8 +41,11 @@ except ValueError as e:
     shipped, recorded = [], {}
 by_name = {s.name: s for s in shipped}
 if recorded:
+    elsewhere = [s.name for s in shipped if s.recorded]  # scenes that say what recorded them
     st.caption(plain(f"Scenes recorded on {recorded.get('gpu')} (torch {recorded.get('torch')}, triton "
-                     f"{recorded.get('triton')}, {recorded.get('date', '')[:10]}).") + " Keys on every stepping page: ← → "
+                     f"{recorded.get('triton')}, {recorded.get('date', '')[:10]})"
+                     + (f", except {', '.join(elsewhere)}: each says where it was recorded." if elsewhere else "."))
+               + " Keys on every stepping page: ← → "
                "(or a clicker's PgUp / PgDn) step, Space plays, P switches to presenter view.")
 left, right = st.columns(2, gap="large")
 for k, (title, what, page, names) in enumerate(STORY):
