@@ -260,6 +260,10 @@ def main(argv=None) -> int:
     from kernels import inputs, trace_io
 
     a = _args(argv)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        print("kernels.ring runs on torchrun's ranks: torchrun --nproc_per_node=P -m kernels.ring ... (on one "
+              "machine without torchrun: python -m kernels.ring_local)", file=sys.stderr)
+        return 2
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local, per_host = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", world))
     cfg = RingConfig(seq_len=a.seq_len, head_dim=a.head_dim, world_size=world, causal=a.causal,

@@ -1,6 +1,8 @@
-"""Ring attention on one machine: P processes (torch.multiprocessing, spawned), one rank each, over
-gloo on CPU (the kernel in Triton's interpreter), NCCL when every rank has a GPU, gloo between
-ranks that share one. `run_local(q, k, v, world_size=P, causal=...) -> (out, trace)`.
+"""Ring attention on one machine: P processes, one rank each (torch.multiprocessing's forkserver
+start method: a fresh server process imports torch once, never CUDA, and each rank forks from it,
+as safe as spawn and seconds faster), over gloo on CPU (the kernel in Triton's interpreter), NCCL
+when every rank has a GPU, gloo between ranks that share one. They meet at a free TCP port of
+127.0.0.1. `run_local(q, k, v, world_size=P, causal=...) -> (out, trace)`.
 
 `LocalRing(P)` starts the ranks once (one process group) and runs several ring attentions on
 them; run_local starts one for a single run. A rank that fails is named, never waited on forever:
