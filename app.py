@@ -18,6 +18,7 @@ page = st.navigation([
     st.Page("viz/pages/softmax.py", title="Softmax: naive, safe, online", icon=":material/functions:",
             url_path="softmax"),
     st.Page("viz/pages/backward.py", title="Backward", icon=":material/undo:", url_path="backward"),
+    st.Page("viz/pages/ring.py", title="Ring attention", icon=":material/cycle:", url_path="ring"),
     st.Page("viz/pages/benchmarks.py", title="Benchmarks", icon=":material/speed:", url_path="benchmarks"),
     st.Page("viz/pages/console.py", title="Speaker console", icon=":material/co_present:", url_path="console"),
 ])

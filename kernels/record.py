@@ -150,6 +150,8 @@ def record(directory: Path, names=None) -> dict:
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     if names:  # some scenes again: the others stay, if the same GPU and versions recorded them
         recorded, entries = _merged(directory, recorded, entries)
+    else:  # scenes another recorder wrote (each says what recorded it: the ring's) stay
+        entries += _own_label(directory)
     manifest = {"recorded": recorded, "scenes": entries}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return {"manifest": manifest, "max_errors": errors}
@@ -160,7 +162,7 @@ def _entry(name: str) -> dict:
     for n, title, narration, page, step, follow, row, _, _ in SCENES:
         if n == name:
             entry = Scene(name, title, narration, page, step, follow, row, f"{name}.npz", WORDS.get(name, {})).__dict__
-            return {k: v for k, v in entry.items() if k != "words" or v}
+            return {k: v for k, v in entry.items() if k not in ("words", "recorded") or v}
     raise ValueError(f"no scene named {name!r}")
 
 
@@ -178,6 +180,12 @@ def retext(directory: Path) -> dict:
     if notes:
         raise ValueError("; ".join(notes))
     return manifest
+
+
+def _own_label(directory: Path) -> list:
+    """The manifest's entries that carry their own `recorded` line (kernels/ring_local.py's scenes)."""
+    path = directory / "manifest.json"
+    return [e for e in json.loads(path.read_text())["scenes"] if "recorded" in e] if path.exists() else []
 
 
 def _merged(directory: Path, recorded: dict, entries: list) -> tuple[dict, list]:

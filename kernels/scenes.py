@@ -2,7 +2,8 @@
 
 A scene is one trace file (kernels/trace_io.py format) plus what a speaker needs to open it: a
 title, a one-line narration, the page and the step it opens at, the block or row it follows. The
-manifest says which GPU, torch, triton and date recorded them (kernels/record.py writes it).
+manifest says which GPU, torch, triton and date recorded them (kernels/record.py writes it); a
+scene recorded by something else says so itself (`recorded`: the ring scenes, kernels/ring_local.py).
 Loading needs no triton: a laptop without a GPU replays them. The manifest is checked like a
 trace file: unknown pages, names or files outside scenes/ are refused with a ValueError.
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from kernels import limits
 
 SCENES_DIR = Path(__file__).resolve().parents[1] / "scenes"
-PAGES = ("attention", "backward", "softmax")
+PAGES = ("attention", "backward", "softmax", "ring")
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 MAX_MANIFEST_BYTES = 64 << 10
 # the facts a scene's words may name, per page (viz/words.py fills them from the trace at each step)
@@ -27,6 +28,7 @@ WORD_FACTS = {
     "softmax": {"pass", "chunk", "chunks", "lo", "hi", "length", "m_new", "d_new", "cmax", "m_old", "d_old", "factor",
                 "naive_bad", "safe_bad", "online_bad", "online_err"},
     "backward": {"kv", "q", "rows_lo", "rows_hi", "step", "steps", "row", "ds_max", "p_max", "dk_err", "D"},
+    "ring": set(),  # the ring page says its own numbers; its scenes carry no templates
 }
 
 
@@ -42,6 +44,7 @@ class Scene:
     file: str  # under scenes/
     # the speaker's words for some steps: {"N" (1-based) or "*": template naming WORD_FACTS in braces}
     words: dict = field(default_factory=dict, hash=False)
+    recorded: str = ""  # what recorded this scene when it is not the manifest's GPU (the CPU ring scenes)
 
 
 def _text(name: str, value, most: int) -> str:
@@ -119,9 +122,11 @@ def read_manifest_notes(directory: Path = SCENES_DIR) -> tuple[list[Scene], dict
 
 
 def _entry(entry, names: set, directory: Path) -> Scene:
-    needed = set(Scene.__dataclass_fields__) - {"words"}
-    if not isinstance(entry, dict) or not needed <= set(entry) <= needed | {"words"}:
-        raise ValueError(f"a scene must have exactly the fields {', '.join(sorted(needed))} (and words)")
+    optional = {"words", "recorded"}
+    required = set(Scene.__dataclass_fields__) - optional
+    if not isinstance(entry, dict) or not required <= set(entry) <= required | optional:
+        raise ValueError(f"a scene must have exactly the fields {', '.join(sorted(required))} (and may carry words "
+                         f"and say what recorded it)")
     name = entry["name"]
     if not isinstance(name, str) or not NAME.match(name) or name in names:
         raise ValueError(f"scene names are unique lowercase words with dashes, got {str(name)[:40]!r}")
@@ -135,7 +140,8 @@ def _entry(entry, names: set, directory: Path) -> Scene:
         step=limits.check_int(f"scene {name}: step", entry["step"], 1, 1 << 20),
         follow=limits.check_int(f"scene {name}: follow", entry["follow"], 0, 1 << 20),
         row=limits.check_int(f"scene {name}: row", entry["row"], 0, 1 << 20), file=entry["file"],
-        words=check_words(name, entry["page"], entry.get("words", {})))
+        words=check_words(name, entry["page"], entry.get("words", {})),
+        recorded=_text(f"{name}: recorded", entry["recorded"], 160) if "recorded" in entry else "")
 
 
 def order_pairs(shipped: list[Scene], config_of) -> dict[str, tuple]:

@@ -6,7 +6,8 @@ it, and the tables of docs/trace-contract.md are generated from it (`python -m k
 Shapes are written in the contract's symbols: N (seq_len: the keys), M (the rows of q: group x
 queries, N without GQA or decode), d (head_dim), Tq, Tk (q- and kv-blocks),
 bm, bn (block_m, block_n), n (blocks whose tiles a trace kept), S (kv_splits); for a softmax row
-L (its length), C (chunks), Sl (slices of the split-row kernel).
+L (its length), C (chunks), Sl (slices of the split-row kernel); for a ring trace P (ranks), Cr
+(chunks per rank), R (rows per rank), n (followed rows).
 
 Not for: the value checks of a file (trace_io.py) or the traces themselves (trace.py, ...).
 """

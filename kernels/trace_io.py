@@ -1,7 +1,7 @@
 """The trace file format: one owner for saving and loading every kind of trace as `.npz`.
 
 A trace file is a zip of `.npy` members (numpy's savez_compressed), no pickle: `format_version`,
-`kind` ("forward", "backward" or "softmax"), the config as `config_<field>` scalars, the counters as
+`kind` ("forward", "backward", "softmax" or "ring"), the config as `config_<field>` scalars, the counters as
 `counter_<key>` scalars, metadata (`device`, `seconds`, `sm_scale`, `do_seed`) and the arrays of the
 trace dataclass. A file can come from anyone, so `load` trusts nothing in it:
 1. the zip's directory: only known member names, no duplicates, no encryption, and declared sizes
@@ -23,7 +23,9 @@ import zipfile
 
 import numpy as np
 
-from kernels import limits, schema, trace_verify, traffic
+from kernels import limits, ring_plan, ring_trace, ring_verify, schema, trace_verify, traffic
+from kernels.ring_plan import RingConfig
+from kernels.ring_trace import RingTrace
 from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace
 from kernels.trace import AttentionTrace, TraceConfig
 from kernels.trace_backward import BackwardTrace
@@ -32,27 +34,30 @@ FORMAT_VERSION = 3  # 3: the masks' config (window, documents, group, q_len) and
 READ_VERSIONS = (2, 3)  # version 2 files (before the masks) still load: no masks, no tile kinds
 MAX_FILE_BYTES = 256 << 20  # inflated size of every member together, whatever the config says
 MAX_TEXT = 200  # characters of the device string
-KINDS = ("forward", "backward", "softmax")
+KINDS = ("forward", "backward", "softmax", "ring")
 SPLIT_PATHS = ("cooperative", "two launches")
 _CONFIG_TYPES = {"seq_len": "i", "head_dim": "i", "block_m": "i", "block_n": "i", "causal": "b", "dtype": "U",
                  "seed": "i", "scenario": "U", "loop_order": "U", "kv_splits": "i", "window_left": "i",
                  "window_right": "i", "documents": "i", "group": "i", "q_len": "i"}
 _MASK_FIELDS = ("window_left", "window_right", "documents", "group", "q_len")  # from version 3 on
 _SOFTMAX_CONFIG_TYPES = {"length": "i", "block": "i", "scenario": "U", "seed": "i"}
+_RING_CONFIG_TYPES = {"seq_len": "i", "head_dim": "i", "world_size": "i", "causal": "b", "layout": "U", "block_m": "i",
+                      "block_n": "i", "dtype": "U", "scenario": "U", "seed": "i"}
 
 
 # ---------------------------------------------------------------- save
 def kind_of(trace) -> str:
-    """"forward", "backward" or "softmax": the kind a trace object is saved as."""
-    kind = {AttentionTrace: "forward", BackwardTrace: "backward", SoftmaxTrace: "softmax"}.get(type(trace))
+    """"forward", "backward", "softmax" or "ring": the kind a trace object is saved as."""
+    kind = {AttentionTrace: "forward", BackwardTrace: "backward", SoftmaxTrace: "softmax",
+            RingTrace: "ring"}.get(type(trace))
     if kind is None:
-        raise ValueError(f"trace must be an AttentionTrace, a BackwardTrace or a SoftmaxTrace, got "
+        raise ValueError(f"trace must be an AttentionTrace, a BackwardTrace, a SoftmaxTrace or a RingTrace, got "
                          f"{type(trace).__name__}")
     return kind
 
 
 def save(trace, path) -> None:
-    """Write a forward, backward or softmax trace to `path` (a path or a binary file object)."""
+    """Write a forward, backward, softmax or ring trace to `path` (a path or a binary file object)."""
     kind = kind_of(trace)
     # a forward trace read from a version 2 file has no tile kinds: it is written back as version 2
     version = 2 if kind == "forward" and trace.tile_kind is None else FORMAT_VERSION
@@ -60,6 +65,9 @@ def save(trace, path) -> None:
                "device": np.asarray(trace.device), "seconds": np.asarray(trace.seconds, dtype=np.float64)}
     if kind == "softmax":
         np.savez_compressed(path, **members, **_softmax_members(trace))
+        return
+    if kind == "ring":
+        np.savez_compressed(path, **members, **_ring_members(trace))
         return
     members["sm_scale"] = np.asarray(trace.sm_scale, dtype=np.float64)
     for f in _config_types(version):
@@ -82,6 +90,20 @@ def _softmax_members(trace: SoftmaxTrace) -> dict:
     for name, (_, dtype) in _softmax_schema(trace.config).items():
         out[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
     return out
+
+
+def _ring_members(trace: RingTrace) -> dict:
+    out = {f"config_{name}": np.asarray(value, dtype=np.int64 if _RING_CONFIG_TYPES[name] == "i" else None)
+           for name, value in trace.config.fields()}
+    out.update(sm_scale=np.asarray(trace.sm_scale, dtype=np.float64), transport=np.asarray(trace.transport))
+    for name, (_, dtype) in _ring_schema(trace.config, len(trace.rows)).items():
+        out[name] = np.ascontiguousarray(getattr(trace, name), dtype=dtype)
+    return out
+
+
+def _ring_schema(c: RingConfig, n_rows: int) -> dict:
+    """{array member: (shape, dtype)} of a ring trace of this config following n_rows rows (RingTrace)."""
+    return schema.shapes(RingTrace, ring_trace.dims(c, n_rows), set())
 
 
 def _softmax_schema(c: SoftmaxConfig) -> dict:
@@ -246,7 +268,7 @@ def _directory_bounds(source, name: str) -> None:
 
 
 def load(source, name: str | None = None):
-    """A forward, backward or softmax trace from a path or a binary file object, checked as the
+    """A forward, backward, softmax or ring trace from a path or a binary file object, checked as the
     module docstring says and then for meaning (kernels/trace_verify.py), its float64 references
     recomputed from its inputs. ValueError, naming `name` (default: the file's name), for anything else."""
     name = _short(name or str(getattr(source, "name", source)))
@@ -288,6 +310,8 @@ def _load(r: _Reader):
         raise ValueError(f"{r.name}: kind must be one of {', '.join(KINDS)}, got {_short(kind, 20)!r}")
     if kind == "softmax":
         return _load_softmax(r)
+    if kind == "ring":
+        return _load_ring(r)
     config_types = _config_types(version)
     values = {f: r.scalar(f"config_{f}", t) for f, t in config_types.items()}
     values.update({f.name: f.default for f in dataclasses.fields(TraceConfig) if f.name not in values})  # version 2
@@ -356,6 +380,38 @@ def _load_softmax(r: _Reader) -> SoftmaxTrace:
     return trace_verify.softmax(r.name, trace)
 
 
+def _load_ring(r: _Reader) -> RingTrace:
+    values = {f: r.scalar(f"config_{f}", t) for f, t in _RING_CONFIG_TYPES.items()}
+    try:
+        cfg = RingConfig.recorded(**values)
+    except ValueError as e:
+        raise ValueError(f"{r.name}: its config is not one the ring runs: {e}") from None
+    if "rows" not in r.info:
+        raise ValueError(f"{r.name} is not a complete trace file: it has no rows")
+    _, shape, _ = r.header("rows")
+    most = min(cfg.seq_len, ring_plan.MAX_FOLLOWED)
+    if len(shape) != 1 or not 1 <= shape[0] <= most:
+        raise ValueError(f"{r.name}: rows must list 1 to {most} rows, got shape {shape}")
+    schema = _ring_schema(cfg, shape[0])
+    scalars = {"format_version": "i", "kind": "U", "device": "U", "transport": "U", "seconds": "f", "sm_scale": "f"}
+    recomputed = {m for m in schema if m in RECOMPUTED}
+    _check_members(r, "ring", set(schema) | set(scalars) | {f"config_{f}" for f in _RING_CONFIG_TYPES},
+                   optional=recomputed)
+    need = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(t).itemsize for s, t in schema.values())
+    if need > MAX_FILE_BYTES:
+        raise ValueError(f"{r.name}: a ring trace of this config takes {need >> 20} MiB (limit {MAX_FILE_BYTES >> 20} MiB)")
+    meta = {m: r.scalar(m, t) for m, t in scalars.items()}
+    _check_meta(r.name, cfg, meta)
+    if not meta["transport"].isprintable():
+        raise ValueError(f"{r.name}: transport must be printable text")
+    a = {m: r.array(m, t, s) for m, (s, t) in schema.items() if m not in RECOMPUTED}
+    for m in recomputed & set(r.info):
+        r.check(m, *schema[m][::-1])
+    trace = RingTrace(config=cfg, **a, **_placeholders(schema), sm_scale=meta["sm_scale"], device=meta["device"],
+                      transport=meta["transport"], seconds=meta["seconds"])
+    return ring_verify.verify(r.name, trace)
+
+
 # ---------------------------------------------------------------- values
 def _check_members(r: _Reader, kind: str, expected: set, optional: set = frozenset()) -> None:
     """The file holds exactly the members of its kind's contract (`optional` may be absent), before
@@ -389,7 +445,7 @@ def _check_meta(name: str, cfg: TraceConfig, meta: dict) -> None:
 
 
 # ---------------------------------------------------------------- the contract's docs
-CLASSES = {"forward": AttentionTrace, "backward": BackwardTrace, "softmax": SoftmaxTrace}
+CLASSES = {"forward": AttentionTrace, "backward": BackwardTrace, "softmax": SoftmaxTrace, "ring": RingTrace}
 
 
 def docs_main(argv) -> int:

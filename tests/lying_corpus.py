@@ -4,7 +4,7 @@ inputs. Each one changes a few numbers the way a careless or hostile visitor mig
 page would draw them as "the kernel's numbers" if the loader only checked shapes.
 
 `lies(files)` -> [(name, bytes)], from good files {kind: bytes} (forward, fa1, split, backward,
-softmax), each a lie that kernels/trace_verify.py must refuse.
+softmax, and ring when given), each a lie that kernels/trace_verify.py (ring_verify.py) must refuse.
 """
 import io
 
@@ -98,6 +98,48 @@ def _softmax_lies(x: dict) -> list:
     return out
 
 
+def _ring_lies(r: dict) -> list:
+    """A ring trace (kernels/ring_trace.py) changed where a careless or hostile visitor would: its
+    numbers, its plan (whose shard, which pairs, the counters), its config, its text."""
+    rng = np.random.default_rng(13)
+    out = []
+    for member in ("q", "k", "v", "out", "lse", "part_m", "part_l", "merged_m", "merged_l", "part_o", "merged_o"):
+        for where, rel in (("one", 0.01), ("last", 2e-3), ("all", 0.02)):
+            out.append((f"ring-{member}-{where}-{rel}", _edit(r, **{member: _nudge(r[member], rel, where, rng)})))
+    skip = r["part_m"] == -np.inf
+    out.append(("ring-skipped-pair-computed", _edit(r, part_m=np.where(skip, 0.0, r["part_m"]).astype(np.float32),
+                                                    part_l=np.where(skip, 1.0, r["part_l"]).astype(np.float32))))
+    out.append(("ring-computed-pair-skipped", _edit(r, part_m=np.where(skip, r["part_m"], -np.inf).astype(np.float32))))
+    part_o = r["part_o"].copy()
+    part_o[part_o == 0] = 0.5
+    out.append(("ring-skipped-o-nonzero", _edit(r, part_o=part_o)))
+    out.append(("ring-held-rolled", _edit(r, held=np.roll(r["held"], 1, axis=1))))
+    out.append(("ring-ranks-swapped", _edit(r, **{m: r[m][[1, 0, *range(2, len(r[m]))]] for m in (
+        "part_m", "part_l", "merged_m", "merged_l")})))
+    out.append(("ring-kinds-no-skip", _edit(r, kinds=np.where(r["kinds"] == 0, 1, r["kinds"]).astype(np.int32))))
+    out.append(("ring-k-loads-plus-one", _edit(r, k_loads=r["k_loads"] + 1)))
+    out.append(("ring-nothing-sent", _edit(r, sent_bytes=np.zeros_like(r["sent_bytes"]))))
+    out.append(("ring-rows-reversed", _edit(r, rows=r["rows"][::-1].copy())))
+    out.append(("ring-seconds-negative", _edit(r, compute_seconds=-r["compute_seconds"])))
+    out.append(("ring-wait-nan", _edit(r, wait_seconds=np.full_like(r["wait_seconds"], np.nan))))
+    out.append(("ring-merged-shifted", _edit(r, merged_m=(r["merged_m"] + np.float32(1e8)).astype(np.float32),
+                                             part_m=(r["part_m"] + np.float32(1e8)).astype(np.float32))))
+    noise = (r["out"] + rng.standard_normal(r["out"].shape).astype(np.float32)).astype(np.float32)
+    out.append(("ring-out-and-ref-the-same-noise", _edit(r, out=noise, ref_out=noise.astype(np.float64))))
+    out.append(("ring-causal-flipped", _edit(r, config_causal=np.asarray(not bool(r["config_causal"])))))
+    out.append(("ring-seed-changed", _edit(r, config_seed=np.asarray(int(r["config_seed"]) + 1))))
+    out.append(("ring-scenario-changed", _edit(r, config_scenario=np.asarray("large"))))
+    out.append(("ring-world-size-2", _edit(r, config_world_size=np.asarray(2, dtype=np.int64))))
+    out.append(("ring-layout-flipped", _edit(r, config_layout=np.asarray("contiguous"))))
+    out.append(("ring-seq-len-does-not-fit", _edit(r, config_seq_len=np.asarray(int(r["config_seq_len"]) + 1))))
+    out.append(("ring-sm-scale", _edit(r, sm_scale=np.asarray(float(r["sm_scale"]) * 1.1))))
+    out.append(("ring-transport-not-text", _edit(r, transport=np.asarray("gloo\x00\x1b[31m"))))
+    out.append(("ring-rows-too-many", _edit(r, rows=np.arange(int(r["config_seq_len"]) + 1, dtype=np.int64))))
+    out.append(("ring-part-m-float64", _edit(r, part_m=r["part_m"].astype(np.float64))))
+    out.append(("ring-missing-kinds", npz({k: v for k, v in r.items() if k != "kinds"})))
+    return out
+
+
 def lies(files: dict) -> list[tuple[str, bytes]]:
     out = []
     for tag in ("forward", "fa1"):
@@ -105,6 +147,8 @@ def lies(files: dict) -> list[tuple[str, bytes]]:
     out += _split_lies(members(files["split"]))
     out += _backward_lies(members(files["backward"]))
     out += _softmax_lies(members(files["softmax"]))
+    if "ring" in files:
+        out += _ring_lies(members(files["ring"]))
     return out
 
 

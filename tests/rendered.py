@@ -136,3 +136,57 @@ def check_out(tex: str) -> list[str]:
         if abs(o - r) > err * 1.05 + 2 * PRINTED * (abs(o) + abs(r)):
             bad.append(f"|out[{k}] - float64[{k}]| = {abs(o - r):.3g} is more than the shown max {err}")
     return bad
+
+
+def _lines(tex: str) -> list[str]:
+    return [x.strip() for x in tex.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}").split(r"\\[4pt]")]
+
+
+def check_ring_merge(tex: str) -> list[str]:
+    """viz/figures/ring.merge_tex: M = the max of the shown m's; each exponent m - M; L = the sum of
+    the shown l e^(m - M); each weight l e^(m - M) / L; O[0] = the weighted sum of the shown O[0]'s,
+    and the O vector's first entry is O[0]; all to the rounding of the printed numbers."""
+    lines, bad = _lines(tex), []
+    mm = re.search(r"= \\max\(([^()]*)\) = \\mathbf\{" + NUM + r"\}", lines[0])
+    if not mm:
+        return [f"no max line in {lines[0]!r}"]
+    ms, big_m = [num(x) for x in mm[1].split(",")], num(mm[2])
+    if not _close(big_m, max(ms), 0.0):
+        bad.append(f"M = max({ms}) shown {big_m}")
+    terms = re.findall(NUM + r"\\,e\^\{" + NUM + r"\}", lines[1])
+    big_l = num(re.search(r"= \\mathbf\{" + NUM + r"\}$", lines[1])[1])
+    ls, xs = [num(a) for a, _ in terms], [num(b) for _, b in terms]
+    if len(terms) != len(ms):
+        return bad + [f"{len(ms)} maxima but {len(terms)} terms in {lines[1]!r}"]
+    for x, m in zip(xs, ms, strict=True):
+        if abs(x - (m - big_m)) > 2 * PRINTED * (abs(m) + abs(big_m) + abs(x)) + 1e-9:
+            bad.append(f"exponent {x} is not m - M = {m} - {big_m}")
+    parts = [lv * math.exp(x) for lv, x in zip(ls, xs, strict=True)]
+    if not _close(big_l, sum(parts), sum(abs(p) * (1 + abs(x)) for p, x in zip(parts, xs, strict=True))):
+        bad.append(f"L = {sum(parts):.6g} from the shown terms, shown {big_l}")
+    ow = re.findall(NUM + r" \\cdot \(?" + NUM + r"\)?", lines[2])
+    o0 = num(re.search(r"= \\mathbf\{" + NUM + r"\}$", lines[2])[1])
+    if len(ow) != len(ms):
+        return bad + [f"{len(ms)} parts but {len(ow)} weighted O's in {lines[2]!r}"]
+    for (w, _), p, x in zip(ow, parts, xs, strict=True):
+        if not _close(num(w), p / big_l, abs(p / big_l) * (3 + abs(x))):
+            bad.append(f"weight {num(w)} is not l e^(m - M) / L = {p / big_l:.6g}")
+    want = sum(num(w) * num(o) for w, o in ow)
+    if not _close(o0, want, sum(abs(num(w) * num(o)) for w, o in ow)):
+        bad.append(f"O[0] = {want:.6g} from the shown weights and O's, shown {o0}")
+    first = vec(lines[3].removeprefix("O &= "))[0]
+    if first != o0:
+        bad.append(f"O's first entry {first} is not the O[0] above, {o0}")
+    return bad
+
+
+def check_ring_final(tex: str) -> list[str]:
+    """viz/figures/ring.final_tex: lse = M + log L with the printed M and L."""
+    lines = _lines(tex)
+    a = re.search(r"= " + NUM + r" \+ \\log \(?" + NUM + r"\)?$", lines[0])
+    lse = num(re.search(r"&= \\mathbf\{" + NUM + r"\}", lines[1])[1])
+    if not a:
+        return [f"no lse line in {lines[0]!r}"]
+    m, l = num(a[1]), num(a[2])
+    want = m + math.log(l)
+    return [] if _close(lse, want, abs(m) + 1) else [f"lse = {m} + log {l} = {want:.6g}, shown {lse}"]

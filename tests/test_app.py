@@ -24,7 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PAGES = {"attention": "viz/pages/attention.py", "orders": "viz/pages/orders.py", "softmax": "viz/pages/softmax.py",
-         "backward": "viz/pages/backward.py", "benchmarks": "viz/pages/benchmarks.py", "start": "viz/pages/start.py"}
+         "backward": "viz/pages/backward.py", "benchmarks": "viz/pages/benchmarks.py", "start": "viz/pages/start.py",
+         "ring": "viz/pages/ring.py"}
 TIMEOUT = 180
 # the CPU defaults, pinned so that the tests read the same on a GPU machine (whose defaults are larger)
 SMALL = ATTENTION.keyed(seq_len=256, head_dim=64, block_m=64, block_n=64, follow=3, dtype="float32")
@@ -112,7 +113,7 @@ def test_apply_presses():
 def test_every_page_renders(page):
     at = _app(page)
     _ok(at)
-    if page in ("attention", "orders", "softmax", "backward"):
+    if page in ("attention", "orders", "softmax", "backward", "ring"):
         k, n = _step(at)
         assert k == 1 and n >= 2
         assert at.get("bidi_component"), "no stepper"
@@ -376,12 +377,14 @@ def test_invalid_url_parameters_are_a_message(query, words):
 # ---------------------------------------------------------------- scenes and files
 @pytest.mark.parametrize("scene", SHIPPED, ids=lambda s: s.name)
 def test_every_scene_replays(scene):
-    page = {"attention": "attention", "backward": "backward", "softmax": "softmax"}[scene.page]
-    at = _app(page, query={"scene": scene.name})
+    at = _app(scene.page, query={"scene": scene.name})
     _ok(at)
     assert _step(at)[0] == scene.step
-    assert "NVIDIA H200" in " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.sidebar.info) \
-        or scene.page == "softmax"
+    shown = _shown(" ".join(c.value for c in at.caption) + " ".join(i.value for i in at.sidebar.info))
+    if scene.recorded:  # recorded elsewhere than the manifest's GPU (the ring scenes, on CPU): said so
+        assert f"Recorded on {scene.recorded}" in shown, shown
+    else:
+        assert "NVIDIA H200" in shown or scene.page == "softmax"
 
 
 def test_load_a_recorded_trace(tmp_path):

@@ -31,6 +31,7 @@ PAGES = {
     "softmax": ("/softmax?scene=softmax-rescales", None, "Step 5 of 24", 5, 2),
     "backward": ("/backward?scene=backward", None, "Step 3 of 4", 8, 4),
     "benchmarks": ("/benchmarks", "Benchmarks: the kernel you step through, timed", None, 3, 1),
+    "ring": ("/ring?scene=ring-zigzag", None, "Step 2 of 4", 3, 2),
 }
 
 
@@ -196,6 +197,32 @@ def test_presenter_view_fits_one_screen(server, page, tmp_path):
     assert b.query(page).get("present") == "1", page.url
     problems += _presenter_fits(page, "live 200, 64x32")
     b.shot(page, tmp_path, "attention_presenter_live")
+    assert not problems, "\n".join(problems)
+
+
+def test_ring_presenter_view_fits_one_screen(server, page, tmp_path):
+    """The Ring attention page at 1280 x 720 in presenter view, at its first and last step (the last
+    adds lse and the check against float64): the lanes, the chunk pairs and the merge on one screen,
+    the equations never wider than their column."""
+    problems = []
+    for scene in ("ring-zigzag", "ring-contiguous"):
+        for step in (1, 4):
+            b.open_page(page, f"{server}/ring?scene={scene}&step={step}&present=1")
+            b.no_errors(page)
+            b.wait_charts(page, 2)
+            b.idle(page)
+            what = f"{scene} step {step}"
+            if _sidebar_visible(page):
+                problems.append(f"{what}: the sidebar is visible in presenter view")
+            for key in ("ring-lanes", "ring-pairs", "ring-eq"):
+                box = page.locator(f".st-key-{key}").first.bounding_box()
+                if box is None or not b.fully_inside(box):
+                    problems.append(f"{what}: .st-key-{key} is not inside 1280 x 720: {box}")
+            cut = page.locator("[data-testid='stMain'] .katex-display").evaluate_all(
+                "els => els.filter(e => e.scrollWidth > e.clientWidth + 4).map(e => [e.scrollWidth, e.clientWidth])")
+            if cut:
+                problems.append(f"{what}: equations wider than their column (scrollWidth, clientWidth): {cut}")
+            b.shot(page, tmp_path, f"ring_presenter_{scene}_{step}")
     assert not problems, "\n".join(problems)
 
 

@@ -78,7 +78,7 @@ def test_trace_contract_docs_are_the_trace_classes_own():
 
 def test_session_keys_come_from_the_specs():
     """Pages and tests name their session keys through their PageSpec (viz/specs.py), never as literals."""
-    literal = re.compile(r"[\"'](attn|bwd|sm|ord)\.[a-z_]")
+    literal = re.compile(r"[\"'](attn|bwd|sm|ord|ring)\.[a-z_]")
     for path in [*sorted((ROOT / "viz").rglob("*.py")), *sorted((ROOT / "tests").glob("test_*.py"))]:
         hits = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if literal.search(line)]
         assert not hits, f"{path.relative_to(ROOT)} lines {hits[:5]}: a session key as a literal; use SPEC.key(name)"

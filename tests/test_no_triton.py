@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent('''
     assert not backend.HAVE_TRITON
     PAGES = {"start": "viz/pages/start.py", "attention": "viz/pages/attention.py", "orders": "viz/pages/orders.py",
              "softmax": "viz/pages/softmax.py", "backward": "viz/pages/backward.py",
-             "benchmarks": "viz/pages/benchmarks.py"}
+             "benchmarks": "viz/pages/benchmarks.py", "ring": "viz/pages/ring.py"}
     def run(page, query=None, upload=None):
         at = AppTest.from_file("app.py", default_timeout=180)
         at.switch_page(PAGES[page])
@@ -61,11 +61,11 @@ def results():
 
 
 def test_every_page_opens_without_triton(results):
-    for page in ("start", "attention", "orders", "softmax", "backward", "benchmarks"):
+    for page in ("start", "attention", "orders", "softmax", "backward", "benchmarks", "ring"):
         r = results[page]
         assert not r["exceptions"], (page, r["exceptions"])
         assert not r["errors"], (page, r["errors"])
-    for page in ("attention", "softmax", "backward"):
+    for page in ("attention", "softmax", "backward", "ring"):
         assert results[page]["label"] and results[page]["label"].startswith("Step "), page
         assert results[page]["charts"] >= 3, page
         assert "Triton is not installed here" in results[page]["text"], f"{page}: the live controls must say why"
@@ -73,7 +73,7 @@ def test_every_page_opens_without_triton(results):
 
 def test_every_scene_replays_without_triton(results):
     scenes = {k: v for k, v in results.items() if k.startswith("scene:")}
-    assert len(scenes) >= 12
+    assert len(scenes) >= 14 and any(k.startswith("scene:ring") for k in scenes)
     for name, r in scenes.items():
         assert not r["exceptions"] and not r["errors"], (name, r["exceptions"], r["errors"])
         assert r["label"] and r["label"].startswith("Step "), name

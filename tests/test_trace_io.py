@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from kernels import trace_io
+from kernels.ring_trace import RingTrace
 from kernels.trace import AttentionTrace, TraceConfig, capture_trace
 from kernels.trace_backward import BackwardTrace, capture_backward_trace
 from tests.trace_corpus import corpus
@@ -51,8 +52,19 @@ def test_round_trip(good, kind, tmp_path):
     _same(good[kind], trace_io.load(io.BytesIO(trace_io.to_bytes(good[kind])), "x.npz"))
 
 
+def test_a_ring_trace_round_trips():
+    trace = trace_io.load(ROOT / "scenes" / "ring-contiguous.npz")
+    assert isinstance(trace, RingTrace)
+    back = trace_io.load(io.BytesIO(trace_io.to_bytes(trace)), "back.npz")
+    assert back.config == trace.config and back.transport == trace.transport
+    for name in trace.__dataclass_fields__:
+        if isinstance(getattr(trace, name), np.ndarray):
+            assert np.array_equal(getattr(back, name), getattr(trace, name)), name
+
+
 def test_save_refuses_other_objects():
-    with pytest.raises(ValueError, match="trace must be an AttentionTrace, a BackwardTrace or a SoftmaxTrace, got dict"):
+    with pytest.raises(ValueError, match="trace must be an AttentionTrace, a BackwardTrace, a SoftmaxTrace or a "
+                                         "RingTrace, got dict"):
         trace_io.save({}, io.BytesIO())
 
 
@@ -102,6 +114,7 @@ def lying(good):
 
     files = {k: trace_io.to_bytes(good[k]) for k in ("forward", "fa1", "split", "backward")}
     files["softmax"] = trace_io.to_bytes(capture_softmax(SoftmaxConfig(length=40, block=16, scenario="increasing")))
+    files["ring"] = (ROOT / "scenes" / "ring-zigzag.npz").read_bytes()  # recorded by 4 gloo ranks
     return lies(files)
 
 

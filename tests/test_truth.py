@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kernels import scenes, steps, truth
+from kernels import ring_verify, scenes, steps, truth
+from kernels.ring_trace import RingTrace, step_view
 from kernels.softmax_trace import SoftmaxConfig, SoftmaxTrace, capture_softmax
 from kernels.trace import AttentionTrace, TraceConfig, capture_trace
 from kernels.trace_backward import BackwardTrace, capture_backward_trace
@@ -71,6 +72,9 @@ def test_every_shipped_scene_holds(scene):
         bad = list(truth.forward_violations(trace, label=scene))
     elif isinstance(trace, BackwardTrace):
         bad = [c for c in truth.backward_checks(trace) if not c.ok]
+    elif isinstance(trace, RingTrace):
+        bad = [c for row in trace.rows for t in range(trace.config.world_size)
+               for c in ring_verify.step_checks(trace, step_view(trace, t, int(row))) if not c.ok]
     else:
         bad = [c for c in truth.softmax_checks(trace) if not c.ok]
     assert not bad, f"{scene}: {len(bad)} equations do not hold, e.g. " + "; ".join(map(str, bad[:3]))

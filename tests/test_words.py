@@ -152,6 +152,23 @@ def test_scenes_open_with_next_enabled():
             n = steps.step_count(trace, s.follow)
         elif s.page == "backward":
             n = len(steps.backward_steps(trace, s.follow))
+        elif s.page == "ring":
+            n = trace.config.world_size
         else:
             n = steps.softmax_step_count(trace.config.length, trace.config.block)
         assert 1 <= s.step < n, f"{s.name} opens at step {s.step} of {n}"
+
+
+@pytest.mark.parametrize("scene", [s for s in SHIPPED if s.page == "ring"], ids=lambda s: s.name)
+def test_ring_words_say_the_traces_numbers(scene):
+    from kernels import ring_trace
+
+    trace = scenes.load_scene(scene)
+    row = trace.nearest_row(scene.row)
+    for t in range(trace.config.world_size):
+        text = words.ring(trace, t, row)
+        view = ring_trace.step_view(trace, t, row)
+        assert f"holds rank {view.src}'s K/V shard" in text and f"M = {words.num(view.m)}, L = {words.num(view.l)}" in text
+        skipped, live = any(p.kind == 0 for p in view.parts), bool(view.live)
+        assert ("skips" in text or "nothing to compute" in text) == skipped, text
+        assert ("nothing to compute" in text) == (not live), text

@@ -52,10 +52,16 @@ def source_picker(prefix: str, page: str, on_change) -> scenes.Scene | None:
     key = f"{prefix}.source"
     if ss.get(key) not in names:
         ss[key] = names[0] if names else LIVE
+    own = sorted({s.recorded for s in mine if s.recorded})  # scenes that say what recorded them
+    if mine and all(s.recorded for s in mine):
+        help_text = plain("Traces recorded on " + "; ".join(own) + ", replayed here")
+    elif recorded:
+        help_text = plain(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "
+                          f"triton {recorded.get('triton', '?')} ({recorded.get('date', '?')[:10]}), replayed here")
+    else:
+        help_text = "No scenes ship with this copy of the app."
     st.selectbox("Scenes", names, key=key, format_func=titles.get, on_change=on_change, persist_state="session",
-                 help=(plain(f"Traces recorded on {recorded.get('gpu', 'a GPU')} with torch {recorded.get('torch', '?')}, "
-                             f"triton {recorded.get('triton', '?')} ({recorded.get('date', '?')[:10]}), replayed here")
-                       if recorded else "No scenes ship with this copy of the app."))
+                 help=help_text)
     if not live_possible():
         st.caption(NO_TRITON)
     return next((s for s in mine if s.name == ss[key]), None)
@@ -193,7 +199,9 @@ def plain(text: str) -> str:
 
 def scene_info(scene) -> None:
     """The chosen scene's title and narration, in the sidebar, as plain text."""
-    st.info(f"**{plain(scene.title)}**. {plain(scene.narration)}", icon=":material/movie:")
+    st.info(f"**{plain(scene.title)}**. {plain(scene.narration)}" + (f"  \nRecorded on {plain(scene.recorded)}."
+                                                                      if scene.recorded else ""),
+            icon=":material/movie:")
 
 
 def follow_q_block(spec, c, on_change) -> tuple[int, int]:

@@ -105,6 +105,19 @@ def _orders(t2, t1, w2, w1, k, dark) -> dict:
     return {"figs": figs, "eq": [orders.ON_CHIP["fa2"], orders.ON_CHIP["fa1"]], "note": "", "label": label}
 
 
+def _ring(trace, row, k, dark) -> dict:
+    from kernels import ring_trace
+    from viz.figures import ring as fr
+
+    view = ring_trace.step_view(trace, k, row)
+    figs = [_fig(fr.lanes_figure(trace, k, height=300), dark), _fig(fr.pairs_figure(trace, k, row, height=300), dark)]
+    c = trace.config
+    label = (f"<b>Step {k + 1} of {c.world_size}</b> · rank {view.rank} (row {row}) holds rank {view.src}'s K/V shard")
+    eq = [f"M = max(m<sub>old</sub>, m<sub>s</sub>) = <b>{html_num(view.m)}</b> · L = <b>{html_num(view.l)}</b> "
+          f"(float64 over the {len(view.keys)} keys seen: {html_num(view.m64)}, {html_num(view.l64)})"]
+    return {"figs": figs, "eq": eq, "note": "", "label": label}
+
+
 def slides(loader: script.Loader, dark: bool = False) -> list[dict]:
     """Every stop's every step: {"chapter", "title", "label", "figs" (plotly JSON), "eq" (HTML lines),
     "note" (HTML), "words", "kind"}."""
@@ -127,6 +140,8 @@ def slides(loader: script.Loader, dark: bool = False) -> list[dict]:
                 base.update(_backward(*s.data, k, dark))
             elif s.kind == "orders":
                 base.update(_orders(*s.data, k, dark))
+            elif s.kind == "ring":
+                base.update(_ring(*s.data, k, dark))
             elif s.kind == "bench":
                 recorded = results.recorded()
                 runs = fbench.ordered_runs(recorded)
@@ -162,14 +177,16 @@ table.ov td.bad {color: #C62828; font-weight: 700;}
 <script type="application/json" id="slides">SLIDES</script>
 <script>
 const S = JSON.parse(document.getElementById('slides').textContent);
+const LAST = Math.max(...S.map(x => x.chapter));
 let at = Math.max(0, Math.min(S.length - 1, parseInt((location.hash || '#1').slice(1)) - 1 || 0));
 const COLS = {attention: '1.25fr 1.5fr 1fr', softmax: '1.3fr 1fr', backward: '1.25fr 1fr 1.45fr', orders: '1fr 1fr',
+              ring: '1.2fr 1fr',
               bench: '1fr', card: '1fr', missing: '1fr'};
 function show() {
   const s = S[at];
   document.body.className = s.kind === 'card' ? 'card' : '';
   document.getElementById('deck').className = s.kind === 'card' ? 'card' : '';
-  document.getElementById('label').innerHTML = s.kind === 'card' ? 'Chapter ' + (s.chapter + 1) + ' of 7' : s.label;
+  document.getElementById('label').innerHTML = s.kind === 'card' ? 'Chapter ' + (s.chapter + 1) + ' of ' + (LAST + 1) : s.label;
   document.getElementById('where').innerHTML = s.title + ' · ' + (at + 1) + ' / ' + S.length;
   document.getElementById('ctitle').innerHTML = s.title.replace(/^\\d+ · /, '');
   document.getElementById('eq').innerHTML = s.eq.join('<br>');
@@ -190,7 +207,7 @@ function show() {
 }
 function go(k) { at = Math.max(0, Math.min(S.length - 1, k)); show(); }
 function chapter(d) {
-  const c = Math.max(0, Math.min(6, S[at].chapter + d));
+  const c = Math.max(0, Math.min(LAST, S[at].chapter + d));
   go(S.findIndex(s => s.chapter === c));
 }
 window.addEventListener('keydown', (e) => {

@@ -19,7 +19,8 @@ import streamlit as st
 
 from viz import controls, state, stepping, urlstate
 
-PAGE_OF_KIND = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax"}
+PAGE_OF_KIND = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax",
+                "ring": "Ring attention"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class PageSpec:
     prefix: str  # session keys are "{prefix}.{name}"
     page: str  # the URL path, and the `page` of the scenes this page replays
     title: str  # the heading shown above a message when there is no trace to draw
-    kind: str  # the trace kind a file must be: "forward", "backward" or "softmax"
+    kind: str  # the trace kind a file must be: "forward", "backward", "softmax" or "ring"
     config: dict  # URL parameter -> parser (viz/urlstate.py): the live config's fields
     positions: dict  # URL parameter -> session key name restored from the URL (the followed block, row)
     defaults: dict  # session key name -> its first value
@@ -215,8 +216,15 @@ def _callbacks(spec: PageSpec):
         data = f.getvalue()
         key = store.key(data)
         try:
-            if store.get(key, me) is None:  # the same file another visitor loaded is held once
+            held = store.get(key, me)
+            if held is None:  # the same file another visitor loaded is held once
                 store.put(key, state.load_trace(data, f.name, kind=spec.kind), me)
+            else:  # held for a page of another kind, maybe: this page replays only its own
+                try:
+                    state.check_kind(held, f.name, spec.kind)
+                except ValueError:
+                    store.release(key, me)
+                    raise
             ss[spec.key("loaded")] = {"name": f.name[:80], "key": key}
             ss[spec.key("load_error")] = None
             stepping.restart(spec.prefix)

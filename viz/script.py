@@ -54,7 +54,7 @@ class Script:
     steps: int
     opening: int  # 0-based: where the stop opens going forward
     say: Callable[[int], str]  # words at step k (0-based)
-    kind: str = "card"  # what draws it: "card", "bench", "attention", "softmax", "backward", "orders", "missing"
+    kind: str = "card"  # what draws it: "card", "bench", "attention", "softmax", "backward", "orders", "ring", "missing"
     data: tuple = ()  # what the drawing needs: (trace, walk, row), (fa2 trace, fa1 trace, walks), (run,)
 
 
@@ -103,6 +103,11 @@ def script(index: int, loader: Loader | None = None) -> Script:
         w2, w1 = fo.walk(t2), fo.walk(t1)
         return Script(f"{scene.title} + FA2", scene.narration, len(w2), 0,
                       lambda k: words.orders(t2, t1, k, w2, w1), "orders", (t2, t1, w2, w1))
+    if scene.page == "ring":
+        row = trace.nearest_row(scene.row)
+        n = trace.config.world_size
+        return Script(scene.title, scene.narration, n, min(scene.step - 1, n - 1), lambda k: words.ring(trace, k, row),
+                      "ring", (trace, row))
     if scene.page == "softmax":
         n = steps.softmax_step_count(trace.config.length, trace.config.block)
         return Script(scene.title, scene.narration, n, min(scene.step - 1, n - 1), lambda k: words.softmax(trace, k, scene),

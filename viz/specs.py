@@ -4,7 +4,7 @@ spec from here, and the tests read the same session keys through `SPEC.key(name)
 Not for: drawing (viz/pages/) or anything kernels/ computes.
 """
 from kernels import backend, softmax_trace
-from viz import controls, state, urlstate
+from viz import controls, ring_sections, state, urlstate
 from viz.page import PageSpec
 
 ATTENTION = PageSpec(
@@ -44,4 +44,12 @@ ORDERS = PageSpec(
     opening=lambda s: {}, config_widgets=lambda spec, on_change: controls.config_sidebar(spec.prefix, on_change),
     make_config=lambda spec: controls.config_from_state(spec.prefix), capture=None)
 
-STEPPING = (ATTENTION, BACKWARD, SOFTMAX, ORDERS)
+RING = PageSpec(
+    prefix="ring", page="ring", title="Ring attention: partial softmax states merged across ranks", kind="ring",
+    config=urlstate.RING, positions={"row": "row"},
+    defaults={**ring_sections.config_defaults(), "row": 100, "source": ring_sections.FIRST_SCENE},
+    opening=lambda s: {"row": s.row, "step": s.step - 1}, config_widgets=ring_sections.config_sidebar,
+    make_config=ring_sections.config_from_state, capture=lambda cfg, **follow: state.ring_capture(cfg.fields()),
+    capture_what=lambda cfg: f"Running ring attention on {cfg.world_size} local processes", config_label="Ring config")
+
+STEPPING = (ATTENTION, BACKWARD, SOFTMAX, ORDERS, RING)

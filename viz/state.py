@@ -142,8 +142,37 @@ def backward_trace_for(cfg: ktrace.TraceConfig, kv_block: int):
     return trace
 
 
+# ---------------------------------------------------------------- ring page
+RING_TIMEOUT = 300.0  # seconds a live ring may take, its processes' start included
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def ring_capture(fields: tuple):
+    """Ring attention on local processes for RingConfig(**fields), once per config: `python -m
+    kernels.ring_local` in a child process (it spawns the ranks; the server never forks), its trace
+    file read back through trace_io.load."""
+    from kernels.ring_plan import RingConfig
+
+    cfg = RingConfig(**dict(fields))
+    args = [a for name, value in cfg.fields() if name != "causal" for a in (f"--{name.replace('_', '-')}", str(value))]
+    with kernel_turn(f"ring attention on {cfg.world_size} local processes (N {cfg.seq_len})"), \
+            tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.npz")
+        proc = subprocess.run([sys.executable, "-m", "kernels.ring_local", *args, *(["--causal"] * cfg.causal),
+                               "--timeout", str(RING_TIMEOUT), "--out", path], cwd=ROOT, capture_output=True,
+                              text=True, timeout=RING_TIMEOUT + 60)
+        if proc.returncode != 0:
+            raise RuntimeError((proc.stderr.strip().splitlines() or ["the ring's processes failed"])[-1][:600])
+        return trace_io.load(path, "the ring's trace")
+
+
 def capture_seconds(cfg, kind: str) -> float:
-    """Rough time of one live capture of this kind ("forward", "backward", "softmax") on this backend."""
+    """Rough time of one live capture of this kind ("forward", "backward", "softmax", "ring") on this backend."""
+    if kind == "ring":
+        from kernels import limits
+
+        tiles = cfg.tiles() * (limits.CPU_SECONDS_PER_TILE if backend.INTERPRET else 0.0)
+        return 3.0 + 0.5 * cfg.world_size + tiles
     if kind == "backward":
         from kernels import trace_backward
 
@@ -199,15 +228,21 @@ def session_id() -> str:
 
 def load_trace(data: bytes, name: str, kind: str | None = None):
     """A trace from uploaded bytes (trace_io.load checks everything); kind: the kind this page
-    replays ("forward", "backward", "softmax"), refused with a message naming the right page."""
+    replays ("forward", "backward", "softmax", "ring"), refused with a message naming the right page."""
     import io
 
     trace = trace_io.load(io.BytesIO(data), name)
+    check_kind(trace, name, kind)
+    return trace
+
+
+def check_kind(trace, name: str, kind: str | None) -> None:
+    """ValueError naming the right page when `trace` is not of `kind` (None: any kind)."""
     got = trace_io.kind_of(trace)
     if kind is not None and got != kind:
-        page = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax"}[got]
+        page = {"forward": "FlashAttention tiles", "backward": "Backward", "softmax": "Softmax",
+                "ring": "Ring attention"}[got]
         raise ValueError(f"{name} is a {got} trace: open it on the {page} page (this page replays {kind} traces)")
-    return trace
 
 
 def dram_measurements() -> dict | None:

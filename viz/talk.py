@@ -1,6 +1,6 @@
 """The talk: the source documents' story as one sequence a speaker walks with a clicker.
 
-The story has seven chapters (STORY); each chapter is a title card on the start page, then its
+The story has eight chapters (STORY); each chapter is a title card on the start page, then its
 scenes, each on its page. `STOPS` is that sequence, card, scenes, next card, ... In talk mode
 (`talk=1` in the URL, set by the deck), a press past a scene's last step goes to the next stop and
 a press before its first step to the previous one; `]` / `[` (Shift + → / ←) jump to the next or
@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-ATTN, SOFTMAX, BWD, ORDERS, BENCH, START = ("viz/pages/attention.py", "viz/pages/softmax.py", "viz/pages/backward.py",
-                                            "viz/pages/orders.py", "viz/pages/benchmarks.py", "viz/pages/start.py")
-PATHS = {ATTN: "attention", SOFTMAX: "softmax", BWD: "backward", ORDERS: "orders", BENCH: "benchmarks", START: ""}
+ATTN, SOFTMAX, BWD, ORDERS, BENCH, START, RING = (
+    "viz/pages/attention.py", "viz/pages/softmax.py", "viz/pages/backward.py", "viz/pages/orders.py",
+    "viz/pages/benchmarks.py", "viz/pages/start.py", "viz/pages/ring.py")
+PATHS = {ATTN: "attention", SOFTMAX: "softmax", BWD: "backward", ORDERS: "orders", BENCH: "benchmarks", START: "",
+         RING: "ring"}
 # (chapter, its point, page, scene names in the order a talk takes them)
 STORY = (
     ("1 · Softmax three ways", "Naive softmax overflows; safe softmax reads the row three times; online softmax "
@@ -32,9 +34,12 @@ STORY = (
      "what each keeps on chip, and what each sends back to memory.", ORDERS, ("fa1-order",)),
     ("5 · Merging partial states", "Split-KV: each program's (m, ℓ, O) over part of the keys, merged; the "
      "merge of flash-decoding and of attention across GPUs.", ATTN, ("split-kv",)),
-    ("6 · The backward", "dS = P ∘ (dP − D): the softmax Jacobian never built, one kv-block's program at a time.",
+    ("6 · Beyond one GPU", "Ring attention: each rank keeps a shard of Q while the K/V shards go round the ring, and "
+     "merges the kernel's partial states as split-KV does (recorded on CPU: four gloo processes).", RING,
+     ("ring-zigzag", "ring-contiguous")),
+    ("7 · The backward", "dS = P ∘ (dP − D): the softmax Jacobian never built, one kv-block's program at a time.",
      BWD, ("backward",)),
-    ("7 · How fast", "The same kernel against PyTorch's FlashAttention-2 and cuDNN, measured on the H200.",
+    ("8 · How fast", "The same kernel against PyTorch's FlashAttention-2 and cuDNN, measured on the H200.",
      BENCH, ()),
 )
 

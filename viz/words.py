@@ -211,6 +211,27 @@ def orders(t2, t1, k: int, walk2, walk1, scene=None) -> str:
     return fill(text, f)
 
 
+# ---------------------------------------------------------------- ring attention
+def ring(trace, step: int, row: int) -> str:
+    """Ring step `step` for the followed row: whose shard its rank holds, what the kernel did with
+    it, the merged state after the step (and, at the last, how far out is from float64)."""
+    from kernels import ring_plan, ring_trace
+
+    view = ring_trace.step_view(trace, step, row)
+    c = trace.config
+    live, skipped = len(view.live), sum(p.kind == ring_plan.SKIPPED for p in view.parts)
+    what = (f"the kernel runs on {live} of its key chunks" + (f" and skips {skipped}, all in row {row}'s future"
+                                                                if skipped else "")
+            if live else f"every key chunk it holds is in row {row}'s future: nothing to compute")
+    text = (f"Ring step {step + 1} of {c.world_size}: rank {view.rank} holds rank {view.src}'s K/V shard; {what}. "
+            f"Merged as split-KV merges: M = {num(view.m)}, L = {num(view.l)} (float64 over the {len(view.keys)} keys "
+            f"seen: {num(view.m64)}, {num(view.l64)}).")
+    if step == c.world_size - 1:
+        err = float(np.max(np.abs(trace.out[row].astype(np.float64) - trace.ref_out[row])))
+        text += f" Every shard seen: out = O, {num(err, 2)} from float64."
+    return text
+
+
 # ---------------------------------------------------------------- a scene's own words
 def scene_template(scene, index: int) -> str | None:
     """The scene's own template for step `index` (0-based), or None: manifest words {"N": ..} (1-based) or "*"."""

@@ -62,8 +62,11 @@ def story() -> None:
                 f"naive, safe and online softmax. Kernels here: **{backend.describe()}**"
                 + ("" if backend.HAVE_TRITON else " — every scene below replays a trace a GPU recorded") + ".")
     if recorded:
+        elsewhere = [s.name for s in shipped if s.recorded]  # scenes that say what recorded them
         st.caption(plain(f"Scenes recorded on {recorded.get('gpu')} (torch {recorded.get('torch')}, triton "
-                         f"{recorded.get('triton')}, {recorded.get('date', '')[:10]}).") + " Keys on every stepping "
+                         f"{recorded.get('triton')}, {recorded.get('date', '')[:10]})"
+                         + (f", except {', '.join(elsewhere)}: each says where it was recorded." if elsewhere else "."))
+                   + " Keys on every stepping "
                    "page: ← → (or a clicker's PgUp / PgDn) step, Space plays, P presenter view; in a talk, ] / [ "
                    "jump between chapters.")
     b1, b2, b3 = st.columns([1, 1, 1.4])
@@ -85,7 +88,7 @@ def story() -> None:
                            icon=":material/download:", on_click="ignore", key="start.deck")
     left, right = st.columns(2, gap="large")
     for k, (title, what, target, names) in enumerate(talk.STORY):
-        with (left if k < 4 else right).container(border=True):
+        with (left if k < (len(talk.STORY) + 1) // 2 else right).container(border=True):
             st.markdown(f"**{title}**  \n{what}")
             links = [by_name[n] for n in names if n in by_name]
             for s in links:
