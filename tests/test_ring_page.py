@@ -79,8 +79,12 @@ def test_the_checker_catches_a_wrong_page():
     assert check_ring_merge(good.replace(rf"\mathbf{{{tex_num(view.o[0])}}}",
                                          rf"\mathbf{{{tex_num(view.o[0] + 0.05)}}}"))
     assert check_ring_merge(good.replace(rf"\mathbf{{{tex_num(view.m)}}}", rf"\mathbf{{{tex_num(view.m + 0.5)}}}"))
+    compact = fr.merge_tex(view, compact=True)  # the presenter's column: no symbolic middle, same numbers
+    assert len(compact) < len(good) and not check_ring_merge(compact)
+    assert check_ring_merge(compact.replace(rf"\mathbf{{{tex_num(view.l)}}}", rf"\mathbf{{{tex_num(view.l * 1.01)}}}"))
     final = fr.final_tex(trace, step_view(trace, 3, int(trace.rows[100])))
     assert not check_ring_final(final)
+    assert not check_ring_final(fr.final_tex(trace, step_view(trace, 3, int(trace.rows[100])), compact=True))
     lse = tex_num(float(trace.lse[int(trace.rows[100])]))
     assert check_ring_final(final.replace(rf"\mathbf{{{lse}}}", rf"\mathbf{{{tex_num(float(lse) + 0.01)}}}"))
 

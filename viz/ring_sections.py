@@ -80,7 +80,7 @@ def merge(trace, view, compact: bool = False) -> None:
             st.caption(f"Skipped: {gone}; every key lies after row {view.row}, so the kernel never runs on it.")
         if not view.live:
             st.caption("Nothing to merge at this step: the state stays as it was.")
-    st.latex(fr.merge_tex(view))
+    st.latex(fr.merge_tex(view, compact))
     off = f"{abs(view.m - view.m64):.1e} and {abs(view.l - view.l64) / max(view.l64, 1e-30):.1e} relative"
     st.caption(f"float64 over the {len(view.keys)} keys row {view.row} has seen: M = {view.m64:.7g}, L = "
                f"{view.l64:.7g}" + (f" (the ranks' float32 state: {off} off)" if compact else
@@ -89,10 +89,11 @@ def merge(trace, view, compact: bool = False) -> None:
         final(trace, view)
 
 
-def final(trace, view) -> None:
+def final(trace, view, compact: bool = False) -> None:
     """After the last step: the row's lse and out, against float64."""
-    st.markdown(f"**After the last step**: row {view.row}'s out = O in {trace.config.dtype}")
-    st.latex(fr.final_tex(trace, view))
+    st.markdown(f"**After the last step**: row {view.row}'s " + ("lse = M + log L, " if compact else "")
+                + f"out = O in {trace.config.dtype}")
+    st.latex(fr.final_tex(trace, view, compact))
 
 
 def ranks_table(spec, trace, step: int, local: int, compact: bool = False) -> None:

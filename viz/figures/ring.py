@@ -129,9 +129,10 @@ def _vec(o: np.ndarray, shown: int = 3) -> str:
     return "[" + ", ".join(tex_num(x) for x in o[:shown]) + (r", \dots" if o.size > shown else "") + "]"
 
 
-def merge_tex(view) -> str:
+def merge_tex(view, compact: bool = False) -> str:
     """The step's merge for the view's row: M, L and O with the numbers the ranks recorded (the
-    old state first; a skipped key chunk takes no part)."""
+    old state first; a skipped key chunk takes no part). Compact (the presenter's column) leaves
+    out the symbolic middle of each line; every number stays."""
     merged = merge_view(view)
     names = ([r"m_\text{old}"] if np.isfinite(view.m_old) else []) + [f"m_{{K{p.chunk}}}" for p in view.live]
     ms = ([view.m_old] if np.isfinite(view.m_old) else []) + [p.m for p in view.live]
@@ -140,20 +141,31 @@ def merge_tex(view) -> str:
     terms = " + ".join(f"{tex_num(lv)}\\,e^{{{tex_num(mv - view.m)}}}" for lv, mv in zip(ls, ms, strict=True))
     weights = [lv * np.exp(mv - merged["M"]) / merged["L"] for lv, mv in zip(ls, ms, strict=True)]
     o_sum = " + ".join(f"{tex_num(w)} \\cdot {paren(o[0])}" for w, o in zip(weights, os_, strict=True))
+    m_sym = "" if compact else rf"\max({', '.join(names)}) = "
+    l_sym = "" if compact else r"\textstyle\sum \ell\,e^{m - M} = "
+    o_sym = "" if compact else r"\textstyle\sum \frac{\ell\,e^{m - M}}{L}\,O_{[0]} = "
     return (r"\begin{aligned}"
-            rf"M &= \max({', '.join(names)}) = \max({', '.join(tex_num(x) for x in ms)}) = \mathbf{{{tex_num(view.m)}}}"
+            rf"M &= {m_sym}\max({', '.join(tex_num(x) for x in ms)}) = \mathbf{{{tex_num(view.m)}}}"
             r"\\[4pt]"
-            rf"L &= \textstyle\sum \ell\,e^{{m - M}} = {terms} = \mathbf{{{tex_num(view.l)}}}\\[4pt]"
-            rf"O_{{[0]}} &= \textstyle\sum \frac{{\ell\,e^{{m - M}}}}{{L}}\,O_{{[0]}} = {o_sum} = "
+            rf"L &= {l_sym}{terms} = \mathbf{{{tex_num(view.l)}}}\\[4pt]"
+            rf"O_{{[0]}} &= {o_sym}{o_sum} = "
             rf"\mathbf{{{tex_num(view.o[0])}}}\\[4pt]"
-            rf"O &= {_vec(view.o)}"
+            rf"O &= {_vec(view.o, 2 if compact else 3)}"
             r"\end{aligned}")
 
 
-def final_tex(trace, view) -> str:
-    """After the last step: lse = M + log L, and the row's out against float64."""
+def final_tex(trace, view, compact: bool = False) -> str:
+    """After the last step: lse = M + log L, and the row's out against float64 (compact: the
+    numbers only, M + log L in the heading above, and the float64 value on a line of its own)."""
     lse = float(trace.lse[view.row])
     err = float(np.max(np.abs(trace.out[view.row].astype(np.float64) - trace.ref_out[view.row])))
+    if compact:
+        return (r"\begin{aligned}"
+                rf"\mathrm{{lse}} &= {tex_num(view.m)} + \log {paren(view.l)}\\[4pt]"
+                rf"&= \mathbf{{{tex_num(lse)}}}\\[4pt]"
+                rf"\mathrm{{lse}}_{{64}} &= {tex_num(float(trace.ref_lse[view.row]), 7)}\\[4pt]"
+                rf"\max|\Delta\mathrm{{out}}| &= {tex_num(err, 2)}"
+                r"\end{aligned}")
     return (r"\begin{aligned}"
             rf"\mathrm{{lse}} &= M + \log L = {tex_num(view.m)} + \log {paren(view.l)}\\[4pt]"
             rf"&= \mathbf{{{tex_num(lse)}}}\quad(\text{{float64: }} {tex_num(float(trace.ref_lse[view.row]), 7)})\\[4pt]"

@@ -46,7 +46,7 @@ def draw(t: int) -> None:
         with b2:
             ring_sections.ranks_table(SPEC, trace, t, local, compact=True)
             if t == c.world_size - 1:
-                ring_sections.final(trace, view)
+                ring_sections.final(trace, view, compact=True)
         screens.say(words.ring(trace, t, row))
         return
     screens.say(words.ring(trace, t, row))
