@@ -1,12 +1,15 @@
 """viz/figures.py on real traces: the right tiles highlighted, the kernel's values in the heatmaps
 and lines, color ranges fixed across steps, the equations carrying the trace's numbers."""
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kernels import (
     backend,  # noqa: F401  (before triton)
+    scenes,
     steps,
     traffic,
 )
@@ -16,6 +19,8 @@ from viz.figures import attention as fa
 from viz.figures import backward as fb
 from viz.figures import grid, memory, style
 from viz.figures import softmax as fsm
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ragged (100 is no multiple of 32 or 16), causal, block_m != block_n
 CAUSAL = TraceConfig(seq_len=100, head_dim=16, block_m=32, block_n=16, causal=True, seed=1)
@@ -405,6 +410,16 @@ def test_fa1_update_correct_form_and_the_reviews_line(both_orders):
             wrong += f["err_review"] > 1e-3
     assert checked > 100 and wrong > checked // 2
     assert r"\text{review: }" in fo.fa1_forms_tex(fo.fa1_forms(fa1, fo.walk(fa1)[5], 1))
+
+
+def test_the_readme_states_the_review_formulas_measured_miss():
+    """The README's figure for how far the FA2 review's FA1 line misses is the shipped scene's own."""
+    from viz.figures import orders as fo
+
+    fa1 = scenes.load_scene(next(s for s in scenes.read_manifest()[0] if s.name == "fa1-order"))
+    miss = max(fo.fa1_forms(fa1, step, row)["err_review"] for step in fo.walk(fa1) for row in range(len(step.rows)))
+    stated = re.search(r"misses the kernel's O by up to ([0-9.]+) on the", (ROOT / "README.md").read_text())
+    assert stated and float(stated[1]) == pytest.approx(miss, abs=0.006), (stated, miss)
 
 
 def test_split_kv_merge_from_the_kernels_partials():
