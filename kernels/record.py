@@ -67,7 +67,7 @@ SCENES = [
      dict(seq_len=768, causal=True, documents=4, seed=4, **F), (7,)),
     ("gqa", "GQA: four query heads share one K/V head",
      "Four query heads per K/V head, their queries packed head after head into the rows: q-block 5 is head 1's "
-     "queries 64-127, and each K/V tile it loads serves the group.", "attention", 2, 5, 5,
+     "queries 64-127, and each K/V tile it loads serves the group.", "attention", 1, 5, 5,
      dict(seq_len=256, causal=True, group=4, **F), (5,)),
     ("decode", "Decode: one query, a long cache, split-KV",
      "One new query for each of 8 heads sharing a K/V head, against 1024 cached keys: one 16-row q-block, so its "

@@ -1,5 +1,5 @@
 """The talk (viz/talk.py, viz/script.py, the start page's title cards, the speaker console): the
-eight chapters as stops, a press past a scene's end going on to the next stop, chapter keys, the
+nine chapters as stops, a press past a scene's end going on to the next stop, chapter keys, the
 console driving a room that followers go to, and every stop's script readable at every step."""
 import logging
 import warnings
@@ -43,16 +43,16 @@ def _html(at) -> str:
     return " ".join(" ".join(str(h.proto.body).split()) for h in at.get("html"))
 
 
-def test_the_story_is_eight_cards_and_every_scene_once():
+def test_the_story_is_nine_cards_and_every_scene_once():
     cards = [s for s in talk.STOPS if s.card]
-    assert [s.chapter for s in cards] == list(range(8))
+    assert [s.chapter for s in cards] == list(range(9))
     named = [s.scene for s in talk.STOPS if s.scene]
     assert len(named) == len(set(named))
     shipped = {s.name for s in SHIPPED}
     assert set(named) <= shipped, set(named) - shipped
     for k, stop in enumerate(talk.STOPS):
         assert talk.stop_of(stop.page, stop.scene, stop.chapter) == k
-    assert talk.card_of(-3) == 0 and talk.card_of(99) == talk.stop_of(talk.START, None, 7)
+    assert talk.card_of(-3) == 0 and talk.card_of(99) == talk.stop_of(talk.START, None, 8)
     assert talk.query_of(talk.STOPS[0], step=None, present=1) == {"chapter": 1, "talk": 1, "present": 1}
 
 
@@ -80,7 +80,7 @@ def test_presses_past_the_ends_and_chapter_keys_are_moves():
 
 def test_a_card_leads_on_to_its_first_scene_and_back():
     at = _app("viz/pages/start.py", chapter=2, talk=1)
-    assert "One q-block, tile by tile" in _html(at) and "Chapter 2 of 8" in _html(at)
+    assert "One q-block, tile by tile" in _html(at) and "Chapter 2 of 9" in _html(at)
     assert _press(at, ("beyond", 1)) == {"scene": "first-look", "talk": "1", "q_block": "3", "row": "197", "step": "3"}
     scene = _app("viz/pages/attention.py", scene="first-look", talk=1)
     assert _press(scene, ("beyond", -1)) == {"chapter": "2", "talk": "1"}  # the card (one step)

@@ -1,6 +1,6 @@
 """The talk: the source documents' story as one sequence a speaker walks with a clicker.
 
-The story has eight chapters (STORY); each chapter is a title card on the start page, then its
+The story has nine chapters (STORY); each chapter is a title card on the start page, then its
 scenes, each on its page. `STOPS` is that sequence, card, scenes, next card, ... In talk mode
 (`talk=1` in the URL, set by the deck), a press past a scene's last step goes to the next stop and
 a press before its first step to the previous one; `]` / `[` (Shift + → / ←) jump to the next or
@@ -34,12 +34,15 @@ STORY = (
      "what each keeps on chip, and what each sends back to memory.", ORDERS, ("fa1-order",)),
     ("5 · Merging partial states", "Split-KV: each program's (m, ℓ, O) over part of the keys, merged; the "
      "merge of flash-decoding and of attention across GPUs.", ATTN, ("split-kv",)),
-    ("6 · Beyond one GPU", "Ring attention: each rank keeps a shard of Q while the K/V shards go round the ring, and "
+    ("6 · As models run it", "A sliding window skips the tiles outside it; packed documents mask across their "
+     "edges; GQA's query heads share each K/V tile; decode's one query splits its long cache over programs.", ATTN,
+     ("sliding-window", "documents", "gqa", "decode")),
+    ("7 · Beyond one GPU", "Ring attention: each rank keeps a shard of Q while the K/V shards go round the ring, and "
      "merges the kernel's partial states as split-KV does (recorded on CPU: four gloo processes).", RING,
      ("ring-zigzag", "ring-contiguous")),
-    ("7 · The backward", "dS = P ∘ (dP − D): the softmax Jacobian never built, one kv-block's program at a time.",
+    ("8 · The backward", "dS = P ∘ (dP − D): the softmax Jacobian never built, one kv-block's program at a time.",
      BWD, ("backward",)),
-    ("8 · How fast", "The same kernel against PyTorch's FlashAttention-2 and cuDNN, measured on the H200.",
+    ("9 · How fast", "The same kernel against PyTorch's FlashAttention-2 and cuDNN, measured on the H200.",
      BENCH, ()),
 )
 
@@ -48,7 +51,7 @@ STORY = (
 class Stop:
     chapter: int  # 0-based
     page: str  # the page file
-    scene: str | None  # None: the chapter's title card (or the Benchmarks page of chapter 7)
+    scene: str | None  # None: the chapter's title card (or the Benchmarks page of the last chapter)
 
     @property
     def card(self) -> bool:

@@ -116,7 +116,7 @@ def running_state_figure(trace, step, row: int, height: int = 300) -> go.Figure:
         fig.add_trace(go.Scatter(x=[step.kv_block], y=[now], mode="markers", name=f"{name}: this step",
                                  marker=dict(size=14, color=ORANGE, line=dict(color="white", width=2)),
                                  showlegend=False, hoverinfo="skip"), row=1, col=col)
-        fig.update_xaxes(title_text="kv-block j", tickvals=sorted(set(xs_all.tolist())) if xs_all.size <= 16 else None,
+        fig.update_xaxes(title_text="kv-block j", tickvals=sorted(set(xs_all.tolist())) if xs_all.size <= 10 else None,
                          nticks=8, range=[xs_all.min() - 0.3, xs_all.max() + 0.3], row=1, col=col)
     fig.update_annotations(font=dict(size=15))
     return layout(fig, height, t=40)
@@ -311,7 +311,9 @@ def step_label(trace, step, short: bool = False) -> str:
     i, j = step.q_block, step.kv_block
     program = (f"split {step.split} of {step.splits} (keys {step.split_keys.start}–{step.split_keys.stop - 1}), its "
                f"tile {step.k + 1} of {step.program_steps} · " if step.splits > 1 else "")
-    if facts["first"]:
+    if facts["first"] and short:  # one line on a projector
+        what = "first tile: m starts at −∞ (α = 0)"
+    elif facts["first"]:
         what = ("first tile of Q<sub>{i}</sub>" + (" in this split" if step.splits > 1 else "")
                 + ": m starts at −∞, every row takes its first max (α = 0)").format(i=i)
     else:
@@ -320,7 +322,8 @@ def step_label(trace, step, short: bool = False) -> str:
             what += (f" · every row's acc × α ({facts['multiplies_so_far']} row updates so far, "
                      f"{facts['grew_so_far']} of them real rescales, α < 1)")
     if facts["empty"]:
-        what += f" · {facts['empty']} rows have seen no key yet (all masked): m stays −∞"
+        what += (f" · {facts['empty']} all masked (m = −∞)" if short else
+                 f" · {facts['empty']} rows have seen no key yet (all masked): m stays −∞")
     order = "one program walks every tile · " if step.loop_order == "fa1" else ""
     if short:
         program = f"split {step.split} of {step.splits} · " if step.splits > 1 else ""

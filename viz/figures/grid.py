@@ -68,8 +68,11 @@ def tile_grid_figure(trace, step, height: int = 360, title: str | None = None, n
             if s:
                 fig.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=c.n_rows, name=f"split {s} starts", layer="above",
                               line=dict(color="#1f2430", width=1, dash="dash"))
-            fig.add_annotation(x=(x0 + x1) / 2, y=rows.start, yanchor="bottom", yshift=1, showarrow=False,
-                               text=f"<b>split {s}</b>", font=dict(size=12, color=color), name=f"split {s} label",
+            few = c.kv_splits <= 4  # more: the number alone, inside the rows' bottom edge (the key ticks are above)
+            fig.add_annotation(x=(x0 + x1) / 2, y=rows.start if few else rows.stop, yanchor="bottom",
+                               yshift=1 if few else 2, showarrow=False,
+                               text=f"<b>split {s}</b>" if few else f"<b>{s}</b>",
+                               font=dict(size=12, color=color), name=f"split {s} label",
                                bgcolor="rgba(255,255,255,0.85)")
     return fig
 
