@@ -95,14 +95,14 @@ WORDS = {
     "scores-x100": {"2": "Scores a hundred times larger: row {row}'s largest score in this tile is {rowmax}; e to that "
                          "overflows float32, but the kernel subtracts m = {m_new} first, so every p is at most one "
                          "and ℓ = {l_new}."},
-    "sliding-window": {"2": "Row {row}'s window reaches all {keys} keys of K{kv}: nothing masked here, and K{kv} holds a "
-                             "larger score, so m rises to {m_new} (α = {alpha}) and ℓ = {l_new}. The tiles wholly "
-                             "outside every row's window are never loaded."},
-    "documents": {"2": "Row {row} belongs to the next document: every key so far is in the one before, so all {masked} "
-                       "keys of K{kv} are masked and m stays {m_new}. Q{q} runs only its two documents' keys."},
+    "sliding-window": {"2": "Row {row}'s window at K{kv}: {masked} of its {keys} keys lie outside and are masked; m = "
+                             "{m_new} (α = {alpha}), ℓ = {l_new}. The tiles wholly outside every row's window are "
+                             "never loaded."},
+    "documents": {"2": "Q{q} holds the end of one document and the start of the next, and runs only their keys: "
+                       "{masked} of K{kv}'s {keys} keys are masked for row {row}; m = {m_new}, ℓ = {l_new}."},
     "gqa": {"1": "Q{q} holds one query head's rows; K{kv} belongs to the K/V head the whole group of query heads "
                  "shares, loaded for this q-block as in plain attention. Row {row}: m starts at {m_new}, ℓ at {l_new}."},
-    "decode": {"1": "One query per head, so one q-block: split {split} of {splits} starts on K{kv}, each split its own "
+    "decode": {"1": "One query per head, so one q-block: split {split} starts on K{kv}, each split its own "
                     "program over part of the cache. Row {row}: m starts at {m_new}, ℓ at {l_new}; the splits' partial "
                     "states are merged at the end."},
     "causal": {"4": "Q{q} meets K{kv}: wholly below the diagonal, no mask, m = {m_new}, ℓ = {l_new}. Next: the diagonal "

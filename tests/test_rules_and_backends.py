@@ -24,14 +24,19 @@ def test_correct_rules_hold_and_printed_ones_miss(scene):
     s = next(x for x in FORWARD if x.name == scene)
     trace = scenes.load_scene(s)
     got = {r["rule"].name: r for r in rules.evaluate(trace, _follow(trace, s), s.row)}
+    walk = [x for x in steps.steps(trace, _follow(trace, s)) if x.q_block == _follow(trace, s)]
+    # a row with no key yet at its first tile (packed documents) has l = 0 there and nothing to divide
+    empty_first = steps.row_update(trace, walk[0], min(s.row, len(walk[0].rows) - 1)).empty
     for name, r in got.items():
         if r["rule"].correct:
             assert r["holds"], f"{scene}: {name} misses by {max(r['residuals']):.3g} (tolerance {max(r['tolerances']):.3g})"
         else:
-            assert not r["holds"] and not r["first_finite"], f"{scene}: the printed {name} was not caught"
+            assert not r["holds"], f"{scene}: the printed {name} was not caught"
+            assert empty_first or not r["first_finite"], f"{scene}: the printed {name} is finite at the first tile"
     # where the max grew after the first tile, the printed ^-1 misses visibly
-    walk = [x for x in steps.steps(trace, _follow(trace, s)) if x.q_block == _follow(trace, s)]
-    grew = [k for k, x in enumerate(walk) if not x.first and steps.row_update(trace, x, min(s.row, len(x.rows) - 1)).alpha < 0.99]
+    ups = [steps.row_update(trace, x, min(s.row, len(x.rows) - 1)) for x in walk]
+    grew = [k for k, (x, u) in enumerate(zip(walk, ups, strict=True))
+            if not x.first and not u.empty and u.m_old > -math.inf and u.alpha < 0.99]
     printed = got["FA2 Algorithm 1, line 10, as printed"]
     for k in grew:
         assert printed["residuals"][k] > 10 * printed["tolerances"][k], (scene, k)
