@@ -132,8 +132,8 @@ def _forward_tuned(q, k, v, causal, sm_scale, window=(-1, -1), docs=None):
     def run(config):
         return flash_fwd.launch(q, k, v, causal, sm_scale, config, out=out, use_tma=use_tma, window=window, docs=docs)
 
-    key = ("fwd", n_q, n_kv, heads // kv_heads, head_dim, causal, window, docs is not None, prec, use_tma, splits,
-           q.device)
+    key = ("fwd", tuning.bucket(n_q), tuning.bucket(n_kv), heads // kv_heads, head_dim, causal, window,
+           docs is not None, intervals, prec, use_tma, splits, q.device)
     return run(tuning.forward_tuner.pick(
         key, lambda: tuning.forward_candidates(head_dim, prec, use_tma, intervals, splits, heads // kv_heads * n_q),
         run))
@@ -239,7 +239,8 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale, window=(-1, -1), do
     def run_dq(c):
         return flash_bwd.launch_dq(q, k, v, do, lse, delta, causal, sm_scale, c, dq=dq, **mask)
 
-    shape = (seq_len, k.shape[2], q.shape[1] // k.shape[1], head_dim, causal, window, docs is not None, prec, q.device)
+    shape = (tuning.bucket(seq_len), tuning.bucket(k.shape[2]), q.shape[1] // k.shape[1], head_dim, causal, window,
+             docs is not None, prec, q.device)
     picked = {}
     for kernel, run in (("dkdv", run_dkdv), ("dq", run_dq)):
         picked[kernel] = tuning.backward_tuner.pick(

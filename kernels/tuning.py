@@ -6,16 +6,29 @@ median: a GPU that clocks down as it heats costs every candidate alike, where ti
 after the other (triton.autotune) favours whichever ran first. The benchmarks time PyTorch and us
 with the same `interleaved_medians`.
 
+Decisions are keyed by a shape bucket (`bucket`: lengths up to the next power of two share one),
+so a ragged length reuses its bucket's config instead of compiling and timing every candidate
+again, and they persist on disk per GPU name and triton and torch version (`cache_path`), so a
+second process starts without timing.
+
 Not for: the Config type and how a launch uses it (launch.py), validating (attention.py).
 """
 import dataclasses
+import json
 import math
+import os
+import re
 import statistics
+import warnings
+from pathlib import Path
 
 from kernels import backend
 from kernels.launch import Config
 
 TUNE_ROUNDS = 5
+CACHE_ENV = "FA_VIZ_TUNING_CACHE"  # a file for the tuning decisions; empty: none on disk
+MAX_CACHE_BYTES = 1 << 20  # a larger file is not read (it is not one this code wrote)
+MAX_CACHE_ENTRIES = 4096
 TMA_MIN_SEQ_LEN = 4096  # below this, encoding four tensor descriptors costs more than it saves
 
 
@@ -115,22 +128,100 @@ def _do_bench(fn) -> float:
     return triton.testing.do_bench(fn, warmup=10, rep=100, return_mode="median")
 
 
-class Tuner:
-    """A config per key, picked once by timing the candidates in interleaved rounds."""
+def bucket(n: int) -> int:
+    """The length a decision is tuned for: the next power of two, at least 64 (1000 and 1024 share
+    one; a ragged length reuses its bucket's config)."""
+    return max(64, 1 << (max(1, int(n)) - 1).bit_length())
 
-    def __init__(self):
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "unknown"
+
+
+def cache_path() -> Path | None:
+    """Where the decisions persist: $FA_VIZ_TUNING_CACHE (a file; set empty for none), else
+    ~/.cache/fa-viz/tuning-<GPU>-triton<version>-torch<version>.json (a decision is only good for
+    the GPU and the compilers that timed it); None in the interpreter (nothing is timed)."""
+    if backend.INTERPRET:
+        return None
+    if CACHE_ENV in os.environ:
+        return Path(os.environ[CACHE_ENV]) if os.environ[CACHE_ENV] else None
+    import torch
+    import triton
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fa-viz"
+    return base / f"tuning-{_plain(gpu)}-triton{_plain(triton.__version__)}-torch{_plain(torch.__version__)}.json"
+
+
+def disk_key(key: tuple) -> str:
+    """A tuning key as text for the file: a device by its type (the file is per GPU model)."""
+    return repr(tuple(x.type if type(x).__name__ == "device" else x for x in key))
+
+
+def read_decisions(path: Path | None) -> dict[str, str]:
+    """{disk key: config name} from the file; {} for none, a file too large, not JSON, or not a
+    mapping of text to text (a warning says which: the tuner then times as if there were none)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        if path.stat().st_size > MAX_CACHE_BYTES:
+            raise ValueError(f"larger than {MAX_CACHE_BYTES} bytes")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(data, dict) and len(data) <= MAX_CACHE_ENTRIES
+                and all(isinstance(k, str) and isinstance(v, str) and len(v) < 100 for k, v in data.items())):
+            raise ValueError(f"not a mapping of at most {MAX_CACHE_ENTRIES} keys to config names")
+    except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+        warnings.warn(f"tuning cache {path} ignored: {e}", stacklevel=3)
+        return {}
+    return data
+
+
+class Tuner:
+    """A config per key, picked once by timing the candidates in interleaved rounds, and kept in
+    the file `path()` names (cache_path) for the next process."""
+
+    def __init__(self, path=cache_path):
         self.cache: dict[tuple, Config] = {}
         self.last: Config | None = None
+        self.path = path
+        self.timed = 0  # keys this process timed (the rest came from memory or the file)
 
     def pick(self, key: tuple, todo, run, bench=None) -> Config:
         """The config for `key`; on its first call, `todo()` lists the candidates and `run(config)`
-        launches one. A config this GPU cannot compile or run is dropped, as triton.autotune does."""
+        launches one. A decision on disk is taken only when it names one of today's candidates.
+        A config this GPU cannot compile or run is dropped, as triton.autotune does."""
         config = self.cache.get(key)
         if config is None:
             configs = todo()
-            config = self.cache[key] = configs[0] if len(configs) == 1 else self._time(configs, run, bench)
+            config = configs[0] if len(configs) == 1 else self._stored(key, configs)
+            if config is None:
+                config = self._time(configs, run, bench)
+                self.timed += 1
+                self._store(key, config)
+            self.cache[key] = config
         self.last = config
         return config
+
+    def _stored(self, key: tuple, configs) -> Config | None:
+        name = read_decisions(self.path()).get(disk_key(key))
+        return next((c for c in configs if c.name == name), None)
+
+    def _store(self, key: tuple, config: Config) -> None:
+        path = self.path()
+        if path is None:
+            return
+        try:
+            data = read_decisions(path)
+            data[disk_key(key)] = config.name
+            if len(data) > MAX_CACHE_ENTRIES:
+                data = dict(list(data.items())[-MAX_CACHE_ENTRIES:])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=0, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)  # atomic: another process reads the old file or the new one
+        except OSError as e:
+            warnings.warn(f"tuning cache {path} not written: {e}", stacklevel=3)
 
     @staticmethod
     def _time(configs, run, bench=None) -> Config:

@@ -1,6 +1,8 @@
 """The FlashAttention-2 forward against float64, in the interpreter: ragged sizes, every head dim,
 both masks, the load paths and the GPU-only variants (SPLIT, LATE_V) compiled by the same source;
 the tuner's choice of candidates and its interleaved timing; the API's argument checks."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,63 @@ def test_tuner_drops_configs_that_do_not_compile():
     assert tuning.Tuner().pick(("k",), lambda: [bad, good], run, bench=lambda fn: 1.0) == good
     with pytest.raises(OutOfResources):
         tuning.Tuner().pick(("k2",), lambda: [bad, bad], run, bench=lambda fn: 1.0)
+
+
+def test_tuning_decisions_persist_by_shape_bucket(tmp_path):
+    """A second process (a new Tuner on the same file) takes the first one's decision without timing;
+    lengths in one bucket share a key; a decision naming no candidate of today is timed again."""
+    path = tmp_path / "tuning.json"
+    a, b = tuning.Config(64, 64), tuning.Config(128, 64, 8, 3)
+    timed = []
+
+    def bench(fn):
+        fn()
+        return 1.0 if timed[-1] == b else 2.0
+
+    def run(c):
+        timed.append(c)
+
+    key = ("fwd", tuning.bucket(1000), tuning.bucket(4000))
+    assert key == ("fwd", 1024, 4096) and tuning.bucket(1024) == 1024 and tuning.bucket(1) == tuning.bucket(63) == 64
+    first = tuning.Tuner(path=lambda: path)
+    assert first.pick(key, lambda: [a, b], run, bench=bench) == b and first.timed == 1
+    assert json.loads(path.read_text()) == {tuning.disk_key(key): b.name}
+    timed.clear()
+    second = tuning.Tuner(path=lambda: path)
+    assert second.pick(("fwd", tuning.bucket(1024), tuning.bucket(3000)), lambda: [a, b], run, bench=bench) == b
+    assert second.timed == 0 and timed == []  # nothing compiled or timed: the file's decision
+    path.write_text(json.dumps({tuning.disk_key(key): "BM999 BN1 w1 s1"}))  # not a candidate: timed again
+    third = tuning.Tuner(path=lambda: path)
+    assert third.pick(key, lambda: [a, b], run, bench=bench) == b and third.timed == 1
+
+
+@pytest.mark.parametrize("kind", ["not json", "a list", "a number for a name", "too large"])
+def test_a_bad_tuning_cache_is_named_and_ignored(tmp_path, kind):
+    text = {"not json": "{not json", "a list": "[1, 2]", "a number for a name": '{"k": 3}',
+            "too large": "x" * (tuning.MAX_CACHE_BYTES + 1)}[kind]
+    path = tmp_path / "tuning.json"
+    path.write_text(text)
+    with pytest.warns(UserWarning, match="tuning cache .* ignored"):
+        assert tuning.read_decisions(path) == {}
+    a, b = tuning.Config(64, 64), tuning.Config(128, 64, 8, 3)
+    with pytest.warns(UserWarning, match="ignored"):
+        got = tuning.Tuner(path=lambda: path).pick(("k",), lambda: [a, b], lambda c: None,
+                                                   bench=lambda fn: 1.0)
+    assert got == a and json.loads(path.read_text()) == {tuning.disk_key(("k",)): a.name}  # rewritten whole
+
+
+def test_the_tuning_cache_location(monkeypatch, tmp_path):
+    monkeypatch.setattr(tuning.backend, "INTERPRET", False)
+    monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path / "t.json"))
+    assert tuning.cache_path() == tmp_path / "t.json"
+    monkeypatch.setenv(tuning.CACHE_ENV, "")
+    assert tuning.cache_path() is None
+    monkeypatch.delenv(tuning.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    where = tuning.cache_path()
+    assert where.parent == tmp_path / "fa-viz" and where.name.startswith("tuning-") and "triton" in where.name
+    monkeypatch.setattr(tuning.backend, "INTERPRET", True)
+    assert tuning.cache_path() is None  # the interpreter times nothing
 
 
 # ---------------------------------------------------------------- the API's checks
