@@ -182,9 +182,9 @@ def check_ring_merge(tex: str) -> list[str]:
 
 def check_ring_final(tex: str) -> list[str]:
     """viz/figures/ring.final_tex: lse = M + log L with the printed M and L."""
-    lines = _lines(tex)
-    a = re.search(r"= " + NUM + r" \+ \\log \(?" + NUM + r"\)?$", lines[0])
-    lse = num(re.search(r"&= \\mathbf\{" + NUM + r"\}", lines[1])[1])
+    lines = _lines(tex)  # the full form: lse = M + log L = m + log l, then = lse; compact: one line
+    a = re.search(r"= " + NUM + r" \+ \\log \(?" + NUM + r"\)?(?:$| = \\mathbf)", lines[0])
+    lse = num(re.search(r"= \\mathbf\{" + NUM + r"\}", lines[0] if r"\mathbf" in lines[0] else lines[1])[1])
     if not a:
         return [f"no lse line in {lines[0]!r}"]
     m, l = num(a[1]), num(a[2])

@@ -84,7 +84,10 @@ def test_the_checker_catches_a_wrong_page():
     assert check_ring_merge(compact.replace(rf"\mathbf{{{tex_num(view.l)}}}", rf"\mathbf{{{tex_num(view.l * 1.01)}}}"))
     final = fr.final_tex(trace, step_view(trace, 3, int(trace.rows[100])))
     assert not check_ring_final(final)
-    assert not check_ring_final(fr.final_tex(trace, step_view(trace, 3, int(trace.rows[100])), compact=True))
+    small = fr.final_tex(trace, step_view(trace, 3, int(trace.rows[100])), compact=True)
+    assert not check_ring_final(small) and small.count(r"\\[4pt]") == 1
+    lse_shown = tex_num(float(trace.lse[int(trace.rows[100])]))
+    assert check_ring_final(small.replace(rf"\mathbf{{{lse_shown}}}", rf"\mathbf{{{tex_num(float(lse_shown) + 0.01)}}}"))
     lse = tex_num(float(trace.lse[int(trace.rows[100])]))
     assert check_ring_final(final.replace(rf"\mathbf{{{lse}}}", rf"\mathbf{{{tex_num(float(lse) + 0.01)}}}"))
 

@@ -54,11 +54,16 @@ def config_from_state(spec) -> RingConfig:
                       block_n=int(g("block_n")), dtype=g("dtype"), scenario=g("scenario"), seed=int(g("seed")))
 
 
-def step_label(trace, view) -> str:
+def step_label(trace, view, short: bool = False) -> str:
+    """The step's label; short (presenter view): one line, without what every rank does."""
     c = trace.config
     t, p = view.step, c.world_size
     move = (f"while passing it on to rank {(view.rank + 1) % p}" if t < p - 1 else
             "the last step: nothing left to pass")
+    if short:
+        return (f"<div style='font-size:1.2rem' id='ring-step-label'><b>Step {t + 1} of {p}</b> · rank {view.rank} "
+                f"(row {view.row}) holds rank {view.src}'s K/V, "
+                + (f"passing it on to rank {(view.rank + 1) % p}" if t < p - 1 else "the last step") + "</div>")
     return (f"<div style='font-size:1.2rem' id='ring-step-label'><b>Step {t + 1} of {p}</b> · every rank runs the "
             f"kernel on its Q shard against the K/V shard it holds · rank {view.rank} (row {view.row}) holds rank "
             f"{view.src}'s, {move}</div>")
@@ -71,7 +76,7 @@ def merge(trace, view, compact: bool = False) -> None:
     gone = ", ".join(f"K{p.chunk} (keys {p.chunk * cl}–{(p.chunk + 1) * cl - 1})" for p in skipped)
     if compact:
         st.markdown(f"**Row {view.row} on rank {view.rank}**, merged into its running state"
-                    + (f" · skipped, all in its future: {gone}" if skipped else "")
+                    + (" · skipped (its future): " + ", ".join(f"K{p.chunk}" for p in skipped) if skipped else "")
                     + ("" if view.live else " · nothing to merge"))
     else:
         st.markdown(f"**Row {view.row} on rank {view.rank}**: the kernel's partial (m, ℓ, O) against each key chunk "
@@ -82,17 +87,17 @@ def merge(trace, view, compact: bool = False) -> None:
             st.caption("Nothing to merge at this step: the state stays as it was.")
     st.latex(fr.merge_tex(view, compact))
     off = f"{abs(view.m - view.m64):.1e} and {abs(view.l - view.l64) / max(view.l64, 1e-30):.1e} relative"
-    st.caption(f"float64 over the {len(view.keys)} keys row {view.row} has seen: M = {view.m64:.7g}, L = "
-               f"{view.l64:.7g}" + (f" (the ranks' float32 state: {off} off)" if compact else
-                                    f" (from the trace's q and k); the ranks' float32 state differs by {off}."))
+    if not compact:  # the presenter's words below say the float64 M and L
+        st.caption(f"float64 over the {len(view.keys)} keys row {view.row} has seen: M = {view.m64:.7g}, L = "
+                   f"{view.l64:.7g} (from the trace's q and k); the ranks' float32 state differs by {off}.")
     if view.step == trace.config.world_size - 1 and not compact:
         final(trace, view)
 
 
 def final(trace, view, compact: bool = False) -> None:
     """After the last step: the row's lse and out, against float64."""
-    st.markdown(f"**After the last step**: row {view.row}'s " + ("lse = M + log L, " if compact else "")
-                + f"out = O in {trace.config.dtype}")
+    st.markdown(f"**After the last step** (row {view.row}): lse = M + log L" if compact else
+                f"**After the last step**: row {view.row}'s out = O in {trace.config.dtype}")
     st.latex(fr.final_tex(trace, view, compact))
 
 

@@ -224,12 +224,11 @@ def ring(trace, step: int, row: int) -> str:
                                                                 if skipped else "")
             if live else f"every key chunk it holds is in row {row}'s future: nothing to compute")
     text = (f"Ring step {step + 1} of {c.world_size}: rank {view.rank} holds rank {view.src}'s K/V shard; {what}. "
-            f"Merged as split-KV merges: M = {num(view.m)}, L = {num(view.l)} (float64 over the {len(view.keys)} keys "
-            f"seen: {num(view.m64)}, {num(view.l64)}).")
-    if step == c.world_size - 1:
+            f"Merged as split-KV merges: M = {num(view.m)}, L = {num(view.l)}")
+    if step == c.world_size - 1:  # the last: out against float64 says it all
         err = float(np.max(np.abs(trace.out[row].astype(np.float64) - trace.ref_out[row])))
-        text += f" Every shard seen: out = O, {num(err, 2)} from float64."
-    return text
+        return text + f"; every shard seen, out = O, {num(err, 2)} from float64."
+    return text + f" (float64 over the {len(view.keys)} keys seen: {num(view.m64)}, {num(view.l64)})."
 
 
 # ---------------------------------------------------------------- a scene's own words

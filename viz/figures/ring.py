@@ -156,15 +156,14 @@ def merge_tex(view, compact: bool = False) -> str:
 
 def final_tex(trace, view, compact: bool = False) -> str:
     """After the last step: lse = M + log L, and the row's out against float64 (compact: the
-    numbers only, M + log L in the heading above, and the float64 value on a line of its own)."""
+    numbers only, M + log L in the heading above, two lines)."""
     lse = float(trace.lse[view.row])
     err = float(np.max(np.abs(trace.out[view.row].astype(np.float64) - trace.ref_out[view.row])))
     if compact:
         return (r"\begin{aligned}"
-                rf"\mathrm{{lse}} &= {tex_num(view.m)} + \log {paren(view.l)}\\[4pt]"
-                rf"&= \mathbf{{{tex_num(lse)}}}\\[4pt]"
-                rf"\mathrm{{lse}}_{{64}} &= {tex_num(float(trace.ref_lse[view.row]), 7)}\\[4pt]"
-                rf"\max|\Delta\mathrm{{out}}| &= {tex_num(err, 2)}"
+                rf"\mathrm{{lse}} &= {tex_num(view.m)} + \log {paren(view.l)} = \mathbf{{{tex_num(lse)}}}\\[4pt]"
+                rf"\mathrm{{lse}}_{{64}} &= {tex_num(float(trace.ref_lse[view.row]), 7)},\ \ "
+                rf"\max|\Delta\mathrm{{out}}| = {tex_num(err, 2)}"
                 r"\end{aligned}")
     return (r"\begin{aligned}"
             rf"\mathrm{{lse}} &= M + \log L = {tex_num(view.m)} + \log {paren(view.l)}\\[4pt]"

@@ -33,13 +33,13 @@ rank, local = c.owner(row)
 def draw(t: int) -> None:
     view = ring_trace.step_view(trace, t, row)
     urlstate.write(src.url({"row": row, "step": t + 1}))
-    page.step_header(SPEC, c.world_size, t, ring_sections.step_label(trace, view), HERE)
+    page.step_header(SPEC, c.world_size, t, ring_sections.step_label(trace, view, short=ss[PRESENT]), HERE)
     if ss[PRESENT]:
         g1, g2 = st.columns([1.2, 1])
         with g1:
-            chart(fr.lanes_figure(trace, t, height=270), SPEC.key("lanes"))
+            chart(fr.lanes_figure(trace, t, height=250), SPEC.key("lanes"))
         with g2:
-            chart(fr.pairs_figure(trace, t, row, height=270), SPEC.key("pairs"))
+            chart(fr.pairs_figure(trace, t, row, height=250), SPEC.key("pairs"))
         b1, b2 = st.columns([1.45, 1])
         with b1, st.container(key=SPEC.key("eq")):
             ring_sections.merge(trace, view, compact=True)
