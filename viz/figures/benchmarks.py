@@ -26,9 +26,11 @@ IMPL_COLORS = {
 
 
 def ordered_runs(recorded: dict) -> list[str]:
-    """The recorded runs' names, the newest first, and of one day's runs the one with the most parts
-    (forward, backward, softmax) first: the Benchmarks page opens on it, the talk quotes it."""
-    return sorted(recorded, key=lambda k: (str(recorded[k].get("env", {}).get("date", k[5:15]))[:10],
+    """The recorded runs' names: those that timed the attention forward first (the Benchmarks page
+    opens on one, the talk quotes it), each group the newest first, and of one day's runs the one
+    with the most parts (forward, backward, softmax) first; a run of the masks alone comes after."""
+    return sorted(recorded, key=lambda k: (bool(recorded[k].get("attention")),
+                                           str(recorded[k].get("env", {}).get("date", k[5:15]))[:10],
                                            sum(bool(recorded[k].get(p)) for p in ("attention", "backward", "softmax"))),
                   reverse=True)
 
