@@ -112,7 +112,7 @@ def check_row(row, length: int | None = None) -> np.ndarray:
     x32 = x.astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(x32))
     if bad.size:
-        raise ValueError(f"row must hold finite float32 numbers, got {x[bad[0]]!r} at index {bad[0]} "
+        raise ValueError(f"row must hold finite float32 numbers, got {float(x[bad[0]])!r} at index {bad[0]} "
                          f"(float32 holds up to ±3.4e38)")
     if length is not None and x.size != length:
         raise ValueError(f"row has {x.size} values but cfg.length is {length}: they must agree")
