@@ -69,6 +69,7 @@ class Preset:
     name: str
     seed: str  # the source document, shared/seeds/NNN_...
     title: str
+    label: str  # the link's words
     values: tuple[float, ...]
     block: int
     about: str  # where the numbers come from
@@ -84,17 +85,20 @@ SEED003_ROW = tuple(round(math.log(y + 0.00002), 6) for y in SEED003_PRINTED)
 
 PRESETS = {p.name: p for p in (
     Preset("seed-003-merge", "003", "Seed 003: X = (X1, X2), two parts of a 5-value row merged",
+           "Seed 003: two parts merged",
            SEED003_ROW, 3,
            "The post prints only the softmax of torch.randn(2, 5), not its input. This row is ln y of its first "
            "printed row (softmax ignores a shift), so the kernels print the post's numbers back. Chunk 3: X1 is "
            "the first 3 values, X2 the last 2, and L = L1 e^(M1 − M) + L2 e^(M2 − M).",
            printed=SEED003_PRINTED),
     Preset("seed-000-recurrence", "000", "Seed 000: the online normalizer, element by element",
+           "Seed 000: element by element",
            (3.0, 1.0, 4.0, 1.0, 5.0), 1,
            "Milakov and Gimelshein's recurrence d_j = d_(j−1) e^(m_(j−1) − m_j) + e^(x_j − m_j), one element a "
            "step (chunk 1). The review prints no numbers of its own; the row is ours.",
            claims=("naive-3", "safe-4")),
     Preset("seed-004-two-blocks", "004", "Seed 004: x in R^2B as two blocks x(1), x(2)",
+           "Seed 004: two blocks",
            (3.0, 1.0, 4.0, 1.0, 5.0, 9.0), 3,
            "The blog's tiling: x = [x(1), x(2)], each of B = 3, m(x) and ℓ(x) from each block's m and ℓ. "
            "It prints no numbers; the row is ours.",

@@ -207,7 +207,7 @@ def check_softmax_step(tex: str) -> list[str]:
             if not abs(y - want) <= want * 2 * PRINTED * (2 + abs(x) + abs(m)) + 1e-12:
                 bad.append(f"e^({x} - {m}) / {d} = {want:.6g}, shown {y}")
         return bad
-    mx = re.search(r"\\max\[(.*?)\]\) = \\max\(" + NUM + r",\\ " + NUM + r"\) = \\mathbf\{" + NUM + r"\}", tex)
+    mx = re.search(r"\\max\[(.*?)\]\)[^=]*= \\max\(" + NUM + r",\\ " + NUM + r"\) = \\mathbf\{" + NUM + r"\}", tex)
     if not mx:
         return [f"no max line in {tex!r}"]
     xs = [num(v) for v in mx[1].split(",")]

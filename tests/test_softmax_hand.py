@@ -155,7 +155,7 @@ def test_page_names_a_malformed_row(text, message):
 def test_page_shows_every_number_and_the_equations_hold():
     at = _typed("3, 1, 4, 1, 5", block=2)
     _ok(at)
-    table = [d.value for d in at.dataframe if "m after chunk" in d.value.columns][0]
+    table = [d.value for d in at.dataframe if "y f64" in d.value.columns][0]
     assert table["x"].tolist() == list(ROW) and len(table) == 5
     n = 3 * math.ceil(5 / 2)
     for step in range(1, n + 1):
@@ -176,7 +176,7 @@ def test_typed_row_url_round_trip():
     assert url["values"] == "3,1,4,1,5" and url["block"] == "2" and url["scenario"] == "typed" and url["step"] == "4"
     back = _page(url)
     _ok(back)
-    table = [d.value for d in back.dataframe if "m after chunk" in d.value.columns][0]
+    table = [d.value for d in back.dataframe if "y f64" in d.value.columns][0]
     assert table["x"].tolist() == list(ROW)
     assert "Step 4 of 9" in " ".join(m.value for m in back.markdown)
 
@@ -192,12 +192,25 @@ def test_presets_open_with_their_notes(name):
         assert "(the same)" in shown
     if "naive-store" in p.claims:
         assert "leaves out the store of the output y" in shown and "holds to rounding only" in shown
-    links = [x for x in at.get("page_link") if p.title in str(x.proto.label)]
+    links = [x for x in at.get("page_link") if p.label in str(x.proto.label)]
     assert links, f"no link for {name}"
 
 
 def test_presenter_view_shows_the_numbers():
     at = _typed("3, 1, 4, 1, 5", block=1, **{PRESENT: True})
     _ok(at)
-    assert [d for d in at.dataframe if "m after chunk" in d.value.columns], "no numbers in presenter view"
+    assert [d for d in at.dataframe if "y f64" in d.value.columns], "no numbers in presenter view"
     assert not rendered.check_softmax_step([x.value for x in at.latex if "m_{" in x.value][0])
+
+
+def test_the_step_checker_catches_a_wrong_number():
+    from viz import softmax_hand as vh
+
+    t = capture_softmax(SoftmaxConfig(length=5, block=2), row=ROW)
+    fold, write = vh.step_tex(t, 1), vh.step_tex(t, 3)
+    assert not rendered.check_softmax_step(fold) and not rendered.check_softmax_step(write)
+    d_shown = vh.g(float(t.d[1]))
+    assert rendered.check_softmax_step(fold.replace(rf"\mathbf{{{d_shown}}}", r"\mathbf{1.6}")), "a wrong d passed"
+    assert rendered.check_softmax_step(fold.replace(r"\max(3,\ 4) = \mathbf{4}", r"\max(3,\ 4) = \mathbf{3}"))
+    y0 = vh.g(float(t.y[0]))
+    assert rendered.check_softmax_step(write.replace(rf"\mathbf{{{y0}}}", r"\mathbf{0.5}")), "a wrong y passed"

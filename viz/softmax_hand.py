@@ -46,19 +46,20 @@ def step_tex(trace, k: int) -> str:
         m_new, d_new = float(trace.m[ch]), float(trace.d[ch])
         s = float(np.exp(x - m_new).sum())
         xs = ", ".join(g(v) for v in x)
-        return (rf"\begin{{aligned}} m_{{{ch + 1}}} &= \max(m_{{{ch}}},\ \max[{xs}]) = \max({g(m_old)},\ "
+        return (rf"\begin{{aligned}} m_{{{ch + 1}}} &= \max(m_{{{ch}}},\ \max[{xs}])\\ &= \max({g(m_old)},\ "
                 rf"{g(float(x.max()))}) = \mathbf{{{g(m_new)}}}\\[6pt] d_{{{ch + 1}}} &= d_{{{ch}}}\, e^{{m_{{{ch}}} - "
-                rf"m_{{{ch + 1}}}}} + \textstyle\sum e^{{x - m_{{{ch + 1}}}}} = {g(d_old)} \cdot e^{{{g(m_old)} - "
+                rf"m_{{{ch + 1}}}}} + \textstyle\sum e^{{x - m_{{{ch + 1}}}}}\\ &= {g(d_old)} \cdot e^{{{g(m_old)} - "
                 rf"({g(m_new)})}} + {g(s)} = \mathbf{{{g(d_new)}}} \end{{aligned}}")
     m, d = float(trace.m[-1]), float(trace.d[-1])
-    terms = r",\ ".join(rf"\frac{{e^{{{g(v)} - {g(m)}}}}}{{{g(d)}}} = \mathbf{{{g(float(y))}}}"
-                        for v, y in zip(x, trace.y[lo:hi], strict=True))
-    return rf"y = \frac{{e^{{x - m}}}}{{d}}:\quad {terms}"
+    terms = [rf"\frac{{e^{{{g(v)} - {g(m)}}}}}{{{g(d)}}} = \mathbf{{{g(float(y))}}}"
+             for v, y in zip(x, trace.y[lo:hi], strict=True)]
+    lines = r"\\ ".join(r",\quad ".join(terms[i:i + 2]) for i in range(0, len(terms), 2))  # two a line
+    return rf"y = \frac{{e^{{x - m}}}}{{d}}:\quad \begin{{gathered}} {lines} \end{{gathered}}"
 
 
 def numbers_table(trace, k: int) -> list[dict]:
-    """One row per element: its chunk, x, the running (m, d) after its chunk (on the chunk's last
-    element), the online kernel's y and float64's; what this step has not reached yet is blank."""
+    """One row per element: x, the running (m, d) after its chunk (on the chunk's last element), the
+    online kernel's y and float64's; what this step has not reached yet is blank."""
     c = trace.config
     p, ch = steps.softmax_position(c.length, c.block, k)
     rows = []
@@ -67,10 +68,9 @@ def numbers_table(trace, k: int) -> list[dict]:
         last = i == min((j + 1) * c.block, c.length) - 1
         seen = p > 0 or j <= ch
         written = (p == 1 and j <= ch) or p > 1  # online writes y in its second pass
-        rows.append({"i": i, "chunk": j + 1, "x": float(v),
-                     "m after chunk": float(trace.m[j]) if last and seen else None,
-                     "d after chunk": float(trace.d[j]) if last and seen else None,
-                     "y (online)": float(trace.y[i]) if written else None, "y (float64)": float(trace.ref_y[i])})
+        rows.append({"i": i, "x": float(v), "m": float(trace.m[j]) if last and seen else None,
+                     "d": float(trace.d[j]) if last and seen else None,
+                     "y": float(trace.y[i]) if written else None, "y f64": float(trace.ref_y[i])})
     return rows
 
 
@@ -83,22 +83,20 @@ def hand_section(spec, trace, k: int, compact: bool = False) -> None:
     t1.dataframe(numbers_table(trace, k), hide_index=True, key=spec.key("hand_table"), width="stretch",
                  placeholder="", height=min(36 + 35 * trace.config.length, 300 if compact else 600),
                  column_config={"i": st.column_config.NumberColumn(width="small"),
-                                "chunk": st.column_config.NumberColumn(width="small"),
-                                **{n: fmt for n in ("x", "m after chunk", "d after chunk", "y (online)",
-                                                    "y (float64)")}})
+                                **{n: fmt for n in ("x", "m", "d", "y", "y f64")}})
     with t2, st.container(key=spec.key("hand_eq")):
         st.latex(step_tex(trace, k))
         if not compact:
-            st.caption("m, d: the online kernel's running max and sum after each chunk (TRACE on); the sum of "
-                       "e^(x − m) is float64 of the kernel's x and m; y: the online kernel's output, written in "
-                       "its last pass.")
+            st.caption("m, d: the online kernel's running max and sum after each chunk (TRACE on), beside the "
+                       "chunk's last element; the sum of e^(x − m) is float64 of the kernel's x and m; y: the online "
+                       "kernel's output, written in its second pass; y f64: float64's.")
 
 
 def preset_links(spec) -> None:
     st.markdown("**The documents' worked examples** (each opens this page on its numbers):")
     cols = st.columns(len(softmax_hand.PRESETS))
     for col, p in zip(cols, softmax_hand.PRESETS.values(), strict=True):
-        col.page_link(spec.file, label=p.title, icon=":material/menu_book:",
+        col.page_link(spec.file, label=p.label, icon=":material/menu_book:", help=p.title,
                       query_params={"scenario": "typed", "values": softmax_hand.format_row(p.values),
                                     "block": str(p.block)})
 
