@@ -214,3 +214,12 @@ def test_the_step_checker_catches_a_wrong_number():
     assert rendered.check_softmax_step(fold.replace(r"\max(3,\ 4) = \mathbf{4}", r"\max(3,\ 4) = \mathbf{3}"))
     y0 = vh.g(float(t.y[0]))
     assert rendered.check_softmax_step(write.replace(rf"\mathbf{{{y0}}}", r"\mathbf{0.5}")), "a wrong y passed"
+
+
+def test_readme_links_open_the_presets():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for p in softmax_hand.PRESETS.values():
+        link = f"/softmax?scenario=typed&values={softmax_hand.format_row(p.values)}&block={p.block})"
+        assert link in readme, f"README has no link {link!r} for {p.name}"
