@@ -89,7 +89,8 @@ PRESETS = {p.name: p for p in (
            SEED003_ROW, 3,
            "The post prints only the softmax of torch.randn(2, 5), not its input. This row is ln y of its first "
            "printed row (softmax ignores a shift), so the kernels print the post's numbers back. Chunk 3: X1 is "
-           "the first 3 values, X2 the last 2, and L = L1 e^(M1 − M) + L2 e^(M2 − M).",
+           "the first 3 values, X2 the last 2: the online kernel folds X2 into (M1, L1) step by step, and the "
+           "split-row section below merges the split-row kernel's two partials with L = L1 e^(M1 − M) + L2 e^(M2 − M).",
            printed=SEED003_PRINTED),
     Preset("seed-000-recurrence", "000", "Seed 000: the online normalizer, element by element",
            "Seed 000: element by element",
