@@ -25,8 +25,7 @@ from kernels.schema import array
 VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 OVERFLOW_VARIANTS = ("naive", "safe", "online")
 MAX_LENGTH = 4096  # one row on the page: its cells stay visible
-BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # the page's slider; any chunk from 1 to MAX_BLOCK runs
-MAX_BLOCK = 1024
+MAX_BLOCK = 1024  # a chunk: any width from 1 to this
 MIN_TILE = 16  # the kernels' smallest hardware tile (softmax.MIN_BLOCK): a narrower chunk masks the rest
 MAX_SLICES = 64  # the split-row kernel's programs per row
 SCENARIOS = limits.SCENARIOS + ("typed",)  # typed: the row handed to capture_softmax

@@ -223,3 +223,13 @@ def test_readme_links_open_the_presets():
     for p in softmax_hand.PRESETS.values():
         link = f"/softmax?scenario=typed&values={softmax_hand.format_row(p.values)}&block={p.block})"
         assert link in readme, f"README has no link {link!r} for {p.name}"
+
+
+def test_a_typed_row_trace_saves_and_loads():
+    from kernels import trace_io
+
+    t = capture_softmax(SoftmaxConfig(length=5, block=2), row=ROW)
+    import io
+
+    back = trace_io.load(io.BytesIO(trace_io.to_bytes(t)), "typed.npz")
+    assert back.config == t.config and np.array_equal(back.x, t.x) and np.array_equal(back.d, t.d)

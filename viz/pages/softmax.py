@@ -2,23 +2,13 @@
 kernels, pass by pass; overflow in float32 and in float16 arithmetic; 3 -> 2 -> 1 passes."""
 import streamlit as st
 
-from kernels import inputs, limits, softmax_trace, steps
-from viz import controls, page, screens, softmax_hand, softmax_sections, specs, stepping, urlstate, words
+from kernels import softmax_trace, steps
+from viz import page, screens, softmax_hand, softmax_sections, specs, stepping, urlstate, words
 from viz.figures import softmax as fsm
 from viz.sections import chart
 from viz.stepping import PRESENT
 
 ss = st.session_state
-
-
-def row_widgets(spec, on_change) -> None:
-    persist = dict(on_change=on_change, disabled=not controls.live_possible(), persist_state="session")
-    st.slider("row length", 1, softmax_trace.MAX_LENGTH, key=SPEC.key("length"), **persist)
-    st.select_slider("chunk (BLOCK)", softmax_trace.BLOCKS, key=SPEC.key("block"), **persist,
-                     help="columns each streaming kernel loads at a time; the split-row kernel's slice")
-    st.selectbox("input", limits.SCENARIOS, key=SPEC.key("scenario"), **persist,
-                 format_func=lambda s: f"{s}: {inputs.SOFTMAX_SCENARIO_HELP[s]}")
-    st.number_input("seed", 0, 2**31 - 1, step=1, key=SPEC.key("seed"), **persist)
 
 
 SPEC = specs.SOFTMAX
