@@ -143,7 +143,7 @@ def preset_notes(trace, row: tuple | None, counts: dict) -> None:
                         f"{wide['differ']} of {wide['n']} differ, by at most {wide['max_ulp']} ulp.")
 
 
-def underflow(trace) -> None:
+def underflow(spec, trace) -> None:
     """naive, safe, online computing in float32 on a row whose every e^x underflows to 0."""
     from viz import controls
     from viz.figures import softmax as fsm
@@ -159,7 +159,7 @@ def underflow(trace) -> None:
         st.caption(controls.plain("The underflow demonstration runs the kernels: Triton is not installed here."))
         return
     outs = {v: u["out"][i] for i, v in enumerate(("naive", "safe", "online"))}
-    chart(fsm.overflow_figure(u["x"], outs, u["ref"], height=280), "sm.underflow")
+    chart(fsm.overflow_figure(u["x"], outs, u["ref"], height=280), spec.key("underflow"))
     bad = {v: int(np.isnan(y).sum()) for v, y in outs.items()}
     st.caption(f"Computed by the kernels in {u['math']}: naive {bad['naive']} NaN of {c.length}, safe "
                f"{bad['safe']}, online {bad['online']}; max |safe − float64| = "

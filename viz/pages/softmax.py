@@ -80,7 +80,7 @@ if not ss[PRESENT]:
 stepping.step_fragment(SPEC.prefix, n, draw, HERE)
 if not ss[PRESENT]:
     softmax_sections.overflow(trace)
-    softmax_hand.underflow(trace)
+    softmax_hand.underflow(SPEC, trace)
     softmax_sections.split_row(trace)
     softmax_sections.ladder(counts, length)
     softmax_sections.accesses(trace, counts, src.note)
