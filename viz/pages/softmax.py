@@ -25,10 +25,15 @@ counts = {v: trace.variant_counts(v) for v in softmax_trace.VARIANTS}
 TYPED = specs.typed_row(SPEC) if src.live else None  # the row as typed (the trace holds it in float32)
 
 
+def span(ch: int) -> str:
+    lo, hi = ch * block, min((ch + 1) * block, length) - 1
+    return f"element {lo}" if lo == hi else f"elements {lo}–{hi}"
+
+
 def step_label(k: int) -> str:
     p, ch = steps.softmax_position(length, block, k)
     return (f"<div style='font-size:1.2rem' id='sm-step-label'><b>Step {k + 1} of {n}</b> · pass {p + 1}, chunk "
-            f"{ch + 1} of {chunks} (elements {ch * block}–{min((ch + 1) * block, length) - 1}) · {length} elements "
+            f"{ch + 1} of {chunks} ({span(ch)}) · {length} elements "
             f"in chunks of {block}</div>")
 
 
