@@ -58,9 +58,19 @@ def _row_tile(pid, n_rows, ROWS: tl.constexpr):
 
 
 @triton.jit
+def _chunk_mask(start_n, offs_n, n_cols, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+    """The real lanes of the chunk at start_n: a chunk narrower than the hardware tile (a typed row's
+    chunk of 3 in a tile of 16) masks its lanes past CHUNK exactly like the row's ragged end."""
+    mask = start_n + offs_n < n_cols  # (1, BLOCK)
+    if CHUNK < BLOCK:
+        mask = mask & (offs_n < CHUNK)
+    return mask
+
+
+@triton.jit
 def softmax_naive_kernel(
     Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
-    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, MATH: tl.constexpr = tl.float32,
+    BLOCK: tl.constexpr, CHUNK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, MATH: tl.constexpr = tl.float32,
 ):
     rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
@@ -72,15 +82,15 @@ def softmax_naive_kernel(
         n_stores = tl.zeros((ROWS, BLOCK), dtype=tl.int32)
     # -- pass 1: d = sum e^x, no max subtracted: overflows to inf once x > ~88 --
     l_i = tl.zeros((ROWS,), dtype=MATH)
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols  # (1, BLOCK)
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)  # (1, BLOCK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         l_i += tl.sum(tl.exp2((x * LOG2E).to(tl.float32)).to(MATH), axis=1).to(MATH)  # masked lanes: e^-inf = 0
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: y = e^x / d --
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         p = tl.exp2((x * LOG2E).to(tl.float32)).to(MATH) / l_i[:, None]
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
@@ -96,7 +106,7 @@ def softmax_naive_kernel(
 @triton.jit
 def softmax_safe_kernel(
     Y_ptr, X_ptr, Counts_ptr, stride_ym, stride_xm, n_rows, n_cols,
-    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, MATH: tl.constexpr = tl.float32,
+    BLOCK: tl.constexpr, CHUNK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, MATH: tl.constexpr = tl.float32,
 ):
     rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
     x_row_ptr = X_ptr + rows[:, None] * stride_xm  # (ROWS, 1)
@@ -109,8 +119,8 @@ def softmax_safe_kernel(
     # -- pass 1: m = max x, per lane in the loop and across lanes once after it (reducing
     # inside the loop here crashes triton 3.6's thread-locality pass) --
     m_lane = tl.full((ROWS, BLOCK), -float("inf"), dtype=MATH)
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         m_lane = tl.maximum(m_lane, x)
         if COUNT:
@@ -118,16 +128,16 @@ def softmax_safe_kernel(
     m_i = tl.max(m_lane, axis=1)
     # -- pass 2: d = sum e^(x - m), every term <= 1 so nothing overflows --
     l_lane = tl.zeros((ROWS, BLOCK), dtype=MATH)
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         l_lane += tl.exp2(((x - m_i[:, None]) * LOG2E).to(tl.float32)).to(MATH)
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     l_i = tl.sum(l_lane, axis=1)
     # -- pass 3: y = e^(x - m) / d --
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         p = tl.exp2(((x - m_i[:, None]) * LOG2E).to(tl.float32)).to(MATH) / l_i[:, None]
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
@@ -143,7 +153,7 @@ def softmax_safe_kernel(
 @triton.jit
 def softmax_online_kernel(
     Y_ptr, X_ptr, Counts_ptr, M_trace_ptr, L_trace_ptr, stride_ym, stride_xm, stride_tm, n_rows, n_cols,
-    BLOCK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
+    BLOCK: tl.constexpr, CHUNK: tl.constexpr, ROWS: tl.constexpr, COUNT: tl.constexpr, TRACE: tl.constexpr,
     MATH: tl.constexpr = tl.float32,
 ):
     rows, row_ok = _row_tile(tl.program_id(0), n_rows, ROWS)
@@ -157,8 +167,8 @@ def softmax_online_kernel(
     # -- pass 1: running max m_i and running sum l_i (d in the reference) in one sweep, per row --
     m_i = tl.full((ROWS,), -float("inf"), dtype=MATH)
     l_i = tl.zeros((ROWS,), dtype=MATH)
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         m_new = tl.maximum(m_i, tl.max(x, axis=1).to(MATH))
         # -- rescale l_i: its terms were e^(x - m_old); 0 on the first chunk (m_old = -inf) --
@@ -166,13 +176,13 @@ def softmax_online_kernel(
         l_i = (l_i * alpha + tl.sum(tl.exp2(((x - m_new[:, None]) * LOG2E).to(tl.float32)).to(MATH), axis=1)).to(MATH)
         m_i = m_new
         if TRACE:
-            tl.store(M_trace_ptr + rows * stride_tm + start_n // BLOCK, m_i, mask=row_ok)
-            tl.store(L_trace_ptr + rows * stride_tm + start_n // BLOCK, l_i, mask=row_ok)
+            tl.store(M_trace_ptr + rows * stride_tm + start_n // CHUNK, m_i, mask=row_ok)
+            tl.store(L_trace_ptr + rows * stride_tm + start_n // CHUNK, l_i, mask=row_ok)
         if COUNT:
             n_loads += (row_ok[:, None] & mask).to(tl.int32)
     # -- pass 2: y = e^(x - m) / d with the final m, d --
-    for start_n in range(0, n_cols, BLOCK):
-        mask = start_n + offs_n < n_cols
+    for start_n in range(0, n_cols, CHUNK):
+        mask = _chunk_mask(start_n, offs_n, n_cols, BLOCK, CHUNK)
         x = tl.load(x_row_ptr + start_n + offs_n, mask=mask, other=-float("inf")).to(MATH)  # read cols elements
         p = tl.exp2(((x - m_i[:, None]) * LOG2E).to(tl.float32)).to(MATH) / l_i[:, None]
         mask_st = row_ok[:, None] & mask  # (ROWS, BLOCK)
@@ -308,12 +318,20 @@ def _resolve_block(variant: str, block, cols: int, dtype) -> int:
 MATH_DTYPES = {"float32": tl.float32, "float16": tl.float16}
 
 
-def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l_trace=None, math="float32") -> None:
+def _check_chunk(chunk, block: int) -> int:
+    """Columns one loop step takes: the whole tile (None), or fewer, from 1 (a typed row's chunk of 3)."""
+    return block if chunk is None else limits.check_int("chunk", chunk, 1, block)
+
+
+def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l_trace=None, math="float32",
+            chunk=None) -> None:
     rows, cols = x.shape
     count, trace = counts is not None, m_trace is not None
     counts = counts if count else y  # placeholder pointer, never touched when COUNT is off
     grid = (triton.cdiv(rows, rows_per_program),)
     meta = dict(BLOCK=block, ROWS=rows_per_program, COUNT=count, num_warps=_num_warps(rows_per_program * block))
+    if variant != "single_pass":
+        meta["CHUNK"] = block if chunk is None else chunk
     if math != "float32":
         meta["MATH"] = MATH_DTYPES[math]
     if variant == "online":
@@ -333,12 +351,15 @@ def _launch(variant, x, y, block, rows_per_program, counts=None, m_trace=None, l
 
 
 def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, return_counts: bool = False,
-            out: torch.Tensor | None = None, rows_per_program: int | None = None, math: str = "float32"):
+            out: torch.Tensor | None = None, rows_per_program: int | None = None, math: str = "float32",
+            chunk: int | None = None):
     """Row-wise softmax of a 2-D tensor with one of VARIANTS. Returns y, or (y, {"loads", "stores"})
     counted by the kernel itself when return_counts. `out` (same shape and dtype) is written in place.
     rows_per_program (a power of two, 1..256) forces how many rows one program handles; None picks
     default_rows_per_program. math: the dtype the kernel computes in ("float16" for naive, safe and
-    online only: the overflow demonstration)."""
+    online only: the overflow demonstration). chunk (1..block, naive, safe and online): the columns each
+    loop step takes, when fewer than the hardware tile `block` (a power of two from 16): the tile's lanes
+    past it are masked like a ragged end, so a row streams in chunks of 1, 3 or 5 through the same kernel."""
     _check_variant(variant)
     limits.check_choice("math", math, tuple(MATH_DTYPES))
     if math != "float32" and variant == "single_pass":
@@ -347,6 +368,9 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
     x = check_x(x)
     rows, cols = x.shape
     block = _resolve_block(variant, block, cols, x.dtype)
+    if chunk is not None and variant == "single_pass":
+        raise ValueError("chunk is for naive, safe and online: single_pass holds the whole row in one block")
+    chunk = _check_chunk(chunk, block)
     if rows_per_program is None:
         rows_per_program = default_rows_per_program(rows, block)
     rows_per_program = _check_rows_per_program(rows_per_program, block)
@@ -362,17 +386,19 @@ def softmax(x: torch.Tensor, variant: str = "online", block: int | None = None, 
             )
         y = out
     counts = torch.zeros(2, dtype=torch.int64, device=x.device) if return_counts else None  # (loads, stores)
-    _launch(variant, x, y, block, rows_per_program, counts, math=math)
+    _launch(variant, x, y, block, rows_per_program, counts, math=math, chunk=chunk)
     if not return_counts:
         return y
     loads, stores = counts.tolist()
     return y, {"loads": loads, "stores": stores}
 
 
-def online_trajectory(x_row, block: int, rows_per_program: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def online_trajectory(x_row, block: int, rows_per_program: int | None = None,
+                      chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Running max m and running sum d after each chunk of the online kernel's first pass, as the
     kernel wrote them (TRACE on). A row (cols,) gives two float32 arrays of length
-    ceil(cols / block); a matrix (rows, cols) gives (rows, ceil(cols / block)) each."""
+    ceil(cols / chunk); a matrix (rows, cols) gives (rows, ceil(cols / chunk)) each. chunk: as in
+    softmax(), the columns a step takes in the tile of `block` (default: all of them)."""
     if isinstance(x_row, np.ndarray):
         x_row = torch.from_numpy(np.ascontiguousarray(x_row, dtype=np.float32))
     if not isinstance(x_row, torch.Tensor) or x_row.dim() not in (1, 2):
@@ -380,14 +406,15 @@ def online_trajectory(x_row, block: int, rows_per_program: int | None = None) ->
     one_row = x_row.dim() == 1
     x = check_x(x_row[None, :] if one_row else x_row)  # (rows, cols)
     _check_block(block)
+    chunk = _check_chunk(chunk, block)
     rows, cols = x.shape
     if rows_per_program is None:
         rows_per_program = default_rows_per_program(rows, block)
     rows_per_program = _check_rows_per_program(rows_per_program, block)
-    n_chunks = math.ceil(cols / block)
+    n_chunks = math.ceil(cols / chunk)
     m_trace = torch.full((rows, n_chunks), float("nan"), dtype=torch.float32, device=x.device)  # (rows, chunks)
     l_trace = torch.full((rows, n_chunks), float("nan"), dtype=torch.float32, device=x.device)
     y = torch.empty_like(x)
-    _launch("online", x, y, block, rows_per_program, m_trace=m_trace, l_trace=l_trace)
+    _launch("online", x, y, block, rows_per_program, m_trace=m_trace, l_trace=l_trace, chunk=chunk)
     m, d = m_trace.cpu().numpy(), l_trace.cpu().numpy()
     return (m[0], d[0]) if one_row else (m, d)

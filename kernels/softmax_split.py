@@ -51,12 +51,19 @@ def _merge(Part_ptr, base, plane, SPLITS: tl.constexpr):
 def softmax_split_row_kernel(
     Y_ptr, X_ptr, Part_ptr, Sync_ptr, Counts_ptr, Keep_ptr, stride_ym, stride_xm, n_rows, n_cols, n_groups,
     SLICE: tl.constexpr, SPLITS: tl.constexpr, MODE: tl.constexpr, COUNT: tl.constexpr, KEEP: tl.constexpr = False,
+    CHUNK: tl.constexpr = None,
 ):
-    # KEEP (cooperative): also write every row's partials to Keep_ptr (2, n_rows, SPLITS), for the page
+    # KEEP (cooperative): also write every row's partials to Keep_ptr (2, n_rows, SPLITS), for the page.
+    # CHUNK (None: SLICE): the row's columns a program holds, when fewer than its tile of SLICE lanes
+    # (a typed row in slices of 3); the lanes past it are masked like the row's ragged end
     g = tl.program_id(0) // SPLITS
     s = tl.program_id(0) % SPLITS
-    offs = s * SLICE + tl.arange(0, SLICE)
-    mask = offs < n_cols
+    if CHUNK is None:
+        offs = s * SLICE + tl.arange(0, SLICE)
+        mask = offs < n_cols
+    else:
+        offs = s * CHUNK + tl.arange(0, SLICE)
+        mask = (offs < n_cols) & (tl.arange(0, SLICE) < CHUNK)
     plane = n_groups * 2 * SPLITS if MODE == 0 else n_rows * SPLITS  # m plane, then l plane
     n_local = tl.cdiv(n_rows - g, n_groups)
     row = g.to(tl.int64)
@@ -131,24 +138,27 @@ def resident_groups(kernel_args, splits: int, rows: int, meta: dict) -> int:
 
 
 def softmax_split_row(x: torch.Tensor, slice_cols: int | None = None, return_counts: bool = False,
-                      return_partials: bool = False):
+                      return_partials: bool = False, chunk: int | None = None):
     """Row-wise softmax, each row split across cooperating programs (module docstring). Returns y,
     plus {"loads", "stores"} when return_counts, plus {"m", "l"} (rows, S) partials of every slice
     when return_partials (None when the online kernel ran instead). `path` in the counts says what
-    ran: "cooperative", "two launches" (the interpreter) or "online (cooperative launch refused ...)"."""
+    ran: "cooperative", "two launches" (the interpreter) or "online (cooperative launch refused ...)".
+    chunk (1..slice_cols): the columns each program holds, when fewer than its tile of slice_cols."""
     x = check_x(x)
     rows, cols = x.shape
     return_counts = limits.check_bool("return_counts", return_counts)
     slice_cols = (default_slice(cols, x.dtype) if slice_cols is None
                   else limits.check_pow2("slice_cols", slice_cols, 16, 65536))
-    splits = next_pow2(math.ceil(cols / slice_cols))
+    chunk = slice_cols if chunk is None else limits.check_int("chunk", chunk, 1, slice_cols)
+    splits = next_pow2(math.ceil(cols / chunk))
     if splits > MAX_SPLITS:
-        raise ValueError(f"slice_cols must cut a row into at most {MAX_SPLITS} slices, got {splits} of {slice_cols} "
+        raise ValueError(f"slice_cols must cut a row into at most {MAX_SPLITS} slices, got {splits} of {chunk} "
                          f"for {cols} columns: use a larger slice_cols")
     y = torch.empty_like(x)
     counts = torch.zeros(2, dtype=torch.int64, device=x.device)
     sync = torch.zeros(rows, dtype=torch.int32, device=x.device)
-    meta = dict(SLICE=slice_cols, SPLITS=splits, COUNT=return_counts or return_partials)
+    meta = dict(SLICE=slice_cols, SPLITS=splits, COUNT=return_counts or return_partials,
+                CHUNK=None if chunk == slice_cols else chunk)
     if not backend.INTERPRET:
         meta["num_warps"] = _num_warps(slice_cols)
     path = "two launches"

@@ -8,11 +8,14 @@ it ran, and the two overflow demonstrations, labelled with the dtype the kernels
     x > 88.72, so naive gives NaN and 0 where safe and online stay right;
   * float16 arithmetic on a float16 row around 8 +- 4: e^x overflows 65504 once x > 11.09, so naive
     breaks there, while the same row through the float32 kernels stays finite.
-float64 references are attached. Not for: drawing (viz/) or the file format (trace_io.py).
+float64 references are attached. A typed row (`capture_softmax(cfg, row=[3, 1, 4, 1, 5])`, scenario
+"typed") runs through the same kernels at any chunk from 1: the kernels keep their hardware tile of
+at least 16 lanes and mask the lanes past the chunk like a ragged end, so the trace holds only the
+row's own entries. Not for: drawing (viz/) or the file format (trace_io.py).
 """
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,8 +25,15 @@ from kernels.schema import array
 VARIANTS = ("naive", "safe", "online", "single_pass", "split_row")
 OVERFLOW_VARIANTS = ("naive", "safe", "online")
 MAX_LENGTH = 4096  # one row on the page: its cells stay visible
-BLOCKS = (16, 32, 64, 128, 256, 512, 1024)
+MAX_BLOCK = 1024  # a chunk: any width from 1 to this
+MIN_TILE = 16  # the kernels' smallest hardware tile (softmax.MIN_BLOCK): a narrower chunk masks the rest
 MAX_SLICES = 64  # the split-row kernel's programs per row
+SCENARIOS = limits.SCENARIOS + ("typed",)  # typed: the row handed to capture_softmax
+
+
+def tile_for(block: int) -> int:
+    """The hardware tile a chunk of `block` columns runs in: a power of two, at least MIN_TILE."""
+    return max(MIN_TILE, 1 << max(0, block - 1).bit_length())
 
 
 def max_length(block: int) -> int:
@@ -40,8 +50,8 @@ class SoftmaxConfig:
 
     def __post_init__(self):
         limits.check_int("length", self.length, 1, MAX_LENGTH)
-        limits.check_choice("block", self.block, BLOCKS)
-        limits.check_choice("scenario", self.scenario, limits.SCENARIOS)
+        limits.check_int("block", self.block, 1, MAX_BLOCK)
+        limits.check_choice("scenario", self.scenario, SCENARIOS)
         limits.check_int("seed", self.seed, 0, 2**31 - 1)
         if self.n_slices > MAX_SLICES:
             raise ValueError(f"length / block must be at most {MAX_SLICES} slices for the split-row kernel, got "
@@ -90,7 +100,26 @@ class SoftmaxTrace:
         return {"loads": self.counts[f"{variant}_loads"], "stores": self.counts[f"{variant}_stores"]}
 
 
-def capture_softmax(cfg: SoftmaxConfig) -> SoftmaxTrace:
+def check_row(row, length: int | None = None) -> np.ndarray:
+    """A typed row as float32 (length,): 1 to MAX_LENGTH finite numbers (cfg.length of them when given)."""
+    try:
+        x = np.asarray(row, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"row must be a sequence of numbers, got {limits.shown_value(row)}") from None
+    if x.ndim != 1 or not 1 <= x.size <= MAX_LENGTH:
+        raise ValueError(f"row must be 1-D with 1 to {MAX_LENGTH} values, got shape {x.shape}")
+    x32 = x.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(x32))
+    if bad.size:
+        raise ValueError(f"row must hold finite float32 numbers, got {float(x[bad[0]])!r} at index {bad[0]} "
+                         f"(float32 holds up to ±3.4e38)")
+    if length is not None and x.size != length:
+        raise ValueError(f"row has {x.size} values but cfg.length is {length}: they must agree")
+    return np.ascontiguousarray(x32)
+
+
+def capture_softmax(cfg: SoftmaxConfig, row=None) -> SoftmaxTrace:
+    """Every softmax kernel on cfg's row (scenario and seed), or on `row` (scenario "typed")."""
     backend.require_triton()
     import torch
 
@@ -98,25 +127,35 @@ def capture_softmax(cfg: SoftmaxConfig) -> SoftmaxTrace:
 
     if not isinstance(cfg, SoftmaxConfig):
         raise ValueError(f"cfg must be a SoftmaxConfig, got {type(cfg).__name__}")
+    if row is None and cfg.scenario == "typed":
+        raise ValueError("scenario 'typed' runs the row handed over: capture_softmax(cfg, row=[...])")
     t0 = time.perf_counter()
-    x = inputs.softmax_row(cfg.length, cfg.scenario, cfg.seed)
+    if row is not None:
+        x = check_row(row, cfg.length)
+        cfg = replace(cfg, scenario="typed")
+    else:
+        x = inputs.softmax_row(cfg.length, cfg.scenario, cfg.seed)
     xt = torch.from_numpy(x)[None, :]  # (1, L)
-    m, d = softmax.online_trajectory(x, cfg.block)
+    tile, chunk = tile_for(cfg.block), cfg.block  # lanes tile .. chunk masked: the trace keeps the real ones
+    m, d = softmax.online_trajectory(x, tile, chunk=chunk)
     counts = {}
     for v in softmax.variants_for(cfg.length):
-        y_v, c = softmax.softmax(xt, v, block=None if v == "single_pass" else cfg.block, return_counts=True)
+        stream = v != "single_pass"
+        y_v, c = softmax.softmax(xt, v, block=tile if stream else None, chunk=chunk if stream else None,
+                                 return_counts=True)
         counts[f"{v}_loads"], counts[f"{v}_stores"] = c["loads"], c["stores"]
         if v == "online":
             y = y_v.float().cpu().numpy()[0]
-    _, c, part = softmax_split.softmax_split_row(xt, slice_cols=cfg.block, return_counts=True, return_partials=True)
+    _, c, part = softmax_split.softmax_split_row(xt, slice_cols=tile, chunk=chunk, return_counts=True,
+                                                 return_partials=True)
     counts["split_row_loads"], counts["split_row_stores"] = c["loads"], c["stores"]
     base = inputs.softmax_row(cfg.length, "randn", cfg.seed)
     x100 = torch.from_numpy(base * 100)[None, :]
-    out100 = np.stack([softmax.softmax(x100, v, block=cfg.block).cpu().numpy()[0] for v in OVERFLOW_VARIANTS])
+    out100 = np.stack([softmax.softmax(x100, v, block=tile, chunk=chunk).cpu().numpy()[0] for v in OVERFLOW_VARIANTS])
     x16 = torch.from_numpy(8 + 4 * base)[None, :].to(torch.float16)
-    out16 = np.stack([softmax.softmax(x16, v, block=cfg.block, math="float16").float().cpu().numpy()[0]
+    out16 = np.stack([softmax.softmax(x16, v, block=tile, chunk=chunk, math="float16").float().cpu().numpy()[0]
                       for v in OVERFLOW_VARIANTS])
-    out16_fp32 = softmax.softmax(x16, "naive", block=cfg.block).float().cpu().numpy()[0]
+    out16_fp32 = softmax.softmax(x16, "naive", block=tile, chunk=chunk).float().cpu().numpy()[0]
     ref = reference.softmax_online(x[None, :].astype(np.float64), cfg.block)
     return SoftmaxTrace(
         config=cfg, x=x, m=m, d=d, ref_m=ref["m_traj"][0], ref_d=ref["d_traj"][0], y=y, ref_y=ref["y"][0],

@@ -190,3 +190,44 @@ def check_ring_final(tex: str) -> list[str]:
     m, l = num(a[1]), num(a[2])
     want = m + math.log(l)
     return [] if _close(lse, want, abs(m) + 1) else [f"lse = {m} + log {l} = {want:.6g}, shown {lse}"]
+
+
+def check_softmax_step(tex: str) -> list[str]:
+    """The Softmax page's step equation (viz/softmax_hand.step_tex) with its printed numbers: pass 1's
+    m_new = max(m_old, max chunk), d_new = d_old e^(m_old - m_new) + sum; the last pass's y = e^(x - m) / d."""
+    bad = []
+    tex = tex.strip().strip("$").strip()  # st.latex hands the browser $$ ... $$
+    if tex.startswith("y = "):
+        terms = re.findall(r"\\frac\{e\^\{" + NUM + r" - " + NUM + r"\}\}\{" + NUM + r"\} = \\mathbf\{" + NUM + r"\}", tex)
+        if not terms:
+            return [f"no y terms in {tex!r}"]
+        for xs, ms, ds, ys in terms:
+            x, m, d, y = num(xs), num(ms), num(ds), num(ys)
+            want = math.exp(x - m) / d
+            if not abs(y - want) <= want * 2 * PRINTED * (2 + abs(x) + abs(m)) + 1e-12:
+                bad.append(f"e^({x} - {m}) / {d} = {want:.6g}, shown {y}")
+        return bad
+    mx = re.search(r"\\max\[(.*?)\]\)[^=]*= \\max\(" + NUM + r",\\ " + NUM + r"\) = \\mathbf\{" + NUM + r"\}", tex)
+    if not mx:
+        return [f"no max line in {tex!r}"]
+    xs = [num(v) for v in mx[1].split(",")]
+    m_old, cmax, m_new = num(mx[2]), num(mx[3]), num(mx[4])
+    if cmax != max(xs):
+        bad.append(f"max{xs} = {max(xs)}, shown {cmax}")
+    if m_new != max(m_old, cmax):
+        bad.append(f"max({m_old}, {cmax}) = {max(m_old, cmax)}, shown {m_new}")
+    dl = re.search(r"= " + NUM + r" \\cdot e\^\{" + NUM + r" - \(" + NUM + r"\)\} \+ " + NUM
+                   + r" = \\mathbf\{" + NUM + r"\}", tex)
+    if not dl:
+        return bad + [f"no d line in {tex!r}"]
+    d_old, e_old, e_new, s, d_new = (num(v) for v in dl.groups())
+    if (e_old, e_new) != (m_old, m_new):
+        bad.append(f"d's exponent shows {e_old} - {e_new}, the max line {m_old} - {m_new}")
+    alpha = math.exp(e_old - e_new) if math.isfinite(e_old) else 0.0
+    want = sum(math.exp(x - m_new) for x in xs)
+    if not _close(s, want, want * (1 + abs(m_new))):
+        bad.append(f"sum e^(x - {m_new}) over {xs} = {want:.6g}, shown {s}")
+    kept = abs(d_old * alpha)  # the rescaled old sum; its exponent's rounding scales with |m|
+    if not _close(d_new, d_old * alpha + s, (kept * (1 + abs(e_old) + abs(e_new)) if kept else 0.0) + abs(s)):
+        bad.append(f"d_new = {d_old} * e^({e_old} - {e_new}) + {s} = {d_old * alpha + s:.6g}, shown {d_new}")
+    return bad

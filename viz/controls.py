@@ -121,21 +121,30 @@ def mask_sidebar(prefix: str, persist: dict) -> None:
 
 def softmax_row_sidebar(spec, on_change) -> None:
     """The softmax page's live row: length, chunk, input and seed."""
-    from kernels import softmax_trace
+    from kernels import softmax_hand, softmax_trace
 
     persist = dict(on_change=on_change, disabled=not live_possible(), persist_state="session")
     ss = st.session_state
-    most = softmax_trace.max_length(int(ss[spec.key("block")]))  # the split-row kernel's slices at this chunk
-    if int(ss[spec.key("length")]) > most:
-        ss[spec.key("length")] = most
-    st.slider("row length", 1, most, key=spec.key("length"), **persist,
-              help=f"up to {most} at chunk {ss[spec.key('block')]}: the split-row kernel runs at most "
-                   f"{softmax_trace.MAX_SLICES} slices (a larger chunk allows a longer row, up to {softmax_trace.MAX_LENGTH})")
-    st.select_slider("chunk (BLOCK)", softmax_trace.BLOCKS, key=spec.key("block"), **persist,
-                     help="columns each streaming kernel loads at a time; the split-row kernel's slice")
-    st.selectbox("input", limits.SCENARIOS, key=spec.key("scenario"), **persist,
-                 format_func=lambda s: f"{s}: {inputs.SOFTMAX_SCENARIO_HELP[s]}")
-    st.number_input("seed", 0, 2**31 - 1, step=1, key=spec.key("seed"), **persist)
+    st.selectbox("input", softmax_trace.SCENARIOS, key=spec.key("scenario"), **persist,
+                 format_func=lambda s: ("typed: your own numbers" if s == "typed"
+                                        else f"{s}: {inputs.SOFTMAX_SCENARIO_HELP[s]}"))
+    typed = ss[spec.key("scenario")] == "typed"
+    if typed:
+        st.text_input("row", key=spec.key("values"), max_chars=softmax_hand.MAX_TEXT, **persist,
+                      help=f"1 to {softmax_hand.MAX_VALUES} numbers, separated by commas or spaces, e.g. 3, 1, 4, 1, 5")
+    else:
+        most = softmax_trace.max_length(int(ss[spec.key("block")]))  # the split-row kernel's slices at this chunk
+        if int(ss[spec.key("length")]) > most:
+            ss[spec.key("length")] = most
+        st.slider("row length", 1, most, key=spec.key("length"), **persist,
+                  help=f"up to {most} at chunk {ss[spec.key('block')]}: the split-row kernel runs at most "
+                       f"{softmax_trace.MAX_SLICES} slices (a larger chunk allows a longer row, up to "
+                       f"{softmax_trace.MAX_LENGTH})")
+    st.number_input("chunk (BLOCK)", 1, softmax_trace.MAX_BLOCK, step=1, key=spec.key("block"), **persist,
+                    help="columns each streaming kernel loads at a time (from 1: the kernels' tile stays at least "
+                         f"{softmax_trace.MIN_TILE} lanes, the rest masked); the split-row kernel's slice")
+    if not typed:
+        st.number_input("seed", 0, 2**31 - 1, step=1, key=spec.key("seed"), **persist)
 
 
 def config_from_state(prefix: str, orders: bool = False) -> ktrace.TraceConfig:

@@ -89,7 +89,7 @@ class Source:
             return pos
         if self.scene is not None:
             return {"scene": self.scene.name, **pos}
-        return {f: getattr(self.config, f) for f in self.spec.config} | pos
+        return {f: getattr(self.config, f, None) for f in self.spec.config} | pos  # None: the page adds it
 
 
 def defaults(spec: PageSpec) -> None:

@@ -131,6 +131,16 @@ def softmax(spec, trace, k: int, counts: dict, scene) -> None:
     say(words.softmax(trace, k, scene))
 
 
+def softmax_by_hand(spec, trace, k: int, counts: dict, scene) -> None:
+    """A short row in presenter view: the passes, every number of the row and this step's equation."""
+    from viz import softmax_hand
+
+    c = trace.config
+    chart(fsm.passes_figure(c.length, c.block, k, counts=counts, height=250), spec.key("passes"))
+    softmax_hand.hand_section(spec, trace, k, compact=True)
+    say(words.softmax(trace, k, scene))
+
+
 def backward(spec, trace, walk: list, k: int, row: int, scene) -> None:
     b = walk[k]
     g1, g2, g3 = st.columns([1.25, 1, 1.45])

@@ -3,7 +3,7 @@ spec from here, and the tests read the same session keys through `SPEC.key(name)
 
 Not for: drawing (viz/pages/) or anything kernels/ computes.
 """
-from kernels import backend, softmax_trace
+from kernels import backend, softmax_hand, softmax_trace
 from viz import controls, ring_sections, state, urlstate
 from viz.page import PageSpec
 
@@ -27,14 +27,26 @@ BACKWARD = PageSpec(
     make_config=lambda spec: controls.config_from_state(spec.prefix), capture=state.backward_trace_for,
     capture_what=lambda cfg: "Running the FlashAttention-2 forward, then the backward with TRACE on")
 
+def typed_row(spec) -> tuple | None:
+    """The row typed in the sidebar when the input is "typed" (ValueError naming what is wrong), else None."""
+    if spec.get("scenario") != "typed":
+        return None
+    return softmax_hand.parse_row(spec.get("values"))
+
+
+def softmax_config(spec) -> softmax_trace.SoftmaxConfig:
+    row = typed_row(spec)
+    return softmax_trace.SoftmaxConfig(
+        length=len(row) if row is not None else int(spec.get("length")), block=int(spec.get("block")),
+        scenario=spec.get("scenario"), seed=int(spec.get("seed")))
+
+
 SOFTMAX = PageSpec(
     prefix="sm", page="softmax", title="Softmax: naive, safe, online", kind="softmax", config=urlstate.SOFTMAX,
-    positions={}, defaults={"length": 64, "block": 16, "scenario": "randn", "seed": 0},
+    positions={}, defaults={"length": 64, "block": 16, "scenario": "randn", "seed": 0, "values": "3, 1, 4, 1, 5"},
     opening=lambda s: {"step": s.step - 1}, config_widgets=controls.softmax_row_sidebar,
-    make_config=lambda spec: softmax_trace.SoftmaxConfig(
-        length=int(spec.get("length")), block=int(spec.get("block")), scenario=spec.get("scenario"),
-        seed=int(spec.get("seed"))),
-    capture=lambda cfg: state.softmax_capture(cfg.fields()),
+    make_config=softmax_config,
+    capture=lambda cfg: state.softmax_capture(cfg.fields(), typed_row(SOFTMAX)),
     capture_what=lambda cfg: "Running the softmax kernels on this row", config_label="One row")
 
 ORDERS = PageSpec(

@@ -90,13 +90,39 @@ def softmax_counts(fields: tuple, _trace: ktrace.AttentionTrace) -> dict:
 
 # ---------------------------------------------------------------- softmax page
 @st.cache_data(max_entries=16, show_spinner=False)
-def softmax_capture(fields: tuple):
-    """capture_softmax(SoftmaxConfig(**fields)): one row through every softmax kernel, once per config."""
+def softmax_capture(fields: tuple, row: tuple | None = None):
+    """capture_softmax(SoftmaxConfig(**fields), row): one row through every softmax kernel, once per config."""
     from kernels.softmax_trace import SoftmaxConfig, capture_softmax
 
     cfg = SoftmaxConfig(**dict(fields))
     with kernel_turn(f"softmax row (length {cfg.length})"):
-        return capture_softmax(cfg)
+        return capture_softmax(cfg, row=row)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def softmax_underflow(length: int, block: int, seed: int) -> dict | None:
+    """kernels.softmax_hand.underflow, or None where triton is not installed."""
+    if not backend.HAVE_TRITON:
+        return None
+    from kernels import softmax_hand
+
+    with kernel_turn("softmax underflow row"):
+        return softmax_hand.underflow(length, block, seed)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def safe_vs_online(row: tuple, block: int) -> dict:
+    """kernels.softmax_hand.safe_vs_online on this row."""
+    from kernels import softmax_hand
+
+    with kernel_turn("safe and online softmax, bit by bit"):
+        return softmax_hand.safe_vs_online(row, block)
+
+
+def safe_vs_online_randn(length: int, block: int, seed: int) -> dict:
+    from kernels import inputs
+
+    return safe_vs_online(tuple(float(v) for v in inputs.softmax_row(length, "randn", seed)), block)
 
 
 # ---------------------------------------------------------------- benchmarks page

@@ -74,8 +74,14 @@ POSITION = {"q_block": _int(0, 1 << 20), "kv_block": _int(0, 1 << 20), "row": _i
 # every page: presenter view, the projector theme, the talk's mode and the room a window follows
 VIEW = {"present": _bool, "theme": _theme, "talk": _bool, "follow": _room}
 CHAPTER = _int(1, 8)
-SOFTMAX = {"length": _int(1, 4096), "block": _int(16, 1024), "scenario": _choice(*limits.SCENARIOS),
-           "seed": _int(0, 2**31 - 1)}
+def _typed(text: str) -> str:
+    if len(text) > 400:  # kernels/softmax_hand.MAX_TEXT; what the numbers may be, the page's config checks
+        raise ValueError("must be at most 400 characters of numbers")
+    return text
+
+
+SOFTMAX = {"length": _int(1, 4096), "block": _int(1, 1024), "scenario": _choice(*limits.SCENARIOS, "typed"),
+           "seed": _int(0, 2**31 - 1), "values": _typed}
 RING = {"world_size": _int(2, 8), "seq_len": _int(1, limits.MAX_SEQ_LEN_GPU), "head_dim": _choice(*limits.HEAD_DIMS),
         "causal": _bool, "layout": _choice("contiguous", "zigzag"), "block_m": _choice(*limits.BLOCK_SIZES),
         "block_n": _choice(*limits.BLOCK_SIZES), "dtype": _choice(*limits.DTYPES),

@@ -2,23 +2,13 @@
 kernels, pass by pass; overflow in float32 and in float16 arithmetic; 3 -> 2 -> 1 passes."""
 import streamlit as st
 
-from kernels import inputs, limits, softmax_trace, steps
-from viz import controls, page, screens, softmax_sections, specs, stepping, urlstate, words
+from kernels import softmax_trace, steps
+from viz import page, screens, softmax_hand, softmax_sections, specs, stepping, urlstate, words
 from viz.figures import softmax as fsm
 from viz.sections import chart
 from viz.stepping import PRESENT
 
 ss = st.session_state
-
-
-def row_widgets(spec, on_change) -> None:
-    persist = dict(on_change=on_change, disabled=not controls.live_possible(), persist_state="session")
-    st.slider("row length", 1, softmax_trace.MAX_LENGTH, key=SPEC.key("length"), **persist)
-    st.select_slider("chunk (BLOCK)", softmax_trace.BLOCKS, key=SPEC.key("block"), **persist,
-                     help="columns each streaming kernel loads at a time; the split-row kernel's slice")
-    st.selectbox("input", limits.SCENARIOS, key=SPEC.key("scenario"), **persist,
-                 format_func=lambda s: f"{s}: {inputs.SOFTMAX_SCENARIO_HELP[s]}")
-    st.number_input("seed", 0, 2**31 - 1, step=1, key=SPEC.key("seed"), **persist)
 
 
 SPEC = specs.SOFTMAX
@@ -32,12 +22,18 @@ c = trace.config
 length, block, chunks = c.length, c.block, c.n_chunks
 n = steps.softmax_step_count(length, block)
 counts = {v: trace.variant_counts(v) for v in softmax_trace.VARIANTS}
+TYPED = specs.typed_row(SPEC) if src.live else None  # the row as typed (the trace holds it in float32)
+
+
+def span(ch: int) -> str:
+    lo, hi = ch * block, min((ch + 1) * block, length) - 1
+    return f"element {lo}" if lo == hi else f"elements {lo}–{hi}"
 
 
 def step_label(k: int) -> str:
     p, ch = steps.softmax_position(length, block, k)
     return (f"<div style='font-size:1.2rem' id='sm-step-label'><b>Step {k + 1} of {n}</b> · pass {p + 1}, chunk "
-            f"{ch + 1} of {chunks} (elements {ch * block}–{min((ch + 1) * block, length) - 1}) · {length} elements "
+            f"{ch + 1} of {chunks} ({span(ch)}) · {length} elements "
             f"in chunks of {block}</div>")
 
 
@@ -56,12 +52,14 @@ def online_text() -> str:
 
 
 def draw(k: int) -> None:
-    urlstate.write(src.url({"step": k + 1}))
+    urlstate.write(src.url({"step": k + 1, **softmax_hand.typed_url(TYPED)}))
     page.step_header(SPEC, n, k, step_label(k), HERE)
     if ss[PRESENT]:
-        screens.softmax(SPEC, trace, k, counts, src.scene)
+        by_hand = length <= softmax_hand.SHOW_ALL
+        (screens.softmax_by_hand if by_hand else screens.softmax)(SPEC, trace, k, counts, src.scene)
         return
     screens.say(words.softmax(trace, k, src.scene))
+    softmax_hand.hand_section(SPEC, trace, k)
     chart(fsm.passes_figure(length, block, k, counts=counts), SPEC.key("passes"))
     st.caption("Blue: read; green: read and y written; orange: the chunk on chip now; grey: still to come. Each "
                "streaming kernel reads the row chunk by chunk, one pass after another: safe needs a third pass, "
@@ -82,9 +80,12 @@ def draw(k: int) -> None:
 if not ss[PRESENT]:
     st.markdown("#### Softmax: naive, safe, online, one pass, split-row")
     st.markdown(online_text(), unsafe_allow_html=True)
+    softmax_hand.preset_links(SPEC)
+    softmax_hand.preset_notes(trace, TYPED, counts)
 stepping.step_fragment(SPEC.prefix, n, draw, HERE)
 if not ss[PRESENT]:
     softmax_sections.overflow(trace)
+    softmax_hand.underflow(SPEC, trace)
     softmax_sections.split_row(trace)
     softmax_sections.ladder(counts, length)
     softmax_sections.accesses(trace, counts, src.note)
