@@ -26,6 +26,7 @@ NAMES = ("Q", "K", "V")
 # Seed 004 splits a row x in R^{2B} into two blocks x(1), x(2) and prints no numbers: B = 2 here, four
 # keys in two kv-blocks, the larger scores in the second block so that its step rescales.
 SEED_004 = {"q": "1,0;0,1;1,1;-1,0.5", "k": "1,0;0,1;2,1;1,2", "v": "1,0;0,1;2,2;-1,3", "block_m": 2, "block_n": 2}
+URL = ("hand", "q", "k", "v", "block_m", "block_n", "step")  # this view's parameters (besides present, theme)
 PRESETS = {"seed 004: two kv-blocks of 2": SEED_004}
 
 
@@ -237,8 +238,9 @@ def matrix(a: np.ndarray) -> str:
     return r"\begin{bmatrix}" + r" \\ ".join(" & ".join(fa.tex_num(x) for x in row) for row in a) + r"\end{bmatrix}"
 
 
-def tile_tex(trace, step) -> str:
-    """The whole step: S_ij, the running max, P, alpha, l and acc of every row of the q-block."""
+def tile_tex(trace, step, terse: bool = False) -> str:
+    """The whole step: S_ij, the running max, P, alpha, l and acc of every row of the q-block; terse
+    (presenter view): the numbers without the symbolic middle of each line."""
     c, slot = trace.config, trace.tile_slot(step.q_block)
     nr, nk = len(step.rows), len(step.keys)
     s = trace.s[slot, step.kv_block, :nr, :nk]
@@ -251,18 +253,36 @@ def tile_tex(trace, step) -> str:
     acc_old, acc_new = (a[slot, step.kv_block, :nr] for a in (trace.acc_before, trace.acc_after))
     col = lambda x: matrix(np.asarray(x)[:, None])  # noqa: E731
     i, j = step.q_block, step.kv_block
+    v_j = matrix(trace.v[step.keys.start:step.keys.stop])
+    mid = {"s": rf"Q_{{{i}}} K_{{{j}}}^T / \sqrt{{{c.head_dim}}} = ",
+           "m": r"\max(m_\text{old}, \mathrm{rowmax}\,S) = ", "p": r"e^{S - m_\text{new}} = ",
+           "a": r"e^{m_\text{old} - m_\text{new}} = ", "l": r"\alpha\,\ell_\text{old} + \mathrm{rowsum}\,P = ",
+           "acc": rf"\alpha\,\mathrm{{acc}}_\text{{old}} + P V_{{{j}}} = "}
+    if terse:
+        mid = dict.fromkeys(mid, "")
     lines = [
-        rf"S_{{{i}{j}}} &= Q_{{{i}}} K_{{{j}}}^T / \sqrt{{{c.head_dim}}} = {matrix(s)}",
-        rf"m_\text{{new}} &= \max(m_\text{{old}}, \mathrm{{rowmax}}\,S) = \max({col(m_old)}, {col(s.max(axis=1))}) = "
-        rf"{col(m_new)}",
-        rf"P_{{{i}{j}}} &= e^{{S - m_\text{{new}}}} = {matrix(p)}",
-        rf"\alpha &= e^{{m_\text{{old}} - m_\text{{new}}}} = {col(alpha)}, \quad \ell_\text{{new}} = "
-        rf"\alpha\,\ell_\text{{old}} + \mathrm{{rowsum}}\,P = {col(alpha)} \odot {col(l_old)} + "
-        rf"{col(p.astype(np.float64).sum(axis=1))} = {col(l_new)}",
-        rf"\mathrm{{acc}}_\text{{new}} &= \alpha\,\mathrm{{acc}}_\text{{old}} + P V_{{{j}}} = {col(alpha)} \odot "
-        rf"{matrix(acc_old)} + {matrix(p)} {matrix(trace.v[step.keys.start:step.keys.stop])} = {matrix(acc_new)}",
+        rf"S_{{{i}{j}}} &= {mid['s']}{matrix(s)}",
+        rf"m_\text{{new}} &= {mid['m']}\max({col(m_old)}, {col(s.max(axis=1))}) = {col(m_new)}",
+        rf"P_{{{i}{j}}} &= {mid['p']}{matrix(p)}",
+        rf"\alpha &= {mid['a']}{col(alpha)}",
+        rf"\ell_\text{{new}} &= {mid['l']}{col(alpha)} \odot {col(l_old)} + {col(p.astype(np.float64).sum(axis=1))} "
+        rf"= {col(l_new)}",
+        rf"\mathrm{{acc}}_\text{{new}} &= {mid['acc']}{col(alpha)} \odot {matrix(acc_old)} + {matrix(p)} {v_j} = "
+        rf"{matrix(acc_new)}",
     ]
     return r"\begin{aligned}" + r" \\[6pt] ".join(lines) + r"\end{aligned}"
+
+
+def out_tex(trace, step) -> str:
+    """After the q-block's last tile: out = acc / l of all its rows, the kernel's out and float64's."""
+    slot, rows = trace.tile_slot(step.q_block), step.rows
+    acc = trace.acc_after[slot, step.kv_block, :len(rows)]
+    ell = trace.l[step.q_block, step.kv_block, :len(rows)]
+    out, ref = trace.out[rows.start:rows.stop], trace.ref_out[rows.start:rows.stop]
+    err = float(np.abs(out.astype(np.float64) - ref).max())
+    return (rf"\begin{{aligned}}\mathrm{{out}} &= \mathrm{{acc}} / \ell = {matrix(acc)} / {matrix(ell[:, None])} = "
+            rf"{matrix(out)} \\[6pt] \text{{float64}} &= {matrix(ref)},\ \ \max|\Delta| = {fa.tex_num(err, 2)}"
+            r"\end{aligned}")
 
 
 def inputs_tex(trace) -> str:
@@ -279,8 +299,8 @@ def step_label(trace, step) -> str:
 def show() -> None:
     """The page for your own Q, K, V: tables, the kernel's run, every number of each step."""
     ss = st.session_state
+    page.arrive_view("attention-hand", extra=dict.fromkeys(URL, str))  # present=1, theme=dark; the CSS
     defaults()
-    stepping.page_style()
     presenting = bool(ss[stepping.PRESENT])
     with st.sidebar:
         sidebar()
@@ -313,6 +333,13 @@ def show() -> None:
         step = walk_[k]
         urlstate.write(url_values(cfg, texts, k))
         page.step_header(SPEC, len(walk_), k, label_html=step_label(trace, step))
+        if presenting:  # one screen: the whole tile, and out at the q-block's last tile
+            st.latex(tile_tex(trace, step, terse=True))
+            if step.last:
+                st.latex(out_tex(trace, step))
+            else:
+                st.caption("After the q-block's last tile the kernel divides acc by ℓ once and writes out.")
+            return
         st.latex(tile_tex(trace, step))
         cols = st.columns(min(len(step.rows), 4))
         for r in range(len(step.rows)):
