@@ -30,6 +30,11 @@ URL = ("hand", "q", "k", "v", "block_m", "block_n", "step")  # this view's param
 PRESETS = {"seed 004: two kv-blocks of 2": SEED_004}
 
 
+def preset_query(values: dict) -> str:
+    """The URL query that opens the page with these numbers (commas and semicolons as typed)."""
+    return "&".join(f"{k}={v}" for k, v in {"hand": 1, **values}.items())
+
+
 def parse_cell(table: str, r: int, c: int, text) -> float:
     """One cell as a finite float, or a ValueError naming the table, row and column (1-based)."""
     where = f"{table} row {r + 1}, column {c + 1}"
@@ -198,6 +203,9 @@ def sidebar() -> None:
                     on_change=lambda: _resize(int(ss[f"{P}.dim_w"])))
     for label, values in PRESETS.items():
         st.button(label, key=f"{P}.preset.{label}", on_click=_preset, args=(values,))
+        st.markdown(f"[link to it](./attention?{preset_query(values)})")
+    st.caption("Seed 004 splits a row x ∈ ℝ²ᴮ into two blocks and prints no numbers: here B = 2, four keys in "
+               "two kv-blocks, the larger scores in the second, so its step rescales.")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -341,13 +349,11 @@ def show() -> None:
                 st.caption("After the q-block's last tile the kernel divides acc by ℓ once and writes out.")
             return
         st.latex(tile_tex(trace, step))
-        cols = st.columns(min(len(step.rows), 4))
-        for r in range(len(step.rows)):
-            with cols[r % len(cols)]:
-                st.markdown(f"**Row {step.rows.start + r}**")
-                st.latex(fa.update_equations(trace, step, r, n_vec=d, terse=presenting))
-                if step.last:
-                    st.latex(screens.out_tex(trace, step, r, n=d))
+        for r in range(len(step.rows)):  # the whole width each: the numbers are never cut
+            st.markdown(f"**Row {step.rows.start + r}**: the same update, one row")
+            st.latex(fa.update_equations(trace, step, r, n_vec=d))
+            if step.last:
+                st.latex(screens.out_tex(trace, step, r, n=d))
         if not step.last:
             st.caption("After the q-block's last tile the kernel divides acc by ℓ once and writes out: step on.")
 
