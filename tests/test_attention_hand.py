@@ -189,3 +189,14 @@ def test_url_round_trip():
     _ok(at2)
     assert at2.session_state["hand.step"] == 1
     assert [x.value for x in at2.latex if r"S_{0" in x.value], "presenter view prints the tile"
+
+
+def test_readme_preset_link_opens_seed_004():
+    """The README's link is the page's own preset query, and it opens the page on those numbers."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    query = hand.preset_query(hand.SEED_004)
+    assert f"/attention?{query})" in readme, "the README's seed 004 link is not the page's preset"
+    at = _app(dict(x.split("=", 1) for x in query.split("&")))
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert [at.session_state[f"hand.{n}"] for n in ("q", "k", "v")] == [hand.SEED_004[n] for n in ("q", "k", "v")]
