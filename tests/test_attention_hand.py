@@ -200,3 +200,10 @@ def test_readme_preset_link_opens_seed_004():
     _ok(at)
     assert not at.error, [e.value for e in at.error]
     assert [at.session_state[f"hand.{n}"] for n in ("q", "k", "v")] == [hand.SEED_004[n] for n in ("q", "k", "v")]
+
+
+def test_backward_trace_refuses_small_tiles():
+    from kernels.trace_backward import capture_backward_trace
+
+    with pytest.raises(ValueError, match="got block_m 2, block_n 2, head_dim 2"):
+        capture_backward_trace(TraceConfig(seq_len=4, head_dim=2, block_m=2, block_n=2))
