@@ -106,6 +106,60 @@ def test_table_messages(text, message):
         hand.parse_text("Q", text)
 
 
+def _matrices(line: str) -> list[np.ndarray]:
+    """The bmatrix blocks of one LaTeX line, as the printed numbers."""
+    out = []
+    for body in re.findall(r"\\begin\{bmatrix\}(.*?)\\end\{bmatrix\}", line):
+        out.append(np.array([[rendered.num(x) for x in row.split("&")] for row in body.split(r" \\ ")]))
+    return out
+
+
+def check_tile(tex: str, q_i=None, k_j=None) -> list[str]:
+    """viz/hand.tile_tex: each matrix equation holds with the printed numbers (4 significant digits);
+    S against the printed Q_i and K_j when given."""
+    lines = tex.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}").split(r" \\[6pt] ")
+    (s,), (m_old, rowmax, m_new), (p,), (alpha,), (a2, l_old, rowsum, l_new), (a3, acc_old, p2, v, acc_new) = (
+        _matrices(x) for x in lines)
+    bad = []
+    tol = 2 * rendered.PRINTED
+
+    def close(name, got, want, scale):
+        if not np.all(np.abs(got - want) <= tol * (scale + np.abs(want)) + 1e-12):
+            bad.append(f"{name}: shown {got.ravel()}, the printed numbers give {want.ravel()}")
+
+    if q_i is not None:
+        d = q_i.shape[1]
+        close("S = Q K^T / sqrt(d)", s, q_i @ k_j.T / np.sqrt(d), np.abs(q_i) @ np.abs(k_j).T / np.sqrt(d))
+    if not np.array_equal(rowmax[:, 0], s.max(axis=1)):
+        bad.append(f"rowmax {rowmax.ravel()} is not the max of the shown S rows {s.max(axis=1)}")
+    if not np.array_equal(m_new, np.maximum(m_old, rowmax)):
+        bad.append(f"m_new {m_new.ravel()} is not max(m_old, rowmax)")
+    close("P = exp(S - m_new)", p, np.exp(s - m_new), np.exp(s - m_new) * (np.abs(s) + np.abs(m_new)))
+    first = ~np.isfinite(m_old)  # the program's first tile: m_old = -inf, alpha = 0
+    close("alpha = exp(m_old - m_new)", alpha, np.exp(m_old - m_new),
+          np.where(first, 0.0, np.exp(np.where(first, 0.0, m_old - m_new)) * (np.abs(np.where(first, 0, m_old)) + np.abs(m_new))))
+    if not (np.array_equal(a2, alpha) and np.array_equal(a3, alpha) and np.array_equal(p2, p)):
+        bad.append("the l and acc lines do not show the alpha and P above")
+    close("rowsum P", rowsum[:, 0], p.sum(axis=1), p.sum(axis=1))
+    close("l_new = alpha l_old + rowsum", l_new, alpha * l_old + rowsum, alpha * l_old + rowsum)
+    close("acc_new = alpha acc_old + P V", acc_new, alpha * acc_old + p @ v, np.abs(alpha * acc_old) + np.abs(p) @ np.abs(v))
+    return bad
+
+
+def test_check_tile_catches_a_wrong_number():
+    """The tile checker fails when one printed entry of acc is off (a checker that cannot fail checks nothing)."""
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((4, 2)).astype(np.float32) for _ in range(3))
+    t = capture_trace(TraceConfig(seq_len=4, head_dim=2, block_m=2, block_n=2), inputs=(q, k, v))
+    step = hand.walk(t)[1]
+    tex = hand.tile_tex(t, step)
+    assert check_tile(tex, t.q[:2], t.k[2:]) == []
+    shown = hand.matrix(t.acc_after[0, 1, :2])
+    wrong = t.acc_after[0, 1, :2].copy()
+    wrong[1, 1] += 0.05 * (1 + abs(wrong[1, 1]))
+    assert check_tile(tex.replace(shown, hand.matrix(wrong)), t.q[:2], t.k[2:]), "a wrong acc passed"
+
+
 def _app(query: dict | None = None, **state) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.switch_page("viz/pages/attention.py")
@@ -140,7 +194,11 @@ def test_seed_004_preset_every_equation_holds():
         assert len(outs) == (2 if k % 2 == 1 else 0), f"step {k + 1}: {len(outs)} out lines"
         for x in outs:
             assert rendered.check_out(x) == [], f"step {k + 1}: {rendered.check_out(x)}"
-        assert any(r"S_{" in x and r"\begin{bmatrix}" in x for x in tex), "the whole tile is printed"
+        tiles = [x for x in tex if x.startswith(r"\begin{aligned}S_{")]
+        assert len(tiles) == 1, f"step {k + 1}: {len(tiles)} whole tiles printed"
+        qi, kj = (slice(2 * (k // 2), 2 * (k // 2) + 2), slice(2 * (k % 2), 2 * (k % 2) + 2))
+        q, kk = (hand.parse_text(n, hand.SEED_004[n.lower()]) for n in ("Q", "K"))
+        assert check_tile(tiles[0], q[qi], kk[kj]) == [], f"step {k + 1}: {check_tile(tiles[0], q[qi], kk[kj])}"
     assert at.query_params["step"] == "4" and at.query_params["q"] == hand.SEED_004["q"]
 
 
@@ -188,7 +246,9 @@ def test_url_round_trip():
                **{"app.present": True})
     _ok(at2)
     assert at2.session_state["hand.step"] == 1
-    assert [x.value for x in at2.latex if r"S_{0" in x.value], "presenter view prints the tile"
+    tiles = [x.value.strip().strip("$").strip() for x in at2.latex if r"S_{0" in x.value]
+    assert len(tiles) == 1, "presenter view prints the whole tile"
+    assert check_tile(tiles[0]) == [], check_tile(tiles[0])
 
 
 def test_readme_preset_link_opens_seed_004():
