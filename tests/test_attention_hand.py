@@ -117,8 +117,9 @@ def _matrices(line: str) -> list[np.ndarray]:
 def check_tile(tex: str, q_i=None, k_j=None) -> list[str]:
     """viz/hand.tile_tex: each matrix equation holds with the printed numbers (4 significant digits);
     S against the printed Q_i and K_j when given."""
+    tex = re.sub(r"^\\(footnotesize|scriptsize) ", "", tex)  # presenter view's size
     lines = tex.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}").split(r" \\[6pt] ")
-    (s,), (m_old, rowmax, m_new), (p,), (alpha,), (a2, l_old, rowsum, l_new), (a3, acc_old, p2, v, acc_new) = (
+    (s,), (m_old, rowmax, m_new), (p,), (alpha,), (a2, l_old, rowsum, l_new), (a3, acc_old, p2, v), (acc_new,) = (
         _matrices(x) for x in lines)
     bad = []
     tol = 2 * rendered.PRINTED

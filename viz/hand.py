@@ -275,8 +275,8 @@ def tile_tex(trace, step, terse: bool = False) -> str:
         rf"\alpha &= {mid['a']}{col(alpha)}",
         rf"\ell_\text{{new}} &= {mid['l']}{col(alpha)} \odot {col(l_old)} + {col(p.astype(np.float64).sum(axis=1))} "
         rf"= {col(l_new)}",
-        rf"\mathrm{{acc}}_\text{{new}} &= {mid['acc']}{col(alpha)} \odot {matrix(acc_old)} + {matrix(p)} {v_j} = "
-        rf"{matrix(acc_new)}",
+        rf"\mathrm{{acc}}_\text{{new}} &= {mid['acc']}{col(alpha)} \odot {matrix(acc_old)} + {matrix(p)} {v_j}",
+        rf"&= {matrix(acc_new)}",
     ]
     return r"\begin{aligned}" + r" \\[6pt] ".join(lines) + r"\end{aligned}"
 
@@ -288,13 +288,19 @@ def out_tex(trace, step) -> str:
     ell = trace.l[step.q_block, step.kv_block, :len(rows)]
     out, ref = trace.out[rows.start:rows.stop], trace.ref_out[rows.start:rows.stop]
     err = float(np.abs(out.astype(np.float64) - ref).max())
-    return (rf"\begin{{aligned}}\mathrm{{out}} &= \mathrm{{acc}} / \ell = {matrix(acc)} / {matrix(ell[:, None])} = "
-            rf"{matrix(out)} \\[6pt] \text{{float64}} &= {matrix(ref)},\ \ \max|\Delta| = {fa.tex_num(err, 2)}"
+    return (rf"\begin{{aligned}}\mathrm{{out}} &= \mathrm{{acc}} / \ell = {matrix(acc)} / {matrix(ell[:, None])} \\[6pt] "
+            rf"&= {matrix(out)} \\[6pt] \text{{float64}} &= {matrix(ref)} \\[6pt] "
+            rf"\max|\Delta| &= {fa.tex_num(err, 2)}"
             r"\end{aligned}")
 
 
 def inputs_tex(trace) -> str:
     return (rf"Q = {matrix(trace.q)},\quad K = {matrix(trace.k)},\quad V = {matrix(trace.v)}")
+
+
+def presenter_size(rows: int) -> str:
+    """A KaTeX size for presenter view: a q-block of up to 4 rows stays on one 1280 x 720 screen."""
+    return "" if rows <= 2 else r"\footnotesize " if rows <= 4 else r"\scriptsize "
 
 
 def step_label(trace, step) -> str:
@@ -342,11 +348,13 @@ def show() -> None:
         urlstate.write(url_values(cfg, texts, k))
         page.step_header(SPEC, len(walk_), k, label_html=step_label(trace, step))
         if presenting:  # one screen: the whole tile, and out at the q-block's last tile
-            st.latex(tile_tex(trace, step, terse=True))
+            size = presenter_size(len(step.rows) + 2 * step.last)  # out beside the tile: smaller
+            left, right = st.columns([1.45, 1], vertical_alignment="center")
+            left.latex(size + tile_tex(trace, step, terse=True))
             if step.last:
-                st.latex(out_tex(trace, step))
+                right.latex(size + out_tex(trace, step))
             else:
-                st.caption("After the q-block's last tile the kernel divides acc by ℓ once and writes out.")
+                right.caption("After the q-block's last tile the kernel divides acc by ℓ once and writes out.")
             return
         st.latex(tile_tex(trace, step))
         for r in range(len(step.rows)):  # the whole width each: the numbers are never cut
