@@ -268,3 +268,13 @@ def test_backward_trace_refuses_small_tiles():
 
     with pytest.raises(ValueError, match="got block_m 2, block_n 2, head_dim 2"):
         capture_backward_trace(TraceConfig(seq_len=4, head_dim=2, block_m=2, block_n=2))
+
+
+def test_head_dim_widget_resizes_the_tables():
+    """head_dim 3: every table gets a third column of zeros (q . k unchanged), and the kernel runs d = 3."""
+    at = _app()
+    at.number_input(key="hand.dim_w").set_value(3).run()
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state["hand.q"] == "1,0,0;0,1,0;1,1,0;-1,0.5,0"
+    assert any(r"\sqrt{3}" in x.value for x in at.latex), "the scale is 1/sqrt(3)"

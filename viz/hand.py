@@ -333,6 +333,8 @@ def show() -> None:
         trace = capture(cfg.fields(), *texts)
     except ValueError as e:
         st.error(str(e))
+        if presenting:  # the tables are in normal view: the way back to them
+            stepping.exit_presenter(P)
         return
     walk_ = walk(trace)
     d = cfg.head_dim
