@@ -59,16 +59,20 @@ class FwdMeta(NamedTuple):
     WINDOW_RIGHT: bool  # ... nor more than MaskArgs.right after it
     DOCS: bool  # packed documents: MaskArgs.doc (each position's document), MaskArgs.cu (cu_seqlens)
     PACKED: bool  # rows are a group's query heads, head-major: row r is query position r % MaskArgs.n_q
+    KEY_TILE: int  # > 0: only the first KEY_TILE keys of each BLOCK_N tile are real (a logical kv-block
+    # narrower than the hardware tile, laid out one per tile: kernels/hand.py); the other lanes are masked
 
 
 @triton.jit
 def softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_KV, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
-                  EMPTY_ROWS: tl.constexpr = False, INTERVALS: tl.constexpr = False, key_lo=None, key_hi=None):
+                  EMPTY_ROWS: tl.constexpr = False, INTERVALS: tl.constexpr = False, key_lo=None, key_hi=None,
+                  KEY_TILE: tl.constexpr = 0, BLOCK_N: tl.constexpr = 1):
     """One tile's online-softmax update: the new row max m_ij, p = exp2(s - m_ij), the factor alpha
     that shrinks everything summed under the old max, and the running sum l_i. qk comes back
     scaled (log2 units; only the trace reads it). EMPTY_ROWS: a row may have seen no key yet
     (split-KV starting inside the causal band, a window's or a document's first tiles): its m stays
-    -inf, p and l 0. INTERVALS: row r keeps keys key_lo[r] <= key < key_hi[r]."""
+    -inf, p and l 0. INTERVALS: row r keeps keys key_lo[r] <= key < key_hi[r]. KEY_TILE > 0: only the
+    first KEY_TILE lanes of each BLOCK_N tile hold keys."""
     if MASKED:  # ragged last kv-block, the causal diagonal band, a window's or a document's edges
         if INTERVALS:
             keep = (offs_n[None, :] >= key_lo[:, None]) & (offs_n[None, :] < key_hi[:, None])
@@ -76,6 +80,8 @@ def softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_KV, MASKED: tl.conste
             keep = offs_n[None, :] < N_KV
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
+            if KEY_TILE > 0:  # a logical kv-block narrower than the tile: its other lanes, like a ragged end
+                keep = keep & ((offs_n[None, :] % BLOCK_N) < KEY_TILE)
         qk = tl.where(keep, qk * qk_scale, float("-inf"))
         m_ij = tl.maximum(m_i, tl.max(qk, 1))  # [m: masked empty]
         if EMPTY_ROWS:
@@ -178,7 +184,8 @@ def _attn_fwd_inner(acc, l_i, m_i, q, half, kv, head, sk, start_m, lo, hi, qk_sc
         if meta.SPLIT == 2:  # both halves' scores first, then each half's softmax and P V
             qk1 = tl.dot(q1, kT, input_precision=meta.DOT_PRECISION)
         p, m_ij, alpha, l_i, qk = softmax_tile(qk, m_i, l_i, qk_scale, offs_m, offs_n, N_KV, MASKED, meta.CAUSAL,
-                                                meta.KV_SPLITS > 1 or meta.INTERVALS, meta.INTERVALS, key_lo, key_hi)
+                                                meta.KV_SPLITS > 1 or meta.INTERVALS, meta.INTERVALS, key_lo, key_hi,
+                                                meta.KEY_TILE, BLOCK_N)
         # -- rescale acc, then add p V_j; acc stays unnormalized until the end (FA2) --
         acc_before = acc
         acc = acc * alpha[:, None]  # [acc]
@@ -192,7 +199,10 @@ def _attn_fwd_inner(acc, l_i, m_i, q, half, kv, head, sk, start_m, lo, hi, qk_sc
             m1 = m1_new
         m_i = m_ij
         if meta.TRACE:
-            kv_rows = tl.sum((offs_n < N_KV).to(tl.int64))
+            kv_ok = offs_n < N_KV
+            if meta.KEY_TILE > 0:  # the masked lanes hold no key
+                kv_ok = kv_ok & (offs_nb < meta.KEY_TILE)
+            kv_rows = tl.sum(kv_ok.to(tl.int64))
             tl.atomic_add(tr.counters + C_K, kv_rows * meta.HEAD_DIM)  # K_j loaded
             tl.atomic_add(tr.counters + C_V, kv_rows * meta.HEAD_DIM)  # V_j loaded
             step = trace_tile(tr, start_m, start_n // BLOCK_N, step, slot, m_i, l_i, alpha, qk, p, acc_before, acc,
@@ -309,6 +319,8 @@ def _attn_fwd(Q, K, V, sm_scale, Lse, Out, sq, so, H, N_CTX, tr, meta, mk):
             hi = tl.minimum(hi, split_hi)
             lo_masked = tl.maximum(tl.minimum(lo_masked, split_hi), lo)
         lo_full = lo
+        if meta.KEY_TILE > 0:  # every tile has masked lanes
+            lo_masked = lo_full
 
     slot = -1
     step = 0
@@ -371,12 +383,13 @@ class Docs(NamedTuple):
 
 
 def launch(q, k, v, causal: bool, sm_scale: float, config: Config, *, trace: TraceBuffers | None = None, out=None,
-           use_tma=None, kv_splits=None, window=(-1, -1), docs: Docs | None = None):
+           use_tma=None, kv_splits=None, window=(-1, -1), docs: Docs | None = None, key_tile: int = 0):
     """(out, lse) of one launch with this config. Arguments already checked (attention.py does):
     q (batch, heads, n_q, head_dim), k and v (batch, kv_heads, n_kv, head_dim) with one set of
     strides, kv_heads dividing heads (q and out contiguous when fewer), sm_scale a float, window
     (left, right) with -1 for no limit, docs the packed documents or None. kv_splits (default
-    config.kv_splits) > 1: split-KV, each q-block's kv range in kv_splits programs, then flash_merge."""
+    config.kv_splits) > 1: split-KV, each q-block's kv range in kv_splits programs, then flash_merge.
+    key_tile > 0: only the first key_tile keys of each block_n tile are real (kernels/hand.py's layout)."""
     batch, heads, n_q, head_dim = q.shape
     kv_heads, n_kv = k.shape[1], k.shape[2]
     group, rows = heads // kv_heads, heads // kv_heads * n_q
@@ -407,9 +420,10 @@ def launch(q, k, v, causal: bool, sm_scale: float, config: Config, *, trace: Tra
     fmeta = meta(FwdMeta, HEAD_DIM=head_dim, BLOCK_M=config.block_m, BLOCK_N=config.block_n, CAUSAL=bool(causal),
                  TRACE=trace is not None, DOT_PRECISION=precision(q.dtype), USE_TMA=use_tma,
                  WARP_SPEC=config.warp_spec, SPLIT=config.split,
-                 MASKED_TILES=bool(causal) or n_kv % config.block_n != 0 or kv_splits > 1 or intervals,
+                 MASKED_TILES=bool(causal) or n_kv % config.block_n != 0 or kv_splits > 1 or intervals or key_tile > 0,
                  LATE_V=config.late_v, KV_SPLITS=kv_splits, OWN_KV=own_kv, INTERVALS=intervals,
-                 WINDOW_LEFT=left >= 0, WINDOW_RIGHT=right >= 0, DOCS=docs is not None, PACKED=group > 1 and intervals)
+                 WINDOW_LEFT=left >= 0, WINDOW_RIGHT=right >= 0, DOCS=docs is not None, PACKED=group > 1 and intervals,
+                 KEY_TILE=key_tile)
     mk = MaskArgs(n_kv=n_kv if own_kv else None, n_q=n_q if group > 1 and intervals else None,
                   sk=strides(k) if own_kv else None, left=left if left >= 0 else None,
                   right=right if right >= 0 else None, doc=docs.doc if docs is not None else None,

@@ -117,6 +117,30 @@ def check_blocks(block_m, block_n, head_dim) -> None:
         )
 
 
+# ---------------------------------------------------------------- a reader's size (kernels/hand.py)
+MIN_TILE = 16  # tl.dot's smallest tile: a smaller block or head dim runs padded to it
+MAX_HAND_SEQ_LEN = 16  # a trace with a block or head dim below MIN_TILE: every number fits on screen
+MAX_HAND_HEAD_DIM = 8
+
+
+def hand_sized(block_m: int, block_n: int, head_dim: int) -> bool:
+    """A logical block or head dim below the hardware tile: the kernel runs it padded (kernels/hand.py)."""
+    return min(block_m, block_n, head_dim) < MIN_TILE
+
+
+def check_trace_blocks(block_m, block_n, head_dim) -> None:
+    """A trace's blocks and head dim: the kernels' (check_blocks), or from 1 to 15, which run as
+    16-wide hardware tiles with the other lanes masked or zero-padded (kernels/hand.py)."""
+    hw = []
+    for name, value in (("block_m", block_m), ("block_n", block_n), ("head_dim", head_dim)):
+        value = check_int(name, value, 1)
+        hw.append(MIN_TILE if value < MIN_TILE else value)
+    check_blocks(hw[0], hw[1], hw[2])
+    if hand_sized(block_m, block_n, head_dim) and head_dim > MAX_HAND_HEAD_DIM and head_dim < MIN_TILE:
+        raise ValueError(f"head_dim must be at most {MAX_HAND_HEAD_DIM} (or one of "
+                         f"{', '.join(map(str, HEAD_DIMS))}), got {head_dim}")
+
+
 # ---------------------------------------------------------------- counting the softmax kernels over N x N scores
 # scores_softmax_counts (kernels/trace.py) runs 4 softmax kernels over the N x N scores held in
 # float32: at most MAX_COUNT_SEQ_LEN_GPU rows on a GPU (256 MiB), and in the interpreter (about

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels import backend, limits, masks, reference, traffic
+from kernels import backend, hand, limits, masks, reference, traffic
 from kernels.inputs import make_inputs
 from kernels.schema import array
 
@@ -77,7 +77,7 @@ class TraceConfig:
         for name in INT_FIELDS:
             limits.check_int(name, getattr(self, name))
         limits.check_int("seq_len", self.seq_len, 1, limits.MAX_SEQ_LEN_GPU)
-        limits.check_blocks(self.block_m, self.block_n, self.head_dim)
+        limits.check_trace_blocks(self.block_m, self.block_n, self.head_dim)
         limits.check_bool("causal", self.causal)
         limits.check_choice("dtype", self.dtype, limits.DTYPES)
         limits.check_int("seed", self.seed, 0, 2**31 - 1)
@@ -91,6 +91,8 @@ class TraceConfig:
             raise ValueError(f"kv_splits splits FlashAttention-2's kv loop: with loop_order 'fa1' it must be 1, "
                              f"got {self.kv_splits}")
         self._check_masks()
+        if self.hand_sized:
+            self._check_hand()
         state = 3 * 4 * self.n_q_blocks * self.n_kv_blocks * self.block_m
         if state > limits.STATE_BUDGET_BYTES:
             raise ValueError(
@@ -111,6 +113,21 @@ class TraceConfig:
                                          or self.n_queries != self.seq_len):
             raise ValueError(f"the FA1-order kernel runs plain and causal attention: with loop_order 'fa1' the window, "
                              f"documents, group and q_len must be off, got {self.masks().describe()}")
+
+    def _check_hand(self) -> None:
+        """A block or head dim below the hardware tile (kernels/hand.py): plain attention, every number on screen."""
+        limits.check_int("seq_len", self.seq_len, 1, limits.MAX_HAND_SEQ_LEN)
+        plain = (not self.causal and self.loop_order == "fa2" and self.kv_splits == 1 and self.masks().default
+                 and self.group == 1 and self.n_queries == self.seq_len)
+        if not plain:
+            raise ValueError(f"a block or head_dim below {limits.MIN_TILE} runs plain attention only (FlashAttention-2's "
+                             f"order, no causal mask, window, documents, GQA, decode or split-KV), got "
+                             f"{self.masks().describe()}, loop_order {self.loop_order!r}, kv_splits {self.kv_splits}")
+
+    @property
+    def hand_sized(self) -> bool:
+        """A block or head dim below the hardware tile: the kernel runs padded tiles (kernels/hand.py)."""
+        return limits.hand_sized(self.block_m, self.block_n, self.head_dim)
 
     @property
     def window(self) -> tuple[int, int]:
@@ -299,9 +316,10 @@ class AttentionTrace:
         return traffic.flash_fa2(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal, c.masks())
 
 
-def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
+def capture_trace(cfg: TraceConfig, q_blocks=None, inputs=None) -> AttentionTrace:
     """Run the kernel once with TRACE on. q_blocks: which q-blocks keep their per-tile s, p and
-    acc (default: all of them when they fit TILE_BUDGET_BYTES, else evenly spaced ones)."""
+    acc (default: all of them when they fit TILE_BUDGET_BYTES, else evenly spaced ones). inputs:
+    (q, k, v) arrays of shape (seq_len, head_dim) instead of the config's scenario and seed."""
     backend.require_triton()
     import torch
 
@@ -312,7 +330,10 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
     cfg.check_live()  # a config read from a file (TraceConfig.recorded) may be longer than this backend runs
     q_blocks = tile_blocks(cfg, q_blocks, cfg.n_q_blocks, tile_bytes(cfg), "q_blocks")
-    host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in make_inputs(cfg)]
+    given = make_inputs(cfg) if inputs is None else hand.check_inputs(cfg, inputs)
+    host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in given]
+    if cfg.hand_sized:
+        return _capture_hand(cfg, host, q_blocks)
     k, v = (t.to(backend.DEVICE)[None, None] for t in host[1:])  # (1, 1, N, d)
     q = host[0].to(backend.DEVICE).view(1, cfg.group, cfg.n_queries, cfg.head_dim)  # the packed rows, per head
     buf = TraceBuffers(cfg.n_rows, cfg.head_dim, cfg.block_m, cfg.block_n, q_blocks, backend.DEVICE,
@@ -349,6 +370,44 @@ def capture_trace(cfg: TraceConfig, q_blocks=None) -> AttentionTrace:
         ref_out=ref["out"], ref_lse=ref["lse"],
         sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
         **(_split_partials(buf, cfg) if cfg.kv_splits > 1 else {}),
+    )
+
+
+def _capture_hand(cfg: TraceConfig, host, q_blocks) -> AttentionTrace:
+    """A block or head dim below the hardware tile: the same kernel on 16-wide tiles laid out by
+    kernels/hand.py, the trace cut back to the real rows, keys and head lanes. counters: the elements
+    of the padded tiles the kernel loaded and stored (head lanes and rows of zeros included)."""
+    import torch
+
+    from kernels import flash_fwd
+    from kernels.launch import Config
+    from kernels.trace_buffers import TraceBuffers
+
+    qh, kh, vh = (t.to(backend.DEVICE)[None, None] for t in hand.pad(cfg, host))  # (1, 1, n_hw, 16)
+    bm, bn, d = hand.hardware(cfg.block_m), hand.hardware(cfg.block_n), hand.hardware(cfg.head_dim)
+    buf = TraceBuffers(qh.shape[2], d, bm, bn, q_blocks, backend.DEVICE, counter_keys=cfg.counter_keys(),
+                       n_keys=kh.shape[2])
+    key_tile = cfg.block_n if cfg.block_n < bn else 0
+    t0 = time.perf_counter()
+    out, lse = flash_fwd.launch(qh, kh, vh, False, cfg.sm_scale, Config(bm, bn, num_stages=2), trace=buf,
+                                key_tile=key_tile)
+    if backend.DEVICE == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+
+    def np32(t):
+        return t.detach().float().cpu().numpy()
+
+    raw = dict(out=np32(out[0, 0]), lse=np32(lse[0, 0]), m=np32(buf.m), l=np32(buf.l), alpha=np32(buf.alpha),
+               s=np32(buf.s), p=np32(buf.p), acc_before=np32(buf.acc_before), acc_after=np32(buf.acc_after))
+    q64, k64, v64 = (t.double().numpy() for t in host)
+    ref = reference.attention_rows(q64, k64, v64, False, cfg.sm_scale)
+    return AttentionTrace(
+        config=cfg, q=np32(host[0]), k=np32(host[1]), v=np32(host[2]), **hand.unpad(cfg, raw),
+        visit_order=buf.visit.cpu().numpy(), tile_kind=buf.kind.cpu().numpy(),
+        tile_q_blocks=np.asarray(q_blocks, dtype=np.int64),
+        counters=dict(zip(buf.counter_keys, (int(c) for c in buf.counters.cpu()), strict=True)),
+        ref_out=ref["out"], ref_lse=ref["lse"], sm_scale=cfg.sm_scale, device=backend.describe(), seconds=seconds,
     )
 
 

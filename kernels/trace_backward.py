@@ -121,6 +121,9 @@ def capture_backward_trace(cfg: TraceConfig, kv_blocks=None, do_seed: int | None
     if cfg.loop_order != "fa2" or cfg.kv_splits != 1:
         raise ValueError(f"the backward is FlashAttention-2's: loop_order must be 'fa2' and kv_splits 1, got "
                          f"{cfg.loop_order!r} and {cfg.kv_splits}")
+    if cfg.hand_sized:
+        raise ValueError(f"the backward trace runs blocks and head dims the kernels compile (16 and up): got block_m "
+                         f"{cfg.block_m}, block_n {cfg.block_n}, head_dim {cfg.head_dim}")
     cfg.check_live()
     do_seed = cfg.seed if do_seed is None else limits.check_int("do_seed", do_seed, 0, 2**31 - 1)
     kv_blocks = tile_blocks(cfg, kv_blocks, cfg.n_kv_blocks, tile_bytes(cfg), "kv_blocks")

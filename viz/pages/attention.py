@@ -2,7 +2,7 @@
 import streamlit as st
 
 from kernels import steps
-from viz import controls, export, page, screens, sections, specs, stepping, urlstate, words
+from viz import controls, export, hand, page, screens, sections, specs, stepping, urlstate, words
 from viz.figures import attention as fa
 from viz.figures import grid
 from viz.sections import chart
@@ -11,6 +11,11 @@ from viz.stepping import PRESENT
 ss = st.session_state
 SPEC = specs.ATTENTION
 
+with st.sidebar:
+    hand.toggle()
+if hand.wanted():  # your own Q, K, V (viz/hand.py) instead of a scene or a generated input
+    hand.show()
+    st.stop()
 src = page.resolve(SPEC)
 HERE = src.stop()
 config = src.trace.config if src.trace is not None else src.config
