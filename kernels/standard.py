@@ -144,3 +144,30 @@ def run(q, k, v, causal: bool, block_m: int, block_n: int, dtype: str = "float32
     c = counts.cpu().numpy()
     return StandardResult(s.float().cpu().numpy(), p.float().cpu().numpy(), o.float().cpu().numpy(),
                           {name: int(c[i]) for i, name in enumerate(COUNTERS)} if count else {})
+
+
+# ---------------------------------------------------------------- the walk of one q-block's rows
+class Step(NamedTuple):
+    kernel: int  # 1: S = Q K^T, 2: P = softmax(S), 3: O = P V
+    kv_block: int | None  # the tile of keys (kernels 1 and 3); None: kernel 2 takes whole rows
+
+
+KERNEL_NAMES = {1: "S = QKᵀ", 2: "P = softmax(S)", 3: "O = PV"}
+
+
+def walk(seq_len: int, block_n: int) -> list[Step]:
+    """A q-block's rows through the three kernels: kernel 1 tile by tile, kernel 2 at once, kernel 3 tile by tile."""
+    tk = -(-seq_len // block_n)
+    return [Step(1, j) for j in range(tk)] + [Step(2, None)] + [Step(3, j) for j in range(tk)]
+
+
+def moved(steps: list[Step], k: int, rows: int, seq_len: int, block_n: int) -> dict:
+    """Elements of S and P the followed rows have written to and read from HBM through step k."""
+    def keys(j):
+        return min(block_n, seq_len - j * block_n)
+    done = steps[: k + 1]
+    s_written = sum(rows * keys(s.kv_block) for s in done if s.kernel == 1)
+    p_read = sum(rows * keys(s.kv_block) for s in done if s.kernel == 3)
+    through_2 = any(s.kernel >= 2 for s in done)
+    return {"s_stores": s_written, "s_loads": rows * seq_len if through_2 else 0,
+            "p_stores": rows * seq_len if through_2 else 0, "p_loads": p_read}

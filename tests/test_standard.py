@@ -1,10 +1,16 @@
 """Standard attention's three kernels (kernels/standard.py) against float64, their counters against the
 traffic model (S written once and read once, P written once and read once), and their argument checks."""
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from kernels import inputs, limits, reference, standard, traffic
+from viz.figures.memory import nice_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _torch_low(q, k, v, causal, dtype):
@@ -62,3 +68,53 @@ def test_bad_arguments_are_messages(kw, message):
     args = dict(block_m=16, block_n=16) | kw
     with pytest.raises(ValueError, match=message):
         standard.run(q, k, v, False, args["block_m"], args["block_n"], dtype=args.get("dtype", "float32"))
+
+
+# ---------------------------------------------------------------- the page
+def _page(step: int | None = None, **config):
+    from streamlit.testing.v1 import AppTest
+
+    from viz.specs import ATTENTION
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.switch_page("viz/pages/attention.py")
+    for key, value in ATTENTION.keyed(**config).items():
+        at.session_state[key] = value
+    if step is not None:
+        at.session_state[ATTENTION.key("std_step")] = step
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _numbers(line: str) -> list[float]:
+    return [float(x) for x in re.findall(r"(?<![\w_\[])-?\d+\.?\d*(?:e[-+]?\d+)?(?![\w\]])", line.split("=", 1)[1])]
+
+
+CONFIG = dict(seq_len=100, head_dim=16, block_m=32, block_n=32, follow=1, dtype="float32", causal=True)
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 6, 9])
+def test_page_steps_standard_attention_and_its_equations_hold(step):
+    at = _page(step, **CONFIG)
+    lines = [m.value.strip("`") for m in at.markdown if m.value.startswith("`") and ("S[" in m.value or "O[" in m.value
+                                                                                    or "m = max" in m.value)]
+    assert lines, "no standard-attention equation on the page"
+    steps = standard.walk(100, 32)
+    kernel = steps[step - 1].kernel
+    assert any(f"Kernel {kernel}: {standard.KERNEL_NAMES[kernel]}" in m.value for m in at.markdown)
+    for line in lines:
+        nums = _numbers(line)
+        if line.startswith("S[") and "−∞" not in line:
+            dot, scale, s = nums
+            assert abs(dot * scale - s) <= 1e-5 * max(1.0, abs(s)), line
+        elif line.startswith("P["):
+            e, ell, p = nums
+            assert abs(e / ell - p) <= 1e-5 * max(1e-3, p), line
+    o_lines = [_numbers(line)[-1] for line in lines if line.startswith("O[")]
+    if len(o_lines) == 2:  # the last tile: the partial sum shown is the O the kernel wrote
+        assert abs(o_lines[0] - o_lines[1]) <= 1e-5 * max(1.0, abs(o_lines[1])), lines
+    caption = " ".join(c.value for c in at.caption if "max |O − float64|" in c.value)
+    assert f"the whole run moved {nice_bytes(4 * 100 * 100 * 4)} of S and P" in caption, caption
+    err = float(re.search(r"max \|O − float64\| = ([\d.e+-]+)", caption)[1])
+    assert err < 1e-4, caption
+    assert "FlashAttention: 0 bytes of S and P" in caption

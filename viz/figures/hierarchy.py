@@ -14,8 +14,8 @@ def hierarchy_figure(levels: list, gpu: str, height: int = 360) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=("size (whole GPU)", "bandwidth, TB/s"))
     fig.add_trace(go.Bar(y=names, x=[sizes[n].size_bytes for n in names], orientation="h", marker_color=GREY,
-                         text=[f"{nice_bytes(sizes[n].size_bytes)} · {sizes[n].size_note}" for n in names],
-                         textposition="inside", insidetextanchor="start", name="size", showlegend=False,
+                         text=[size_text(sizes[n]) for n in names], textposition="outside", cliponaxis=False,
+                         name="size", showlegend=False,
                          hovertemplate="%{y}: %{x:.3s}B<extra></extra>"), row=1, col=1)
     for source, color in (("spec", BLUE), ("measured", ORANGE)):
         lvs = [lv for lv in levels if lv.bandwidth_source == source]
@@ -28,12 +28,17 @@ def hierarchy_figure(levels: list, gpu: str, height: int = 360) -> go.Figure:
     for name in unpublished:
         fig.add_annotation(x=0.02, y=name, xref="x2 domain", yref="y2", text="not published, not measured",
                            showarrow=False, xanchor="left", font=dict(color=GREY, size=13))
-    fig.update_xaxes(type="log", row=1, col=1, showticklabels=False)
+    fig.update_xaxes(type="log", range=[7, 14.5], row=1, col=1, showticklabels=False)
     fig.update_xaxes(range=[0, 6], row=1, col=2)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     layout(fig, height, barmode="group", title=dict(text=f"{gpu}: where the bytes live", x=0.01),
            legend=dict(orientation="h", y=-0.08, x=0.55), t=60)
     return fig
+
+
+def size_text(level) -> str:
+    size = nice_bytes(level.size_bytes)
+    return size if level.size_note.startswith(size) else f"{size} · {level.size_note}"
 
 
 def softmax_dram_rows(rows: list[dict]) -> list[dict]:
