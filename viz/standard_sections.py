@@ -78,7 +78,7 @@ def section(spec, trace, follow: int) -> None:
         st.markdown(f"`{line}`")
     s_done = c.seq_len if step.kernel > 1 else min((step.kv_block + 1) * c.block_n, c.seq_len)
     chart(fstd.rows_figure(res.s[rows.start:rows.stop], res.p[rows.start:rows.stop], s_done, step.kernel > 1,
-                           moved["p_loads"] // len(rows)), spec.key("std_rows"))
+                           moved["p_loads"] // len(rows), rows.start), spec.key("std_rows"))
     chart(fstd.bytes_figure(moved, res.counters, size), spec.key("std_bytes"))
     sp = sum(moved.values()) * size
     whole = traffic.counted_bytes(res.counters, tuple(res.counters), size)

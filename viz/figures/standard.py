@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 from viz.figures.style import BLUE, GREY, ORANGE, colorscale, layout
 
 
-def rows_figure(s_rows: np.ndarray, p_rows: np.ndarray, s_done: int, p_done: bool, p_read: int,
+def rows_figure(s_rows: np.ndarray, p_rows: np.ndarray, s_done: int, p_done: bool, p_read: int, row0: int,
                 height: int = 300) -> go.Figure:
     """S (left) and P (right) rows of the followed q-block: written columns shown, the rest blank;
     a frame around what kernel 3 has read back of P."""
@@ -19,15 +19,16 @@ def rows_figure(s_rows: np.ndarray, p_rows: np.ndarray, s_done: int, p_done: boo
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06,
                         subplot_titles=("S rows in HBM (written by kernel 1)", "P rows in HBM (written by kernel 2)"))
-    fig.add_trace(go.Heatmap(z=s_shown, zmin=lo, zmax=hi, colorscale=colorscale("RdBu"), reversescale=True,
+    ys = np.arange(row0, row0 + s_rows.shape[0])
+    fig.add_trace(go.Heatmap(z=s_shown, y=ys, zmin=lo, zmax=hi, colorscale=colorscale("RdBu"), reversescale=True,
                              showscale=False, hovertemplate="row %{y}, key %{x}: S = %{z:.4g}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Heatmap(z=p_shown, zmin=0.0, zmax=float(np.nanmax(p_rows)) or 1.0, colorscale=colorscale("Viridis"),
+    fig.add_trace(go.Heatmap(z=p_shown, y=ys, zmin=0.0, zmax=float(np.nanmax(p_rows)) or 1.0, colorscale=colorscale("Viridis"),
                              showscale=False, hovertemplate="row %{y}, key %{x}: P = %{z:.4g}<extra></extra>"), 1, 2)
     if p_read:
-        fig.add_shape(type="rect", x0=-0.5, x1=p_read - 0.5, y0=-0.5, y1=s_rows.shape[0] - 0.5, xref="x2", yref="y2",
+        fig.add_shape(type="rect", x0=-0.5, x1=p_read - 0.5, y0=row0 - 0.5, y1=row0 + s_rows.shape[0] - 0.5, xref="x2", yref="y2",
                       line=dict(color=ORANGE, width=3))
     for axis in ("yaxis", "yaxis2"):
-        fig.layout[axis].update(autorange="reversed", title="row")
+        fig.layout[axis].update(range=[row0 + s_rows.shape[0] - 0.5, row0 - 0.5], title="row")
     fig.layout.xaxis.update(title="key", range=[-0.5, n - 0.5])
     fig.layout.xaxis2.update(title="key (orange: read back by kernel 3)", range=[-0.5, n - 0.5])
     return layout(fig, height, t=40)
