@@ -10,6 +10,7 @@ Not for: the float64 reference (kernels/reference.py) or the traffic formulas (k
 from typing import NamedTuple
 
 from kernels import backend, limits
+from kernels.launch import precision
 
 backend.require_triton()
 
@@ -28,7 +29,7 @@ TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 @triton.jit
 def scores_kernel(S_ptr, Q_ptr, K_ptr, Counts_ptr, stride_sm, stride_qm, stride_kn, seq_len, sm_scale,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr,
-                  COUNT: tl.constexpr):
+                  COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr):
     start_m = tl.program_id(0) * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -41,7 +42,7 @@ def scores_kernel(S_ptr, Q_ptr, K_ptr, Counts_ptr, stride_sm, stride_qm, stride_
         col_ok = offs_n < seq_len
         k = tl.load(K_ptr + offs_n[:, None] * stride_kn + offs_d[None, :], mask=col_ok[:, None], other=0.0)  # read K_j
         # -- compute s --
-        s = tl.dot(q, tl.trans(k)) * sm_scale  # (BLOCK_M, BLOCK_N) float32
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * sm_scale  # (BLOCK_M, BLOCK_N) float32
         if CAUSAL:  # the mask is applied here, so S holds -inf above the diagonal: still N x N in HBM
             s = tl.where(offs_n[None, :] > offs_m[:, None], -float("inf"), s)
         ok = row_ok[:, None] & col_ok[None, :]
@@ -76,7 +77,8 @@ def softmax_kernel(P_ptr, S_ptr, Counts_ptr, stride_pm, stride_sm, seq_len,
 # ---------------------------------------------------------------- kernel 3: O = P V, P read back from HBM
 @triton.jit
 def pv_kernel(O_ptr, P_ptr, V_ptr, Counts_ptr, stride_om, stride_pm, stride_vn, seq_len,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, COUNT: tl.constexpr):
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, COUNT: tl.constexpr,
+              DOT_PRECISION: tl.constexpr):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m < seq_len
@@ -88,7 +90,7 @@ def pv_kernel(O_ptr, P_ptr, V_ptr, Counts_ptr, stride_om, stride_pm, stride_vn, 
         p = tl.load(P_ptr + offs_m[:, None] * stride_pm + offs_n[None, :], mask=ok, other=0.0)  # read P
         v = tl.load(V_ptr + offs_n[:, None] * stride_vn + offs_d[None, :], mask=col_ok[:, None], other=0.0)  # read V_j
         # -- accumulate p v --
-        acc += tl.dot(p.to(v.dtype), v)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         if COUNT:
             tl.atomic_add(Counts_ptr + C_P_LD, tl.sum(tl.sum(ok.to(tl.int64), axis=1), axis=0))
             tl.atomic_add(Counts_ptr + C_V, tl.sum(col_ok.to(tl.int64)) * HEAD_DIM)
@@ -135,12 +137,13 @@ def run(q, k, v, causal: bool, block_m: int, block_n: int, dtype: str = "float32
     counts = torch.zeros(len(COUNTERS), dtype=torch.int64, device=dev)
     tq = triton.cdiv(n, block_m)
     scores_kernel[(tq,)](s, q, k, counts, s.stride(0), q.stride(0), k.stride(0), n, sm_scale,
-                         BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=d, CAUSAL=bool(causal), COUNT=count)
+                         BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=d, CAUSAL=bool(causal), COUNT=count,
+                         DOT_PRECISION=precision(td))
     rows = softmax_rows(n, block_m)
     softmax_kernel[(triton.cdiv(n, rows),)](p, s, counts, p.stride(0), s.stride(0), n,
                                             ROWS=rows, N_PAD=triton.next_power_of_2(n), COUNT=count)
     pv_kernel[(tq,)](o, p, v, counts, o.stride(0), p.stride(0), v.stride(0), n,
-                     BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=d, COUNT=count)
+                     BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=d, COUNT=count, DOT_PRECISION=precision(td))
     c = counts.cpu().numpy()
     return StandardResult(s.float().cpu().numpy(), p.float().cpu().numpy(), o.float().cpu().numpy(),
                           {name: int(c[i]) for i, name in enumerate(COUNTERS)} if count else {})
