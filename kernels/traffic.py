@@ -205,6 +205,16 @@ def standard_attention(seq_len: int, head_dim: int, rows: int | None = None) -> 
     return standard_rows(seq_len if rows is None else rows, seq_len, head_dim)  # QK^T ; softmax(S) ; PV
 
 
+def standard_kernels(seq_len: int, head_dim: int, block_m: int) -> dict:
+    """What kernels/standard.py's three kernels load and store, per counter: S and P each written once
+    and read once (as standard_attention), Q and O once, and K, V once per q-block (one program per
+    q-block streams all of them)."""
+    n, d, tq = seq_len, head_dim, -(-seq_len // block_m)
+    return {"q_loads": n * d, "k_loads": tq * n * d, "s_stores": n * n,  # S = QK^T
+            "s_loads": n * n, "p_stores": n * n,  # P = softmax(S), a whole row on chip
+            "p_loads": n * n, "v_loads": tq * n * d, "o_stores": n * d}  # O = PV
+
+
 def total(counts: dict) -> int:
     return counts["loads"] + counts["stores"]
 

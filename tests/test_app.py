@@ -425,7 +425,7 @@ def test_softmax_page_values():
     assert "pass 2, chunk 3" in _step_label(at)
     table = at.dataframe[0].value  # the online kernel's (m, d): every chunk of a sorted row grows
     assert np.isfinite(table["d ×"].iloc[1:].astype(float)).all()
-    access = at.dataframe[-1].value
+    access = _table(at, "per element (model)")  # the hierarchy section's tables follow it
     assert list(access["per element (model)"])[:4] == [3, 4, 3, 2]
     assert list(access["equal?"]) == ["✓"] * len(access)
     ladder = at.dataframe[1].value

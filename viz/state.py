@@ -328,3 +328,12 @@ def scene_softmax_counts() -> dict:
 
     return scenes.softmax_counts()
 
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def standard_attention(q, k, v, causal: bool, block_m: int, block_n: int, dtype: str):
+    """kernels/standard.run on a trace's own inputs, once per (inputs, config)."""
+    from kernels import standard
+
+    with kernel_turn(f"standard attention (N {q.shape[0]}, three kernels)"):
+        return standard.run(q, k, v, causal, block_m, block_n, dtype=dtype)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from kernels import steps
-from viz import controls, export, hand, page, screens, sections, specs, stepping, urlstate, words
+from viz import controls, export, hand, page, screens, sections, specs, standard_sections, stepping, urlstate, words
 from viz.figures import attention as fa
 from viz.figures import grid
 from viz.sections import chart
@@ -114,4 +114,5 @@ stepping.step_fragment(SPEC.prefix, len(WALK), draw, HERE)
 if not ss[PRESENT]:
     sections.consistency(SPEC, trace)
     sections.memory_accesses(SPEC, trace, scene=src.scene)
+    standard_sections.section(SPEC, trace, follow)
     sections.footer(trace, src.note)

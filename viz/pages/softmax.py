@@ -3,7 +3,7 @@ kernels, pass by pass; overflow in float32 and in float16 arithmetic; 3 -> 2 -> 
 import streamlit as st
 
 from kernels import softmax_trace, steps
-from viz import page, screens, softmax_hand, softmax_sections, specs, stepping, urlstate, words
+from viz import hierarchy_sections, page, screens, softmax_hand, softmax_sections, specs, stepping, urlstate, words
 from viz.figures import softmax as fsm
 from viz.sections import chart
 from viz.stepping import PRESENT
@@ -89,3 +89,4 @@ if not ss[PRESENT]:
     softmax_sections.split_row(trace)
     softmax_sections.ladder(counts, length)
     softmax_sections.accesses(trace, counts, src.note)
+    hierarchy_sections.section(trace.device)
