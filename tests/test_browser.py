@@ -273,6 +273,24 @@ def test_space_plays_and_pauses(server, page):
     b.no_errors(page)
 
 
+def test_back_undoes_one_step_per_press(server, page):
+    """Each step is one browser-history entry, and Back applies the URL it goes back to: two steps
+    forward, two presses of Back, and the page is where it started (not a step re-written on top)."""
+    b.open_page(page, f"{server}/attention?scene=first-look")
+    assert "Step 3 of 8" in b.label(page)
+    b.focus_page(page)
+    for k in (4, 5):
+        page.keyboard.press("ArrowRight")
+        b.wait_step(page, k)
+        b.idle(page)
+    for k in (4, 3):
+        page.go_back()
+        b.wait_step(page, k)
+        b.idle(page)
+        assert b.query(page).get("step") == str(k), page.url
+    b.no_errors(page)
+
+
 # ---------------------------------------------------------------- 6: export for slides
 def test_export_html_plays_offline_and_png_is_1920x1080(server, browser, page, tmp_path):
     b.open_page(page, f"{server}/attention?scene=first-look")

@@ -107,11 +107,16 @@ def read(spec: dict) -> tuple[dict, list[str]]:
 
 
 def arrived(page: str) -> bool:
-    """True once per browser session and page: the run that should apply the URL to the state."""
+    """True on the run that should apply the URL to the state: once per browser session and page,
+    and again when the browser moved the URL itself (Back or Forward: a query string other than the
+    one this page last wrote), so that Back undoes one step per press."""
     ss = st.session_state
+    ss["url.page"] = page
     done = ss.setdefault("url.applied", set())
     if page in done:
-        return False
+        last = ss.get("url.written")
+        now = st.query_params.to_dict()
+        return bool(last and last[0] == page and now and now != last[1])
     done.add(page)
     return True
 
@@ -127,6 +132,7 @@ def write(values: dict) -> None:
     """Make the URL's query string exactly `values` plus the view parameters (None values left out),
     in one update: one browser-history entry per change, so Back undoes one step per press."""
     want = {k: _text(v) for k, v in {**values, **view()}.items() if v is not None}
+    st.session_state["url.written"] = (st.session_state.get("url.page"), want)
     params = st.query_params
     if dict(params.to_dict()) == want:
         return
