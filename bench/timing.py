@@ -35,7 +35,22 @@ def interleaved_ms(fns: dict, rounds: int = TIME_ROUNDS) -> tuple[dict, dict]:
     return interleaved_medians(fns, rounds, median_ms)
 
 
+def clocks() -> dict | None:
+    """The GPU's SM clock now and its maximum, MHz (nvidia-smi), or None where it cannot be asked."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,clocks.max.sm", "--format=csv,noheader,nounits",
+                              "--id=0"], capture_output=True, text=True, timeout=10, check=True).stdout
+        now, most = (int(x) for x in out.strip().splitlines()[0].split(","))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    return {"sm_mhz": now, "sm_max_mhz": most}
+
+
 def environment() -> dict:
+    """What a result was measured on: GPU, versions (cuDNN's too: SDPA's cuDNN backend is timed
+    against), the SM clocks at the start and the date."""
     import torch
     import triton
 
@@ -44,6 +59,8 @@ def environment() -> dict:
         "torch": torch.__version__,
         "triton": triton.__version__,
         "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "clocks": clocks(),
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "timing_rounds": TIME_ROUNDS,

@@ -175,3 +175,18 @@ def test_page_in_browser(server, page, tmp_path):
     assert page.locator(".js-plotly-plot").count() >= 2
     b.shot(page, tmp_path, "benchmarks")
     b.shots_down_the_page(page, tmp_path, "benchmarks", 5)
+
+
+def test_a_result_says_what_it_was_measured_on(monkeypatch):
+    """cuDNN's version and the SM clocks where the result has them (newer runs), and nothing made
+    up where it has not (older runs); nvidia-smi missing is None, not an error."""
+    env = {"gpu": "NVIDIA H200", "torch": "2.11.0+cu130", "triton": "3.6.0", "date": "2026-12-02T13:02:34+00:00"}
+    assert fbench.bench_measured_on({"env": env}) == "NVIDIA H200 · torch 2.11.0+cu130 · triton 3.6.0 · 2026-12-02 13:02 UTC"
+    new = {**env, "cudnn": 91900, "clocks": {"sm_mhz": 1980, "sm_max_mhz": 1980}}
+    assert fbench.bench_measured_on({"env": new}) == ("NVIDIA H200 · torch 2.11.0+cu130 · triton 3.6.0 · cuDNN 91900 · "
+                                                      "2026-12-02 13:02 UTC · SM 1980 of 1980 MHz at the start")
+    assert "cuDNN" not in fbench.bench_measured_on({"env": {**env, "cudnn": "<b>x</b>", "clocks": "fast"}})
+    from bench import timing
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert timing.clocks() is None

@@ -37,8 +37,12 @@ def ordered_runs(recorded: dict) -> list[str]:
 
 def bench_measured_on(result: dict) -> str:
     env = result["env"]
-    return (f"{env['gpu']} · torch {env['torch']} · triton {env['triton']} · "
-            f"{env['date'].replace('T', ' ')[:16]} UTC")
+    cudnn = f" · cuDNN {env['cudnn']}" if isinstance(env.get("cudnn"), int) else ""
+    clk = env.get("clocks") if isinstance(env.get("clocks"), dict) else {}
+    sm = (f" · SM {clk['sm_mhz']} of {clk['sm_max_mhz']} MHz at the start"
+          if all(isinstance(clk.get(k), int) for k in ("sm_mhz", "sm_max_mhz")) else "")
+    return (f"{env['gpu']} · torch {env['torch']} · triton {env['triton']}{cudnn} · "
+            f"{env['date'].replace('T', ' ')[:16]} UTC{sm}")
 
 
 def bench_attention_series(rows: list[dict], head_dim: int, causal: bool) -> dict:
