@@ -487,6 +487,13 @@ def test_backward_worked_example():
     assert r"- 0.04a - 0.2b + 0.24c" in tex.replace("\\,", ""), tex
     assert "0.28" in tex and "-0.13" in tex
     assert any("dS = [-0.13, -0.15, 0.28], D = 2.3" in m.value for m in at.markdown)
+    # the second form in a, b, c and its numbers; the same row through attention's dK/dV kernel
+    second = next(t.value.strip("$\n") for t in at.latex if r"P \circ dP - (P^\top dP)" in t.value)
+    assert r"0.1a + 0.5b + 0.4c" in second and second.endswith(r"\begin{bmatrix} -0.13 \\ -0.15 \\ 0.28 \end{bmatrix}")
+    through = next(m.value for m in at.markdown if "Through attention's own backward" in m.value)
+    shown = [float(x) for x in re.search(r"dS = \[([^\]]+)\] read off its dK", _shown(through))[1].split(",")]
+    assert shown == pytest.approx([-0.13, -0.15, 0.28], abs=1e-6)
+    assert float(re.search(r"max \|dK/dV kernel − Jacobian form\| = ([0-9.e+-]+)", _shown(through))[1]) < 1e-6
     at.number_input(key=BACKWARD.key("ex_p0")).set_value(0.5).run()  # sums to 1.4: not a softmax output
     assert any("P must be non-negative and sum to 1" in _shown(e.value) for e in at.error)
 

@@ -76,6 +76,22 @@ def worked_example() -> None:
                    "softmax-backward kernel runs on the next rerun when the kernels are free.")
     else:
         st.caption("Triton is not installed here: both forms above are float64, no kernel ran.")
+    st.markdown("The post's second form, the one the FlashAttention backward computes (no Jacobian):")
+    st.latex(fb.example_second_form_tex(ex))
+    try:
+        flash = None if busy else state.flash_backward_example(tuple(p_in), tuple(dp_in))
+    except TimeoutError:
+        flash = None
+    except ValueError as e:  # a P with a zero entry has no key whose score is ln 0
+        st.caption(f"Not through the attention backward: {controls.plain(str(e))}")
+        flash = None
+    if flash is not None:
+        err = float(np.max(np.abs(flash["ds"] - ex["ds_jacobian"])))
+        st.markdown("Through attention's own backward (kernels/flash_bwd.py): one query q = e₀, keys k_j = ln(P_j) e₀ "
+                    "(so softmax(q·k) = P), values v_j = dP_j e₀, dO = e₀, scale 1; the dK/dV kernel's dK_j = dS_j q, "
+                    f"so dS = [{', '.join(f'{v:.6g}' for v in flash['ds'])}] read off its dK, D = dO · O = "
+                    f"{flash['d']:.6g} (derived from the kernel's O); max |dK/dV kernel − Jacobian form| = {err:.1e} "
+                    "(float32).")
     st.caption("The post writes the third entry of J dP as −0.04a − 0.2b − 0.24c: a sign slip. "
                "J's last row is (−0.04, −0.2, 0.24), so it is −0.04a − 0.2b + 0.24c, as above.")
 

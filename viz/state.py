@@ -287,6 +287,18 @@ def softmax_backward_example(p: tuple, dp: tuple) -> tuple | None:
         return softmax_bwd.softmax_backward(p, dp)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def flash_backward_example(p: tuple, dp: tuple) -> dict | None:
+    """The same row through attention's backward kernels (softmax_bwd.through_flash_backward), or
+    None where triton is not installed."""
+    if not backend.HAVE_TRITON:
+        return None
+    from kernels import softmax_bwd
+
+    with kernel_turn("attention-backward example", wait=0.0):  # never makes a replay wait
+        return softmax_bwd.through_flash_backward(p, dp)
+
+
 def scene_pairs() -> dict[str, tuple]:
     """{fa1 scene name: (fa2 scene, fa1 scene)}: shipped scenes recorded with the same config in both
     loop orders (the FA1 vs FA2 page replays them side by side)."""

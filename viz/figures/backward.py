@@ -238,6 +238,19 @@ def example_parts(p, dp, kernel: tuple | None) -> dict:
     return out
 
 
+def example_second_form_tex(ex: dict) -> str:
+    """The post's second form in a, b, c: dS = P ∘ dP − (Pᵀ dP) P, then with the numbers."""
+    from viz.figures.attention import tex_num
+
+    p = ex["p"]
+    pdp = " + ".join(f"{tex_num(v, 3)}{n}" for v, n in zip(p, "abc", strict=True))
+    col = r" \\ ".join(f"{tex_num(v, 3)}{n}" for v, n in zip(p, "abc", strict=True))
+    pcol = r" \\ ".join(tex_num(v, 3) for v in p)
+    values = r" \\ ".join(tex_num(v) for v in ex["ds_d"])
+    return (r"dS = P \circ dP - (P^\top dP)\,P = \begin{bmatrix} " + col + r" \end{bmatrix} - (" + pdp
+            + r")\begin{bmatrix} " + pcol + r" \end{bmatrix} = \begin{bmatrix} " + values + r" \end{bmatrix}")
+
+
 def example_tex(ex: dict) -> tuple[str, str]:
     """J; and each entry of J dP in a, b, c, then with the numbers (two LaTeX blocks)."""
     from viz.figures.attention import tex_num
