@@ -14,6 +14,7 @@ alone would leave the GPU idle). Forward and backward support every combination.
 Not for: the kernels (flash_fwd.py, flash_bwd.py) or traces (trace.py, trace_backward.py).
 """
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -93,10 +94,34 @@ def check_cu_seqlens(cu_seqlens, q, k) -> flash_fwd.Docs | None:
     if q.shape[2] != k.shape[2]:
         raise ValueError(f"cu_seqlens packs documents into one sequence of queries and keys: q and k must have one "
                          f"seq_len, got {q.shape[2]} and {k.shape[2]}")
+    seen = _checked_docs.get(id(cu_seqlens))
+    version = _version_of(cu_seqlens)
+    if seen is not None and seen[0]() is cu_seqlens and seen[1:3] == (version, q.shape[2]) and version is not None:
+        return flash_fwd.Docs(cu_seqlens.contiguous(), seen[3])  # unchanged since it was checked: no host copy
     masks.check_cu_seqlens(cu_seqlens.tolist(), q.shape[2])
     cu = cu_seqlens.contiguous()
     pos = torch.arange(q.shape[2], dtype=torch.int32, device=q.device)
-    return flash_fwd.Docs(cu, torch.searchsorted(cu[1:], pos, right=True).to(torch.int32))
+    docs = flash_fwd.Docs(cu, torch.searchsorted(cu[1:], pos, right=True).to(torch.int32))
+    if version is not None:
+        key = id(cu_seqlens)
+        _checked_docs[key] = (weakref.ref(cu_seqlens, lambda _, key=key: _checked_docs.pop(key, None)), version,
+                              q.shape[2], docs.doc)  # not docs.cu: that may be the tensor itself
+    return docs
+
+
+# cu_seqlens tensors already checked, by id: (a weak reference, its version counter, seq_len, and
+# each position's document).
+# The same tensor object at the same version (an in-place write bumps it) holds the same boundaries,
+# so a model that passes one cu_seqlens to every layer pays the check (a device-to-host copy) once.
+_checked_docs: dict = {}
+
+
+def _version_of(t) -> int | None:
+    """The tensor's version counter; None where it keeps none (inference-mode tensors)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 def check_masks(q, k, v, causal, window_size, cu_seqlens) -> tuple:

@@ -265,3 +265,35 @@ def test_the_tuner_splits_the_keys_when_the_q_blocks_leave_the_gpu_idle(monkeypa
     long = tuning.forward_candidates(64, "tf32", True, True, counts, rows=4096)
     assert not any(c.split == 2 for c in long) and {c.kv_splits for c in long} == {1, *counts}
     assert any(c.split == 2 for c in tuning.forward_candidates(64, "tf32", True, False, (1,)))
+
+
+def test_a_checked_cu_seqlens_is_not_copied_to_the_host_again_until_it_changes(monkeypatch):
+    """The boundaries are checked on the host (a device-to-host copy, a sync on a GPU) once per
+    tensor and version: the same tensor again skips the copy; an in-place write is checked again
+    and a bad write refused; a new tensor with the same values is checked on its own."""
+    q = _t(1, 2, 32, 16)
+    cu = _cu(0, 9, 32)
+    copies = []
+    real = attention.masks.check_cu_seqlens
+    monkeypatch.setattr(attention.masks, "check_cu_seqlens", lambda v, n: copies.append(list(v)) or real(v, n))
+    first = attention.check_cu_seqlens(cu, q, q)
+    assert attention.check_cu_seqlens(cu, q, q).doc is first.doc and copies == [[0, 9, 32]]
+    assert first.doc.tolist() == [0] * 9 + [1] * 23
+    cu[1] = 20  # in place: the version counter moves
+    again = attention.check_cu_seqlens(cu, q, q)
+    assert copies[-1] == [0, 20, 32] and again.doc.tolist() == [0] * 20 + [1] * 12
+    cu[1] = 40
+    with pytest.raises(ValueError, match="strictly increasing"):
+        attention.check_cu_seqlens(cu, q, q)
+    other = _cu(0, 9, 32)
+    attention.check_cu_seqlens(other, q, q)
+    assert copies[-1] == [0, 9, 32] and len(copies) == 4
+    q_short = _t(1, 2, 9, 16)  # another seq_len with the same tensor: checked against it (and refused)
+    with pytest.raises(ValueError, match="end at seq_len 9"):
+        attention.check_cu_seqlens(other, q_short, q_short)
+    third = _cu(0, 5, 32)
+    attention.check_cu_seqlens(third, q, q)
+    key = id(third)
+    assert key in attention._checked_docs
+    del third
+    assert key not in attention._checked_docs  # the entry goes with its tensor (it holds no reference to it)
