@@ -59,11 +59,11 @@ def main(path, head_dims=(128,), causals=(True,), n=1024):
             ours(q, k, v, do, causal)
             torch.cuda.synchronize()
             first = time.perf_counter() - t
-            for name, fn in (("ours", ours), ("flash", flash)):
+            for fn in (ours, flash):
                 for _ in range(3):
                     fn(q, k, v, do, causal)
             row = dict(head_dim=d, causal=causal, n=n, first_call_s=first)
-            for rnd in range(2):  # interleaved rounds
+            for _round in range(2):  # interleaved rounds
                 for name, fn in (("ours", ours), ("flash", flash)):
                     row.setdefault(f"{name}_gpu_ms", []).append(gpu_ms(lambda fn=fn: fn(q, k, v, do, causal)))
                     row.setdefault(f"{name}_host_us", []).append(host_us(lambda fn=fn: fn(q, k, v, do, causal)))
