@@ -20,7 +20,8 @@ import triton
 import triton.language as tl
 
 COUNTERS = ("q_loads", "k_loads", "s_stores", "s_loads", "p_stores", "p_loads", "v_loads", "o_stores")
-C_Q, C_K, C_S_ST, C_S_LD, C_P_ST, C_P_LD, C_V, C_O = range(len(COUNTERS))
+# tl.constexpr: a compiled kernel may read a global only as a constexpr (the interpreter reads any)
+C_Q, C_K, C_S_ST, C_S_LD, C_P_ST, C_P_LD, C_V, C_O = (tl.constexpr(i) for i in range(len(COUNTERS)))
 SOFTMAX_TILE_ELEMS = 1 << 16  # a program of the softmax kernel holds ROWS whole rows of S on chip
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
