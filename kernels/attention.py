@@ -2,9 +2,10 @@
 
 Checks every argument (a ValueError naming it, the value and what is allowed), picks the config
 on a GPU (tuning.py; 64 x 64 in the interpreter) and launches the kernels of flash_fwd.py and
-flash_bwd.py. One autograd path: the forward and backward are torch.library operators
-(torch.ops.fa_viz), so eager calls, torch.compile and CUDA graphs take the same route; the
-forward saves q, k, v, out and the log-sum-exp (O(N) per row), never P.
+flash_bwd.py. The forward and backward are torch.library operators (torch.ops.fa_viz), which
+torch.compile takes; eager calls run the same two functions through a torch.autograd.Function
+(the dispatcher's per-call work is host time a small call cannot hide). The forward saves q, k,
+v, out and the log-sum-exp (O(N) per row), never P.
 
 Attention as models run it, with flash-attn's conventions (kernels/masks.py): a sliding window
 `window_size=(left, right)`, packed documents `cu_seqlens`, GQA/MQA (k and v with fewer heads than
@@ -342,15 +343,45 @@ def _op_backward(ctx, dout, dlse):
 _op_fwd.register_autograd(_op_backward, setup_context=_setup_context)
 
 
+class _Eager(torch.autograd.Function):
+    """Eager autograd outside torch.compile: the operators' own forward and backward functions,
+    called without the dispatcher. Two operator calls and torch.library's autograd wrapper cost
+    the host more than the kernels' GPU time at small sizes (issue 22: measured on the H200,
+    experiments/results/h200/); the arguments are checked once, in the forward, and the
+    backward takes them as the forward kept them. torch.compile keeps the operators."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale, window, cu_seqlens):
+        q, k, v, causal, window, docs = check_masks(q, k, v, causal, window, cu_seqlens)
+        out, lse = _forward_tuned(q, k, v, causal, sm_scale, window, docs)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.masks = (causal, sm_scale, window, docs)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse = ctx.saved_tensors
+        causal, sm_scale, window, docs = ctx.masks
+        if dout.dtype != q.dtype:
+            dout = dout.to(q.dtype)
+        dq, dk, dv = _backward_tuned(q, k, v, out, lse, dout, causal, sm_scale, window, docs)
+        return dq, dk, dv, None, None, None, None
+
+
+# True: eager calls that need a gradient go through the operators too (how it was before issue 22;
+# experiments/scripts/host_time.py times both routes)
+EAGER_THROUGH_OPERATORS = False
+
+
 def flash_attention(q, k, v, causal=False, sm_scale=None, window_size=(-1, -1), cu_seqlens=None) -> torch.Tensor:
     """softmax(q k^T * sm_scale) v, FlashAttention-2. sm_scale defaults to 1/sqrt(head_dim).
     window_size=(left, right): query i sees keys i + off - left .. i + off + right (-1: no limit);
     cu_seqlens (int32, 0 .. seq_len): packed documents, a query sees only its own; k and v may have
     fewer heads than q (GQA/MQA: a divisor) and more positions (decode: the queries are the last
-    positions, off = n_kv - n_q). Differentiable through one route, the torch.ops.fa_viz operator
-    and its autograd formula (the FlashAttention-2 backward, no N x N tensor), which torch.compile
-    and CUDA graphs take too. A call that needs no gradient, outside torch.compile, skips the
-    dispatcher: the same kernels."""
+    positions, off = n_kv - n_q). Differentiable: the FlashAttention-2 backward (no N x N tensor).
+    Under torch.compile it is the torch.ops.fa_viz operator and its autograd formula; an eager call
+    takes the same forward and backward functions without the dispatcher (a torch.autograd.Function,
+    which CUDA graphs capture too); a call that needs no gradient runs the forward alone."""
     if not isinstance(q, torch.Tensor) or q.dim() != 4:
         check_inputs(q, k, v, causal)  # the message the operator would give, before it is dispatched
     window = masks.check_window(window_size)
@@ -358,6 +389,8 @@ def flash_attention(q, k, v, causal=False, sm_scale=None, window_size=(-1, -1), 
     if cu_seqlens is not None and not isinstance(cu_seqlens, torch.Tensor):
         check_cu_seqlens(cu_seqlens, q, k)  # the message, before the operator's schema refuses it
     needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v))
-    if needs_grad or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or (needs_grad and EAGER_THROUGH_OPERATORS):
         return torch.ops.fa_viz.flash_attention_fwd(q, k, v, causal, sm_scale, *window, cu_seqlens)[0]
+    if needs_grad:
+        return _Eager.apply(q, k, v, causal, sm_scale, window, cu_seqlens)
     return flash_attention_fwd(q, k, v, causal=causal, sm_scale=sm_scale, window_size=window, cu_seqlens=cu_seqlens)[0]

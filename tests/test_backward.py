@@ -255,18 +255,28 @@ def test_bad_inputs_raise():
         capture_backward_trace(cfg, do_seed=-1)
 
 
-def test_one_autograd_path_through_the_operator():
-    """flash_attention is the torch.ops.fa_viz operator, and its gradient is flash_attention_bwd's."""
-    q, k, v, do = rand(1, 2, 50, 16, torch.float32, seed=1, count=4)
+@pytest.mark.parametrize("through_operators", [False, True], ids=["eager-function", "operators"])
+def test_both_autograd_routes_give_flash_attention_bwd_s_gradients(through_operators, monkeypatch):
+    """An eager call runs attention.py's forward and backward through a torch.autograd.Function;
+    with EAGER_THROUGH_OPERATORS (and under torch.compile) through the torch.ops.fa_viz operators.
+    Both give exactly flash_attention_fwd's output and flash_attention_bwd's gradients, on a
+    ragged causal GQA case with a window and a non-contiguous output gradient (flash_attention_bwd
+    itself is held to float64 with every mask in tests/test_masks.py)."""
+    monkeypatch.setattr(attention, "EAGER_THROUGH_OPERATORS", through_operators)
+    q, do = rand(1, 4, 50, 16, torch.float32, seed=1, count=2)
+    k, v = rand(1, 2, 50, 16, torch.float32, seed=2, count=2)
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    out = attention.flash_attention(*leaves, causal=True)
-    assert "fa_viz" in type(out.grad_fn).__name__ or "fa_viz" in str(out.grad_fn.name()), out.grad_fn
-    ref_out, lse = attention.flash_attention_fwd(q, k, v, causal=True)
+    out = attention.flash_attention(*leaves, causal=True, window_size=(20, -1))
+    route = type(out.grad_fn).__name__ + str(out.grad_fn.name())
+    assert ("fa_viz" in route) == through_operators and ("_Eager" in route) != through_operators, route
+    ref_out, lse = attention.flash_attention_fwd(q, k, v, causal=True, window_size=(20, -1))
     assert torch.equal(out.detach(), ref_out)
-    out.backward(do)
-    for name, leaf, g in zip("qkv", leaves, attention.flash_attention_bwd(q, k, v, ref_out, lse, do, causal=True),
-                             strict=True):
-        assert torch.equal(leaf.grad, g), f"d{name} through autograd differs from flash_attention_bwd"
+    do_t = do.transpose(2, 3).contiguous().transpose(2, 3)  # the same values, other strides
+    out.backward(do_t)
+    want = attention.flash_attention_bwd(q, k, v, ref_out, lse, do, causal=True, window_size=(20, -1))
+    for name, leaf, g in zip("qkv", leaves, want, strict=True):
+        assert leaf.grad.shape == g.shape and torch.equal(leaf.grad, g), \
+            f"d{name} through autograd differs from flash_attention_bwd"
     with pytest.raises(ValueError, match="causal must be True or False"):
         attention.flash_attention(q, k, v, causal="yes")
 

@@ -1,8 +1,9 @@
 """Issue 22, small calls: where the host's time goes in one eager forward + backward at N 1024
 (b4 h16 fp16), against SDPA's FLASH backend in the same process. Per case: the GPU time per call
 (CUDA events over back-to-back calls), the host time per call (wall time of the Python call with
-the GPU queue drained first, so nothing waits on the GPU), then a cProfile of the calls (top
-functions by own time). Writes a JSON of the figures to argv[1]."""
+the GPU queue drained first, so nothing waits on the GPU), for the eager route (an autograd
+Function), the route through the torch.ops.fa_viz operators, and the forward alone; then a
+cProfile of the eager calls (top functions by own time). Writes a JSON of the figures to argv[1]."""
 import cProfile
 import io
 import json
@@ -14,11 +15,31 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from kernels import attention
 from kernels.attention import flash_attention
 
 
 def ours(q, k, v, do, causal):
     flash_attention(q, k, v, causal=causal).backward(do)
+
+
+def ours_operators(q, k, v, do, causal):
+    """The route before issue 22's change: both torch.ops.fa_viz operators and their autograd."""
+    attention.EAGER_THROUGH_OPERATORS = True
+    try:
+        flash_attention(q, k, v, causal=causal).backward(do)
+    finally:
+        attention.EAGER_THROUGH_OPERATORS = False
+
+
+def ours_forward(q, k, v, do, causal):
+    with torch.no_grad():
+        flash_attention(q, k, v, causal=causal)
+
+
+def flash_forward(q, k, v, do, causal):
+    with torch.no_grad(), sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
 
 def flash(q, k, v, do, causal):
@@ -49,7 +70,7 @@ def host_us(fn, iters=30):
     return times[len(times) // 2] * 1e6
 
 
-def main(path, head_dims=(128,), causals=(True,), n=1024):
+def main(path, head_dims=(128, 64), causals=(True,), n=1024):
     rows = []
     for d in head_dims:
         for causal in causals:
@@ -59,17 +80,21 @@ def main(path, head_dims=(128,), causals=(True,), n=1024):
             ours(q, k, v, do, causal)
             torch.cuda.synchronize()
             first = time.perf_counter() - t
-            for fn in (ours, flash):
+            impls = (("ours", ours), ("operators", ours_operators), ("flash", flash), ("ours_fwd", ours_forward),
+                     ("flash_fwd", flash_forward))
+            for _name, fn in impls:
                 for _ in range(3):
                     fn(q, k, v, do, causal)
             row = dict(head_dim=d, causal=causal, n=n, first_call_s=first)
             for _round in range(2):  # interleaved rounds
-                for name, fn in (("ours", ours), ("flash", flash)):
-                    row.setdefault(f"{name}_gpu_ms", []).append(gpu_ms(lambda fn=fn: fn(q, k, v, do, causal)))
-                    row.setdefault(f"{name}_host_us", []).append(host_us(lambda fn=fn: fn(q, k, v, do, causal)))
+                for name, fn in impls:
+                    row.setdefault(f"{name}_gpu_ms", []).append(gpu_ms(lambda fn=fn, a=(q, k, v, do, causal): fn(*a)))
+                    row.setdefault(f"{name}_host_us", []).append(host_us(lambda fn=fn, a=(q, k, v, do, causal): fn(*a)))
             for key in [k for k in row if k.endswith(("_ms", "_us"))]:
                 row[key] = min(row[key])
             row["vs_flash"] = row["flash_gpu_ms"] / row["ours_gpu_ms"]
+            row["operators_vs_flash"] = row["flash_gpu_ms"] / row["operators_gpu_ms"]
+            row["fwd_vs_flash"] = row["flash_fwd_gpu_ms"] / row["ours_fwd_gpu_ms"]
             prof = cProfile.Profile()
             prof.enable()
             for _ in range(20):
@@ -84,13 +109,17 @@ def main(path, head_dims=(128,), causals=(True,), n=1024):
             row["profile_cumulative"] = s.getvalue()
             print(f"d{d} causal {causal}: first {first:.1f} s; ours {row['ours_gpu_ms']:.3f} ms/call "
                   f"(host {row['ours_host_us']:.0f} us), FLASH {row['flash_gpu_ms']:.3f} ms (host "
-                  f"{row['flash_host_us']:.0f} us): {row['vs_flash']:.2f}x", flush=True)
+                  f"{row['flash_host_us']:.0f} us): {row['vs_flash']:.2f}x; through the operators "
+                  f"{row['operators_gpu_ms']:.3f} ms (host {row['operators_host_us']:.0f} us) "
+                  f"{row['operators_vs_flash']:.2f}x; forward alone {row['ours_fwd_gpu_ms']:.3f} ms (host "
+                  f"{row['ours_fwd_host_us']:.0f} us) vs FLASH {row['flash_fwd_gpu_ms']:.3f} ms (host "
+                  f"{row['flash_fwd_host_us']:.0f} us): {row['fwd_vs_flash']:.2f}x", flush=True)
             rows.append(row)
     with open(path, "w") as f:
         json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__,
                        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows=rows), f, indent=1)
-    print(rows[0]["profile"][:6000])
-    print(rows[0]["profile_cumulative"][:8000])
+    print(rows[0]["profile"][:5000])
+    print(rows[0]["profile_cumulative"][:5000])
 
 
 if __name__ == "__main__":
