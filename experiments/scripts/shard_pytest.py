@@ -1,7 +1,10 @@
 """Run a pytest selection in N processes at once (the GPU suite compiles a kernel per test, and
 compiling is CPU-bound: 16 cores on the lent H200): collect the test ids, deal them round-robin
 into shards, run each shard in its own process with its own log, and print each shard's summary.
-Usage: shard_pytest.py SHARDS OUT_DIR TIMEOUT_S -- pytest arguments... Exits 1 if any shard failed."""
+Usage: shard_pytest.py SHARDS OUT_DIR TIMEOUT_S -- pytest arguments... Exits 1 if any shard failed.
+PASSED=N:a,b,...:K leaves out tests an earlier run passed: of an N-way split of the same
+collection, the first K tests of shards a, b, ... Every shard's log is printed at the end."""
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +15,12 @@ def main():
     args = [a for a in sys.argv[sys.argv.index("--") + 1:] if a not in ("-q", "-qq")]
     ids = [line for line in subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args],
                                            capture_output=True, text=True).stdout.splitlines() if "::" in line]
-    print(f"{len(ids)} tests in {shards} shards", flush=True)
+    total = len(ids)
+    if os.environ.get("PASSED"):
+        n, done, k = os.environ["PASSED"].split(":")
+        skip = {t for i in map(int, done.split(",")) for t in ids[i::int(n)][:int(k)]}
+        ids = [t for t in ids if t not in skip]
+    print(f"{total} tests collected, {len(ids)} to run in {shards} shards", flush=True)
     t0 = time.time()
     procs = []
     for i in range(shards):
@@ -33,6 +41,8 @@ def main():
         print(f"shard {i}: rc {rc}: {tail[0] if tail else ''}", flush=True)
         bad += rc != 0
     print(f"{time.time() - t0:.0f} s", flush=True)
+    for i, _, _ in procs:
+        print(f"---- shard {i}\n" + open(f"{out}/shard-{i}.log").read()[-3000:], flush=True)
     sys.exit(1 if bad else 0)
 
 
