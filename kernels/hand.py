@@ -9,6 +9,8 @@ unchanged). `unpad` keeps only the real entries, so a trace of 4 keys has 4 x 4 
 
 Not for: launching (trace.py), the app's table parsing (viz/hand.py).
 """
+import math
+
 import numpy as np
 
 from kernels import limits
@@ -60,6 +62,20 @@ def pad(cfg, host):
         hw = torch.zeros((int(pos[-1]) + 1, d), dtype=t.dtype)
         hw[torch.from_numpy(pos), : cfg.head_dim] = t
         out.append(hw)
+    return out
+
+
+def padded_counters(cfg) -> dict:
+    """The elements the kernel counts on the padded launch (what a hand trace's counters hold):
+    every row of each hardware q-block below the last real one and all 16 head lanes, for Q and
+    O; for K and V the real keys only (the masked lanes load nothing), 16 lanes each, once per
+    q-block; the log-sum-exp once per row."""
+    d = hardware(cfg.head_dim)
+    rows = int(positions(cfg.seq_len, cfg.block_m)[-1]) + 1
+    kv = math.ceil(cfg.seq_len / cfg.block_m) * cfg.seq_len * d
+    out = {"q_loads": rows * d, "k_loads": kv, "v_loads": kv, "o_stores": rows * d, "lse_stores": rows}
+    out["loads"] = out["q_loads"] + out["k_loads"] + out["v_loads"]
+    out["stores"] = out["o_stores"] + out["lse_stores"]
     return out
 
 

@@ -21,6 +21,8 @@ from kernels import backend, hand, limits, masks, reference, traffic
 from kernels.inputs import make_inputs
 from kernels.schema import array
 
+SCENARIOS = limits.SCENARIOS + ("typed",)  # typed: the q, k, v handed to capture_trace (no generator)
+
 INT_FIELDS = ("seq_len", "head_dim", "block_m", "block_n", "seed", "kv_splits", "window_left", "window_right",
               "documents", "group", "q_len")
 
@@ -81,7 +83,7 @@ class TraceConfig:
         limits.check_bool("causal", self.causal)
         limits.check_choice("dtype", self.dtype, limits.DTYPES)
         limits.check_int("seed", self.seed, 0, 2**31 - 1)
-        limits.check_choice("scenario", self.scenario, limits.SCENARIOS)
+        limits.check_choice("scenario", self.scenario, SCENARIOS)
         limits.check_choice("loop_order", self.loop_order, limits.LOOP_ORDERS)
         limits.check_int("kv_splits", self.kv_splits, 1, limits.MAX_KV_SPLITS)
         if self.kv_splits > self.n_kv_blocks:
@@ -154,7 +156,10 @@ class TraceConfig:
         if self.loop_order == "fa1":  # one program masks every tile it visits
             seen = traffic.visited_tiles(self.seq_len, self.block_m, self.block_n, self.causal)
             return np.where(seen, masks.MASKED, masks.SKIPPED).astype(np.int32)
-        return self.masks().tile_kinds(self.block_m, self.block_n, self.kv_splits)
+        kinds = self.masks().tile_kinds(self.block_m, self.block_n, self.kv_splits)
+        if self.hand_sized and self.block_n < hand.hardware(self.block_n):  # kernels/hand.py's layout: KEY_TILE
+            kinds = np.where(kinds == masks.SKIPPED, masks.SKIPPED, masks.MASKED).astype(np.int32)  # lanes masked
+        return kinds
 
     @classmethod
     def recorded(cls, **values) -> "TraceConfig":
@@ -308,6 +313,8 @@ class AttentionTrace:
 
     def model_counters(self) -> dict:
         c = self.config
+        if c.hand_sized:  # the padded launch of kernels/hand.py, as the kernel counted it
+            return hand.padded_counters(c)
         if c.loop_order == "fa1":
             return traffic.flash_fa1(c.seq_len, c.head_dim, c.block_m, c.block_n, c.causal)
         if c.kv_splits > 1:
@@ -330,7 +337,11 @@ def capture_trace(cfg: TraceConfig, q_blocks=None, inputs=None) -> AttentionTrac
         raise ValueError(f"cfg must be a TraceConfig, got {type(cfg).__name__}")
     cfg.check_live()  # a config read from a file (TraceConfig.recorded) may be longer than this backend runs
     q_blocks = tile_blocks(cfg, q_blocks, cfg.n_q_blocks, tile_bytes(cfg), "q_blocks")
+    if inputs is None and cfg.scenario == "typed":
+        raise ValueError("scenario 'typed' runs the inputs handed over: capture_trace(cfg, inputs=(q, k, v))")
     given = make_inputs(cfg) if inputs is None else hand.check_inputs(cfg, inputs)
+    if inputs is not None:  # the trace says its inputs were handed over (no seed regenerates them)
+        cfg = dataclasses.replace(cfg, scenario="typed")
     host = [torch.from_numpy(a).to(attention.torch_dtype(cfg.dtype)) for a in given]
     if cfg.hand_sized:
         return _capture_hand(cfg, host, q_blocks)

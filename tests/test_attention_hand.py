@@ -278,3 +278,39 @@ def test_head_dim_widget_resizes_the_tables():
     assert not at.error, [e.value for e in at.error]
     assert at.session_state["hand.q"] == "1,0,0;0,1,0;1,1,0;-1,0.5,0"
     assert any(r"\sqrt{3}" in x.value for x in at.latex), "the scale is 1/sqrt(3)"
+
+
+@pytest.mark.parametrize("n,d,bm,bn", [(4, 2, 2, 2), (5, 3, 2, 3), (7, 1, 3, 2), (13, 2, 2, 16), (15, 2, 16, 3)])
+def test_a_hand_trace_saves_and_loads_as_an_untrusted_file(n, d, bm, bn):
+    """A typed trace written by trace_io loads back through every check of an untrusted file: its
+    scenario says 'typed' (no seed regenerates its inputs; the float64 references are rebuilt from
+    the q, k, v it holds), every tile ran in the kernel's masked loop where the key lanes are
+    masked, and its counters are the padded launch's. A changed number is refused."""
+    import io
+
+    from kernels import trace_io
+
+    rng = np.random.default_rng(n * 10 + d)
+    q, k, v = (rng.standard_normal((n, d)).astype(np.float32) for _ in range(3))
+    t = capture_trace(TraceConfig(seq_len=n, head_dim=d, block_m=bm, block_n=bn), inputs=(q, k, v))
+    model = t.model_counters()
+    assert t.config.scenario == "typed" and t.counters == {key: model[key] for key in t.counters}
+    back = trace_io.load(io.BytesIO(trace_io.to_bytes(t)), "hand.npz")
+    assert back.config == t.config and np.array_equal(back.q, q) and np.array_equal(back.out, t.out)
+    assert np.array_equal(back.s, t.s, equal_nan=True) and np.array_equal(back.tile_kind, t.tile_kind)
+    assert (t.tile_kind == 2).all() or bn >= 16  # masked lanes: every tile in the masked loop
+    t.out[0, 0] += 0.5
+    with pytest.raises(ValueError, match="hand.npz"):
+        trace_io.load(io.BytesIO(trace_io.to_bytes(t)), "hand.npz")
+
+
+def test_typed_scenario_needs_its_inputs():
+    with pytest.raises(ValueError, match="scenario 'typed' runs the inputs handed over"):
+        capture_trace(TraceConfig(seq_len=4, head_dim=2, block_m=2, block_n=2, scenario="typed"))
+
+
+def test_the_hand_page_offers_its_trace_file():
+    at = _app()
+    _ok(at)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(lab.startswith("Trace file (.npz)") for lab in labels), labels

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import streamlit as st
 
-from kernels import limits, steps
+from kernels import limits, steps, trace_io
 from kernels.trace import TraceConfig
 from viz import page, screens, stepping, urlstate
 from viz.figures import attention as fa
@@ -371,3 +371,7 @@ def show() -> None:
     if not presenting:
         st.latex(inputs_tex(trace))
         st.caption(f"max |out − float64 reference| over the whole output: {trace.max_abs_err:.2e} (float32).")
+        st.download_button("Trace file (.npz): these inputs and every step, to replay on a machine without Triton",
+                           data=lambda: trace_io.to_bytes(trace), mime="application/octet-stream",
+                           file_name=f"hand_{cfg.seq_len}x{cfg.head_dim}_{cfg.block_m}x{cfg.block_n}.npz",
+                           key="hand.download", on_click="ignore")
