@@ -38,6 +38,12 @@ GRACE = 1.0  # after a first failure, seconds to hear from the other ranks (who 
 DEFAULT_TIMEOUT = 120.0
 
 
+def _cut(text: str, head: int = 300, tail: int = 900) -> str:
+    """A rank's error for the parent's message: its start and its end (a compiler's error puts the
+    source first and the reason last), at most head + tail characters."""
+    return text if len(text) <= head + tail else f"{text[:head]} … {text[-tail:]}"
+
+
 class RankFailure(RuntimeError):
     """A rank of a local ring failed; `ranks` names it (or them)."""
 
@@ -102,7 +108,7 @@ def _child(rank: int, world: int, port: int, jobs, events) -> None:
     except BaseException as e:  # reported, then the process ends: its peers are told by the parent's kill
         peer = sys.modules.get("kernels.ring")
         kind = "peer" if peer is not None and isinstance(e, peer.PeerError) else "own"
-        tell("error", where["step"], f"{type(e).__name__}: {str(e)[:600]}", kind)  # in the pipe before the sockets close
+        tell("error", where["step"], f"{type(e).__name__}: {_cut(str(e))}", kind)  # in the pipe before the sockets close
         os._exit(1)
 
 

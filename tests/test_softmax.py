@@ -274,9 +274,9 @@ def test_gpu_fast_path_has_no_counting_code():
     x = _randn(4, 5000, torch.float32, seed=8)
     y = torch.empty_like(x)
     args = (y, x, y, y, y, y.stride(0), x.stride(0), 0, x.shape[0], x.shape[1])
-    fast = sm.softmax_online_kernel[(4,)](*args, BLOCK=1024, ROWS=1, COUNT=False, TRACE=False)
+    fast = sm.softmax_online_kernel[(4,)](*args, BLOCK=1024, CHUNK=1024, ROWS=1, COUNT=False, TRACE=False)
     counted = sm.softmax_online_kernel[(4,)](*args[:2], torch.zeros(2, dtype=torch.int64, device="cuda"),
-                                           *args[3:], BLOCK=1024, ROWS=1, COUNT=True, TRACE=False)
+                                           *args[3:], BLOCK=1024, CHUNK=1024, ROWS=1, COUNT=True, TRACE=False)
     assert "atom" not in fast.asm["ptx"], "COUNT=False still compiles an atomic"
     assert "atom" in counted.asm["ptx"]
 
