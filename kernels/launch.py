@@ -73,4 +73,11 @@ def meta(cls, **values):
     one variant per combination, as it would for separate constexpr parameters."""
     import triton.language as tl
 
-    return cls(**{k: tl.constexpr(v) for k, v in values.items()})
+    return cls(**{k: tl.constexpr(_plain(v)) for k, v in values.items()})
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds: triton's compiler takes only bool, int and None
+    as an `if` condition (a np.bool_ is refused where the interpreter accepts it; the ring's pair
+    kinds, compared in NumPy, hit it on the H200)."""
+    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value

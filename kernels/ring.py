@@ -169,7 +169,8 @@ def ring_rank(q, k, v, cfg: RingConfig, rank: int, *, follow=None, stage: bool =
                 if kinds[a, b] == SKIPPED:  # every key in the future of every query: never computed
                     continue
                 kb = slice(b * c, (b + 1) * c)
-                part = pair_partial(q[qa], kv[0, kb], kv[1, kb], kinds[a, b] == DIAGONAL, cfg.sm_scale, config)
+                part = pair_partial(q[qa], kv[0, kb], kv[1, kb], bool(kinds[a, b] == DIAGONAL), cfg.sm_scale,
+                                    config)
                 pm[b, qa], pl[b, qa], po[b, qa] = part.m, part.l, part.o
                 rec["k_loads"][t] += part.k_loads
         # -- merge the step's partials into the running state (the split-KV merge) --

@@ -70,3 +70,18 @@ def test_the_check_fails_on_a_plain_int_global(monkeypatch):
     assert not _bad_globals(fn)
     monkeypatch.setitem(fn.__globals__, "C_Q", 0)
     assert _bad_globals(fn) == {"C_Q": "int"}
+
+
+def test_compile_time_options_are_plain_python_values():
+    """A NumPy bool or int given as a compile-time option becomes the Python value: triton's
+    compiler refuses a np.bool_ as an `if` condition (UnsupportedLanguageConstruct on the H200,
+    from the ring's pair kinds), which the interpreter accepts."""
+    import numpy as np
+
+    from kernels.flash_fwd import FwdMeta
+    from kernels.launch import meta
+
+    values = {f: 0 for f in FwdMeta._fields} | {"CAUSAL": np.False_, "INTERVALS": np.bool_(True), "BLOCK_M": np.int64(64)}
+    m = meta(FwdMeta, **values)
+    assert type(m.CAUSAL.value) is bool and m.CAUSAL.value is False and m.INTERVALS.value is True
+    assert type(m.BLOCK_M.value) is int and m.BLOCK_M.value == 64
