@@ -102,6 +102,16 @@ def test_page_steps_standard_attention_and_its_equations_hold(step):
     steps = standard.walk(100, 32)
     kernel = steps[step - 1].kernel
     assert any(f"Kernel {kernel}: {standard.KERNEL_NAMES[kernel]}" in m.value for m in at.markdown)
+    _assert_hold(lines)
+    caption = " ".join(c.value for c in at.caption if "max |O − float64|" in c.value)
+    assert f"the whole run moved {nice_bytes(4 * 100 * 100 * 4)} of S and P" in caption, caption
+    err = float(re.search(r"max \|O − float64\| = ([\d.e+-]+)", caption)[1])
+    assert err < 1e-4, caption
+    assert "FlashAttention: 0 bytes of S and P" in caption
+
+
+def _assert_hold(lines: list[str]) -> None:
+    """Each equation the page shows holds with the numbers it shows."""
     for line in lines:
         nums = _numbers(line)
         if line.startswith("S[") and "−∞" not in line:
@@ -113,8 +123,50 @@ def test_page_steps_standard_attention_and_its_equations_hold(step):
     o_lines = [_numbers(line)[-1] for line in lines if line.startswith("O[")]
     if len(o_lines) == 2:  # the last tile: the partial sum shown is the O the kernel wrote
         assert abs(o_lines[0] - o_lines[1]) <= 1e-5 * max(1.0, abs(o_lines[1])), lines
-    caption = " ".join(c.value for c in at.caption if "max |O − float64|" in c.value)
-    assert f"the whole run moved {nice_bytes(4 * 100 * 100 * 4)} of S and P" in caption, caption
-    err = float(re.search(r"max \|O − float64\| = ([\d.e+-]+)", caption)[1])
-    assert err < 1e-4, caption
-    assert "FlashAttention: 0 bytes of S and P" in caption
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["normal", "presenter"])
+@pytest.mark.parametrize("step", [3, 6, 9])
+def test_std_1_steps_standard_attention_as_the_page_s_steps(step, present):
+    """?std=1: the three kernels' steps are the page's (the stepper, the URL's step and std=1), in
+    presenter view one screen a step; the equations it shows hold; 'Back' returns to the tiles."""
+    import html as html_lib
+
+    from streamlit.testing.v1 import AppTest
+
+    from viz.specs import ATTENTION
+    from viz.stepping import PRESENT
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.switch_page("viz/pages/attention.py")
+    for key, value in ATTENTION.keyed(**CONFIG, std=True, step=step - 1).items():
+        at.session_state[key] = value
+    at.session_state[PRESENT] = present
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    kernel = standard.walk(100, 32)[step - 1].kernel
+    label = " ".join(m.value for m in at.markdown if "Standard attention" in m.value)
+    assert f"Kernel {kernel}: {standard.KERNEL_NAMES[kernel]}" in label and f"step {step} of 9" in label, label
+    if present:
+        shown = [html_lib.unescape(re.sub("<[^>]+>", "", h.proto.body)) for h in at.get("html")]
+    else:
+        shown = [m.value.strip("`") for m in at.markdown if m.value.startswith("`")]
+    lines = [t for t in shown if t.startswith(("S[", "P[", "O[", "m = max"))]
+    assert lines, shown
+    _assert_hold(lines)
+    assert at.query_params.get("std") == "1" and at.query_params.get("step") == str(step), at.query_params
+    if not present:
+        at.button(key=ATTENTION.key("std_off")).click().run()
+        assert not at.exception and not at.session_state[ATTENTION.key("std")]
+        assert not any("Standard attention ·" in m.value for m in at.markdown)
+
+
+def test_a_link_with_std_1_opens_the_stepped_view():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.switch_page("viz/pages/attention.py")
+    for key, value in dict(seq_len=100, head_dim=16, block_m=32, block_n=32, std=1, step=4).items():
+        at.query_params[key] = str(value)
+    at.run()
+    assert not at.exception and not at.warning, ([e.value for e in at.exception], [w.value for w in at.warning])
+    assert any("Standard attention" in m.value and "step 4 of 9" in m.value for m in at.markdown), \
+        [m.value for m in at.markdown][:5]

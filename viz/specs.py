@@ -9,8 +9,9 @@ from viz.page import PageSpec
 
 ATTENTION = PageSpec(
     prefix="attn", page="attention", title="FlashAttention, tile by tile", kind="forward", config=urlstate.CONFIG,
-    positions={"q_block": "follow", "row": "row_abs"},
-    defaults={**controls.config_defaults(), "follow": 3 if backend.INTERPRET else 8, "row": 0, "count_ok": None},
+    positions={"q_block": "follow", "row": "row_abs", "std": "std"},  # std=1: standard attention stepped
+    defaults={**controls.config_defaults(), "follow": 3 if backend.INTERPRET else 8, "row": 0, "count_ok": None,
+              "std": False},
     opening=lambda s: {"follow": s.follow, "row_rel": s.row, "step": s.step - 1},  # the row within its q-block
     config_widgets=lambda spec, on_change: controls.config_sidebar(spec.prefix, on_change, orders=True),
     make_config=lambda spec: controls.config_from_state(spec.prefix, orders=True), capture=state.trace_for)

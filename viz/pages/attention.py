@@ -31,6 +31,9 @@ if trace.tile_slot(follow) is None:  # a recording keeps the tiles of some q-blo
     kept = [int(i) for i in trace.tile_q_blocks]
     follow = min(kept, key=lambda i: abs(i - follow))
     st.caption(f"This recording kept the tiles of q-blocks {kept}: following q-block {follow}.")
+if SPEC.get("std"):  # ?std=1: the three kernels of standard attention as this page's steps
+    standard_sections.stepped(SPEC, src, trace, follow, HERE)
+    st.stop()
 WALK = steps.steps(trace, follow)
 export_at = ss.setdefault(SPEC.key("export_at"), {})  # the step on screen, for the export buttons
 if not ss[PRESENT]:
