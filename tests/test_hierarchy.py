@@ -99,3 +99,40 @@ def test_softmax_page_shows_the_hierarchy_and_the_dram_bytes():
         assert float(shown[2]) == round(rows["safe"]["cached_reads_per_element"], 2)
         got = dict(zip(table["softmax"], table["input reads that reached DRAM"], strict=True))
         assert got == {v: round(r["dram_reads_per_element"], 2) for v, r in rows.items()}
+
+
+def test_the_dram_reads_figure_draws_the_rows_numbers():
+    n = hierarchy.softmax_seq_lens()[-1]
+    rows = hierarchy.softmax_dram(n)
+    fig = fh.dram_reads_figure(rows, n, "NVIDIA H200")
+    model, dram, cached = (list(t.y) for t in fig.data)
+    assert model == [r["loads"] for r in rows] and dram == [r["dram_reads_per_element"] for r in rows]
+    assert cached == [r["cached_reads_per_element"] for r in rows]
+    for r in rows:  # derived: the model's reads that did not reach DRAM
+        assert r["cached_reads_per_element"] == pytest.approx(max(0.0, r["loads"] - r["dram_reads_per_element"]), abs=1e-9)
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["normal", "presenter"])
+def test_memory_1_is_one_screen_with_the_measured_numbers(present):
+    """?memory=1 on the softmax page: the hierarchy and where the reads went as one screen (presenter
+    view too); its sentence states the model's reads and the committed DRAM reads; Back returns."""
+    n = hierarchy.softmax_seq_lens()[-1]
+    by = {r["variant"]: r for r in hierarchy.softmax_dram(n)}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.switch_page("viz/pages/softmax.py")
+    at.query_params["scene"] = "softmax-overflow"
+    at.query_params["memory"] = "1"
+    if present:
+        at.query_params["present"] = "1"
+    at.run()
+    assert not at.exception and not at.warning, [e.value for e in at.exception]
+    words = " ".join(re.sub("<[^>]+>", "", h.proto.body) for h in at.get("html"))
+    want = (f"Safe reads each element {by['safe']['loads']} times, online {by['online']['loads']}: on the NVIDIA H200 "
+            f"{by['safe']['dram_reads_per_element']:.2f} and {by['online']['dram_reads_per_element']:.2f} of those "
+            "reached DRAM.")
+    assert want in words, words
+    assert len(at.get("plotly_chart")) == 2 and at.query_params.get("memory") == "1"
+    assert not any("Step 1 of" in m.value for m in at.markdown)  # the screen, not the softmax steps
+    if not present:
+        at.button(key=hierarchy_sections.SPEC.key("memory_off")).click().run()
+        assert not at.exception and not at.session_state[hierarchy_sections.SPEC.key("memory")]

@@ -4,6 +4,8 @@ measured, read from the committed results, so a talk without a GPU shows them.
 
 Not for: the accesses the kernels count on this page's row (viz/softmax_sections.py).
 """
+import html
+
 import streamlit as st
 
 from kernels import hierarchy, results
@@ -49,12 +51,55 @@ def verdict(safe: dict, online: dict) -> str:
             "on this GPU the pass it saves is a pass over the caches.")
 
 
+def screen(src, device: str) -> None:
+    """?memory=1: the hierarchy and where safe softmax's extra pass went, as one screen (presenter
+    view: one projector screen; normal view: with the way back)."""
+    from viz import stepping, urlstate
+
+    ss = st.session_state
+    urlstate.write(src.url({"memory": True}))
+    dram = results.dram_bytes()
+    gpu = gpu_of(device, dram)
+    if ss[stepping.PRESENT]:
+        top = st.columns([0.5, 5], vertical_alignment="center")
+        with top[0]:
+            stepping.exit_presenter(SPEC.prefix)
+        top[1].markdown("**The memory hierarchy, and where safe softmax's extra pass goes**")
+    else:
+        st.markdown("#### The memory hierarchy, and where safe softmax's extra pass goes")
+    if gpu is None:
+        st.info("No GPU of this recording or of the committed Nsight Compute results is known here.")
+        _back()
+        return
+    lens = hierarchy.softmax_seq_lens(dram) if dram is not None and dram["env"].get("gpu") == gpu else []
+    chart(fh.hierarchy_figure(hierarchy.levels(gpu), gpu, height=270), SPEC.key("hierarchy_screen"))
+    if lens:
+        rows = hierarchy.softmax_dram(lens[-1], dram)
+        left, right = st.columns([1.3, 1], vertical_alignment="center")
+        with left:
+            chart(fh.dram_reads_figure(rows, lens[-1], gpu, height=300), SPEC.key("dram_screen"))
+        by = {r["variant"]: r for r in rows}
+        right.html("<div class='fa-words'>" + html.escape(
+            f"Safe reads each element {by['safe']['loads']} times, online {by['online']['loads']}: on the {gpu} "
+            f"{by['safe']['dram_reads_per_element']:.2f} and {by['online']['dram_reads_per_element']:.2f} of those "
+            "reached DRAM. " + verdict(by["safe"], by["online"])) + "</div>")
+    if not ss[stepping.PRESENT]:
+        _back()
+
+
+def _back() -> None:
+    st.button("Back to the softmax steps", key=SPEC.key("memory_off"),
+              on_click=lambda: st.session_state.update({SPEC.key("memory"): False}))
+
+
 def section(device: str) -> None:
     dram = results.dram_bytes()
     gpu = gpu_of(device, dram)
     if gpu is None:
         return
     st.markdown("#### The memory hierarchy, and where the extra pass goes")
+    st.button("Show it as one screen (presenter view too; the URL's memory=1)", key=SPEC.key("memory_on"),
+              on_click=lambda: st.session_state.update({SPEC.key("memory"): True}))
     levels = hierarchy.levels(gpu)
     chart(fh.hierarchy_figure(levels, gpu), SPEC.key("hierarchy"))
     measured = [lv for lv in levels if lv.bandwidth_source == "measured"]

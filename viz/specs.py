@@ -44,7 +44,8 @@ def softmax_config(spec) -> softmax_trace.SoftmaxConfig:
 
 SOFTMAX = PageSpec(
     prefix="sm", page="softmax", title="Softmax: naive, safe, online", kind="softmax", config=urlstate.SOFTMAX,
-    positions={}, defaults={"length": 64, "block": 16, "scenario": "randn", "seed": 0, "values": "3, 1, 4, 1, 5"},
+    positions={"memory": "memory"},  # memory=1: the memory hierarchy as one screen
+    defaults={"length": 64, "block": 16, "scenario": "randn", "seed": 0, "values": "3, 1, 4, 1, 5", "memory": False},
     opening=lambda s: {"step": s.step - 1}, config_widgets=controls.softmax_row_sidebar,
     make_config=softmax_config,
     capture=lambda cfg: state.softmax_capture(cfg.fields(), typed_row(SOFTMAX)),

@@ -70,7 +70,8 @@ def _room(text: str) -> str:
 
 
 POSITION = {"q_block": _int(0, 1 << 20), "kv_block": _int(0, 1 << 20), "row": _int(0, 1 << 24),
-            "step": _int(1, 1 << 24), "scene": _name, "present": _bool, "std": _bool}
+            "step": _int(1, 1 << 24), "scene": _name, "present": _bool, "std": _bool,
+            "memory": _bool}
 # every page: presenter view, the projector theme, the talk's mode and the room a window follows
 VIEW = {"present": _bool, "theme": _theme, "talk": _bool, "follow": _room}
 CHAPTER = _int(1, 8)

@@ -48,3 +48,20 @@ def softmax_dram_rows(rows: list[dict]) -> list[dict]:
              "DRAM written (ncu)": nice_bytes(r["dram_write_bytes"]),
              "input reads that reached DRAM": round(r["dram_reads_per_element"], 2),
              "reads served by the caches": round(r["cached_reads_per_element"], 2)} for r in rows]
+
+
+def dram_reads_figure(rows: list[dict], seq_len: int, gpu: str, height: int = 300) -> go.Figure:
+    """Reads of the input per element for each softmax variant: the model's loads (kernels/traffic.py)
+    beside the reads that reached DRAM (Nsight Compute's bytes / the input's bytes) and those the
+    caches served (derived: the model's minus DRAM's)."""
+    names = [r["variant"] for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=[r["loads"] for r in rows], name="reads in the model", marker_color=GREY,
+                text=[str(r["loads"]) for r in rows], textposition="outside")
+    fig.add_bar(x=names, y=[r["dram_reads_per_element"] for r in rows], name=f"reached DRAM (Nsight Compute, {gpu})",
+                marker_color=ORANGE, text=[f"{r['dram_reads_per_element']:.2f}" for r in rows], textposition="outside")
+    fig.add_bar(x=names, y=[r["cached_reads_per_element"] for r in rows], name="served by the caches (derived)",
+                marker_color=BLUE, text=[f"{r['cached_reads_per_element']:.2f}" for r in rows], textposition="outside")
+    fig.update_yaxes(title="reads of each input element", range=[0, max(r["loads"] for r in rows) * 1.25])
+    return layout(fig, height, barmode="group", title=f"Softmax, {seq_len}² float32: where the reads went",
+                  legend=dict(orientation="h", y=-0.18), t=40)

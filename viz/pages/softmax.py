@@ -18,6 +18,9 @@ HERE = src.stop()
 page.sidebar_end(SPEC)
 page.stop_if_error(src)
 trace = page.load(src)
+if SPEC.get("memory"):  # ?memory=1: the memory hierarchy as one screen
+    hierarchy_sections.screen(src, trace.device)
+    st.stop()
 c = trace.config
 length, block, chunks = c.length, c.block, c.n_chunks
 n = steps.softmax_step_count(length, block)
