@@ -171,7 +171,7 @@ def test_scores_softmax_counts_equal_model():
     (dict(seed=True), r"seed must be an integer, got True \(bool\)"),
     (dict(seed=-1), "seed must be between 0 and 2147483647, got -1"),
     (dict(dtype="int8"), "dtype must be one of 'float32', 'float16'"),
-    (dict(scenario="zeros"), r"scenario must be one of 'randn', 'large', 'increasing', 'decreasing', got 'zeros'"),
+    (dict(scenario="zeros"), r"scenario must be one of 'randn', 'large', 'increasing', 'decreasing', 'typed', got 'zeros'"),
     (dict(seq_len=2048, block_m=16, block_n=16), "tiles would take the CPU interpreter about"),
 ])
 def test_config_validation(kwargs, match):
