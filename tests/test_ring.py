@@ -95,7 +95,7 @@ def _check_plan(trace) -> None:
         assert (trace.k_loads[0, 1:] == 0).all() and (trace.k_loads[-1] > 0).all()
     else:  # zig-zag: the same keys for every rank at every step after the first
         assert (trace.k_loads[:, 1:] == trace.k_loads[0, 1]).all() and len(set(trace.k_loads.sum(axis=1))) == 1
-    itemsize = 2 if c.dtype == "float16" else 4
+    itemsize = 4 if c.dtype == "float32" else 2  # float16 and bfloat16 both 2 bytes
     assert (trace.sent_bytes[:, :-1] == 2 * c.rows_per_rank * c.head_dim * itemsize + 8).all()
     assert (trace.sent_bytes[:, -1] == 0).all()
 
