@@ -144,6 +144,17 @@ def _given_blocks(block_m, block_n, head_dim) -> Config | None:
 
 
 # ------------------------------------------------------------------------------ forward
+_sm_counts: dict = {}
+
+
+def _sm_count(device) -> int:
+    """The GPU's streaming multiprocessors, asked once per device."""
+    count = _sm_counts.get(device)
+    if count is None:
+        count = _sm_counts[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return count
+
+
 def _forward_tuned(q, k, v, causal, sm_scale, window=(-1, -1), docs=None):
     out = torch.empty_like(q)
     batch, heads, n_q, head_dim = q.shape
@@ -153,7 +164,7 @@ def _forward_tuned(q, k, v, causal, sm_scale, window=(-1, -1), docs=None):
     intervals = masks.needs_intervals(causal, window, docs is not None, heads // kv_heads, n_q, n_kv)
     splits = (1,) if backend.INTERPRET else tuning.kv_split_counts(
         math.ceil(heads // kv_heads * n_q / 64) * batch * kv_heads, math.ceil(n_kv / 64),
-        torch.cuda.get_device_properties(q.device).multi_processor_count)
+        _sm_count(q.device))
 
     def run(config):
         return flash_fwd.launch(q, k, v, causal, sm_scale, config, out=out, use_tma=use_tma, window=window, docs=docs)
@@ -187,7 +198,10 @@ _last_backward: dict = {}
 
 def tuned_backward_name() -> str | None:
     """What the backward's tuner ran for its latest call: 'dK/dV BM.. + dQ BM..' or 'fused-dQ BM..'."""
-    return _last_backward.get("name")
+    schedule, picked = _last_backward.get("run", (None, None))
+    if schedule is None:
+        return None
+    return schedule.name if schedule.fused_dq else f"dK/dV {picked['dkdv'].name} + dQ {picked['dq'].name}"
 
 
 # ------------------------------------------------------------------------------ backward
@@ -288,8 +302,7 @@ def _backward_tuned(q, k, v, out, lse, do, causal, sm_scale, window=(-1, -1), do
 
     schedule = tuning.backward_tuner.pick(("bwd", "schedule", *shape), schedules, run_schedule)
     run_schedule(schedule)
-    _last_backward["name"] = (schedule.name if schedule.fused_dq
-                              else f"dK/dV {picked['dkdv'].name} + dQ {picked['dq'].name}")
+    _last_backward["run"] = (schedule, picked)  # named when asked (tuned_backward_name)
     return dq, dk, dv
 
 

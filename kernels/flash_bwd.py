@@ -31,7 +31,7 @@ import triton.language as tl
 from kernels import backend, flash_masks, masks, traffic
 from kernels.flash_fwd import LOG2E
 from kernels.flash_masks import MaskArgs, key_bounds, tile_bounds
-from kernels.launch import Config, meta, precision, strides
+from kernels.launch import Config, cdiv, jit_launch, meta, precision, strides
 from kernels.trace_buffers import NO_BACKWARD_TRACE, BackwardTraceBuffers, counting
 
 COUNTER_KEYS = traffic.BACKWARD_COUNTERS  # the counters, in this order
@@ -411,10 +411,9 @@ def preprocess(out, do, counters=None):
     batch, heads, seq_len, head_dim = out.shape
     delta = torch.empty((batch, heads, seq_len), dtype=torch.float32, device=out.device)
     block = 64 if backend.INTERPRET or head_dim > 64 else 128
-    _attn_bwd_preprocess[(triton.cdiv(seq_len, block), batch * heads)](
-        out, do, delta, counters, strides(out), strides(do), heads, seq_len,
-        HEAD_DIM=head_dim, BLOCK_M=block, COUNT=counters is not None,
-    )
+    jit_launch(_attn_bwd_preprocess, (cdiv(seq_len, block), batch * heads),
+               out, do, delta, counters, strides(out), strides(do), heads, seq_len,
+               HEAD_DIM=head_dim, BLOCK_M=block, COUNT=counters is not None)
     return delta
 
 
@@ -449,9 +448,9 @@ def launch_dkdv(q, k, v, do, lse, delta, causal: bool, sm_scale: float, config: 
     kmeta = meta(DkdvMeta, HEAD_DIM=head_dim, BLOCK_M=config.block_m, BLOCK_N=config.block_n, CAUSAL=bool(causal),
                  COUNT=tr.counters is not None, TRACE=trace is not None, DOT_PRECISION=precision(q.dtype),
                  RAGGED=seq_len % config.block_m != 0, FUSED_DQ=dq_acc is not None, **metas)
-    _attn_bwd_dkdv[(triton.cdiv(n_kv, config.block_n), batch * kv_heads)](
-        q, k, v, do, lse, delta, dk, dv, dq_acc, sm_scale, strides(q), strides(do), kv_heads, seq_len, tr, kmeta, mk,
-        **config.compile_options())
+    jit_launch(_attn_bwd_dkdv, (cdiv(n_kv, config.block_n), batch * kv_heads),
+               q, k, v, do, lse, delta, dk, dv, dq_acc, sm_scale, strides(q), strides(do), kv_heads, seq_len, tr,
+               kmeta, mk, **config.compile_options())
     return dk, dv
 
 
@@ -464,9 +463,9 @@ def launch_dq(q, k, v, do, lse, delta, causal: bool, sm_scale: float, config: Co
     qmeta = meta(DqMeta, HEAD_DIM=head_dim, BLOCK_M=config.block_m, BLOCK_N=config.block_n, CAUSAL=bool(causal),
                  COUNT=counters is not None, DOT_PRECISION=precision(q.dtype),
                  MASKED_TILES=bool(causal) or k.shape[2] % config.block_n != 0 or metas["INTERVALS"], **metas)
-    _attn_bwd_dq[(triton.cdiv(seq_len, config.block_m), batch * heads)](
-        q, k, v, do, lse, delta, dq, sm_scale, strides(q), strides(do), heads, seq_len, counters, qmeta, mk,
-        **config.compile_options())
+    jit_launch(_attn_bwd_dq, (cdiv(seq_len, config.block_m), batch * heads),
+               q, k, v, do, lse, delta, dq, sm_scale, strides(q), strides(do), heads, seq_len, counters, qmeta, mk,
+               **config.compile_options())
     return dq
 
 

@@ -28,7 +28,7 @@ import triton.language as tl
 
 from kernels import backend, flash_merge, masks, traffic
 from kernels.flash_masks import MaskArgs, key_bounds, tile_bounds
-from kernels.launch import Config, meta, precision, strides
+from kernels.launch import Config, cdiv, jit_launch, meta, precision, strides
 from kernels.trace_buffers import NO_FORWARD_TRACE, TraceBuffers
 
 LOG2E = tl.constexpr(1.4426950408889634)  # constexpr: compiled kernels may not read plain globals
@@ -403,7 +403,7 @@ def launch(q, k, v, causal: bool, sm_scale: float, config: Config, *, trace: Tra
         lv = lse.view(batch, kv_heads, rows)
     intervals = masks.needs_intervals(causal, window, docs is not None, group, n_q, n_kv)
     own_kv = k.shape[1:3] != qv.shape[1:3] or k.stride() != qv.stride()
-    grid = (triton.cdiv(rows, config.block_m), batch * kv_heads) + ((kv_splits,) if kv_splits > 1 else ())
+    grid = (cdiv(rows, config.block_m), batch * kv_heads) + ((kv_splits,) if kv_splits > 1 else ())
     if kv_splits > 1:  # the kernel writes partials; the merge writes out and lse
         use_tma = False
         part_o = torch.empty((batch, kv_heads * kv_splits, rows, head_dim), dtype=torch.float32, device=q.device)
@@ -428,8 +428,8 @@ def launch(q, k, v, causal: bool, sm_scale: float, config: Config, *, trace: Tra
                   sk=strides(k) if own_kv else None, left=left if left >= 0 else None,
                   right=right if right >= 0 else None, doc=docs.doc if docs is not None else None,
                   cu=docs.cu if docs is not None else None)
-    _attn_fwd[grid](*tensors[:3], sm_scale, dest[1], tensors[3], strides(qv), strides(dest[0]), kv_heads, rows,
-                    trace.args() if trace is not None else NO_FORWARD_TRACE, fmeta, mk, **config.compile_options())
+    jit_launch(_attn_fwd, grid, *tensors[:3], sm_scale, dest[1], tensors[3], strides(qv), strides(dest[0]), kv_heads,
+               rows, trace.args() if trace is not None else NO_FORWARD_TRACE, fmeta, mk, **config.compile_options())
     if kv_splits > 1:
         flash_merge.merge(part_o, part_ml, ov, lv, kv_splits, trace.counters if trace is not None else None)
         if trace is not None:

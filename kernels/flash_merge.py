@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from kernels import traffic
-from kernels.launch import strides
+from kernels.launch import cdiv, jit_launch, strides
 
 # counter slots of a split-KV trace (kernels/traffic.py SPLIT_KV_COUNTERS)
 C_MERGE_O, C_MERGE_ML, C_O, C_LSE = (tl.constexpr(traffic.SPLIT_KV_COUNTERS.index(k)) for k in (
@@ -66,7 +66,6 @@ def merge(part_o, part_ml, out, lse, kv_splits: int, counters=None) -> None:
     """Combine the partials of a KV_SPLITS launch into out (batch, heads, N, d) and lse."""
     batch, heads, seq_len, head_dim = out.shape
     block = 64
-    _merge_splits[(triton.cdiv(seq_len, block), batch * heads)](
-        part_o, part_ml, out, lse, counters, strides(part_o), strides(out), heads, seq_len,
-        KV_SPLITS=kv_splits, BLOCK_M=block, HEAD_DIM=head_dim, COUNT=counters is not None,
-    )
+    jit_launch(_merge_splits, (cdiv(seq_len, block), batch * heads),
+               part_o, part_ml, out, lse, counters, strides(part_o), strides(out), heads, seq_len,
+               KV_SPLITS=kv_splits, BLOCK_M=block, HEAD_DIM=head_dim, COUNT=counters is not None)

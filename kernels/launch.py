@@ -10,11 +10,17 @@ has a long positional list: `Strides` of a tensor, a `meta(...)` tuple of compil
 
 Not for: which configs exist or which one wins (tuning.py), the kernels (flash_*.py).
 """
+import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from kernels import backend
 from kernels.limits import HEAD_DIMS, MAX_BLOCK_HEAD_ELEMENTS
+
+try:
+    import torch as _torch
+except ImportError:  # the app replays traces without torch
+    _torch = None
 
 
 def precision(dtype) -> str:
@@ -64,16 +70,47 @@ class Strides(NamedTuple):
     k: int
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for a grid: triton.cdiv is a constexpr function in triton 3.9, about 3 us a call on the host."""
+    return -(-a // b)
+
+
 def strides(t) -> Strides:
     return Strides(*t.stride())
 
 
 def meta(cls, **values):
     """An instance of the named tuple `cls` with every value a tl.constexpr: the kernel compiles
-    one variant per combination, as it would for separate constexpr parameters."""
-    import triton.language as tl
+    one variant per combination, as it would for separate constexpr parameters. One object per
+    combination, kept: building 25 constexprs for each launch was host time a small call paid
+    (issue 22), and launch plans key on the object itself."""
+    key = (cls, *values.items())
+    try:
+        made = _metas.get(key)
+    except TypeError:  # a value that cannot be hashed: made each time
+        key, made = None, None
+    if made is None:
+        import triton.language as tl
 
-    return cls(**{k: tl.constexpr(_plain(v)) for k, v in values.items()})
+        made = cls(**{k: tl.constexpr(_plain(v)) for k, v in values.items()})
+        if key is not None:
+            if len(_metas) >= MAX_KEPT:
+                start_over()
+            _metas[key] = made
+            _meta_ids[id(made)] = made
+    return made
+
+
+_metas: dict = {}  # (cls, (name, value), ...) -> the named tuple of constexprs
+_meta_ids: dict = {}  # id -> every meta tuple made (kept alive, so an id is not reused while a plan names it)
+MAX_KEPT = 4096  # metas or plans kept before both start over
+
+
+def start_over() -> None:
+    """Forget every kept meta tuple and launch plan (they are made again on the next launches)."""
+    _metas.clear()
+    _meta_ids.clear()
+    _plans.clear()
 
 
 def _plain(value):
@@ -81,3 +118,119 @@ def _plain(value):
     as an `if` condition (a np.bool_ is refused where the interpreter accepts it; the ring's pair
     kinds, compared in NumPy, hit it on the H200)."""
     return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
+
+
+# ------------------------------------------------------------------------------ launch plans
+# A compiled kernel launched straight from the plan kept for its arguments (issue 22: a small
+# call's host time). `fn[grid](*args)` costs about 50 us of Python a launch on the H200: triton
+# binds the arguments, hashes each constexpr of the meta tuples to find the compiled kernel and
+# builds launch metadata. The first launch of a kind goes that way; its kernel is kept under a
+# key made of what triton specializes on (each int's value, each tensor's dtype and 16-byte
+# alignment, each float and None as itself, the meta tuples by identity, a tensor descriptor's
+# shape, strides and block), and later launches of that key call the kernel's launcher directly,
+# as triton's own JITFunction.run does at its end (the same entry point in triton 3.6 and 3.9).
+# Off in the interpreter (nothing is compiled) and while a launch hook is set (a profiler's).
+# CHECK_PLANS (environment FA_VIZ_CHECK_PLANS=1; the GPU suite's job sets it) makes every direct
+# launch ask triton for its own key too and fail if triton would have picked another kernel.
+CHECK_PLANS = os.environ.get("FA_VIZ_CHECK_PLANS", "") == "1"
+USE_PLANS = True  # False: every launch through fn[grid] (experiments/scripts/host_time.py times both)
+_plans: dict = {}
+plan_stats = {"direct": 0, "planned": 0, "checked": 0}
+
+
+class _Unplanned(Exception):
+    """An argument whose specialization this key does not model: launched through triton."""
+
+
+def _key_of(a):
+    t = type(a)
+    if t is int:
+        return a
+    if t is float or t is bool or a is None:
+        return t
+    if id(a) in _meta_ids and _meta_ids[id(a)] is a:
+        return ("meta", id(a))
+    if isinstance(a, tuple):
+        return tuple(_key_of(x) for x in a)
+    if _torch is not None and isinstance(a, _torch.Tensor):
+        return (a.dtype, a.data_ptr() % 16 == 0)
+    if t.__name__ == "TensorDescriptor":
+        return ("desc", a.base.dtype, a.base.data_ptr() % 16 == 0, tuple(a.shape), tuple(a.strides),
+                tuple(a.block_shape), getattr(a, "padding", None))
+    if t.__name__ == "constexpr":
+        return ("constexpr", repr(a.value))
+    raise _Unplanned(t.__name__)
+
+
+def jit_launch(fn, grid: tuple, *args, **kwargs) -> None:
+    """fn[grid](*args, **kwargs), directly through the kept plan where there is one (see above).
+    kwargs: the kernel's remaining parameters by name and triton's options (num_warps, num_stages)."""
+    if backend.INTERPRET or not USE_PLANS or _hooked():
+        fn[grid](*args, **kwargs)
+        return
+    values = list(args)
+    for p in fn.params[len(args):]:
+        values.append(kwargs.get(p.name, p.default))
+    names = fn.arg_names
+    options = tuple((k, v) for k, v in kwargs.items() if k not in names)
+    device = _torch.cuda.current_device()
+    try:
+        key = (fn, device, options, _key_of(tuple(values)))
+    except _Unplanned:
+        fn[grid](*args, **kwargs)
+        return
+    plan = _plans.get(key)
+    if plan is None:
+        kernel = fn[grid](*args, **kwargs)
+        plan_stats["planned"] += 1
+        if kernel is not None and hasattr(kernel, "packed_metadata"):
+            if len(_plans) >= MAX_KEPT:
+                start_over()  # the key names meta tuples by id: they go together
+                return
+            _plans[key] = (kernel.run, kernel.function, kernel.packed_metadata, kernel)
+        return
+    run, function, packed, kernel = plan
+    if CHECK_PLANS:
+        _check_plan(fn, kernel, device, args, kwargs)
+    g1 = grid[1] if len(grid) > 1 else 1
+    g2 = grid[2] if len(grid) > 2 else 1
+    run(grid[0], g1, g2, _triton()[1](device), function, packed, None, None, None, *values)
+    plan_stats["direct"] += 1
+
+
+def _check_plan(fn, kernel, device, args, kwargs) -> None:
+    """Triton's own lookup for these arguments must find the kernel the plan holds."""
+    from triton.runtime.jit import compute_cache_key
+
+    knobs = _triton()[0]
+    kernel_cache, kernel_key_cache, _target, _backend, binder = fn.device_caches[device]
+    kw = dict(kwargs)
+    kw["debug"] = kw.get("debug", fn.debug) or knobs.runtime.debug
+    kw["instrumentation_mode"] = knobs.compilation.instrumentation_mode
+    _bound, specialization, options = binder(*args, **kw)
+    found = kernel_cache.get(compute_cache_key(kernel_key_cache, specialization, options))
+    if found is not kernel:
+        raise AssertionError(f"launch plan for {fn.__name__} holds another kernel than triton would launch: "
+                             f"specialization {specialization}")
+    plan_stats["checked"] += 1
+
+
+_triton_parts: tuple = ()
+
+
+def _triton() -> tuple:
+    """(triton.knobs, the driver's current-stream function), looked up once."""
+    global _triton_parts
+    if not _triton_parts:
+        from triton import knobs
+        from triton.runtime.driver import driver
+
+        _triton_parts = (knobs, driver.active.get_current_stream)
+    return _triton_parts
+
+
+def _hooked() -> bool:
+    """A launch hook is set (a profiler's): launches go through triton, which calls it."""
+    rt = _triton()[0].runtime
+    return bool(getattr(rt.launch_enter_hook, "calls", rt.launch_enter_hook)
+                or getattr(rt.launch_exit_hook, "calls", rt.launch_exit_hook))

@@ -14,6 +14,7 @@ from kernels.trace import TraceConfig, capture_trace
 from kernels.trace_backward import capture_backward_trace
 from tests import test_backward, test_loop_orders, test_trace
 from tests.helpers import check_forward, check_grads, rand, walk_blocks
+from tests.test_masks import check_out, sees
 
 pytestmark = pytest.mark.gpu
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,3 +220,31 @@ def test_softmax_backward_row_kernel():
                                              dp.astype(np.float32).astype(np.float64))
         assert abs(d - want["d"]) < 1e-5 * max(1, abs(want["d"]))
         assert np.max(np.abs(ds - want["ds_jacobian"])) < 1e-5
+
+
+def test_launch_plans_launch_what_triton_would(monkeypatch):
+    """Issue 22's direct launches: each one asks triton's own lookup too (CHECK_PLANS) and must find
+    the kernel the plan holds. Calls repeat so the second of each goes direct; fresh data each time
+    (a stale argument would give the earlier call's result), a view 2 bytes off 16-byte alignment
+    (another specialization), GQA with a window, and gradients."""
+    from kernels import launch
+
+    monkeypatch.setattr(launch, "CHECK_PLANS", True)
+    before = dict(launch.plan_stats)
+    flat = torch.randn(3 * 2 * 4 * 333 * 64 + 1, device="cuda", dtype=torch.float16)
+    shifted = [flat[1 + i * 2 * 4 * 333 * 64:1 + (i + 1) * 2 * 4 * 333 * 64].view(2, 4, 333, 64) for i in range(3)]
+    assert shifted[0].data_ptr() % 16 != 0
+    for seed in (1, 2):
+        q, k, v = rand(2, 4, 333, 64, torch.float16, seed=seed, device="cuda")
+        check_forward(attention.flash_attention(q, k, v, causal=True), q, k, v, True, 0.125, f"plans seed {seed}")
+        check_forward(attention.flash_attention(*shifted, causal=True), *shifted, True, 0.125, "plans misaligned")
+        kg, vg = rand(2, 2, 333, 64, torch.float16, seed=seed + 10, count=2, device="cuda")
+        out, lse = attention.flash_attention_fwd(q, kg, vg, window_size=(50, 0))
+        check_out(out, lse, q, kg, vg, sees(333, 333, False, (50, 0), ()).cuda(), 0.125, f"plans GQA window {seed}")
+        q, k, v, do = rand(2, 3, 300, 128, torch.float16, seed=seed, count=4, device="cuda")
+        qg, kg2, vg2 = (t.clone().requires_grad_() for t in (q, k, v))
+        attention.flash_attention(qg, kg2, vg2, causal=True).backward(do)
+        check_grads((qg.grad, kg2.grad, vg2.grad), q, k, v, do, True, 128 ** -0.5, f"plans grads seed {seed}")
+    direct = launch.plan_stats["direct"] - before["direct"]
+    assert direct >= 8 and launch.plan_stats["checked"] - before["checked"] == direct, (before, launch.plan_stats)
+

@@ -2,7 +2,8 @@
 (b4 h16 fp16), against SDPA's FLASH backend in the same process. Per case: the GPU time per call
 (CUDA events over back-to-back calls), the host time per call (wall time of the Python call with
 the GPU queue drained first, so nothing waits on the GPU), for the eager route (an autograd
-Function), the route through the torch.ops.fa_viz operators, and the forward alone; then a
+Function, launches straight from kernels/launch.py's plans), the same without launch plans, the
+route through the torch.ops.fa_viz operators, and the forward alone; full and causal; then a
 cProfile of the eager calls (top functions by own time). Writes a JSON of the figures to argv[1]."""
 import cProfile
 import io
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from kernels import attention
+from kernels import attention, launch
 from kernels.attention import flash_attention
 
 
@@ -30,6 +31,15 @@ def ours_operators(q, k, v, do, causal):
         flash_attention(q, k, v, causal=causal).backward(do)
     finally:
         attention.EAGER_THROUGH_OPERATORS = False
+
+
+def ours_unplanned(q, k, v, do, causal):
+    """The eager route with every launch through fn[grid] (no launch plans: before their change)."""
+    launch.USE_PLANS = False
+    try:
+        flash_attention(q, k, v, causal=causal).backward(do)
+    finally:
+        launch.USE_PLANS = True
 
 
 def ours_forward(q, k, v, do, causal):
@@ -70,7 +80,7 @@ def host_us(fn, iters=30):
     return times[len(times) // 2] * 1e6
 
 
-def main(path, head_dims=(128, 64), causals=(True,), n=1024):
+def main(path, head_dims=(128, 64), causals=(False, True), n=1024):
     rows = []
     for d in head_dims:
         for causal in causals:
@@ -80,8 +90,8 @@ def main(path, head_dims=(128, 64), causals=(True,), n=1024):
             ours(q, k, v, do, causal)
             torch.cuda.synchronize()
             first = time.perf_counter() - t
-            impls = (("ours", ours), ("operators", ours_operators), ("flash", flash), ("ours_fwd", ours_forward),
-                     ("flash_fwd", flash_forward))
+            impls = (("ours", ours), ("unplanned", ours_unplanned), ("operators", ours_operators), ("flash", flash),
+                     ("ours_fwd", ours_forward), ("flash_fwd", flash_forward))
             for _name, fn in impls:
                 for _ in range(3):
                     fn(q, k, v, do, causal)
@@ -94,6 +104,7 @@ def main(path, head_dims=(128, 64), causals=(True,), n=1024):
                 row[key] = min(row[key])
             row["vs_flash"] = row["flash_gpu_ms"] / row["ours_gpu_ms"]
             row["operators_vs_flash"] = row["flash_gpu_ms"] / row["operators_gpu_ms"]
+            row["unplanned_vs_flash"] = row["flash_gpu_ms"] / row["unplanned_gpu_ms"]
             row["fwd_vs_flash"] = row["flash_fwd_gpu_ms"] / row["ours_fwd_gpu_ms"]
             prof = cProfile.Profile()
             prof.enable()
@@ -109,14 +120,16 @@ def main(path, head_dims=(128, 64), causals=(True,), n=1024):
             row["profile_cumulative"] = s.getvalue()
             print(f"d{d} causal {causal}: first {first:.1f} s; ours {row['ours_gpu_ms']:.3f} ms/call "
                   f"(host {row['ours_host_us']:.0f} us), FLASH {row['flash_gpu_ms']:.3f} ms (host "
-                  f"{row['flash_host_us']:.0f} us): {row['vs_flash']:.2f}x; through the operators "
+                  f"{row['flash_host_us']:.0f} us): {row['vs_flash']:.2f}x; without launch plans "
+                  f"{row['unplanned_gpu_ms']:.3f} ms (host {row['unplanned_host_us']:.0f} us) "
+                  f"{row['unplanned_vs_flash']:.2f}x; through the operators "
                   f"{row['operators_gpu_ms']:.3f} ms (host {row['operators_host_us']:.0f} us) "
                   f"{row['operators_vs_flash']:.2f}x; forward alone {row['ours_fwd_gpu_ms']:.3f} ms (host "
                   f"{row['ours_fwd_host_us']:.0f} us) vs FLASH {row['flash_fwd_gpu_ms']:.3f} ms (host "
                   f"{row['flash_fwd_host_us']:.0f} us): {row['fwd_vs_flash']:.2f}x", flush=True)
             rows.append(row)
     with open(path, "w") as f:
-        json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__,
+        json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, plan_stats=launch.plan_stats,
                        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows=rows), f, indent=1)
     print(rows[0]["profile"][:5000])
     print(rows[0]["profile_cumulative"][:5000])
