@@ -142,24 +142,46 @@ class _Unplanned(Exception):
     """An argument whose specialization this key does not model: launched through triton."""
 
 
-def _key_of(a):
-    t = type(a)
-    if t is int:
-        return a
-    if t is float or t is bool or a is None:
-        return t
-    if id(a) in _meta_ids and _meta_ids[id(a)] is a:
-        return ("meta", id(a))
-    if isinstance(a, tuple):
-        return tuple(_key_of(x) for x in a)
-    if _torch is not None and isinstance(a, _torch.Tensor):
-        return (a.dtype, a.data_ptr() % 16 == 0)
-    if t.__name__ == "TensorDescriptor":
-        return ("desc", a.base.dtype, a.base.data_ptr() % 16 == 0, tuple(a.shape), tuple(a.strides),
-                tuple(a.block_shape), getattr(a, "padding", None))
-    if t.__name__ == "constexpr":
-        return ("constexpr", repr(a.value))
-    raise _Unplanned(t.__name__)
+def _key_of(values: tuple) -> tuple:
+    """What triton specializes on in these arguments (see above), as a hashable tuple; the common
+    types first (one pass, nested tuples recursed)."""
+    out = []
+    for a in values:
+        t = type(a)
+        if t is int:
+            out.append(a)
+        elif a is None:
+            out.append(None)
+        elif t is float or t is bool:
+            out.append(t)
+        elif _torch is not None and isinstance(a, _torch.Tensor):
+            out.append((a.dtype, a.data_ptr() % 16 == 0))
+        elif _meta_ids.get(id(a)) is a:
+            out.append(("meta", id(a)))
+        elif isinstance(a, tuple):
+            out.append(_constant_keys.get(id(a)) or _key_of(a))
+        elif t.__name__ == "TensorDescriptor":
+            out.append(("desc", a.base.dtype, a.base.data_ptr() % 16 == 0, tuple(a.shape), tuple(a.strides),
+                        tuple(a.block_shape), getattr(a, "padding", None)))
+        elif t.__name__ == "constexpr":
+            out.append(("constexpr", repr(a.value)))
+        else:
+            raise _Unplanned(t.__name__)
+    return tuple(out)
+
+
+_constant_keys: dict = {}  # id -> key of the argument tuples that never change (constant())
+
+
+def constant(args: tuple) -> tuple:
+    """A module-level tuple of arguments that never changes (no trace buffers, say): its key is
+    made once. Returns it."""
+    _constant_keys[id(args)] = ("constant", _key_of(args))
+    _constant_objects.append(args)  # kept: the id stays its own
+    return args
+
+
+_constant_objects: list = []
 
 
 def jit_launch(fn, grid: tuple, *args, **kwargs) -> None:
@@ -168,14 +190,15 @@ def jit_launch(fn, grid: tuple, *args, **kwargs) -> None:
     if backend.INTERPRET or not USE_PLANS or _hooked():
         fn[grid](*args, **kwargs)
         return
-    values = list(args)
-    for p in fn.params[len(args):]:
-        values.append(kwargs.get(p.name, p.default))
-    names = fn.arg_names
-    options = tuple((k, v) for k, v in kwargs.items() if k not in names)
+    layout_key = (fn, len(args), tuple(kwargs))
+    layout = _layouts.get(layout_key)
+    if layout is None:
+        layout = _layouts[layout_key] = _layout(fn, len(args), kwargs)
+    rest, option_names = layout
+    values = args + tuple(kwargs[name] if name in kwargs else default for name, default in rest)
     device = _torch.cuda.current_device()
     try:
-        key = (fn, device, options, _key_of(tuple(values)))
+        key = (fn, device, tuple(kwargs[k] for k in option_names), _key_of(values))
     except _Unplanned:
         fn[grid](*args, **kwargs)
         return
@@ -196,6 +219,17 @@ def jit_launch(fn, grid: tuple, *args, **kwargs) -> None:
     g2 = grid[2] if len(grid) > 2 else 1
     run(grid[0], g1, g2, _triton()[1](device), function, packed, None, None, None, *values)
     plan_stats["direct"] += 1
+
+
+_layouts: dict = {}  # (fn, positional count, keyword names) -> _layout
+
+
+def _layout(fn, n_args: int, kwargs) -> tuple:
+    """((name, default) of each parameter after the positional ones, in order; the keyword names
+    that are triton's options, not parameters)."""
+    names = set(fn.arg_names)
+    return (tuple((p.name, p.default) for p in fn.params[n_args:]),
+            tuple(k for k in kwargs if k not in names))
 
 
 def _check_plan(fn, kernel, device, args, kwargs) -> None:

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import torch
 
+from kernels.launch import constant
+
 
 class ForwardTraceArgs(NamedTuple):
     buf: object  # float32 planes, starting at:
@@ -42,7 +44,7 @@ class BackwardTraceArgs(NamedTuple):
     dv: int  # (n, Tq, block_n, d) dV_j after each step
 
 
-NO_FORWARD_TRACE = ForwardTraceArgs(*[None] * len(ForwardTraceArgs._fields))  # no kernel parameter at all
+NO_FORWARD_TRACE = constant(ForwardTraceArgs(*[None] * len(ForwardTraceArgs._fields)))  # no kernel parameter at all
 
 
 def counting(counters) -> BackwardTraceArgs:
@@ -50,7 +52,7 @@ def counting(counters) -> BackwardTraceArgs:
     return BackwardTraceArgs(None, None, counters, *[None] * (len(BackwardTraceArgs._fields) - 3))
 
 
-NO_BACKWARD_TRACE = counting(None)
+NO_BACKWARD_TRACE = constant(counting(None))
 
 
 class _Buffers:

@@ -41,13 +41,15 @@ def test_keys_follow_what_triton_specializes_on():
     base = torch.zeros(64, dtype=torch.float16)
     aligned, shifted = base[:32], base[1:33]  # 2 bytes off: not 16-byte aligned
     assert aligned.data_ptr() % 16 == 0 and shifted.data_ptr() % 16 != 0
-    key = launch._key_of
+    def key(a):
+        return launch._key_of((a,))[0]
+
     assert key(aligned) == (torch.float16, True) and key(shifted) == (torch.float16, False)
     assert key(aligned.float()) == (torch.float32, True)
     assert key(16) != key(17) and key(1) != key(2)  # ints by value (==1, %16 and width follow)
-    assert key(0.5) is float and key(0.25) is float and key(None) is type(None) and key(True) is bool
+    assert key(0.5) is float and key(0.25) is float and key(None) is None and key(True) is bool
     assert key(m) == ("meta", id(m)) and key(meta(_Meta, A=1, B=3)) != key(m)
-    assert key(Strides(1, 2, 3, 4)) == (1, 2, 3, 4) and key((aligned, (None, 3))) == ((torch.float16, True), (type(None), 3))
+    assert key(Strides(1, 2, 3, 4)) == (1, 2, 3, 4) and key((aligned, (None, 3))) == ((torch.float16, True), (None, 3))
     with pytest.raises(launch._Unplanned):
         key(object())
     import triton.language as tl
@@ -193,3 +195,13 @@ def test_the_check_finds_a_plan_triton_would_not_launch(compiled, monkeypatch):
     checked = launch.plan_stats["checked"]
     launch.jit_launch(fn, (1,), x, 1, None, BLOCK=16)
     assert launch.plan_stats["checked"] == checked + 1 and len(fn.kernels[0].runs) == 1
+
+
+def test_constant_argument_tuples_are_keyed_once():
+    from kernels.trace_buffers import NO_BACKWARD_TRACE, NO_FORWARD_TRACE
+
+    for t in (NO_FORWARD_TRACE, NO_BACKWARD_TRACE):
+        assert launch._key_of((t,)) == (launch._constant_keys[id(t)],)
+        assert launch._constant_keys[id(t)] == ("constant", tuple(None for _ in t))
+    copy = tuple(NO_FORWARD_TRACE)  # equal but not the constant: walked
+    assert launch._key_of((copy,)) == (tuple(None for _ in copy),)

@@ -28,13 +28,15 @@ def main():
         if not mine:
             continue
         log = open(f"{out}/shard-{i}.log", "w")
-        procs.append((i, log, subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *mine], stdout=log, stderr=subprocess.STDOUT)))
+        procs.append((i, log, subprocess.Popen([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *mine], stdout=log, stderr=subprocess.STDOUT)))
     bad = 0
     for i, log, p in procs:
         try:
-            rc = p.wait(timeout=max(1.0, timeout - (time.time() - t0)))
+            rc = p.wait(timeout=max(0.1, timeout - (time.time() - t0)))
         except subprocess.TimeoutExpired:
-            p.kill()
+            for _, _, q in procs:  # time is up for every shard still running
+                if q.poll() is None:
+                    q.kill()
             rc = "timeout"
         log.close()
         tail = open(f"{out}/shard-{i}.log").read().strip().splitlines()[-1:]
