@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 import torch
 
-from kernels import backend, flash_bwd, flash_fwd, masks, tuning
+from kernels import backend, flash_bwd, flash_fwd, graphs, masks, tuning
 from kernels.launch import Config, precision
 from kernels.limits import HEAD_DIMS, check_blocks, check_bool, check_choice, check_float, dtypes, shown_value
 
@@ -356,17 +356,39 @@ def _op_backward(ctx, dout, dlse):
 _op_fwd.register_autograd(_op_backward, setup_context=_setup_context)
 
 
+def _graph_names() -> tuple:
+    return tuning.forward_tuner.last, _last_backward.get("run")
+
+
+def _graph_restore(names, part) -> None:
+    if part == 0:
+        tuning.forward_tuner.last = names[0]
+    else:
+        _last_backward["run"] = names[1]
+
+
 class _Eager(torch.autograd.Function):
     """Eager autograd outside torch.compile: the operators' own forward and backward functions,
     called without the dispatcher. Two operator calls and torch.library's autograd wrapper cost
     the host more than the kernels' GPU time at small sizes (issue 22: measured on the H200,
     experiments/results/h200/); the arguments are checked once, in the forward, and the
-    backward takes them as the forward kept them. torch.compile keeps the operators."""
+    backward takes them as the forward kept them. From a shape's second call on a GPU, the same
+    kernels replay from CUDA graphs kept for that shape (kernels/graphs.py). torch.compile keeps
+    the operators."""
 
     @staticmethod
     def forward(ctx, q, k, v, causal, sm_scale, window, cu_seqlens):
         q, k, v, causal, window, docs = check_masks(q, k, v, causal, window, cu_seqlens)
-        out, lse = _forward_tuned(q, k, v, causal, sm_scale, window, docs)
+        graphed = graphs.usable(q, k, docs) and graphs.forward(
+            q, k, v, (q.shape, k.shape, v.shape, q.dtype, q.device, causal, sm_scale, window),
+            lambda q, k, v: _forward_tuned(q, k, v, causal, sm_scale, window),
+            lambda q, k, v, out, lse, do: _backward_tuned(q, k, v, out, lse, do, causal, sm_scale, window),
+            _graph_names, _graph_restore)
+        if graphed:
+            out, lse, ctx.lease = graphed
+        else:
+            out, lse = _forward_tuned(q, k, v, causal, sm_scale, window, docs)
+            ctx.lease = None
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.masks = (causal, sm_scale, window, docs)
         return out
@@ -375,6 +397,11 @@ class _Eager(torch.autograd.Function):
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
         causal, sm_scale, window, docs = ctx.masks
+        if ctx.lease is not None:
+            grads = ctx.lease.backward(dout, _graph_restore)
+            if grads is not None:
+                return *grads, None, None, None, None
+            graphs.stats["backward_eager"] += 1
         if dout.dtype != q.dtype:
             dout = dout.to(q.dtype)
         dq, dk, dv = _backward_tuned(q, k, v, out, lse, dout, causal, sm_scale, window, docs)

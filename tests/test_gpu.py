@@ -248,3 +248,44 @@ def test_launch_plans_launch_what_triton_would(monkeypatch):
     direct = launch.plan_stats["direct"] - before["direct"]
     assert direct >= 8 and launch.plan_stats["checked"] - before["checked"] == direct, (before, launch.plan_stats)
 
+
+
+@pytest.mark.parametrize("n,d,dtype", [(333, 64, torch.float16), (1000, 128, torch.bfloat16)], ids=str)
+def test_graphs_replay_the_eager_kernels_and_keep_each_call_s_own(n, d, dtype):
+    """Issue 22's CUDA graphs (kernels/graphs.py): from a shape's second call its forward and
+    backward replay. Two calls of one shape interleaved as a network's layers are (forward a,
+    forward b, backward b, backward a) each get their own output and gradients; inputs that are
+    transposed views; a second backward (retain_graph) adds the same gradients again."""
+    from kernels import graphs
+
+    graphs.release()
+    before = dict(graphs.stats)
+    scale = d ** -0.5
+
+    def inputs(seed):
+        q, k, v, do = (t.transpose(1, 2).contiguous().transpose(1, 2)  # (b, n, h, d) memory, like a model's
+                       for t in rand(2, 3, n, d, dtype, seed=seed, count=4, device="cuda"))
+        return q, k, v, do, [t.clone().requires_grad_() for t in (q, k, v)]
+
+    *_, first = inputs(0)
+    attention.flash_attention(*first, causal=True).sum().backward()  # first sight: eager, tunes
+    qa, ka, va, do_a, a = inputs(1)
+    qb, kb, vb, do_b, b = inputs(2)
+    out_a = attention.flash_attention(*a, causal=True)
+    out_b = attention.flash_attention(*b, causal=True)
+    out_b.backward(do_b)
+    out_a.backward(do_a)
+    got = {key: graphs.stats[key] - before[key] for key in graphs.stats}
+    assert got["captured"] == 2 and got["forward"] == 2 and got["backward"] == 2, got
+    check_forward(out_a.detach(), qa, ka, va, True, scale, f"graphed call a N={n}")
+    check_forward(out_b.detach(), qb, kb, vb, True, scale, f"graphed call b N={n}")
+    check_grads([t.grad for t in a], qa, ka, va, do_a, True, scale, f"graphed call a N={n}")
+    check_grads([t.grad for t in b], qb, kb, vb, do_b, True, scale, f"graphed call b N={n}")
+    qc, kc, vc, do_c, c = inputs(3)
+    out_c = attention.flash_attention(*c, causal=True)
+    out_c.backward(do_c, retain_graph=True)
+    out_c.backward(do_c)
+    assert graphs.stats["backward_eager"] - before["backward_eager"] == 1
+    check_grads([t.grad / 2 for t in c], qc, kc, vc, do_c, True, scale, f"graphed call c twice N={n}")
+    assert graphs.stats["captured"] - before["captured"] == 2  # c took a slot a or b gave back
+    graphs.release()

@@ -1,8 +1,9 @@
 """Issue 22, small calls: where the host's time goes in one eager forward + backward at N 1024
-(b4 h16 fp16), against SDPA's FLASH backend in the same process. Per case: the GPU time per call
-(CUDA events over back-to-back calls), the host time per call (wall time of the Python call with
-the GPU queue drained first, so nothing waits on the GPU), for the eager route (an autograd
-Function, launches straight from kernels/launch.py's plans), the same without launch plans, the
+(b4 h16 fp16; and two cases at 4096), against SDPA's FLASH backend in the same process. Per case:
+the GPU time per call (CUDA events over back-to-back calls), the host time per call (wall time
+of the Python call with the GPU queue drained first, so nothing waits on the GPU), for the eager
+route (an autograd Function replaying CUDA graphs per shape, kernels/graphs.py), the same without
+graphs (launches straight from kernels/launch.py's plans), the same without launch plans, the
 route through the torch.ops.fa_viz operators, and the forward alone; full and causal; then a
 cProfile of the eager calls (top functions by own time). Writes a JSON of the figures to argv[1]."""
 import cProfile
@@ -16,12 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from kernels import attention, launch
+from kernels import attention, graphs, launch
 from kernels.attention import flash_attention
 
 
 def ours(q, k, v, do, causal):
     flash_attention(q, k, v, causal=causal).backward(do)
+
+
+def ours_ungraphed(q, k, v, do, causal):
+    """The eager route with launch plans but no CUDA graphs (kernels/graphs.py off)."""
+    graphs.ENABLED = False
+    try:
+        flash_attention(q, k, v, causal=causal).backward(do)
+    finally:
+        graphs.ENABLED = True
 
 
 def ours_operators(q, k, v, do, causal):
@@ -80,56 +90,64 @@ def host_us(fn, iters=30):
     return times[len(times) // 2] * 1e6
 
 
-def main(path, head_dims=(128, 64), causals=(False, True), n=1024):
+CASES = [(1024, 128, False), (1024, 128, True), (1024, 64, False), (1024, 64, True), (4096, 128, True),
+         (4096, 64, False)]
+
+
+def main(path, cases=CASES):
     rows = []
-    for d in head_dims:
-        for causal in causals:
-            q, k, v = (torch.randn(4, 16, n, d, device="cuda", dtype=torch.float16, requires_grad=True) for _ in range(3))
-            do = torch.randn_like(q)
-            t = time.perf_counter()
+    for n, d, causal in cases:
+        q, k, v = (torch.randn(4, 16, n, d, device="cuda", dtype=torch.float16, requires_grad=True) for _ in range(3))
+        do = torch.randn_like(q)
+        t = time.perf_counter()
+        ours(q, k, v, do, causal)
+        torch.cuda.synchronize()
+        first = time.perf_counter() - t
+        impls = (("ours", ours), ("ungraphed", ours_ungraphed), ("unplanned", ours_unplanned),
+                  ("operators", ours_operators), ("flash", flash),
+                 ("ours_fwd", ours_forward), ("flash_fwd", flash_forward))
+        for _name, fn in impls:
+            for _ in range(3):
+                fn(q, k, v, do, causal)
+        row = dict(head_dim=d, causal=causal, n=n, first_call_s=first)
+        for _round in range(2):  # interleaved rounds
+            for name, fn in impls:
+                row.setdefault(f"{name}_gpu_ms", []).append(gpu_ms(lambda fn=fn, a=(q, k, v, do, causal): fn(*a)))
+                row.setdefault(f"{name}_host_us", []).append(host_us(lambda fn=fn, a=(q, k, v, do, causal): fn(*a)))
+        for key in [k for k in row if k.endswith(("_ms", "_us"))]:
+            row[key] = min(row[key])
+        row["vs_flash"] = row["flash_gpu_ms"] / row["ours_gpu_ms"]
+        row["ungraphed_vs_flash"] = row["flash_gpu_ms"] / row["ungraphed_gpu_ms"]
+        row["operators_vs_flash"] = row["flash_gpu_ms"] / row["operators_gpu_ms"]
+        row["unplanned_vs_flash"] = row["flash_gpu_ms"] / row["unplanned_gpu_ms"]
+        row["fwd_vs_flash"] = row["flash_fwd_gpu_ms"] / row["ours_fwd_gpu_ms"]
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(20):
             ours(q, k, v, do, causal)
-            torch.cuda.synchronize()
-            first = time.perf_counter() - t
-            impls = (("ours", ours), ("unplanned", ours_unplanned), ("operators", ours_operators), ("flash", flash),
-                     ("ours_fwd", ours_forward), ("flash_fwd", flash_forward))
-            for _name, fn in impls:
-                for _ in range(3):
-                    fn(q, k, v, do, causal)
-            row = dict(head_dim=d, causal=causal, n=n, first_call_s=first)
-            for _round in range(2):  # interleaved rounds
-                for name, fn in impls:
-                    row.setdefault(f"{name}_gpu_ms", []).append(gpu_ms(lambda fn=fn, a=(q, k, v, do, causal): fn(*a)))
-                    row.setdefault(f"{name}_host_us", []).append(host_us(lambda fn=fn, a=(q, k, v, do, causal): fn(*a)))
-            for key in [k for k in row if k.endswith(("_ms", "_us"))]:
-                row[key] = min(row[key])
-            row["vs_flash"] = row["flash_gpu_ms"] / row["ours_gpu_ms"]
-            row["operators_vs_flash"] = row["flash_gpu_ms"] / row["operators_gpu_ms"]
-            row["unplanned_vs_flash"] = row["flash_gpu_ms"] / row["unplanned_gpu_ms"]
-            row["fwd_vs_flash"] = row["flash_fwd_gpu_ms"] / row["ours_fwd_gpu_ms"]
-            prof = cProfile.Profile()
-            prof.enable()
-            for _ in range(20):
-                ours(q, k, v, do, causal)
-            prof.disable()
-            torch.cuda.synchronize()
-            s = io.StringIO()
-            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
-            row["profile"] = s.getvalue()
-            s = io.StringIO()
-            pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(45)
-            row["profile_cumulative"] = s.getvalue()
-            print(f"d{d} causal {causal}: first {first:.1f} s; ours {row['ours_gpu_ms']:.3f} ms/call "
-                  f"(host {row['ours_host_us']:.0f} us), FLASH {row['flash_gpu_ms']:.3f} ms (host "
-                  f"{row['flash_host_us']:.0f} us): {row['vs_flash']:.2f}x; without launch plans "
-                  f"{row['unplanned_gpu_ms']:.3f} ms (host {row['unplanned_host_us']:.0f} us) "
-                  f"{row['unplanned_vs_flash']:.2f}x; through the operators "
-                  f"{row['operators_gpu_ms']:.3f} ms (host {row['operators_host_us']:.0f} us) "
-                  f"{row['operators_vs_flash']:.2f}x; forward alone {row['ours_fwd_gpu_ms']:.3f} ms (host "
-                  f"{row['ours_fwd_host_us']:.0f} us) vs FLASH {row['flash_fwd_gpu_ms']:.3f} ms (host "
-                  f"{row['flash_fwd_host_us']:.0f} us): {row['fwd_vs_flash']:.2f}x", flush=True)
-            rows.append(row)
+        prof.disable()
+        torch.cuda.synchronize()
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
+        row["profile"] = s.getvalue()
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(45)
+        row["profile_cumulative"] = s.getvalue()
+        print(f"N{n} d{d} causal {causal}: first {first:.1f} s; ours {row['ours_gpu_ms']:.3f} ms/call "
+              f"(host {row['ours_host_us']:.0f} us), FLASH {row['flash_gpu_ms']:.3f} ms (host "
+              f"{row['flash_host_us']:.0f} us): {row['vs_flash']:.2f}x; without CUDA graphs "
+              f"{row['ungraphed_gpu_ms']:.3f} ms (host {row['ungraphed_host_us']:.0f} us) "
+              f"{row['ungraphed_vs_flash']:.2f}x; without graphs or launch plans "
+              f"{row['unplanned_gpu_ms']:.3f} ms (host {row['unplanned_host_us']:.0f} us) "
+              f"{row['unplanned_vs_flash']:.2f}x; through the operators "
+              f"{row['operators_gpu_ms']:.3f} ms (host {row['operators_host_us']:.0f} us) "
+              f"{row['operators_vs_flash']:.2f}x; forward alone {row['ours_fwd_gpu_ms']:.3f} ms (host "
+              f"{row['ours_fwd_host_us']:.0f} us) vs FLASH {row['flash_fwd_gpu_ms']:.3f} ms (host "
+              f"{row['flash_fwd_host_us']:.0f} us): {row['fwd_vs_flash']:.2f}x", flush=True)
+        rows.append(row)
     with open(path, "w") as f:
         json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, plan_stats=launch.plan_stats,
+                       graph_stats=graphs.stats, cudnn=torch.backends.cudnn.version(),
                        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows=rows), f, indent=1)
     print(rows[0]["profile"][:5000])
     print(rows[0]["profile_cumulative"][:5000])
