@@ -19,7 +19,9 @@ Not used (the eager kernels run): off the GPU and in the interpreter, while a st
 captured (a caller's own CUDA graph records the eager launches), under torch.compile (the
 operators), for packed documents (cu_seqlens is data), while a profiler's launch hook is set,
 above `MAX_ELEMENTS` (there the GPU's time dwarfs the host's and a graph would only hold memory),
-and with FA_VIZ_GRAPHS=0 or ENABLED = False. `release()` frees every graph and its buffers.
+when a new slot would take the slots past FA_VIZ_GRAPHS_MB (2048 by default; other shapes' free
+slots are dropped first), and with FA_VIZ_GRAPHS=0 or ENABLED = False. `release()` frees every
+graph and its buffers.
 
 Not for: choosing kernels or configs (attention.py, tuning.py), launching them (launch.py).
 """
@@ -35,9 +37,21 @@ ENABLED = os.environ.get("FA_VIZ_GRAPHS", "1") != "0"
 MAX_ELEMENTS = 1 << 30  # batch * heads * n_q * n_kv: N 4096 at batch 4 and 16 heads
 MAX_SLOTS = 2  # calls of one shape waiting for their backward at once
 MAX_SHAPES = 8  # shapes kept; the least recently used one whose slots are free is dropped
-stats = {"captured": 0, "forward": 0, "backward": 0, "backward_eager": 0, "busy": 0}
+MEMORY_MB = int(os.environ.get("FA_VIZ_GRAPHS_MB", "2048"))  # the slots' buffers at most, all shapes together
+stats = {"captured": 0, "forward": 0, "backward": 0, "backward_eager": 0, "busy": 0, "no_room": 0}
 
 _shapes: OrderedDict = OrderedDict()  # key -> list of _Slot, or None after the first (eager) call
+
+
+def slot_bytes(q, k) -> int:
+    """What one slot holds: q, do, out, dq (q's size), k, v, dk, dv (k's), lse and the backward's
+    float32 buffers (delta, and dQ's accumulator when the fused schedule runs: twice q in fp16)."""
+    q_bytes, k_bytes = q.numel() * q.element_size(), k.numel() * k.element_size()
+    return 4 * q_bytes + 4 * k_bytes + q_bytes * 4 // q.element_size() + 2 * q[..., 0].numel() * 4
+
+
+def held_bytes() -> int:
+    return sum(s.bytes for slots in _shapes.values() if slots for s in slots)
 
 
 def release() -> None:
@@ -67,6 +81,7 @@ class _Slot:
 
     def __init__(self, q, k, v, run_forward, run_backward, names):
         """names() after the captures: what the tuners picked, restored on each replay."""
+        self.bytes = slot_bytes(q, k)
         self.q, self.k, self.v = (t.detach().clone(memory_format=torch.contiguous_format) for t in (q, k, v))
         self.do = torch.zeros_like(self.q)
         self.holder = None  # a weak reference to the _Lease of the call that holds it
@@ -141,6 +156,9 @@ def forward(q, k, v, key, run_forward, run_backward, names, restore):
         if len(slots) >= MAX_SLOTS:
             stats["busy"] += 1
             return None
+        if not _room_for(slot_bytes(q, k), key):
+            stats["no_room"] += 1
+            return None
         slot = _Slot(q, k, v, run_forward, run_backward, names)
         slots.append(slot)
     else:
@@ -153,11 +171,23 @@ def forward(q, k, v, key, run_forward, run_backward, names, restore):
     return out, lse, _Lease(slot)
 
 
+def _drop_one(keep=None) -> bool:
+    """Drops the least recently used shape (not `keep`) whose slots are all free."""
+    for key, slots in _shapes.items():
+        if key != keep and (not slots or all(s.free for s in slots)):
+            del _shapes[key]
+            return True
+    return False
+
+
 def _trim() -> None:
-    while len(_shapes) > MAX_SHAPES:
-        for key, slots in _shapes.items():
-            if not slots or all(s.free for s in slots):
-                del _shapes[key]
-                break
-        else:
-            return
+    while len(_shapes) > MAX_SHAPES and _drop_one():
+        pass
+
+
+def _room_for(size: int, key) -> bool:
+    """Whether a new slot of `size` bytes fits MEMORY_MB, dropping other shapes' free slots to make room."""
+    while held_bytes() + size > MEMORY_MB << 20:
+        if not _drop_one(keep=key):
+            return False
+    return True

@@ -136,3 +136,29 @@ def test_graphs_are_not_used_off_the_gpu_for_documents_or_when_off(monkeypatch):
     assert not graphs.usable(q, k, None)  # CPU and the interpreter
     monkeypatch.setattr(graphs, "ENABLED", False)
     assert not graphs.usable(q, k, None)
+
+
+def test_slots_stay_within_the_memory_budget(recorded, monkeypatch):
+    q, k, _ = _inputs(0, n=40)
+    size = graphs.slot_bytes(q, k)
+    assert size == 4 * 5120 + 4 * 5120 + 5120 + 2 * 2 * 40 * 4  # float32: q and k 1 x 2 x 40 x 16 x 4 bytes
+    monkeypatch.setattr(graphs, "MEMORY_MB", 0)
+    attention.flash_attention(*_inputs(0), causal=False).sum().backward()
+    attention.flash_attention(*_inputs(1), causal=False).sum().backward()  # no room: eager
+    assert recorded["captured"] == 0 and recorded["no_room"] == 1
+    monkeypatch.setattr(graphs, "MEMORY_MB", 1)
+    attention.flash_attention(*_inputs(1), causal=False).sum().backward()
+    assert recorded["captured"] == 1 and graphs.held_bytes() == size
+    # a shape whose slot needs nearly all of it: the first shape's free slot is dropped for it
+    monkeypatch.setattr(graphs, "slot_bytes", lambda q, k: (1 << 20) - 1000)
+    attention.flash_attention(*_inputs(2, n=41), causal=False).sum().backward()
+    held = attention.flash_attention(*_inputs(3, n=41), causal=False)  # its backward not yet run
+    assert recorded["captured"] == 2 and [key[0][2] for key, slots in graphs._shapes.items() if slots] == [41]
+    attention.flash_attention(*_inputs(4, n=42), causal=False).sum().backward()
+    a = _inputs(5, n=42)
+    out = attention.flash_attention(*a, causal=False)  # 41's slot is held: no room, eager
+    assert recorded["captured"] == 2 and recorded["no_room"] == 2
+    do = torch.randn_like(out)
+    out.backward(do)
+    _check(out, *a, _want(*a, do, False))
+    held.sum().backward()
