@@ -32,11 +32,10 @@ from collections import OrderedDict
 import torch
 
 from kernels import backend
+from kernels.limits import GRAPH_MAX_ELEMENTS
 
 ENABLED = os.environ.get("FA_VIZ_GRAPHS", "1") != "0"
-# batch * heads * n_q * n_kv: N 1448 at batch 4 and 16 heads. At N 4096 the GPU's time is 4-6x the
-# host's and the copies in and out made the call 5-10% slower (H200, 2026-12-03, host_time.py)
-MAX_ELEMENTS = 1 << 27
+MAX_ELEMENTS = GRAPH_MAX_ELEMENTS  # batch * heads * n_q * n_kv (kernels/limits.py says why)
 MAX_SLOTS = 2  # calls of one shape waiting for their backward at once
 MAX_SHAPES = 8  # shapes kept; the least recently used one whose slots are free is dropped
 MEMORY_MB = int(os.environ.get("FA_VIZ_GRAPHS_MB", "2048"))  # the slots' buffers at most, all shapes together

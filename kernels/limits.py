@@ -24,6 +24,10 @@ LOOP_ORDERS = ("fa2", "fa1")  # FlashAttention-2's loop order (q-blocks outside)
 MAX_KV_SPLITS = 8
 MAX_GROUP = 8  # query heads per K/V head in a trace (the rows of a q-block are the group's queries)
 MAX_DOCUMENTS = 16  # packed documents in a trace
+# eager calls replay CUDA graphs up to batch * heads * n_q * n_kv = 2^27 (N 1448 at batch 4 and 16
+# heads; kernels/graphs.py). Forced on at N 2048 the copies in and out made the call 13-18% slower,
+# at 4096 5-10% (H200, 2026-12-03, experiments/scripts/host_time.py)
+GRAPH_MAX_ELEMENTS = 1 << 27
 
 # Live traces. The interpreter runs every tile in NumPy: 6-7 ms a tile with tracing on, whatever the
 # block size (experiments/README.md, "interpreter speed"). 2048 tiles keep a capture near 15 s.

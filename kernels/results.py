@@ -146,3 +146,40 @@ def measured_bytes(cfg) -> dict | None:
     return {"gpu": data["env"].get("gpu", "a GPU"), "date": str(data["env"].get("date", ""))[:10],
             "bytes": {k: int(c["dram_read_bytes"] + c["dram_write_bytes"]) for k, c in found.items()},
             "dtype": {k: c.get("dtype") for k, c in found.items()}}
+
+
+SMALL_CALL_TIMES = ("ours_gpu_ms", "ours_host_us", "ungraphed_gpu_ms", "unplanned_gpu_ms", "operators_gpu_ms",
+                    "flash_gpu_ms", "flash_host_us")
+
+
+def small_calls(results_dir: Path = RESULTS_DIR) -> dict | None:
+    """The newest small-calls run (experiments/scripts/host_time.py: eager forward + backward per
+    route against SDPA FLASH), or None. A file missing any figure a row needs is passed over."""
+    for path in sorted(results_dir.glob("*-small-calls.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text())
+            rows = data["rows"]
+            ok = (isinstance(data.get("gpu"), str) and isinstance(data.get("graphs_limit"), int) and rows
+                  and all(isinstance(r.get(k), (int, float)) and r[k] > 0 for r in rows
+                          for k in (*SMALL_CALL_TIMES, "n", "head_dim", "batch", "heads")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if ok:
+            return data
+    return None
+
+
+def small_call_ratios(data: dict) -> list[dict]:
+    """Per case: FLASH's time per call over each of our routes' (above 1: ours is faster), and
+    whether the library takes the graph route at that size (batch * heads * n * n within the
+    run's graphs_limit) or the run forced graphs on above it to show what they cost there."""
+    out = []
+    for r in data["rows"]:
+        flash = r["flash_gpu_ms"]
+        out.append({"n": r["n"], "head_dim": r["head_dim"], "causal": r["causal"],
+                    "graphed_by_default": r["batch"] * r["heads"] * r["n"] * r["n"] <= data["graphs_limit"],
+                    "ours_ms": r["ours_gpu_ms"], "ours_host_us": r["ours_host_us"], "flash_ms": flash,
+                    "flash_host_us": r["flash_host_us"],
+                    **{f"{route}_vs_flash": flash / r[f"{route}_gpu_ms"]
+                       for route in ("ours", "ungraphed", "unplanned", "operators")}})
+    return out

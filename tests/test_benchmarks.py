@@ -2,6 +2,7 @@
 are ours over theirs, the charts and tables draw exactly the recorded numbers, the timing is
 interleaved, the page's live run works through a stand-in GPU."""
 import copy
+import json
 import os
 import re
 import subprocess
@@ -190,3 +191,43 @@ def test_a_result_says_what_it_was_measured_on(monkeypatch):
 
     monkeypatch.setenv("PATH", "/nonexistent")
     assert timing.clocks() is None
+
+
+def test_small_calls_table_is_the_recorded_numbers():
+    data = results.small_calls()
+    assert data and "H200" in data["gpu"]
+    table = fbench.bench_small_calls_table(data)
+    assert len(table) == len(data["rows"]) >= 4
+    for t, r in zip(table, data["rows"], strict=True):
+        assert (t["N"], t["head_dim"], t["mask"]) == (r["n"], r["head_dim"], "causal" if r["causal"] else "full")
+        for column, route in (("graphs", "ours"), ("no graphs", "ungraphed"), ("neither", "unplanned"),
+                              ("operators", "operators")):
+            assert t[column] == round(r["flash_gpu_ms"] / r[f"{route}_gpu_ms"], 2)
+        assert t["host µs"] == round(r["ours_host_us"]) and t["FLASH ms"] == round(r["flash_gpu_ms"], 3)
+        graphed = r["batch"] * r["heads"] * r["n"] ** 2 <= data["graphs_limit"]
+        assert t["default"] == ("graphs" if graphed else "no graphs")
+    assert {t["N"] for t in table if t["default"] == "graphs"} == {1024}  # b4 h16: 2^26 in, 2^28 out
+
+
+def test_small_calls_files_are_checked(tmp_path):
+    good = results.small_calls()
+    (tmp_path / "a-small-calls.json").write_text(json.dumps(good))
+    assert results.small_calls(tmp_path)["date"] == good["date"]
+    broken = copy.deepcopy(good)
+    broken["rows"][0]["flash_gpu_ms"] = -1.0
+    for name, text in (("z-small-calls.json", "{not json"), ("y-small-calls.json", json.dumps(broken)),
+                       ("x-small-calls.json", json.dumps({"gpu": "G", "rows": [{}], "graphs_limit": 1})),
+                       ("w-small-calls.json", json.dumps([1, 2]))):
+        (tmp_path / name).write_text(text)
+    assert results.small_calls(tmp_path)["date"] == good["date"]  # every newer file passed over
+    (tmp_path / "a-small-calls.json").unlink()
+    assert results.small_calls(tmp_path) is None
+
+
+def test_page_shows_the_small_calls():
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = next(d.value for d in at.dataframe if "FLASH host µs" in d.value.columns)
+    want = fbench.bench_small_calls_table(results.small_calls())
+    assert list(shown["graphs"]) == [t["graphs"] for t in want] and list(shown["default"]) == [t["default"] for t in want]
+    assert any("Small calls" in m.value for m in at.markdown)

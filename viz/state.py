@@ -130,6 +130,11 @@ def recorded_results() -> dict[str, dict]:
     return results.recorded()
 
 
+def small_call_run() -> dict | None:
+    """The committed small-calls run (kernels/results.small_calls), or None."""
+    return results.small_calls()
+
+
 def live_benchmark(progress) -> dict:
     """`python -m bench --small` in a child process (the benchmark CLI stays out of the app's
     imports), holding the kernel lock; progress(fraction, message) from its stderr."""

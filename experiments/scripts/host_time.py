@@ -19,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from kernels import attention, graphs, launch
 from kernels.attention import flash_attention
+from kernels.limits import GRAPH_MAX_ELEMENTS
 
 
 def ours(q, k, v, do, causal):
@@ -149,6 +150,7 @@ def main(path, cases=CASES):
     with open(path, "w") as f:
         json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, plan_stats=launch.plan_stats,
                        graph_stats=graphs.stats, cudnn=torch.backends.cudnn.version(),
+                       graphs_limit=GRAPH_MAX_ELEMENTS, graphs_forced_up_to=graphs.MAX_ELEMENTS,
                        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows=rows), f, indent=1)
     print(rows[0]["profile"][:5000])
     print(rows[0]["profile_cumulative"][:5000])

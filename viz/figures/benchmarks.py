@@ -211,3 +211,18 @@ def bench_masks_table(result: dict) -> list[dict]:
         row["config picked"] = r.get("config")
         out.append(row)
     return out
+
+
+def bench_small_calls_table(data: dict) -> list[dict]:
+    """Rows for st.dataframe: eager forward + backward, ours (graphs) and FLASH per call, then FLASH's
+    time over each route's (graphs, no graphs, neither graphs nor launch plans, the operators), and
+    the route flash_attention takes at that size by default."""
+    out = []
+    for r in results.small_call_ratios(data):
+        out.append({"N": r["n"], "head_dim": r["head_dim"], "mask": "causal" if r["causal"] else "full",
+                    "ours ms": round(r["ours_ms"], 3), "host µs": round(r["ours_host_us"]),
+                    "FLASH ms": round(r["flash_ms"], 3), "FLASH host µs": round(r["flash_host_us"]),
+                    "graphs": _r2(r["ours_vs_flash"]), "no graphs": _r2(r["ungraphed_vs_flash"]),
+                    "neither": _r2(r["unplanned_vs_flash"]), "operators": _r2(r["operators_vs_flash"]),
+                    "default": "graphs" if r["graphed_by_default"] else "no graphs"})
+    return out

@@ -102,6 +102,20 @@ if result.get("backward"):
     st.dataframe(fbench.bench_ratio_table(result, "backward"), hide_index=True, width="stretch", placeholder="—",
                  key="bench.bwd_table")
 
+small = state.small_call_run()
+if small:
+    st.markdown("##### Small calls: eager forward + backward, where the host's time counts")
+    st.caption(f"Measured on {small['gpu']}, {small['date'][:10]} (experiments/scripts/host_time.py; fp16, batch "
+               f"{small['rows'][0]['batch']}, {small['rows'][0]['heads']} heads). Per call over back-to-back calls; "
+               "ours ms and host µs: the default eager call at N 1024, which from a shape's second call replays "
+               "CUDA graphs of its kernels (kernels/graphs.py) up to batch x heads x N x N = "
+               f"{small['graphs_limit']:,}. Then FLASH's time over ours (above 1: ours is faster) with graphs, "
+               "without, with neither graphs nor launch plans, and through the torch.ops operators; at N 2048 the "
+               "run forced graphs on to show what their copies cost there (default: no graphs). Host µs: the "
+               "Python call's wall time with the GPU idle.")
+    st.dataframe(fbench.bench_small_calls_table(small), hide_index=True, width="stretch", placeholder="—",
+                 key="bench.small_table")
+
 if result.get("masks"):
     st.markdown("##### Attention as models run it: sliding window, packed documents, GQA, decode")
     st.caption(f"{result.get('masks_note', '')}. Each case timed against SDPA with the equivalent dense boolean "
