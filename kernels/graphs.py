@@ -20,12 +20,14 @@ captured (a caller's own CUDA graph records the eager launches), under torch.com
 operators), for packed documents (cu_seqlens is data), while a profiler's launch hook is set,
 above `MAX_ELEMENTS` (there the GPU's time dwarfs the host's and a graph would only hold memory),
 when a new slot would take the slots past FA_VIZ_GRAPHS_MB (2048 by default; other shapes' free
-slots are dropped first), and with FA_VIZ_GRAPHS=0 or ENABLED = False. `release()` frees every
-graph and its buffers.
+slots are dropped first), and with FA_VIZ_GRAPHS=0 or ENABLED = False; a shape whose capture failed runs eagerly
+from then on, with a warning saying why. `release()` frees every graph and its buffers.
 
 Not for: choosing kernels or configs (attention.py, tuning.py), launching them (launch.py).
 """
 import os
+import threading
+import warnings
 import weakref
 from collections import OrderedDict
 
@@ -39,7 +41,9 @@ MAX_ELEMENTS = GRAPH_MAX_ELEMENTS  # batch * heads * n_q * n_kv (kernels/limits.
 MAX_SLOTS = 2  # calls of one shape waiting for their backward at once
 MAX_SHAPES = 8  # shapes kept; the least recently used one whose slots are free is dropped
 MEMORY_MB = int(os.environ.get("FA_VIZ_GRAPHS_MB", "2048"))  # the slots' buffers at most, all shapes together
-stats = {"captured": 0, "forward": 0, "backward": 0, "backward_eager": 0, "busy": 0, "no_room": 0}
+stats = {"captured": 0, "forward": 0, "backward": 0, "backward_eager": 0, "busy": 0, "no_room": 0, "failed": 0}
+_FAILED = ()  # a shape whose capture failed: its calls run eagerly
+_lock = threading.Lock()
 
 _shapes: OrderedDict = OrderedDict()  # key -> list of _Slot, or None after the first (eager) call
 
@@ -144,38 +148,59 @@ def forward(q, k, v, key, run_forward, run_backward, names, restore):
     (out, lse) and run_backward(q, k, v, out, lse, do) -> (dq, dk, dv) are the eager functions;
     names() is what the tuners last picked, restore(names, part) sets it back after a replay of
     the forward (part 0) or the backward (1), so tuned_config_name() names the kernels that ran."""
-    slots = _shapes.get(key, False)
-    if slots is False:  # first sight
-        _shapes[key] = None
-        _trim()
+    with _lock:  # a slot is taken under the lock (the backward runs on autograd's own thread)
+        lease, fresh = _take(q, k, v, key, run_forward, run_backward, names)
+    if lease is None:
         return None
-    _shapes.move_to_end(key)
-    if slots is None:
-        slots = _shapes[key] = []
-    slot = next((s for s in slots if s.free), None)
-    if slot is None:
-        if len(slots) >= MAX_SLOTS:
-            stats["busy"] += 1
-            return None
-        if not _room_for(slot_bytes(q, k), key):
-            stats["no_room"] += 1
-            return None
-        slot = _Slot(q, k, v, run_forward, run_backward, names)
-        slots.append(slot)
-    else:
+    slot = lease.slot
+    if not fresh:
         torch._foreach_copy_([slot.q, slot.k, slot.v], [q, k, v])
     slot.fwd.replay()
     restore(slot.names, 0)
     out, lse = torch.empty_like(slot.out), torch.empty_like(slot.lse)
     torch._foreach_copy_([out, lse], [slot.out, slot.lse])
     stats["forward"] += 1
-    return out, lse, _Lease(slot)
+    return out, lse, lease
+
+
+def _take(q, k, v, key, run_forward, run_backward, names):
+    """(a lease on a free slot of the shape, whether it was captured just now from q, k, v), or
+    (None, False): the first sight of a shape, every slot busy, no room, or a capture that failed."""
+    slots = _shapes.get(key, False)
+    if slots is False:  # first sight
+        _shapes[key] = None
+        _trim()
+        return None, False
+    _shapes.move_to_end(key)
+    if slots is _FAILED:
+        return None, False
+    if slots is None:
+        slots = _shapes[key] = []
+    slot = next((s for s in slots if s.free), None)
+    if slot is not None:
+        return _Lease(slot), False
+    if len(slots) >= MAX_SLOTS:
+        stats["busy"] += 1
+        return None, False
+    if not _room_for(slot_bytes(q, k), key):
+        stats["no_room"] += 1
+        return None, False
+    try:
+        slot = _Slot(q, k, v, run_forward, run_backward, names)
+    except Exception as e:  # any failure to capture leaves the shape to the eager kernels
+        _shapes[key] = _FAILED
+        stats["failed"] += 1
+        warnings.warn(f"CUDA graphs are off for attention of shape {tuple(q.shape)}: capturing its kernels "
+                      f"failed ({type(e).__name__}: {e}); its calls run eagerly", stacklevel=4)
+        return None, False
+    slots.append(slot)
+    return _Lease(slot), True
 
 
 def _drop_one(keep=None) -> bool:
     """Drops the least recently used shape (not `keep`) whose slots are all free."""
     for key, slots in _shapes.items():
-        if key != keep and (not slots or all(s.free for s in slots)):
+        if key != keep and (not slots or all(s.free for s in slots)):  # () and None: no slots
             del _shapes[key]
             return True
     return False

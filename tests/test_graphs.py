@@ -162,3 +162,25 @@ def test_slots_stay_within_the_memory_budget(recorded, monkeypatch):
     out.backward(do)
     _check(out, *a, _want(*a, do, False))
     held.sum().backward()
+
+
+def test_a_capture_that_fails_leaves_the_shape_to_the_eager_kernels(recorded, monkeypatch):
+    tries = []
+
+    def refuse(fn):
+        tries.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphs, "_capture", refuse)
+    attention.flash_attention(*_inputs(0), causal=True).sum().backward()
+    a = _inputs(1)
+    with pytest.warns(UserWarning, match=r"CUDA graphs are off for attention of shape \(1, 2, 40, 16\).*RuntimeError"):
+        out = attention.flash_attention(*a, causal=True)
+    do = torch.randn_like(out)
+    out.backward(do)
+    _check(out, *a, _want(*a, do, True))
+    b = _inputs(2)
+    out = attention.flash_attention(*b, causal=True)  # not tried again
+    out.backward(do)
+    _check(out, *b, _want(*b, do, True))
+    assert recorded["failed"] == 1 and len(tries) == 1 and recorded["forward"] == 0
