@@ -33,7 +33,7 @@ from collections import OrderedDict
 
 import torch
 
-from kernels import backend
+from kernels import backend, launch
 from kernels.limits import GRAPH_MAX_ELEMENTS
 
 ENABLED = os.environ.get("FA_VIZ_GRAPHS", "1") != "0"
@@ -137,8 +137,6 @@ def usable(q, k, docs) -> bool:
     batch, heads, n_q, _ = q.shape
     if batch * heads * n_q * k.shape[2] > MAX_ELEMENTS or torch.cuda.is_current_stream_capturing():
         return False
-    from kernels import launch
-
     return not launch._hooked()
 
 

@@ -159,7 +159,8 @@ def small_calls(results_dir: Path = RESULTS_DIR) -> dict | None:
         try:
             data = json.loads(path.read_text())
             rows = data["rows"]
-            ok = (isinstance(data.get("gpu"), str) and isinstance(data.get("graphs_limit"), int) and rows
+            ok = (isinstance(data.get("gpu"), str) and isinstance(data.get("date"), str)
+                  and isinstance(data.get("graphs_limit"), int) and rows
                   and all(isinstance(r.get(k), (int, float)) and r[k] > 0 for r in rows
                           for k in (*SMALL_CALL_TIMES, "n", "head_dim", "batch", "heads")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):

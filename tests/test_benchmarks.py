@@ -217,7 +217,8 @@ def test_small_calls_files_are_checked(tmp_path):
     broken["rows"][0]["flash_gpu_ms"] = -1.0
     for name, text in (("z-small-calls.json", "{not json"), ("y-small-calls.json", json.dumps(broken)),
                        ("x-small-calls.json", json.dumps({"gpu": "G", "rows": [{}], "graphs_limit": 1})),
-                       ("w-small-calls.json", json.dumps([1, 2]))):
+                       ("w-small-calls.json", json.dumps([1, 2])),
+                       ("v-small-calls.json", json.dumps({k: v for k, v in good.items() if k != "date"}))):
         (tmp_path / name).write_text(text)
     assert results.small_calls(tmp_path)["date"] == good["date"]  # every newer file passed over
     (tmp_path / "a-small-calls.json").unlink()

@@ -26,31 +26,20 @@ def ours(q, k, v, do, causal):
     flash_attention(q, k, v, causal=causal).backward(do)
 
 
-def ours_ungraphed(q, k, v, do, causal):
-    """The eager route with launch plans but no CUDA graphs (kernels/graphs.py off)."""
-    graphs.ENABLED = False
-    try:
-        flash_attention(q, k, v, causal=causal).backward(do)
-    finally:
-        graphs.ENABLED = True
+def _route(operators=False, plans=True, graphed=True):
+    """The eager forward + backward with the route's switches set for the call, then set back."""
+    def run(q, k, v, do, causal):
+        attention.EAGER_THROUGH_OPERATORS, launch.USE_PLANS, graphs.ENABLED = operators, plans, graphed
+        try:
+            flash_attention(q, k, v, causal=causal).backward(do)
+        finally:
+            attention.EAGER_THROUGH_OPERATORS, launch.USE_PLANS, graphs.ENABLED = False, True, True
+    return run
 
 
-def ours_operators(q, k, v, do, causal):
-    """The route before issue 22's change: both torch.ops.fa_viz operators and their autograd."""
-    attention.EAGER_THROUGH_OPERATORS = True
-    try:
-        flash_attention(q, k, v, causal=causal).backward(do)
-    finally:
-        attention.EAGER_THROUGH_OPERATORS = False
-
-
-def ours_unplanned(q, k, v, do, causal):
-    """The eager route with every launch through fn[grid] (no graphs, no launch plans: before both)."""
-    launch.USE_PLANS, graphs.ENABLED = False, False
-    try:
-        flash_attention(q, k, v, causal=causal).backward(do)
-    finally:
-        launch.USE_PLANS, graphs.ENABLED = True, True
+ours_ungraphed = _route(graphed=False)  # launch plans, no CUDA graphs
+ours_operators = _route(operators=True)  # both torch.ops.fa_viz operators and their autograd (before issue 22)
+ours_unplanned = _route(plans=False, graphed=False)  # every launch through fn[grid], no graphs: before both
 
 
 def ours_forward(q, k, v, do, causal):
